@@ -1,0 +1,128 @@
+# frugal — one Makefile, read top to bottom.
+#
+#   make                      build build/frugal (and build/libfrugal.a)
+#   make test                 every test: unit, fuzz replay, CLI, then the
+#                             unit tests again under ASan+UBSan
+#   make check                the quick part of make test (no sanitizer pass)
+#   make fuzz                 libFuzzer targets in build/fuzz (clang)
+#   make SAN=address,undefined  sanitizer build in build/san-address,undefined
+#   make bench                benchmarks (see docs/PERFORMANCE.md)
+#   make demo                 build, make a demo model, run it
+#
+# Warnings are errors (WERROR=0 to relax while hacking).
+
+CC       ?= cc
+SAN      ?=
+WERROR   ?= 1
+OPT      ?= -O2
+TESTDATA ?= $(abspath ../shared/testdata)
+
+PKGS     := libpcre2-8 libutf8proc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
+            -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc -Iinclude $(PKG_CFLAGS)
+LDLIBS   := $(PKG_LIBS) -lm -lpthread
+TEST_LIBS := $(shell pkg-config --libs jansson 2>/dev/null)
+
+ifneq ($(SAN),)
+BUILD    := build/san-$(SAN)
+CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SAN)
+else
+BUILD    := build
+endif
+
+# Per-file instruction sets: x86 SIMD kernels are compiled for their ISA
+# and chosen at run time, so one binary runs on any x86-64.
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+                -mavx512vnni -mavx512bf16
+
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/kernels/*.c src/engine/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libfrugal.a
+BIN      := $(BUILD)/frugal
+
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/replay/%)
+
+.PHONY: all test check unit replay cli-test san-test fuzz bench demo clean
+all: $(BIN)
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
+
+$(BUILD)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(LIB) $(LDLIBS)
+
+# ---- tests ----
+unit: $(UNIT_BIN) $(BIN)
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) scripts/run-tests.sh $(UNIT_BIN)
+
+replay: $(REPLAY_BIN)
+	@scripts/replay-corpora.sh $(BUILD)/replay
+
+cli-test: $(BIN)
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) tests/cli/run.sh
+
+check: unit replay cli-test
+
+san-test:
+	$(MAKE) SAN=address,undefined OPT=-O1 unit replay
+
+test: check san-test
+	@echo "make test: all suites passed"
+
+# ---- fuzzing (clang + libFuzzer) ----
+FUZZ_CC     ?= clang
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+               -Isrc -Iinclude $(PKG_CFLAGS)
+FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+fuzz: $(FUZZ_BIN)
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $(LIB_SRC) $< -o $@ $(LDLIBS)
+
+# ---- benchmarks and demo ----
+bench: $(BIN)
+	scripts/bench.sh $(BIN)
+
+demo: $(BIN)
+	scripts/demo.sh $(BIN)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

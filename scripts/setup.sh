@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages that frugal's build and tests need.
+# Idempotent: a no-op when everything is present.  Run as root (or with sudo).
+set -eu
+pkgs="build-essential pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libjansson-dev
+      curl python3 xxd"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+else
+    echo "setup: all packages present"
+fi

@@ -1,0 +1,69 @@
+/*
+ * kernels.h — typed row operations: dequantize, quantize, dot products and
+ * the matrix multiply that the engine's projections run on.
+ *
+ * Each computable type has a reference twin in ref.c (plain C) and, where
+ * written, SIMD versions (x86_avx2.c, x86_avx512.c) chosen once at start
+ * from the CPU's features.  FRUGAL_REF=1 in the environment (or
+ * fr_kernels_force_ref(true)) selects the twins everywhere.
+ *
+ * Dot products follow llama.cpp: the activation row is first quantized to
+ * the weight type's vec_dot_type (Q8_0 for q4_0/q5_0/q8_0, Q8_1 for
+ * q4_1/q5_1, Q8_K for k-quants, F16 for f16, BF16 for bf16, F32 for f32),
+ * then vec_dot works on (weight row, quantized activation row).
+ */
+#ifndef FR_KERNELS_KERNELS_H
+#define FR_KERNELS_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/pool.h"
+#include "kernels/types.h"
+
+/* n is always a multiple of the type's block size. */
+typedef void  (*fr_dequantize_fn)(const void *src, float *dst, int64_t n);
+typedef void  (*fr_quantize_fn)(const float *src, void *dst, int64_t n);
+typedef float (*fr_vec_dot_fn)(int64_t n, const void *w, const void *a);
+
+typedef struct fr_type_ops {
+    fr_dequantize_fn dequantize;  /* type → f32 */
+    fr_quantize_fn   quantize;    /* f32 → type (reference rounding; NULL if none) */
+    fr_vec_dot_fn    vec_dot;     /* row of type · row of vec_dot_type */
+    int              vec_dot_type;
+} fr_type_ops;
+
+/* Choose implementations for this CPU; idempotent, thread-safe after the
+ * first call (call once at start; every getter below calls it lazily). */
+void fr_kernels_init(void);
+
+/* Force the reference twins (true) or the CPU's best (false). */
+void fr_kernels_force_ref(bool ref);
+
+/* Which instruction set the active table uses: "avx512", "avx2" or "ref". */
+const char *fr_kernels_isa(void);
+
+/* Active ops for a type, or NULL when the type is not computable. */
+const fr_type_ops *fr_kernels_get(int type);
+
+/* The reference twin's ops, or NULL. */
+const fr_type_ops *fr_kernels_ref(int type);
+
+/* Convenience wrappers over the active table (type must be computable). */
+void  fr_dequantize_row(int type, const void *src, float *dst, int64_t n);
+float fr_vec_dot(int type, int64_t n, const void *w, const void *a_quantized);
+
+/*
+ * y = W·x for a batch:  for t < N, r < M:
+ *     y[t*ldy + r] = dot(row r of W, x[t*K .. t*K+K-1])
+ * W: M rows of K elements of wtype (row r at byte r*row_size(wtype, K)).
+ * x: N rows of K floats.  work: fr_matmul_work_size(wtype, K, N) bytes,
+ * 64-byte aligned, owned by the caller (the token loop never allocates).
+ * pool may be NULL (single-threaded).  Rows are split across the pool.
+ */
+size_t fr_matmul_work_size(int wtype, int64_t K, int64_t N);
+void   fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
+                 const float *x, int64_t N, float *y, int64_t ldy, void *work);
+
+#endif
