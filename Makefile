@@ -6,7 +6,6 @@
 #   make check                the quick part of make test (no sanitizer pass)
 #   make fuzz                 libFuzzer targets in build/fuzz (clang)
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
-#   make bench                benchmarks (see docs/PERFORMANCE.md)
 #   make demo                 build, make a demo model, run it
 #
 # Warnings are errors (WERROR=0 to relax while hacking).
@@ -57,7 +56,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all test check unit replay cli-test san-test fuzz bench demo clean
+.PHONY: all test check unit replay cli-test san-test fuzz demo clean
 all: $(BIN)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -115,10 +114,7 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $(LIB_SRC) $< -o $@ $(LDLIBS)
 
-# ---- benchmarks and demo ----
-bench: $(BIN)
-	scripts/bench.sh $(BIN)
-
+# ---- demo ----
 demo: $(BIN)
 	scripts/demo.sh $(BIN)
 

@@ -1,0 +1,29 @@
+/*
+ * cli.h — what the frugal subcommands share: argument helpers and the
+ * one-line error report.
+ */
+#ifndef FR_CLI_CLI_H
+#define FR_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Each subcommand: argv[0] is the subcommand name.  Returns the exit code. */
+int fr_cli_run(int argc, char **argv);
+int fr_cli_tokenize(int argc, char **argv);
+int fr_cli_inspect(int argc, char **argv);
+int fr_cli_mkmodel(int argc, char **argv);
+
+/* Print "frugal: <what>: <detail or message of code>" on stderr; returns 1. */
+int fr_cli_fail(int code, const char *what);
+/* Print "frugal: <formatted>" on stderr; returns 2 (usage errors). */
+int fr_cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse helpers: return false (after printing a usage error) on bad input. */
+bool fr_cli_int(const char *opt, const char *s, long lo, long hi, long *out);
+bool fr_cli_float(const char *opt, const char *s, float *out);
+
+/* Read a whole file into a fr_malloc'd buffer (NUL-terminated; *len = bytes). */
+int fr_cli_read_file(const char *path, char **data, size_t *len);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * mkmodel.c — `frugal mkmodel`: write a random-weight model of a real shape,
+ * for demos, tests and benchmarks (the weights are noise; the arithmetic,
+ * the sizes and the memory traffic are those of the real model).
+ *
+ * Shapes are the published hyperparameters of TinyLlama 1.1B, Qwen2 0.5B and
+ * Llama 3.2 1B, plus a tiny one.  The architecture decides the structure:
+ * llama (NORM RoPE, untied output unless the shape ties it) or qwen2 (Q/K/V
+ * biases, NEOX RoPE, tied output).  The tokenizer is copied from --vocab
+ * FILE, or generated: an SPM vocabulary of the shape's size with byte
+ * fallback tokens and letter pieces, enough to encode and decode any text.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "engine/gguf.h"
+#include "kernels/kernels.h"
+#include "kernels/types.h"
+
+typedef struct shape {
+    const char *name;
+    int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+    float rms_eps, rope_base;
+    bool tied;          /* no output.weight even for llama */
+    bool llama3_rope;   /* write rope_freqs (Llama 3.1 scaling, factor 32) */
+} shape;
+
+static const shape shapes[] = {
+    {"tiny", 256, 2, 4, 2, 768, 4096, 2048, 1e-5f, 10000.0f, false, false},
+    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, 1e-5f, 10000.0f, false, false},
+    {"qwen2-0.5b", 896, 24, 14, 2, 4864, 151936, 32768, 1e-6f, 1000000.0f, true, false},
+    {"llama-3.2-1b", 2048, 16, 32, 8, 8192, 128256, 131072, 1e-5f, 500000.0f, true, true},
+};
+
+/* ---- random numbers: splitmix64, uniform with the variance of N(0, sd) ---- */
+static uint64_t rng_state;
+static uint64_t rng_next(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rng_uniform(float sd) { /* U(-a, a) with a = sd·√3 has std sd */
+    float u = (float)(rng_next() >> 40) * (1.0f / 16777216.0f);
+    return (2.0f * u - 1.0f) * sd * 1.7320508f;
+}
+
+typedef struct builder {
+    fr_gguf_writer *w;
+    void **bufs;
+    size_t n_bufs, cap_bufs;
+    int wtype;
+    float *row;         /* scratch: one row of f32 */
+} builder;
+
+static int keep(builder *b, void *p) {
+    if (b->n_bufs == b->cap_bufs) {
+        size_t nc = b->cap_bufs ? b->cap_bufs * 2 : 64;
+        void **nb = fr_realloc(b->bufs, nc * sizeof *nb);
+        if (!nb) return FR_ENOMEM;
+        b->bufs = nb;
+        b->cap_bufs = nc;
+    }
+    b->bufs[b->n_bufs++] = p;
+    return 0;
+}
+
+/* Add a tensor of ne0 × ne1 random values (sd), or `fill` when sd == 0,
+ * stored as type. */
+static int add_tensor(builder *b, const char *name, int type, int64_t ne0, int64_t ne1, float sd,
+                      float fill) {
+    size_t row_bytes, total;
+    if (!fr_type_row_size(type, ne0, &row_bytes) || !fr_mul_ok(row_bytes, (size_t)ne1, &total))
+        return fr_errf(FR_EINVAL, "tensor %s: row of %lld does not fit type %s", name,
+                       (long long)ne0, fr_type_name(type));
+    const fr_type_ops *ops = fr_kernels_get(type);
+    if (!ops || !ops->quantize) return fr_errf(FR_EUNSUPP, "cannot write type %s", fr_type_name(type));
+    unsigned char *data = fr_malloc(total ? total : 1);
+    if (!data || keep(b, data)) { fr_free(data); return FR_ENOMEM; }
+    for (int64_t r = 0; r < ne1; r++) {
+        for (int64_t i = 0; i < ne0; i++) b->row[i] = sd > 0 ? rng_uniform(sd) : fill;
+        ops->quantize(b->row, data + (size_t)r * row_bytes, ne0);
+    }
+    int64_t ne[2] = {ne0, ne1};
+    return fr_gguf_writer_add_tensor(b->w, name, type, ne1 > 1 ? 2 : 1, ne, data);
+}
+
+/* The generated SPM vocabulary: <unk> <s> </s>, 256 byte tokens, "▁",
+ * printable ASCII with and without "▁", then letter strings. */
+static int gen_vocab(fr_gguf_writer *w, int n_vocab) {
+    char **toks = fr_calloc((size_t)n_vocab, sizeof *toks);
+    float *scores = fr_calloc((size_t)n_vocab, sizeof *scores);
+    int32_t *types = fr_calloc((size_t)n_vocab, sizeof *types);
+    int rc = FR_ENOMEM, n = 0;
+    if (!toks || !scores || !types) goto out;
+    char buf[64];
+#define PUSH(str, ty)                                                         \
+    do {                                                                      \
+        if (n >= n_vocab) break;                                              \
+        if (!(toks[n] = fr_strdup(str))) goto out;                            \
+        types[n] = (ty);                                                      \
+        scores[n] = (ty) == 1 ? -(float)n : 0.0f;                             \
+        n++;                                                                  \
+    } while (0)
+    PUSH("<unk>", 2);
+    PUSH("<s>", 3);
+    PUSH("</s>", 3);
+    for (int i = 0; i < 256; i++) {
+        snprintf(buf, sizeof buf, "<0x%02X>", i);
+        PUSH(buf, 6);
+    }
+    PUSH("\xe2\x96\x81", 1);
+    for (int c = 0x21; c < 0x7f; c++) {
+        snprintf(buf, sizeof buf, "\xe2\x96\x81%c", c);
+        PUSH(buf, 1);
+        snprintf(buf, sizeof buf, "%c", c);
+        PUSH(buf, 1);
+    }
+    /* letter strings of length 2, 3, ... in base-26 order */
+    for (int len = 2; n < n_vocab && len < 8; len++) {
+        long count = 1;
+        for (int i = 0; i < len; i++) count *= 26;
+        for (long k = 0; k < count && n < n_vocab; k++) {
+            char s[16];
+            long x = k;
+            for (int i = len - 1; i >= 0; i--) { s[i] = (char)('a' + x % 26); x /= 26; }
+            s[len] = 0;
+            snprintf(buf, sizeof buf, "\xe2\x96\x81%s", s);
+            PUSH(buf, 1);
+            PUSH(s, 1);
+        }
+    }
+#undef PUSH
+    if (n < n_vocab) { rc = fr_errf(FR_EINVAL, "vocabulary of %d is too large to generate", n_vocab); goto out; }
+    if ((rc = fr_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama")) ||
+        (rc = fr_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default")) ||
+        (rc = fr_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.scores", FR_GGUF_F32, scores, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", FR_GGUF_I32, types, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0)) ||
+        (rc = fr_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true)) ||
+        (rc = fr_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", false)))
+        goto out;
+    rc = 0;
+out:
+    for (int i = 0; toks && i < n_vocab; i++) fr_free(toks[i]);
+    fr_free(toks);
+    fr_free(scores);
+    fr_free(types);
+    return rc;
+}
+
+/* Copy the tokenizer of FILE; returns its vocabulary size in *n_vocab. */
+static int copy_vocab(fr_gguf_writer *w, const char *path, int *n_vocab) {
+    fr_gguf *g = NULL;
+    int rc = fr_gguf_open(path, &g);
+    if (rc) return rc;
+    int et;
+    uint64_t count;
+    const void *data;
+    if ((rc = fr_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &count, &data))) {
+        if (rc == FR_ENOENT) rc = fr_errf(FR_EFORMAT, "%s: no tokenizer.ggml.tokens", path);
+    } else if (count == 0 || count > (1u << 24)) {
+        rc = fr_errf(FR_EFORMAT, "%s: tokenizer.ggml.tokens has %llu entries", path, (unsigned long long)count);
+    } else {
+        *n_vocab = (int)count;
+        rc = fr_gguf_writer_copy_kv(w, g, "tokenizer.");
+    }
+    fr_gguf_close(g);
+    return rc;
+}
+
+/* Llama 3.1 frequency factors (GGUF.md §4), factor 32 as Llama 3.2 uses. */
+static int add_rope_freqs(builder *b, int n_rot, float base) {
+    int n = n_rot / 2;
+    float *ff = fr_malloc(sizeof(float) * (size_t)n);
+    if (!ff || keep(b, ff)) { fr_free(ff); return FR_ENOMEM; }
+    const double factor = 32, low = 1, high = 4, old_ctx = 8192;
+    for (int k = 0; k < n; k++) {
+        double f = pow(base, -2.0 * k / n_rot), lambda = 2 * M_PI / f;
+        if (lambda < old_ctx / high) ff[k] = 1;
+        else if (lambda > old_ctx / low) ff[k] = (float)factor;
+        else {
+            double smooth = (old_ctx / lambda - low) / (high - low);
+            ff[k] = (float)(1 / ((1 - smooth) / factor + smooth));
+        }
+    }
+    int64_t ne[1] = {n};
+    return fr_gguf_writer_add_tensor(b->w, "rope_freqs.weight", FR_TYPE_F32, 1, ne, ff);
+}
+
+static int file_type_of(int t) {
+    switch (t) {
+    case FR_TYPE_F32: return 0;
+    case FR_TYPE_F16: return 1;
+    case FR_TYPE_Q4_0: return 2;
+    case FR_TYPE_Q8_0: return 7;
+    default: return 0;
+    }
+}
+
+static int build(const char *arch, const shape *s, int wtype, const char *vocab, uint64_t seed,
+                 const char *out) {
+    builder b = {0};
+    b.wtype = wtype;
+    rng_state = seed;
+    int rc = fr_gguf_writer_create(&b.w);
+    if (rc) return rc;
+    bool qwen = !strcmp(arch, "qwen2");
+    int hd = s->n_embd / s->n_head, n_vocab = s->n_vocab;
+    int max_row = s->n_ff > s->n_embd ? s->n_ff : s->n_embd;
+    char key[128], name[128];
+    b.row = fr_malloc(sizeof(float) * (size_t)max_row);
+    if (!b.row) { rc = FR_ENOMEM; goto done; }
+
+    if (vocab) rc = copy_vocab(b.w, vocab, &n_vocab);
+    else rc = gen_vocab(b.w, n_vocab);
+    if (rc) goto done;
+
+    snprintf(name, sizeof name, "frugal random %s %s %s", arch, s->name, fr_type_name(wtype));
+#define SETU(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_u32(b.w, key, (uint32_t)(v)))) goto done; } while (0)
+#define SETF(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_f32(b.w, key, (v)))) goto done; } while (0)
+    if ((rc = fr_gguf_writer_set_str(b.w, "general.architecture", arch)) ||
+        (rc = fr_gguf_writer_set_str(b.w, "general.name", name)) ||
+        (rc = fr_gguf_writer_set_u32(b.w, "general.file_type", (uint32_t)file_type_of(wtype))) ||
+        (rc = fr_gguf_writer_set_u32(b.w, "general.quantization_version", 2)))
+        goto done;
+    SETU("context_length", s->n_ctx);
+    SETU("embedding_length", s->n_embd);
+    SETU("block_count", s->n_layer);
+    SETU("feed_forward_length", s->n_ff);
+    SETU("attention.head_count", s->n_head);
+    SETU("attention.head_count_kv", s->n_head_kv);
+    SETU("rope.dimension_count", hd);
+    SETU("vocab_size", n_vocab);
+    SETF("attention.layer_norm_rms_epsilon", s->rms_eps);
+    SETF("rope.freq_base", s->rope_base);
+#undef SETU
+#undef SETF
+
+    const float sd = 0.02f;
+    int n_q = s->n_head * hd, n_kv = s->n_head_kv * hd;
+    if ((rc = add_tensor(&b, "token_embd.weight", wtype, s->n_embd, n_vocab, sd, 0))) goto done;
+    for (int l = 0; l < s->n_layer; l++) {
+        struct { const char *t; int rows, cols; bool mat; } parts[] = {
+            {"attn_norm.weight", s->n_embd, 1, false},
+            {"attn_q.weight", s->n_embd, n_q, true},
+            {"attn_k.weight", s->n_embd, n_kv, true},
+            {"attn_v.weight", s->n_embd, n_kv, true},
+            {"attn_q.bias", n_q, 1, false},
+            {"attn_k.bias", n_kv, 1, false},
+            {"attn_v.bias", n_kv, 1, false},
+            {"attn_output.weight", n_q, s->n_embd, true},
+            {"ffn_norm.weight", s->n_embd, 1, false},
+            {"ffn_gate.weight", s->n_embd, s->n_ff, true},
+            {"ffn_up.weight", s->n_embd, s->n_ff, true},
+            {"ffn_down.weight", s->n_ff, s->n_embd, true},
+        };
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            bool bias = strstr(parts[i].t, ".bias") != NULL;
+            if (bias && !qwen) continue;
+            snprintf(name, sizeof name, "blk.%d.%s", l, parts[i].t);
+            if (parts[i].mat) rc = add_tensor(&b, name, wtype, parts[i].rows, parts[i].cols, sd, 0);
+            else if (bias) rc = add_tensor(&b, name, FR_TYPE_F32, parts[i].rows, 1, sd, 0);
+            else rc = add_tensor(&b, name, FR_TYPE_F32, parts[i].rows, 1, 0, 1.0f);
+            if (rc) goto done;
+        }
+    }
+    if ((rc = add_tensor(&b, "output_norm.weight", FR_TYPE_F32, s->n_embd, 1, 0, 1.0f))) goto done;
+    if (!qwen && !s->tied && (rc = add_tensor(&b, "output.weight", wtype, s->n_embd, n_vocab, sd, 0))) goto done;
+    if (s->llama3_rope && !qwen && (rc = add_rope_freqs(&b, hd, s->rope_base))) goto done;
+    rc = fr_gguf_writer_save(b.w, out);
+done:
+    for (size_t i = 0; i < b.n_bufs; i++) fr_free(b.bufs[i]);
+    fr_free(b.bufs);
+    fr_free(b.row);
+    fr_gguf_writer_destroy(b.w);
+    return rc;
+}
+
+int fr_cli_mkmodel(int argc, char **argv) {
+    const char *arch = "llama", *shape_name = "tiny", *type_name = "q8_0", *vocab = NULL, *out = NULL;
+    long seed = 42;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--arch") && v) { arch = v; i++; }
+        else if (!strcmp(a, "--shape") && v) { shape_name = v; i++; }
+        else if (!strcmp(a, "--type") && v) { type_name = v; i++; }
+        else if (!strcmp(a, "--vocab") && v) { vocab = v; i++; }
+        else if (!strcmp(a, "--seed")) { if (!fr_cli_int(a, v, 0, 0x7fffffffffffffffL, &seed)) return 2; i++; }
+        else if (a[0] == '-') return fr_cli_usage("mkmodel: unknown option or missing value '%s'", a);
+        else if (!out) out = a;
+        else return fr_cli_usage("mkmodel: one output file only (got '%s' too)", a);
+    }
+    if (!out) return fr_cli_usage("mkmodel: output file required");
+    if (strcmp(arch, "llama") && strcmp(arch, "qwen2"))
+        return fr_cli_usage("mkmodel: --arch must be llama or qwen2 (got '%s')", arch);
+    const shape *s = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(shapes[i].name, shape_name)) s = &shapes[i];
+    if (!s) return fr_cli_usage("mkmodel: --shape must be tiny, tinyllama-1.1b, qwen2-0.5b or llama-3.2-1b (got '%s')", shape_name);
+    int t = fr_type_from_name(type_name);
+    if (t != FR_TYPE_F32 && t != FR_TYPE_F16 && t != FR_TYPE_Q8_0 && t != FR_TYPE_Q4_0)
+        return fr_cli_usage("mkmodel: --type must be f32, f16, q8_0 or q4_0 (got '%s')", type_name);
+    int rc = build(arch, s, t, vocab, (uint64_t)seed, out);
+    if (rc) {
+        remove(out);
+        return fr_cli_fail(rc, out);
+    }
+    return 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * model_int.h — the layout of fr_model and fr_ctx, shared by model.c
+ * (loading), forward.c (the forward pass) and their tests.
+ *
+ * Dimension names used in the shape comments:
+ *   n_embd   width of the residual stream
+ *   n_q      n_head * head_dim     (query width)
+ *   n_kv     n_head_kv * head_dim  (key/value width)
+ *   n_ff     feed-forward width
+ *   n_vocab  vocabulary size
+ * Shapes are written row-major, outer dimension first: a matmul weight
+ * [M][K] has M rows of K elements (GGUF ne = {K, M}).
+ */
+#ifndef FR_ENGINE_MODEL_INT_H
+#define FR_ENGINE_MODEL_INT_H
+
+#include <stdint.h>
+
+#include "engine/model.h"
+
+/* A matrix in the mapping: rows rows of cols elements of type. */
+typedef struct fr_weight {
+    const void *data;
+    int type;
+    int64_t cols;            /* K: elements per row (ne0) */
+    int64_t rows;            /* M: number of rows (ne1) */
+    size_t row_bytes;
+    size_t nbytes;
+} fr_weight;
+
+typedef struct fr_layer {
+    const float *attn_norm;      /* [n_embd] */
+    fr_weight wq;                /* [n_q][n_embd] */
+    fr_weight wk;                /* [n_kv][n_embd] */
+    fr_weight wv;                /* [n_kv][n_embd] */
+    fr_weight wo;                /* [n_embd][n_q] */
+    const float *bq;             /* [n_q] or NULL */
+    const float *bk;             /* [n_kv] or NULL */
+    const float *bv;             /* [n_kv] or NULL */
+    const float *bo;             /* [n_embd] or NULL */
+    const float *ffn_norm;       /* [n_embd] */
+    fr_weight w_gate;            /* [n_ff][n_embd] */
+    fr_weight w_up;              /* [n_ff][n_embd] */
+    fr_weight w_down;            /* [n_embd][n_ff] */
+} fr_layer;
+
+struct fr_model {
+    fr_gguf *gguf;               /* owned: the mapping the weights live in */
+    fr_vocab *vocab;             /* owned */
+    fr_hparams hp;
+    fr_weight tok_embd;          /* [n_vocab][n_embd] */
+    const float *output_norm;    /* [n_embd] */
+    fr_weight output;            /* [n_vocab][n_embd]; == tok_embd when tied */
+    const float *output_bias;    /* [n_vocab] or NULL */
+    const float *rope_freqs;     /* [n_rot/2] or NULL */
+    bool tied_output;
+    fr_layer *layers;            /* [n_layer], fr_malloc'd */
+};
+
+/* The largest number of tokens one forward step processes; longer inputs
+ * are split into steps of this many (llama.cpp's default ubatch). */
+#define FR_UBATCH 512
+
+struct fr_ctx {
+    fr_model *model;             /* not owned */
+    fr_pool *pool;               /* not owned; NULL = single-threaded */
+    int32_t n_ctx, n_past;
+    int32_t n_ubatch;            /* tokens per step: min(FR_UBATCH, n_ctx) */
+    int n_threads;
+    uint16_t *k_cache;           /* [n_layer][n_ctx][n_kv] f16 */
+    uint16_t *v_cache;           /* [n_layer][n_ctx][n_kv] f16 */
+    double *inv_freq;            /* [n_rot/2]: base^(-2k/n_rot)·freq_scale/ff[k] */
+    float *x;                    /* [n_ubatch][n_embd] residual stream */
+    float *xb;                   /* [n_ubatch][n_embd] normed input */
+    float *q;                    /* [n_ubatch][n_q] */
+    float *k;                    /* [n_ubatch][n_kv] */
+    float *v;                    /* [n_ubatch][n_kv] */
+    float *att;                  /* [n_ubatch][n_q] attention output */
+    float *hb;                   /* [n_ubatch][n_ff] */
+    float *hb2;                  /* [n_ubatch][n_ff] */
+    float *att_tmp;              /* [n_threads][n_ctx + head_dim] scores + row */
+    float *logits;               /* [n_vocab] */
+    void *work;                  /* matmul work buffer, work_size bytes */
+    size_t work_size;
+    size_t alloc_bytes;          /* bytes allocated for this context */
+};
+
+#endif

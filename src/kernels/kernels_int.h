@@ -1,0 +1,162 @@
+/*
+ * kernels_int.h — internals of the kernels module: the block layouts of
+ * every computable type (GGUF.md §2) and the per-ISA row functions that
+ * kernels.c puts in its dispatch table.
+ *
+ * Every function here has the signature of one fr_type_ops member
+ * (kernels.h).  Names read fr__<isa>_<op>_<type>[_<activation type>]:
+ * fr__ref_* are the plain C twins (ref.c), fr__avx2_* (x86_avx2.c) and
+ * fr__avx512_* (x86_avx512.c) are only called when the CPU has the ISA.
+ *
+ * Half-precision fields are stored as raw uint16_t bits.  Blocks are at
+ * least 2-byte aligned in a GGUF mapping (Q8_K, an activation-only type,
+ * lives in 64-byte aligned work buffers).
+ */
+#ifndef FR_KERNELS_KERNELS_INT_H
+#define FR_KERNELS_KERNELS_INT_H
+
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+#define FR_QK4_0 32
+#define FR_QK8_0 32
+#define FR_K_SCALE_SIZE 12
+
+typedef struct { uint16_t d; uint8_t qs[16]; } fr_block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[16]; } fr_block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } fr_block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } fr_block_q5_1;
+typedef struct { uint16_t d; int8_t qs[32]; } fr_block_q8_0;
+typedef struct { uint16_t d, s; int8_t qs[32]; } fr_block_q8_1;  /* s = d·Σqs */
+
+typedef struct {
+    uint8_t scales[16];          /* low 4 bits scale, high 4 bits min */
+    uint8_t qs[64];              /* 2-bit codes */
+    uint16_t d, dmin;
+} fr_block_q2_K;
+typedef struct {
+    uint8_t hmask[32];           /* high bit of each code */
+    uint8_t qs[64];              /* low 2 bits */
+    uint8_t scales[12];          /* 16 six-bit scales, packed */
+    uint16_t d;
+} fr_block_q3_K;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[FR_K_SCALE_SIZE]; /* 8 six-bit scales and 8 mins */
+    uint8_t qs[128];
+} fr_block_q4_K;
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[FR_K_SCALE_SIZE];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} fr_block_q5_K;
+typedef struct {
+    uint8_t ql[128];             /* low 4 bits */
+    uint8_t qh[64];              /* high 2 bits */
+    int8_t scales[16];
+    uint16_t d;
+} fr_block_q6_K;
+typedef struct {
+    float d;                     /* f32, may be negative */
+    int8_t qs[256];
+    int16_t bsums[16];           /* Σ of each 16 qs */
+} fr_block_q8_K;
+
+_Static_assert(sizeof(fr_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(fr_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(fr_block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(fr_block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(fr_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(fr_block_q8_1) == 36, "q8_1 block");
+_Static_assert(sizeof(fr_block_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(fr_block_q3_K) == 110, "q3_K block");
+_Static_assert(sizeof(fr_block_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(fr_block_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(fr_block_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(fr_block_q8_K) == 292, "q8_K block");
+
+/* Q4_K/Q5_K: scale and min of sub-block j (0..7) from the 12 packed bytes. */
+static inline void fr__get_scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* llama.cpp's nearest_int: round half to even via the 1.5·2^23 trick
+ * (|f| must be below 2^22). */
+static inline int fr__nearest_int(float f) {
+    float v = f + 12582912.f;
+    int32_t i;
+    __builtin_memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* ---- ref.c: the reference twins ---- */
+
+void fr__ref_dequantize_f32(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_f16(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_bf16(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q4_0(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q4_1(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q5_0(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q5_1(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q8_0(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q8_1(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q2_K(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q3_K(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q4_K(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q5_K(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q6_K(const void *src, float *dst, int64_t n);
+void fr__ref_dequantize_q8_K(const void *src, float *dst, int64_t n);
+
+void fr__ref_quantize_f32(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_f16(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_bf16(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q4_0(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q4_1(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q5_0(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q5_1(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q8_0(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q8_1(const float *src, void *dst, int64_t n);
+void fr__ref_quantize_q8_K(const float *src, void *dst, int64_t n);
+
+float fr__ref_vec_dot_f32(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_f16(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_bf16(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q4_1_q8_1(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q5_0_q8_0(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q5_1_q8_1(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__ref_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a);
+
+/* ---- x86_avx2.c (AVX2 + FMA + F16C) ---- */
+
+void fr__avx2_dequantize_f16(const void *src, float *dst, int64_t n);
+void fr__avx2_dequantize_q4_0(const void *src, float *dst, int64_t n);
+void fr__avx2_dequantize_q8_0(const void *src, float *dst, int64_t n);
+void fr__avx2_dequantize_q4_K(const void *src, float *dst, int64_t n);
+void fr__avx2_dequantize_q6_K(const void *src, float *dst, int64_t n);
+
+void fr__avx2_quantize_f16(const float *src, void *dst, int64_t n);
+void fr__avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
+void fr__avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
+
+float fr__avx2_vec_dot_f32(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_f16(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a);
+
+#endif
