@@ -19,6 +19,7 @@ static const struct {
     {"run", fr_cli_run, "run -m FILE -p TEXT [-n N] [--chat] [sampling] : generate text"},
     {"tokenize", fr_cli_tokenize, "tokenize -m FILE [--add-special] [--parse-special] (TEXT | --file F)"},
     {"inspect", fr_cli_inspect, "inspect FILE : metadata and tensor table"},
+    {"bench", fr_cli_bench, "bench -m FILE [-p 512] [-n 128] [-t N] [-r 3] [--json] | bench --membw : speed"},
     {"mkmodel", fr_cli_mkmodel, "mkmodel --arch A --shape S --type T [--vocab FILE] OUT : random-weight model"},
 };
 
