@@ -81,7 +81,8 @@ int fr_gguf_get_str(const fr_gguf *g, const char *key, fr_gguf_str *out);
  * unaligned: read with memcpy).  FR_ENOENT / FR_EFORMAT as above. */
 int fr_gguf_get_arr(const fr_gguf *g, const char *key, int *elem_type,
                     uint64_t *count, const void **data);
-/* Element j of a string array (validated at open; O(1) after open). */
+/* Element j of a string array (validated at open; O(1) after open).
+ * FR_ERANGE when j >= count. */
 int fr_gguf_get_arr_str(const fr_gguf *g, const char *key, uint64_t j, fr_gguf_str *out);
 
 /* Scalar value of pair i as text (for `frugal inspect`), into buf. */
@@ -97,8 +98,14 @@ const fr_gguf_tensor *fr_gguf_find_tensor(const fr_gguf *g, const char *name); /
  * Builds a file in memory-bounded steps: add key/values and tensor infos
  * (with their data pointers, not copied), then fr_gguf_writer_save writes
  * header, infos, padding and data.  Writes GGUF version 3, alignment 32
- * unless general.alignment is set.  Errors: FR_EINVAL (duplicate key or
- * tensor, bad type), FR_ENOMEM, FR_EIO. */
+ * unless general.alignment is set; every tensor starts and ends padded to
+ * the alignment; a file without tensors ends right after its pairs (as
+ * llama.cpp writes it: re-saving its files reproduces them byte for byte).
+ * Setting a key that is present replaces its value in place.  save writes
+ * PATH.tmp~ and renames it over PATH, so PATH may be the file whose mapping
+ * supplies the tensor data.  Errors: FR_EINVAL (empty key, duplicate
+ * tensor, bad type or shape, bad general.alignment), FR_ENOMEM, FR_EIO
+ * (detail names the path).  Not thread-safe. */
 typedef struct fr_gguf_writer fr_gguf_writer;
 int  fr_gguf_writer_create(fr_gguf_writer **out);
 void fr_gguf_writer_destroy(fr_gguf_writer *w);
@@ -107,6 +114,11 @@ int  fr_gguf_writer_set_i32(fr_gguf_writer *w, const char *key, int32_t v);
 int  fr_gguf_writer_set_f32(fr_gguf_writer *w, const char *key, float v);
 int  fr_gguf_writer_set_bool(fr_gguf_writer *w, const char *key, bool v);
 int  fr_gguf_writer_set_str(fr_gguf_writer *w, const char *key, const char *v);
+/* A string of len bytes (may hold NULs; copied). */
+int  fr_gguf_writer_set_strn(fr_gguf_writer *w, const char *key, const char *v, size_t len);
+/* Any scalar type (not STRING/ARRAY): the value is read from v (copied);
+ * FR_EINVAL for other types. */
+int  fr_gguf_writer_set_scalar(fr_gguf_writer *w, const char *key, int type, const void *v);
 /* Array of scalars (elem_type not STRING/ARRAY): count elements packed at data (copied). */
 int  fr_gguf_writer_set_arr(fr_gguf_writer *w, const char *key, int elem_type,
                             const void *data, uint64_t count);
@@ -117,6 +129,7 @@ int  fr_gguf_writer_set_arr_str(fr_gguf_writer *w, const char *key,
  * the caller overrides later (later set_* of the same key replaces it). */
 int  fr_gguf_writer_copy_kv(fr_gguf_writer *w, const fr_gguf *g, const char *prefix_filter);
 /* Tensor: data must stay valid until save; nbytes must match the shape. */
+/* data == NULL writes zeros (handy for tests and placeholders). */
 int  fr_gguf_writer_add_tensor(fr_gguf_writer *w, const char *name, int type,
                                int n_dims, const int64_t *ne, const void *data);
 int  fr_gguf_writer_save(fr_gguf_writer *w, const char *path);

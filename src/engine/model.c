@@ -30,7 +30,6 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "base/log.h"
 #include "base/mem.h"
 #include "engine/model_int.h"
 #include "kernels/kernels.h"
@@ -127,8 +126,6 @@ static int read_hparams(loader *ld) {
         return fr_errf(FR_EFORMAT, "%s: head_count %d is not a multiple of head_count_kv %d",
                        ld->path, hp->n_head, hp->n_head_kv);
 
-    bool has_kl = fr_gguf_find_key(ld->m->gguf, "") >= 0; /* placeholder, replaced below */
-    (void)has_kl;
     uint32_t def_hd = (uint32_t)(hp->n_embd / hp->n_head);
     if ((rc = key_u32(ld, "attention.key_length", false, 0, &u)) < 0) return rc;
     if (u == 0) {
@@ -369,9 +366,9 @@ fail:
 
 void fr_model_close(fr_model *m) {
     if (!m) return;
-    fr_vocab_destroy(m->vocab);
+    if (m->vocab) fr_vocab_destroy(m->vocab);
     fr_free(m->layers);
-    fr_gguf_close(m->gguf);
+    if (m->gguf) fr_gguf_close(m->gguf);
     fr_free(m);
 }
 

@@ -51,12 +51,19 @@ int32_t fr_ctx_n_ctx(const fr_ctx *c);
 int32_t fr_ctx_n_past(const fr_ctx *c);      /* positions filled */
 void fr_ctx_reset(fr_ctx *c);                 /* forget the sequence */
 size_t fr_ctx_kv_bytes(const fr_ctx *c);
+/* Every byte the context allocated: KV cache plus scratch (steps of up to
+ * 512 tokens) plus the matmul work buffer. */
+size_t fr_ctx_bytes(const fr_ctx *c);
+/* What fr_ctx_bytes would be for fr_ctx_create(m, n_ctx, a pool of
+ * n_threads), without allocating (for the memory budget).  0 for bad
+ * arguments, SIZE_MAX if it does not fit in size_t. */
+size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads);
 
 /* Run n tokens at positions n_past .. n_past+n-1 in one batched forward
  * pass and append them to the KV cache.  *logits receives the n_vocab
  * logits after the last token (owned by the context, valid until the next
- * eval).  FR_ETOOLONG if n_past + n > n_ctx, FR_EINVAL for a token id out
- * of range (nothing is changed then). */
+ * eval).  FR_ETOOLONG if n_past + n > n_ctx, FR_EINVAL for n <= 0 or a
+ * token id out of range (nothing is changed then).  Never allocates. */
 int fr_ctx_eval(fr_ctx *c, const int32_t *tokens, int32_t n, const float **logits);
 
 #endif

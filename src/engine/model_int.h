@@ -61,6 +61,8 @@ struct fr_model {
  * are split into steps of this many (llama.cpp's default ubatch). */
 #define FR_UBATCH 512
 
+#define FR_CTX_NBUFS 15
+
 struct fr_ctx {
     fr_model *model;             /* not owned */
     fr_pool *pool;               /* not owned; NULL = single-threaded */
@@ -70,6 +72,7 @@ struct fr_ctx {
     uint16_t *k_cache;           /* [n_layer][n_ctx][n_kv] f16 */
     uint16_t *v_cache;           /* [n_layer][n_ctx][n_kv] f16 */
     double *inv_freq;            /* [n_rot/2]: base^(-2k/n_rot)·freq_scale/ff[k] */
+    float *rope_cs;              /* [n_rot/2][2] cos, sin for the current position */
     float *x;                    /* [n_ubatch][n_embd] residual stream */
     float *xb;                   /* [n_ubatch][n_embd] normed input */
     float *q;                    /* [n_ubatch][n_q] */
@@ -82,6 +85,7 @@ struct fr_ctx {
     float *logits;               /* [n_vocab] */
     void *work;                  /* matmul work buffer, work_size bytes */
     size_t work_size;
+    void *bufs[FR_CTX_NBUFS];    /* every buffer above, fr_malloc_aligned'd */
     size_t alloc_bytes;          /* bytes allocated for this context */
 };
 

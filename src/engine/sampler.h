@@ -26,16 +26,21 @@ typedef struct fr_sampler_params {
 
 void fr_sampler_params_default(fr_sampler_params *p);
 
+/* A sampler for n_vocab logits; every buffer is allocated here, so
+ * sampling never allocates.  FR_EINVAL (n_vocab <= 0) or FR_ENOMEM.
+ * repeat_last_n < 0 keeps the last 4096 tokens. */
 int  fr_sampler_create(const fr_sampler_params *p, int32_t n_vocab, fr_sampler **out);
-void fr_sampler_destroy(fr_sampler *s);
+void fr_sampler_destroy(fr_sampler *s);          /* NULL is fine */
 
-/* Add a bias to a token's logit before the chain (-INFINITY bans it). */
+/* Add a bias to a token's logit before the chain (-INFINITY bans it).
+ * Setting a token's bias again replaces it; out-of-range ids are ignored. */
 void fr_sampler_set_bias(fr_sampler *s, int32_t token, float bias);
 
 /* Record an accepted token (prompt tokens too) for the penalties. */
 void fr_sampler_accept(fr_sampler *s, int32_t token);
 
-/* Choose the next token from n_vocab logits (not modified). */
+/* Choose the next token from n_vocab logits (not modified).  If every
+ * token is banned, returns 0. */
 int32_t fr_sampler_sample(fr_sampler *s, const float *logits);
 
 #endif

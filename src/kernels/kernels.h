@@ -29,8 +29,11 @@ typedef float (*fr_vec_dot_fn)(int64_t n, const void *w, const void *a);
 
 typedef struct fr_type_ops {
     fr_dequantize_fn dequantize;  /* type → f32 */
-    fr_quantize_fn   quantize;    /* f32 → type (reference rounding; NULL if none) */
-    fr_vec_dot_fn    vec_dot;     /* row of type · row of vec_dot_type */
+    fr_quantize_fn   quantize;    /* f32 → type (NULL if none; the SIMD Q8_0
+                                     quantizer rounds half to even, as
+                                     llama.cpp's AVX path; twins use roundf) */
+    fr_vec_dot_fn    vec_dot;     /* row of type · row of vec_dot_type (NULL
+                                     for the activation-only Q8_1, Q8_K) */
     int              vec_dot_type;
 } fr_type_ops;
 
@@ -44,7 +47,10 @@ void fr_kernels_force_ref(bool ref);
 /* Which instruction set the active table uses: "avx512", "avx2" or "ref". */
 const char *fr_kernels_isa(void);
 
-/* Active ops for a type, or NULL when the type is not computable. */
+/* Active ops for a type, or NULL when the type is not computable.  The
+ * activation-only types Q8_1 and Q8_K also have ops (dequantize, quantize;
+ * vec_dot NULL).  Weight quantizers exist for F32, F16, BF16, Q4_0, Q4_1,
+ * Q5_0, Q5_1, Q8_0 (K-quant weights: quantize is NULL). */
 const fr_type_ops *fr_kernels_get(int type);
 
 /* The reference twin's ops, or NULL. */

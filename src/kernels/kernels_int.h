@@ -15,6 +15,7 @@
 #ifndef FR_KERNELS_KERNELS_INT_H
 #define FR_KERNELS_KERNELS_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/kernels.h"
@@ -97,6 +98,23 @@ static inline int fr__nearest_int(float f) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* Four weight rows (`stride` bytes apart) · one activation row → out[0..3].
+ * Optional per type and ISA; each out[r] equals what vec_dot returns for
+ * that row, bit for bit, so results do not depend on how rows are grouped. */
+typedef void (*fr__vec_dot4_fn)(int64_t n, const void *w, size_t stride, const void *a, float *out);
+
+/* The active table's vec_dot4 for a weight type, or NULL (kernels.c). */
+fr__vec_dot4_fn fr__kernels_dot4(int type);
+
+/* Four weight rows · four activation rows (`astride` bytes apart):
+ * out[4·t + r] = row r · activation t.  Optional, for batches (prefill);
+ * equal to vec_dot within float rounding (not necessarily bit for bit). */
+typedef void (*fr__vec_dot4x4_fn)(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                  float *out);
+
+/* The active table's vec_dot4x4 for a weight type, or NULL (kernels.c). */
+fr__vec_dot4x4_fn fr__kernels_dot4x4(int type);
+
 /* ---- ref.c: the reference twins ---- */
 
 void fr__ref_dequantize_f32(const void *src, float *dst, int64_t n);
@@ -158,5 +176,17 @@ float fr__avx2_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a);
+void  fr__avx2_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
+float fr__avx2_vec_dot_q5_0_q8_0(int64_t n, const void *w, const void *a);
+void  fr__avx2_vec_dot4_q5_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
+float fr__avx2_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
+
+/* ---- x86_avx512.c (AVX-512 F/BW/VL + VNNI, on ymm registers) ---- */
+
+float fr__avx512_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
+float fr__avx512_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
+void  fr__avx512_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
+void  fr__avx512_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                      float *out);
 
 #endif

@@ -1,0 +1,156 @@
+/*
+ * matmul.c — y = W·x over the compute pool (kernels.h: fr_matmul).
+ *
+ * One run of the pool, two phases:
+ *
+ * 1. Every thread converts its share of the N activation rows into `work`,
+ *    in the weight type's vec_dot_type (Q8_0, Q8_1, Q8_K, F16, BF16).  The
+ *    N·(K/blck) blocks are cut into nth contiguous ranges, so even a single
+ *    row is shared.  F32 weights skip this and read x directly.  Barrier.
+ *
+ * 2. The M weight rows are cut into chunks (64 rows for one activation row,
+ *    16 otherwise, smaller when that would leave fewer than 4 chunks per
+ *    thread).  Thread i starts with chunk i, then takes the next free one
+ *    from an atomic counter, so faster threads take more.  Inside a chunk,
+ *    activation rows pass in tiles of T_TILE while the chunk's weight rows
+ *    (a few KiB each) stay in cache: each weight byte comes from memory
+ *    once per call.  Where the ISA has a vec_dot4 for the type, rows go
+ *    four at a time so each activation block is loaded and summed once for
+ *    four rows, and with a vec_dot4x4 four activation rows at a time too
+ *    (each weight block unpacked once for four tokens).  Chunks hold a
+ *    multiple of 4 rows, so which kernel computes which output depends
+ *    only on (M, N), never on the thread count: y is reproducible.
+ *
+ * Nothing is allocated: the context lives on the caller's stack and the
+ * converted activations go into the caller's `work`.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_int.h"
+
+#define CHUNK_GEMV 64   /* weight rows per chunk when N == 1 */
+#define CHUNK_GEMM 16   /* weight rows per chunk when N > 1 */
+#define T_TILE     16   /* activation rows per tile inside a chunk */
+
+typedef struct mm_ctx {
+    const fr_type_ops *wops;   /* weight type */
+    const fr_type_ops *aops;   /* vec_dot_type (activations) */
+    fr__vec_dot4_fn dot4;      /* four rows at once, or NULL */
+    fr__vec_dot4x4_fn dot4x4;  /* four rows × four activations, or NULL */
+    const unsigned char *W;    /* [M][wrow bytes] */
+    size_t wrow;
+    const float *x;            /* [N][K] */
+    const unsigned char *act;  /* [N][arow bytes]: converted x (or x itself) */
+    unsigned char *work;       /* the same bytes, for phase 1 */
+    size_t arow;
+    int64_t K, M, N, ldy;
+    int64_t ablk;              /* elements per activation block */
+    int64_t chunk, n_chunks;
+    float *y;                  /* [N][ldy] */
+    fr_pool *pool;
+    bool convert;
+    _Alignas(64) atomic_llong next_chunk;
+} mm_ctx;
+
+static void convert_share(mm_ctx *c, int ith, int nth) {
+    const int64_t nb = c->K / c->ablk, total = nb * c->N;
+    const int64_t start = total * ith / nth, end = total * (ith + 1) / nth;
+    const size_t bbytes = c->arow / (size_t)nb;
+    for (int64_t i = start; i < end;) {
+        const int64_t t = i / nb, b = i % nb;
+        int64_t cnt = nb - b;
+        if (cnt > end - i) cnt = end - i;
+        c->aops->quantize(c->x + t * c->K + b * c->ablk,
+                          c->work + (size_t)t * c->arow + (size_t)b * bbytes, cnt * c->ablk);
+        i += cnt;
+    }
+}
+
+static void do_chunk(const mm_ctx *c, int64_t ch) {
+    const fr_vec_dot_fn dot = c->wops->vec_dot;
+    const int64_t r0 = ch * c->chunk;
+    const int64_t r1 = r0 + c->chunk < c->M ? r0 + c->chunk : c->M;
+    for (int64_t t0 = 0; t0 < c->N; t0 += T_TILE) {
+        const int64_t t1 = t0 + T_TILE < c->N ? t0 + T_TILE : c->N;
+        int64_t r = r0;
+        if (c->dot4) /* four rows per pass share each activation block */
+            for (; r + 4 <= r1; r += 4) {
+                const void *w = c->W + (size_t)r * c->wrow;
+                int64_t t = t0;
+                if (c->dot4x4) /* and four activations share each weight block */
+                    for (; t + 4 <= t1; t += 4) {
+                        float out[16];
+                        c->dot4x4(c->K, w, c->wrow, c->act + (size_t)t * c->arow, c->arow, out);
+                        for (int k = 0; k < 4; k++) memcpy(c->y + (t + k) * c->ldy + r, out + 4 * k, 16);
+                    }
+                for (; t < t1; t++) {
+                    float out[4];
+                    c->dot4(c->K, w, c->wrow, c->act + (size_t)t * c->arow, out);
+                    memcpy(c->y + t * c->ldy + r, out, sizeof out);
+                }
+            }
+        for (; r < r1; r++) {
+            const void *w = c->W + (size_t)r * c->wrow;
+            for (int64_t t = t0; t < t1; t++)
+                c->y[t * c->ldy + r] = dot(c->K, w, c->act + (size_t)t * c->arow);
+        }
+    }
+}
+
+static void matmul_task(void *arg, int ith, int nth) {
+    mm_ctx *c = arg;
+    if (c->convert) {
+        convert_share(c, ith, nth);
+        fr_pool_barrier(c->pool);
+    }
+    for (int64_t ch = ith; ch < c->n_chunks;
+         ch = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed))
+        do_chunk(c, ch);
+}
+
+size_t fr_matmul_work_size(int wtype, int64_t K, int64_t N) {
+    const fr_type_ops *ops = fr_kernels_get(wtype);
+    if (!ops || ops->vec_dot_type == FR_TYPE_F32 || K <= 0 || N <= 0) return 0;
+    size_t row, total;
+    if (!fr_type_row_size(ops->vec_dot_type, K, &row) || !fr_mul_ok(row, (size_t)N, &total))
+        return 0;
+    return total;
+}
+
+void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
+               const float *x, int64_t N, float *y, int64_t ldy, void *work) {
+    if (M <= 0 || N <= 0) return;
+    const fr_type_ops *wops = fr_kernels_get(wtype);
+    FR_ASSERT(wops && wops->vec_dot);
+    const fr_type_ops *aops = fr_kernels_get(wops->vec_dot_type);
+    FR_ASSERT(aops && aops->quantize);
+    mm_ctx c = {
+        .wops = wops, .aops = aops, .dot4 = fr__kernels_dot4(wtype),
+        .dot4x4 = fr__kernels_dot4x4(wtype), .W = W, .x = x, .K = K, .M = M, .N = N,
+        .ldy = ldy, .y = y, .pool = pool,
+        .ablk = fr_type_get(wops->vec_dot_type)->blck,
+    };
+    FR_ASSERT(ldy >= M && K % fr_type_get(wtype)->blck == 0 && K % c.ablk == 0);
+    FR_ASSERT(fr_type_row_size(wtype, K, &c.wrow));
+    FR_ASSERT(fr_type_row_size(wops->vec_dot_type, K, &c.arow));
+    c.convert = wops->vec_dot_type != FR_TYPE_F32;
+    c.work = work;
+    c.act = c.convert ? (const unsigned char *)work : (const unsigned char *)x;
+    FR_ASSERT(!c.convert || work);
+
+    const int nth = fr_pool_size(pool);
+    /* chunks are multiples of 4 rows, so the 4-row groups (and with them
+     * which kernel computes which row) do not depend on the thread count */
+    c.chunk = N == 1 ? CHUNK_GEMV : CHUNK_GEMM;
+    if ((M + c.chunk - 1) / c.chunk < 4 * nth) {
+        c.chunk = M / (4 * nth) & ~(int64_t)3;
+        if (c.chunk < 4) c.chunk = 4;
+    }
+    c.n_chunks = (M + c.chunk - 1) / c.chunk;
+    atomic_init(&c.next_chunk, nth);
+    fr_pool_run(pool, matmul_task, &c);
+}

@@ -1,0 +1,171 @@
+/*
+ * test_matmul.c — fr_matmul against a naive double-precision loop.
+ *
+ * For every computable weight type: random weights (M = 67 rows, an odd
+ * count that leaves partial chunks), N ∈ {1, 3, 17} activation rows, thread
+ * counts 1 (no pool), 1, 2 and 3 (pool), the reference table forced and the
+ * CPU's best table, ldy = M and ldy > M.  The expected value is
+ *     Σ_k dequant(W)[r][k] · dequant(quant(x[t]))[k]
+ * in double, where quant is the active table's quantizer for the
+ * activation type (the one fr_matmul uses; test_simd checks it against the
+ * twin).  Gaps between rows of y (ldy > M) must stay untouched.
+ *
+ * Tolerances (mag = Σ_k |w_k|·|a_k|, the size of the sum before
+ * cancellation):
+ *   TOL_MM  = 1e-5 · mag   float rounding of block scales and summation
+ *                          order (integer parts are exact);
+ *   TOL_S   = 2e-3 · Σ_b |m_b|·Σ_{k∈b} |a_k|   for Q4_1/Q5_1: Q8_1 stores
+ *                          s = d·Σq rounded to f16 (2^-11 relative) from the
+ *                          unrounded d, while dequant uses the f16 d.
+ */
+#include "harness.h"
+#include "ktest.h"
+
+#include "base/mem.h"
+#include "kernels/kernels.h"
+
+#define TOL_MM 1e-5
+#define TOL_S  2e-3
+
+enum { M = 67 };
+
+static int type_has_min(int type) {
+    return type == FR_TYPE_Q4_1 || type == FR_TYPE_Q5_1;
+}
+
+static float block_min(int type, const void *row, int64_t b) {
+    if (type == FR_TYPE_Q4_1) return fr_f16_to_f32(((const fr_block_q4_1 *)row)[b].m);
+    return fr_f16_to_f32(((const fr_block_q5_1 *)row)[b].m);
+}
+
+static void run_case(int type, int64_t K, int64_t N, fr_pool *pool, int64_t ldy, const char *isa) {
+    const fr_type_ops *ops = fr_kernels_get(type);
+    const int vt = ops->vec_dot_type;
+    const fr_type_ops *aops = fr_kernels_get(vt);
+    size_t wrow, arow;
+    fr_type_row_size(type, K, &wrow);
+    fr_type_row_size(vt, K, &arow);
+
+    unsigned char *W = fr_malloc(wrow * M);
+    float *tmp = fr_malloc(sizeof(float) * (size_t)K);
+    float *Wf = fr_malloc(sizeof(float) * (size_t)(K * M));
+    float *x = fr_malloc(sizeof(float) * (size_t)(K * N));
+    unsigned char *xq = fr_malloc(arow * (size_t)N);
+    float *af = fr_malloc(sizeof(float) * (size_t)(K * N));
+    float *y = fr_malloc(sizeof(float) * (size_t)(ldy * N));
+    size_t ws = fr_matmul_work_size(type, K, N);
+    void *work = ws ? fr_malloc_aligned(ws) : NULL;
+
+    for (int r = 0; r < M; r++) {
+        ktest_weight_row(type, W + (size_t)r * wrow, K, tmp);
+        fr_kernels_ref(type)->dequantize(W + (size_t)r * wrow, Wf + (size_t)r * K, K);
+    }
+    ktest_fill(x, K * N, 0.7f);
+    for (int64_t t = 0; t < N; t++) {
+        aops->quantize(x + t * K, xq + (size_t)t * arow, K);
+        fr_kernels_ref(vt)->dequantize(xq + (size_t)t * arow, af + t * K, K);
+    }
+    for (int64_t i = 0; i < ldy * N; i++) y[i] = -12345.0f;
+
+    fr_matmul(pool, type, W, K, M, x, N, y, ldy, work);
+
+    int bad = 0, gaps = 0;
+    for (int64_t t = 0; t < N; t++) {
+        for (int r = 0; r < M; r++) {
+            double want = 0, mag = 0, magm = 0;
+            for (int64_t k = 0; k < K; k++) {
+                want += (double)Wf[r * K + k] * af[t * K + k];
+                mag += fabs((double)Wf[r * K + k] * af[t * K + k]);
+            }
+            if (type_has_min(type))
+                for (int64_t b = 0; b < K / 32; b++) {
+                    double s = 0;
+                    for (int k = 0; k < 32; k++) s += fabs(af[t * K + b * 32 + k]);
+                    magm += fabs(block_min(type, W + (size_t)r * wrow, b)) * s;
+                }
+            double tol = TOL_MM * mag + TOL_S * magm + 1e-30;
+            double got = y[t * ldy + r];
+            if (!(fabs(got - want) <= tol)) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  %s %s K=%lld N=%lld nth=%d ldy=%lld: y[%lld][%d] = %.9g, want %.9g (tol %g)\n",
+                            isa, fr_type_name(type), (long long)K, (long long)N, fr_pool_size(pool),
+                            (long long)ldy, (long long)t, r, got, want, tol);
+            }
+        }
+        for (int64_t r = M; r < ldy; r++) gaps += y[t * ldy + r] != -12345.0f;
+    }
+    CHECK_MSG(bad == 0, "%s %s K=%lld N=%lld nth=%d ldy=%lld: %d wrong outputs", isa,
+              fr_type_name(type), (long long)K, (long long)N, fr_pool_size(pool), (long long)ldy, bad);
+    CHECK_MSG(gaps == 0, "%s %s: %d values written between rows (ldy=%lld)", isa,
+              fr_type_name(type), gaps, (long long)ldy);
+
+    fr_free_aligned(work);
+    fr_free(y); fr_free(af); fr_free(xq); fr_free(x); fr_free(Wf); fr_free(tmp); fr_free(W);
+}
+
+/* Every row's dot is computed the same way whatever the grouping (vec_dot4
+ * is bit-identical to vec_dot), and activation blocks are quantized
+ * independently: the output must not depend on the thread count. */
+static void test_deterministic(fr_pool **pools) {
+    const int types[] = {FR_TYPE_Q4_0, FR_TYPE_Q8_0, FR_TYPE_Q4_K, FR_TYPE_Q6_K, FR_TYPE_F16};
+    const int64_t K = 512, N = 5, Mr = 203;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const int type = types[ti];
+        size_t wrow;
+        fr_type_row_size(type, K, &wrow);
+        unsigned char *W = fr_malloc(wrow * Mr);
+        float *tmp = fr_malloc(4 * K), *x = fr_malloc(4 * K * N);
+        float *y0 = fr_malloc(4 * Mr * N), *y1 = fr_malloc(4 * Mr * N);
+        void *work = fr_malloc_aligned(fr_matmul_work_size(type, K, N));
+        for (int r = 0; r < Mr; r++) ktest_weight_row(type, W + r * wrow, K, tmp);
+        ktest_fill(x, K * N, 1.0f);
+        fr_matmul(NULL, type, W, K, Mr, x, N, y0, Mr, work);
+        for (int p = 1; p <= 3; p++) {
+            fr_matmul(pools[p], type, W, K, Mr, x, N, y1, Mr, work);
+            CHECK_MSG(!memcmp(y0, y1, 4 * Mr * N), "%s: output with %d threads differs from 1 thread",
+                      fr_type_name(type), p);
+        }
+        fr_free_aligned(work);
+        fr_free(y1); fr_free(y0); fr_free(x); fr_free(tmp); fr_free(W);
+    }
+}
+
+int main(void) {
+    fr_pool *pools[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 1; i <= 3; i++) CHECK_INT(fr_pool_create(i, &pools[i]), 0);
+
+    size_t mem0 = fr_mem_in_use();
+    ktest_seed(42);
+    for (int pass = 0; pass < 2; pass++) {
+        fr_kernels_force_ref(pass == 0);
+        const char *isa = fr_kernels_isa();
+        if (pass == 1) printf("active ISA: %s\n", isa);
+        for (int ti = 0; ti < KTEST_NTYPES; ti++) {
+            const int type = ktest_types[ti];
+            const int64_t blck = fr_type_get(type)->blck;
+            int64_t Ks[3];
+            if (blck == 256) { Ks[0] = 256; Ks[1] = 768; Ks[2] = 0; }
+            else if (blck == 32) { Ks[0] = 32; Ks[1] = 96; Ks[2] = 544; }
+            else { Ks[0] = 37; Ks[1] = 544; Ks[2] = 0; }
+            for (int ki = 0; ki < 3 && Ks[ki]; ki++) {
+                const int64_t Ns[3] = {1, 3, 17};
+                for (int ni = 0; ni < 3; ni++)
+                    for (int p = 0; p < 4; p++)
+                        run_case(type, Ks[ki], Ns[ni], pools[p], (p & 1) ? M : M + 5, isa);
+            }
+        }
+    }
+    fr_kernels_force_ref(false);
+    test_deterministic(pools);
+    CHECK_INT(fr_mem_in_use(), mem0);
+
+    /* work size: zero for F32 weights, N rows of the activation type otherwise */
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_F32, 64, 3), 0);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_0, 64, 3), 3 * 2 * 34);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_1, 64, 3), 3 * 2 * 36);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q6_K, 512, 2), 2 * 2 * 292);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_F16, 10, 2), 2 * 10 * 2);
+
+    for (int i = 1; i <= 3; i++) fr_pool_destroy(pools[i]);
+    return harness_done();
+}

@@ -1,0 +1,304 @@
+/*
+ * test_simd.c — every SIMD kernel against its reference twin in ref.c, on
+ * random rows of several lengths (the smallest, odd block counts, tails
+ * for the per-element types), plus all-zero and badly scaled inputs.
+ *
+ * Tolerances, each with its reason:
+ *   exact (0)        dequantizers, quantize_f16, quantize_q8_K, and the
+ *                    Q4_K/Q5_K/Q6_K dots and the Q4_0 vec_dot4x4: same integer work and the same scalar
+ *                    float expression per block, so bit-identical; also
+ *                    vec_dot4 vs vec_dot per row, and the AVX-512 dots vs
+ *                    the AVX2 ones (same lane sums, same float ops);
+ *   TOL_DOT_REL 1e-5 · Σ_k |w_k·a_k|   Q4_0/Q5_0/Q8_0 dots: the per-block integer
+ *                    sums are exact, but d_w·d_a·sumi is accumulated in 8
+ *                    float lanes instead of one scalar (rounding order);
+ *   TOL_FDOT_REL 1e-5 · Σ_k |w_k·a_k|  F32/F16 dots: float lanes vs the
+ *                    twin's double accumulator;
+ *   TOL_Q8_0_CODE 1  quantize_q8_0: the AVX path (as llama.cpp's) rounds half
+ *                    to even and scales by 127/amax instead of 1/(amax/127),
+ *                    so a code may differ by one where x·id is (nearly) .5;
+ *                    d must be identical and at most 2% of codes may differ.
+ *
+ * When the CPU lacks an ISA its checks are skipped with a message; the
+ * closing line is printed either way.
+ */
+#include "harness.h"
+#include "ktest.h"
+
+#include "base/mem.h"
+#include "base/sysinfo.h"
+#include "kernels/kernels.h"
+
+#define TOL_DOT_REL 1e-5
+#define TOL_FDOT_REL 1e-5
+#define TOL_Q8_0_CODE 1
+
+typedef void (*dq_fn)(const void *, float *, int64_t);
+typedef void (*q_fn)(const float *, void *, int64_t);
+typedef float (*dot_fn)(int64_t, const void *, const void *);
+
+static size_t row_bytes(int type, int64_t n) {
+    size_t b = 0;
+    fr_type_row_size(type, n, &b);
+    return b;
+}
+
+/* lengths in elements for a type: smallest, odd block counts, tails */
+static int lengths(int type, int64_t *out) {
+    const int blck = fr_type_get(type)->blck;
+    if (blck == 1) {
+        const int64_t l[] = {1, 7, 8, 31, 33, 100, 1000};
+        memcpy(out, l, sizeof l);
+        return 7;
+    }
+    if (blck == 32) {
+        const int64_t l[] = {32, 64, 96, 224, 2048};
+        memcpy(out, l, sizeof l);
+        return 5;
+    }
+    const int64_t l[] = {256, 768, 2048};
+    memcpy(out, l, sizeof l);
+    return 3;
+}
+
+static void check_dequant(const char *name, int type, dq_fn simd) {
+    int64_t ls[8];
+    const int nl = lengths(type, ls);
+    int bad = 0;
+    for (int li = 0; li < nl; li++) {
+        const int64_t n = ls[li];
+        unsigned char *row = fr_malloc(row_bytes(type, n));
+        float *tmp = fr_malloc(4 * (size_t)n), *a = fr_malloc(4 * (size_t)n), *b = fr_malloc(4 * (size_t)n);
+        for (int rep = 0; rep < 3; rep++) {
+            ktest_weight_row(type, row, n, tmp);
+            fr_kernels_ref(type)->dequantize(row, a, n);
+            simd(row, b, n);
+            if (memcmp(a, b, 4 * (size_t)n) && bad++ < 3) {
+                for (int64_t i = 0; i < n; i++)
+                    if (a[i] != b[i]) {
+                        fprintf(stderr, "  %s n=%lld: [%lld] %.9g, twin %.9g\n", name, (long long)n,
+                                (long long)i, b[i], a[i]);
+                        break;
+                    }
+            }
+        }
+        fr_free(b); fr_free(a); fr_free(tmp); fr_free(row);
+    }
+    CHECK_MSG(bad == 0, "%s: %d rows differ from the twin", name, bad);
+}
+
+/* Weight row and an activation row already in the vec_dot_type (quantized
+ * by the twin), SIMD dot vs twin dot. */
+static void check_dot(const char *name, int type, dot_fn simd, double tol_rel) {
+    const fr_type_ops *ops = fr_kernels_ref(type);
+    const fr_type_ops *aops = fr_kernels_ref(ops->vec_dot_type);
+    int64_t ls[8];
+    const int nl = lengths(type, ls);
+    int bad = 0;
+    for (int li = 0; li < nl; li++) {
+        const int64_t n = ls[li];
+        unsigned char *w = fr_malloc(row_bytes(type, n)), *aq = fr_malloc(row_bytes(ops->vec_dot_type, n));
+        float *x = fr_malloc(4 * (size_t)n), *wf = fr_malloc(4 * (size_t)n), *af = fr_malloc(4 * (size_t)n);
+        for (int rep = 0; rep < 6; rep++) {
+            ktest_weight_row(type, w, n, x);
+            const float scale = rep == 3 ? 1e-3f : rep == 4 ? 1e3f : 1.0f;
+            if (rep == 5) memset(x, 0, 4 * (size_t)n);
+            else ktest_fill(x, n, scale);
+            aops->quantize(x, aq, n);
+            ops->dequantize(w, wf, n);
+            aops->dequantize(aq, af, n);
+            double mag = 0;
+            for (int64_t k = 0; k < n; k++) mag += fabs((double)wf[k] * af[k]);
+            const float want = ops->vec_dot(n, w, aq), got = simd(n, w, aq);
+            const double tol = tol_rel * mag;
+            if (!(fabs((double)got - want) <= tol) && bad++ < 3)
+                fprintf(stderr, "  %s n=%lld rep %d: %.9g, twin %.9g (tol %g)\n", name, (long long)n, rep,
+                        got, want, tol);
+        }
+        fr_free(af); fr_free(wf); fr_free(x); fr_free(aq); fr_free(w);
+    }
+    CHECK_MSG(bad == 0, "%s: %d dots differ from the twin", name, bad);
+}
+
+/* vec_dot4 on 4 rows = vec_dot per row, bit for bit; and another ISA's
+ * vec_dot (`same`) must agree exactly with `simd`. */
+static void check_dot4_same(const char *name, int type, fr__vec_dot4_fn dot4, dot_fn single, dot_fn same) {
+    const fr_type_ops *ops = fr_kernels_ref(type);
+    int64_t ls[8];
+    const int nl = lengths(type, ls);
+    int bad = 0;
+    for (int li = 0; li < nl; li++) {
+        const int64_t n = ls[li];
+        const size_t rb = row_bytes(type, n);
+        unsigned char *w = fr_malloc(4 * rb), *aq = fr_malloc(row_bytes(ops->vec_dot_type, n));
+        float *x = fr_malloc(4 * (size_t)n);
+        for (int rep = 0; rep < 4; rep++) {
+            for (int r = 0; r < 4; r++) ktest_weight_row(type, w + r * rb, n, x);
+            ktest_fill(x, n, rep == 2 ? 1e3f : 1.0f);
+            fr_kernels_ref(ops->vec_dot_type)->quantize(x, aq, n);
+            float out[4] = {0};
+            if (dot4) dot4(n, w, rb, aq, out);
+            for (int r = 0; r < 4; r++) {
+                const float one = single(n, w + r * rb, aq);
+                if (dot4 && out[r] != one && bad++ < 3)
+                    fprintf(stderr, "  %s n=%lld row %d: dot4 %.9g, dot %.9g\n", name, (long long)n, r, out[r], one);
+                if (same && same(n, w + r * rb, aq) != one && bad++ < 3)
+                    fprintf(stderr, "  %s n=%lld row %d: %.9g vs %.9g\n", name, (long long)n, r,
+                            same(n, w + r * rb, aq), one);
+            }
+        }
+        fr_free(x); fr_free(aq); fr_free(w);
+    }
+    CHECK_MSG(bad == 0, "%s: %d results not bit-identical", name, bad);
+}
+
+/* vec_dot4x4 = the twin for each (row, activation) pair, bit for bit. */
+static void check_dot4x4(const char *name, int type, fr__vec_dot4x4_fn dot4x4, dot_fn single) {
+    const fr_type_ops *ops = fr_kernels_ref(type);
+    int64_t ls[8];
+    const int nl = lengths(type, ls);
+    int bad = 0;
+    for (int li = 0; li < nl; li++) {
+        const int64_t n = ls[li];
+        const size_t rb = row_bytes(type, n), ab = row_bytes(ops->vec_dot_type, n);
+        unsigned char *w = fr_malloc(4 * rb), *aq = fr_malloc(4 * ab);
+        float *x = fr_malloc(4 * (size_t)n);
+        for (int r = 0; r < 4; r++) ktest_weight_row(type, w + r * rb, n, x);
+        for (int t = 0; t < 4; t++) {
+            ktest_fill(x, n, t == 2 ? 1e3f : 1.0f);
+            if (t == 3) memset(x, 0, 4 * (size_t)n);
+            fr_kernels_ref(ops->vec_dot_type)->quantize(x, aq + t * ab, n);
+        }
+        float out[16];
+        dot4x4(n, w, rb, aq, ab, out);
+        for (int t = 0; t < 4; t++)
+            for (int r = 0; r < 4; r++) {
+                const float one = single(n, w + r * rb, aq + t * ab);
+                if (out[4 * t + r] != one && bad++ < 3)
+                    fprintf(stderr, "  %s n=%lld row %d act %d: %.9g, dot %.9g\n", name, (long long)n, r, t,
+                            out[4 * t + r], one);
+            }
+        fr_free(x); fr_free(aq); fr_free(w);
+    }
+    CHECK_MSG(bad == 0, "%s: %d results not bit-identical", name, bad);
+}
+
+static void check_quant_exact(const char *name, int type, q_fn simd) {
+    int64_t ls[8];
+    const int nl = lengths(type, ls);
+    int bad = 0;
+    for (int li = 0; li < nl; li++) {
+        const int64_t n = ls[li];
+        const size_t rb = row_bytes(type, n);
+        float *x = fr_malloc(4 * (size_t)n);
+        unsigned char *a = fr_malloc(rb), *b = fr_malloc(rb);
+        for (int rep = 0; rep < 4; rep++) {
+            if (rep == 3) memset(x, 0, 4 * (size_t)n);
+            else ktest_fill(x, n, rep == 1 ? 1e-4f : rep == 2 ? 300.0f : 1.0f);
+            fr_kernels_ref(type)->quantize(x, a, n);
+            memset(b, 0xAB, rb);
+            simd(x, b, n);
+            if (memcmp(a, b, rb) && bad++ < 3) fprintf(stderr, "  %s n=%lld rep %d differs\n", name, (long long)n, rep);
+        }
+        fr_free(b); fr_free(a); fr_free(x);
+    }
+    CHECK_MSG(bad == 0, "%s: %d rows differ from the twin", name, bad);
+}
+
+static void check_quant_q8_0(void) {
+    int64_t ls[8];
+    const int nl = lengths(FR_TYPE_Q8_0, ls);
+    int bad_d = 0, bad_q = 0;
+    long diff = 0, total = 0;
+    for (int li = 0; li < nl; li++) {
+        const int64_t n = ls[li];
+        float *x = fr_malloc(4 * (size_t)n);
+        fr_block_q8_0 *a = fr_malloc(row_bytes(FR_TYPE_Q8_0, n)), *b = fr_malloc(row_bytes(FR_TYPE_Q8_0, n));
+        for (int rep = 0; rep < 4; rep++) {
+            if (rep == 3) memset(x, 0, 4 * (size_t)n);
+            else ktest_fill(x, n, rep == 1 ? 1e-4f : rep == 2 ? 300.0f : 1.0f);
+            fr__ref_quantize_q8_0(x, a, n);
+            fr__avx2_quantize_q8_0(x, b, n);
+            for (int64_t k = 0; k < n / 32; k++) {
+                bad_d += a[k].d != b[k].d;
+                for (int j = 0; j < 32; j++) {
+                    int dq = abs(a[k].qs[j] - b[k].qs[j]);
+                    bad_q += dq > TOL_Q8_0_CODE;
+                    diff += dq != 0;
+                    total++;
+                }
+            }
+        }
+        fr_free(b); fr_free(a); fr_free(x);
+    }
+    CHECK_MSG(bad_d == 0, "quantize_q8_0: %d scales differ", bad_d);
+    CHECK_MSG(bad_q == 0, "quantize_q8_0: %d codes differ by more than %d", bad_q, TOL_Q8_0_CODE);
+    CHECK_MSG(diff * 50 <= total, "quantize_q8_0: %ld of %ld codes differ", diff, total);
+
+    /* exact ties: amax 127 → id 1; AVX rounds half to even */
+    float t[32] = {127.0f, 0.5f, 1.5f, 2.5f, -2.5f, -0.5f, 3.49f};
+    fr_block_q8_0 q;
+    fr__avx2_quantize_q8_0(t, &q, 32);
+    CHECK_INT(q.d, 0x3C00);
+    CHECK_INT(q.qs[0], 127); CHECK_INT(q.qs[1], 0); CHECK_INT(q.qs[2], 2);
+    CHECK_INT(q.qs[3], 2); CHECK_INT(q.qs[4], -2); CHECK_INT(q.qs[5], 0); CHECK_INT(q.qs[6], 3);
+}
+
+int main(void) {
+    const fr_cpu_features *cpu = fr_cpu();
+    ktest_seed(1234);
+    size_t mem0 = fr_mem_in_use();
+    if (!(cpu->avx2 && cpu->fma && cpu->f16c)) {
+        printf("skipped: this CPU lacks AVX2/FMA/F16C; x86_avx2.c not tested\n");
+    } else {
+        check_dequant("avx2 dequantize_f16", FR_TYPE_F16, fr__avx2_dequantize_f16);
+        check_dequant("avx2 dequantize_q4_0", FR_TYPE_Q4_0, fr__avx2_dequantize_q4_0);
+        check_dequant("avx2 dequantize_q8_0", FR_TYPE_Q8_0, fr__avx2_dequantize_q8_0);
+        check_dequant("avx2 dequantize_q4_K", FR_TYPE_Q4_K, fr__avx2_dequantize_q4_K);
+        check_dequant("avx2 dequantize_q6_K", FR_TYPE_Q6_K, fr__avx2_dequantize_q6_K);
+
+        check_quant_exact("avx2 quantize_f16", FR_TYPE_F16, fr__avx2_quantize_f16);
+        check_quant_exact("avx2 quantize_q8_K", FR_TYPE_Q8_K, fr__avx2_quantize_q8_K);
+        check_quant_q8_0();
+
+        check_dot("avx2 vec_dot_f32", FR_TYPE_F32, fr__avx2_vec_dot_f32, TOL_FDOT_REL);
+        check_dot("avx2 vec_dot_f16", FR_TYPE_F16, fr__avx2_vec_dot_f16, TOL_FDOT_REL);
+        check_dot("avx2 vec_dot_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx2_vec_dot_q4_0_q8_0, TOL_DOT_REL);
+        check_dot("avx2 vec_dot_q8_0_q8_0", FR_TYPE_Q8_0, fr__avx2_vec_dot_q8_0_q8_0, TOL_DOT_REL);
+        check_dot("avx2 vec_dot_q4_K_q8_K", FR_TYPE_Q4_K, fr__avx2_vec_dot_q4_K_q8_K, 0);
+        check_dot("avx2 vec_dot_q6_K_q8_K", FR_TYPE_Q6_K, fr__avx2_vec_dot_q6_K_q8_K, 0);
+        check_dot("avx2 vec_dot_q5_0_q8_0", FR_TYPE_Q5_0, fr__avx2_vec_dot_q5_0_q8_0, TOL_DOT_REL);
+        check_dot("avx2 vec_dot_q5_K_q8_K", FR_TYPE_Q5_K, fr__avx2_vec_dot_q5_K_q8_K, 0);
+        check_dot4_same("avx2 vec_dot4_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx2_vec_dot4_q4_0_q8_0,
+                        fr__avx2_vec_dot_q4_0_q8_0, NULL);
+        check_dot4_same("avx2 vec_dot4_q5_0_q8_0", FR_TYPE_Q5_0, fr__avx2_vec_dot4_q5_0_q8_0,
+                        fr__avx2_vec_dot_q5_0_q8_0, NULL);
+
+        /* the dispatch table picks them */
+        fr_kernels_force_ref(false);
+        CHECK(fr_kernels_get(FR_TYPE_Q4_0)->vec_dot == fr__avx2_vec_dot_q4_0_q8_0 ||
+              strcmp(fr_kernels_isa(), "avx2") != 0);
+        fr_kernels_force_ref(true);
+        CHECK_STR(fr_kernels_isa(), "ref");
+        CHECK(fr_kernels_get(FR_TYPE_Q4_0)->vec_dot == fr__ref_vec_dot_q4_0_q8_0);
+        fr_kernels_force_ref(false);
+    }
+    if (!(cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f && cpu->avx512bw && cpu->avx512vl &&
+          cpu->avx512vnni)) {
+        printf("skipped: this CPU lacks AVX-512 F/BW/VL/VNNI; x86_avx512.c not tested\n");
+    } else {
+        /* bit-identical to the AVX2 versions, hence within their tolerances of the twins */
+        check_dot("avx512 vec_dot_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx512_vec_dot_q4_0_q8_0, TOL_DOT_REL);
+        check_dot("avx512 vec_dot_q8_0_q8_0", FR_TYPE_Q8_0, fr__avx512_vec_dot_q8_0_q8_0, TOL_DOT_REL);
+        check_dot4_same("avx512 vec_dot4_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx512_vec_dot4_q4_0_q8_0,
+                        fr__avx512_vec_dot_q4_0_q8_0, fr__avx2_vec_dot_q4_0_q8_0);
+        check_dot4_same("avx512 vec_dot_q8_0_q8_0", FR_TYPE_Q8_0, NULL, fr__avx512_vec_dot_q8_0_q8_0,
+                        fr__avx2_vec_dot_q8_0_q8_0);
+        check_dot4x4("avx512 vec_dot4x4_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx512_vec_dot4x4_q4_0_q8_0,
+                     fr__ref_vec_dot_q4_0_q8_0);
+        fr_kernels_force_ref(false);
+        CHECK_STR(fr_kernels_isa(), "avx512");
+    }
+    CHECK_INT(fr_mem_in_use(), mem0);
+    return harness_done();
+}
