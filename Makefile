@@ -1,10 +1,11 @@
 # frugal — one Makefile, read top to bottom.
 #
 #   make                      build build/frugal (and build/libfrugal.a)
-#   make test                 every test: unit, fuzz replay, CLI, then the
-#                             unit tests again under ASan+UBSan
+#   make test                 every test: unit, fuzz replay, CLI, the unit
+#                             tests again under ASan+UBSan, a short fuzz run
 #   make check                the quick part of make test (no sanitizer pass)
 #   make fuzz                 libFuzzer targets in build/fuzz (clang)
+#   make fuzz-smoke           run each of them for FUZZ_SECONDS (20)
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
 #   make demo                 build, make a demo model, run it
 #
@@ -56,7 +57,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all test check unit replay cli-test san-test fuzz demo clean
+.PHONY: all test check unit replay cli-test san-test fuzz fuzz-smoke demo clean
 all: $(BIN)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -101,8 +102,8 @@ check: unit replay cli-test
 san-test:
 	$(MAKE) SAN=address,undefined OPT=-O1 unit replay
 
-test: check san-test
-	@echo "make test: all suites passed"
+test:
+	@MAKE="$(MAKE)" scripts/test-all.sh
 
 # ---- fuzzing (clang + libFuzzer) ----
 FUZZ_CC     ?= clang
@@ -110,6 +111,8 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined
                -Isrc -Iinclude $(PKG_CFLAGS)
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 fuzz: $(FUZZ_BIN)
+fuzz-smoke: fuzz
+	@FRUGAL_TESTDATA=$(TESTDATA) scripts/fuzz-smoke.sh
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $(LIB_SRC) $< -o $@ $(LDLIBS)
