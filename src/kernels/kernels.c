@@ -84,6 +84,14 @@ static void fill_avx2(void) {
     t[FR_TYPE_Q8_K].quantize = fr__avx2_quantize_q8_K;
     t[FR_TYPE_Q5_0].vec_dot = fr__avx2_vec_dot_q5_0_q8_0;
     t[FR_TYPE_Q5_K].vec_dot = fr__avx2_vec_dot_q5_K_q8_K;
+    t[FR_TYPE_Q2_K].vec_dot = fr__avx2_vec_dot_q2_K_q8_K;
+    t[FR_TYPE_Q3_K].vec_dot = fr__avx2_vec_dot_q3_K_q8_K;
+    t[FR_TYPE_Q4_1].vec_dot = fr__avx2_vec_dot_q4_1_q8_1;
+    t[FR_TYPE_Q5_1].vec_dot = fr__avx2_vec_dot_q5_1_q8_1;
+    t[FR_TYPE_Q8_1].quantize = fr__avx2_quantize_q8_1;
+    t[FR_TYPE_BF16].dequantize = fr__avx2_dequantize_bf16;
+    t[FR_TYPE_BF16].quantize = fr__avx2_quantize_bf16;
+    t[FR_TYPE_BF16].vec_dot = fr__avx2_vec_dot_bf16;
     best_dot4[FR_TYPE_Q4_0] = fr__avx2_vec_dot4_q4_0_q8_0;
     best_dot4[FR_TYPE_Q5_0] = fr__avx2_vec_dot4_q5_0_q8_0;
     best_isa = "avx2";

@@ -169,6 +169,12 @@ void fr__avx2_dequantize_q6_K(const void *src, float *dst, int64_t n);
 void fr__avx2_quantize_f16(const float *src, void *dst, int64_t n);
 void fr__avx2_quantize_q8_0(const float *src, void *dst, int64_t n);
 void fr__avx2_quantize_q8_K(const float *src, void *dst, int64_t n);
+void fr__avx2_quantize_q8_1(const float *src, void *dst, int64_t n);
+void fr__avx2_quantize_bf16(const float *src, void *dst, int64_t n);
+void fr__avx2_dequantize_bf16(const void *src, float *dst, int64_t n);
+float fr__avx2_vec_dot_bf16(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q4_1_q8_1(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q5_1_q8_1(int64_t n, const void *w, const void *a);
 
 float fr__avx2_vec_dot_f32(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_f16(int64_t n, const void *w, const void *a);
@@ -180,6 +186,8 @@ void  fr__avx2_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const
 float fr__avx2_vec_dot_q5_0_q8_0(int64_t n, const void *w, const void *a);
 void  fr__avx2_vec_dot4_q5_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
 float fr__avx2_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a);
+float fr__avx2_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a);
 
 /* ---- x86_avx512.c (AVX-512 F/BW/VL + VNNI, on ymm registers) ---- */
 

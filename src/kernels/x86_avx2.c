@@ -12,8 +12,8 @@
  *   Q4_0·Q8_0 keeps the codes unsigned and subtracts 8·Σa; Q5_0·Q8_0
  *   likewise (fifth bit from qh, offset 16·Σa); both accumulate in lanes.
  *   vec_dot4 computes four rows at once, each bit-identical to vec_dot.
- * - Q4_K·Q8_K, Q5_K·Q8_K (Q4_K plus the fifth bit) and Q6_K·Q8_K sum the
- *   whole super-block in int32 lanes (codes are unsigned, so maddubs
+ * - Q2_K, Q3_K, Q4_K, Q5_K (Q4_K plus the fifth bit) and Q6_K ·Q8_K sum
+ *   the whole super-block in int32 lanes (codes are unsigned, so maddubs
  *   needs no sign trick; madd with the int16 sub-block scale applies the
  *   scale and widens), reduce to one int32 and then apply the scales in
  *   scalar code exactly as ref.c does: bit-identical to the twins.
@@ -22,6 +22,10 @@
  * - quantize_q8_0 rounds half to even (llama.cpp's AVX path) and uses
  *   id = 127/amax; the twin uses roundf and 1/d.  A code may differ by one
  *   where x·id falls on (or a rounding away from) .5.
+ * - quantize_q8_1 rounds like quantize_q8_0; s = d·Σq of its own codes.
+ * - Q4_1/Q5_1·Q8_1 accumulate d_w·d_a·sumi in lanes and m_w·s_a in a
+ *   scalar (float rounding only).  BF16 converts by shifting (exact) and
+ *   rounds to nearest even like fr_f32_to_bf16.
  * - quantize_q8_K is bit-identical to its twin (nearest_int is round to
  *   nearest even, as cvtps2dq).
  * - Float dots (F32, F16) accumulate in four 8-lane float accumulators;
@@ -72,6 +76,12 @@ void fr__avx2_dequantize_f16(const void *src, float *dst, int64_t n) {
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
     for (; i < n; i++) dst[i] = f16(x[i]);
+}
+
+/* dst[0..15] = d·q for 16 int8 codes (one multiply each, as ref.c). */
+static inline void store_i8x16_scaled(float *dst, __m128i q, __m256 d) {
+    _mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+    _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)))));
 }
 
 static inline void store_i8x32_scaled(float *dst, __m256i q, __m256 d) {
@@ -153,14 +163,10 @@ void fr__avx2_dequantize_q6_K(const void *src, float *dst, int64_t n) {
             const int8_t *sc = x[b].scales + 8 * h;
             for (int k = 0; k < 4; k++) {
                 const __m256i v = _mm256_sub_epi8(q[k], off);
-                const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
                 const __m256 d0 = _mm256_set1_ps(d * (float)sc[2 * k]);
                 const __m256 d1 = _mm256_set1_ps(d * (float)sc[2 * k + 1]);
-                float *o = dst + 32 * k;
-                _mm256_storeu_ps(o + 0, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-                _mm256_storeu_ps(o + 8, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
-                _mm256_storeu_ps(o + 16, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-                _mm256_storeu_ps(o + 24, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+                store_i8x16_scaled(dst + 32 * k, _mm256_castsi256_si128(v), d0);
+                store_i8x16_scaled(dst + 32 * k + 16, _mm256_extracti128_si256(v, 1), d1);
             }
         }
     }
@@ -207,6 +213,29 @@ void fr__avx2_quantize_q8_0(const float *src, void *dst, int64_t n) {
         v0 = _mm256_mul_ps(v0, id); v1 = _mm256_mul_ps(v1, id);
         v2 = _mm256_mul_ps(v2, id); v3 = _mm256_mul_ps(v3, id);
         _mm256_storeu_si256((__m256i *)y[b].qs, round_pack_32(v0, v1, v2, v3));
+    }
+}
+
+/* Q8_1: the Q8_0 codes (same rounding) plus s = d·Σq, d unrounded. */
+void fr__avx2_quantize_q8_1(const float *src, void *dst, int64_t n) {
+    fr_block_q8_1 *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / 32; b++, src += 32) {
+        __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
+        __m256 v2 = _mm256_loadu_ps(src + 16), v3 = _mm256_loadu_ps(src + 24);
+        __m256 amax = _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1));
+        amax = _mm256_max_ps(amax, _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        const float max = hmax_f32x8(amax), d = max / 127.f;
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m256 id = _mm256_set1_ps(max != 0.0f ? 127.f / max : 0.0f);
+        v0 = _mm256_mul_ps(v0, id); v1 = _mm256_mul_ps(v1, id);
+        v2 = _mm256_mul_ps(v2, id); v3 = _mm256_mul_ps(v3, id);
+        const __m256i q = round_pack_32(v0, v1, v2, v3);
+        _mm256_storeu_si256((__m256i *)y[b].qs, q);
+        /* Σq through sad of q + 128 */
+        const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+        const int sum = hsum_i32x8(sad) - 32 * 128;
+        y[b].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
     }
 }
 
@@ -278,6 +307,53 @@ float fr__avx2_vec_dot_f16(int64_t n, const void *w, const void *a) {
 #undef LOADH
     float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     for (; i < n; i++) sum += f16(x[i]) * f16(y[i]);
+    return sum;
+}
+
+/* 8 bf16 → 8 floats (exact: the bits shifted up). */
+static inline __m256 bf16x8(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+void fr__avx2_dequantize_bf16(const void *src, float *dst, int64_t n) {
+    const uint16_t *x = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, bf16x8(x + i));
+    for (; i < n; i++) dst[i] = fr_bf16_to_f32(x[i]);
+}
+
+/* f32 → bf16 rounding to nearest even, NaN kept quiet (as fr_f32_to_bf16). */
+void fr__avx2_quantize_bf16(const float *src, void *dst, int64_t n) {
+    uint16_t *y = dst;
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(src + i));
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), one);
+        const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(bias, lsb)), 16);
+        const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(64));
+        const __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(x, absmask), inf);
+        const __m256i v = _mm256_blendv_epi8(r, qnan, isnan);
+        /* 8 × 32-bit values (< 2^16) → 8 × 16 bits */
+        const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storeu_si128((__m128i *)(y + i), packed);
+    }
+    for (; i < n; i++) y[i] = fr_f32_to_bf16(src[i]);
+}
+
+/* BF16·BF16: products are exact in f32 (8-bit significands); four 8-lane
+ * float accumulators. */
+float fr__avx2_vec_dot_bf16(int64_t n, const void *w, const void *a) {
+    const uint16_t *x = w, *y = a;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_fmadd_ps(bf16x8(x + i + 8 * k), bf16x8(y + i + 8 * k), acc[k]);
+    for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(bf16x8(x + i), bf16x8(y + i), acc[0]);
+    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; i++) sum += fr_bf16_to_f32(x[i]) * fr_bf16_to_f32(y[i]);
     return sum;
 }
 
@@ -361,6 +437,42 @@ void fr__avx2_vec_dot4_q5_0_q8_0(int64_t n, const void *w, size_t stride, const 
     q5_0_rows(n, w, stride, a, out, 4);
 }
 
+/* Q4_1·Q8_1 and Q5_1·Q8_1: unsigned codes (no offset), d_w·d_a·sumi in 8
+ * float lanes, plus m_w·s_a per block in a scalar sum. */
+static inline __attribute__((always_inline)) float
+q_1_dot(int64_t n, const void *w, const void *a, const int five) {
+    const fr_block_q8_1 *y = a;
+    const int64_t nb = n / 32;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i q;
+        float dx, mx;
+        if (five) {
+            const fr_block_q5_1 *x = (const fr_block_q5_1 *)w + b;
+            q = _mm256_or_si256(nibbles_32(x->qs), _mm256_and_si256(bytes_from_bits_32(x->qh), _mm256_set1_epi8(16)));
+            dx = f16(x->d); mx = f16(x->m);
+        } else {
+            const fr_block_q4_1 *x = (const fr_block_q4_1 *)w + b;
+            q = nibbles_32(x->qs);
+            dx = f16(x->d); mx = f16(x->m);
+        }
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)y[b].qs)), ones16);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[b].d)), _mm256_cvtepi32_ps(p), acc);
+        summ += mx * f16(y[b].s);
+    }
+    return hsum_f32x8(acc) + summ;
+}
+
+float fr__avx2_vec_dot_q4_1_q8_1(int64_t n, const void *w, const void *a) {
+    return q_1_dot(n, w, a, 0);
+}
+
+float fr__avx2_vec_dot_q5_1_q8_1(int64_t n, const void *w, const void *a) {
+    return q_1_dot(n, w, a, 1);
+}
+
 float fr__avx2_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a) {
     const fr_block_q8_0 *x = w;
     const fr_block_q8_0 *y = a;
@@ -381,6 +493,11 @@ float fr__avx2_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a) {
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[b].d) * f16(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
     }
     return hsum_f32x8(_mm256_add_ps(acc0, acc1));
+}
+
+/* 32 int8 at p (unaligned). */
+static inline __m256i load32(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
 }
 
 /* Byte-shuffle masks.  word_bcast[j]: every 16-bit word = word j of a
@@ -451,6 +568,88 @@ float fr__avx2_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a) {
     return sumf;
 }
 
+/* Q2_K·Q8_K: per half h and shift 2j, 32 two-bit codes (sub-blocks 8h+2j
+ * and 8h+2j+1) against 32 activations; maddubs, then madd with the two
+ * sub-block scales (low nibbles).  Mins (high nibbles) · bsums once per
+ * super-block.  Exact int32, scalar scaling as the twin: bit-identical. */
+float fr__avx2_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a) {
+    const fr_block_q2_K *x = w;
+    const fr_block_q8_K *y = a;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    float sumf = 0.0f;
+    for (int64_t b = 0; b < n / FR_QK_K; b++) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)x[b].scales);
+        const __m128i scales = _mm_and_si128(sc, _mm_set1_epi8(0xF));
+        const __m128i mins = _mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0xF));
+        const int summs = hsum_i32x8(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                                        _mm256_cvtepu8_epi16(mins)));
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+                const __m256i p = _mm256_maddubs_epi16(q, load32(y[b].qs + 128 * h + 32 * j));
+                const __m128i pair = _mm_load_si128((const __m128i *)pair_bcast[4 * h + j]);
+                const __m256i s16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scales, pair));
+                if (j & 1) acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(p, s16));
+                else acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(p, s16));
+            }
+        }
+        const int isum = hsum_i32x8(_mm256_add_epi32(acc0, acc1));
+        const float dall = y[b].d * f16(x[b].d);
+        const float dmin = y[b].d * f16(x[b].dmin);
+        sumf += dall * (float)isum - dmin * (float)summs;
+    }
+    return sumf;
+}
+
+/* Bit k of every byte of h, moved to bit 2 (value 4). */
+static inline __m256i hbit4(__m256i h, int k) {
+    const __m256i v = k <= 2 ? _mm256_slli_epi16(h, 2 - k) : _mm256_srli_epi16(h, k - 2);
+    return _mm256_and_si256(v, _mm256_set1_epi8(4));
+}
+
+/* Q3_K·Q8_K: codes u = low2 | hbit<<2 (0..7) are q + 4, so
+ * Σ q·a·sc = Σ u·a·sc − 4·Σ_sub sc·bsum (bsums cover exactly the 16-element
+ * sub-blocks).  Exact int32, scalar scaling as the twin: bit-identical. */
+float fr__avx2_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a) {
+    const fr_block_q3_K *x = w;
+    const fr_block_q8_K *y = a;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    float sumf = 0.0f;
+    for (int64_t b = 0; b < n / FR_QK_K; b++) {
+        /* the 16 six-bit scales, word-parallel (GGUF.md §2, Q3_K) */
+        uint32_t aux[4];
+        memcpy(aux, x[b].scales, 12);
+        const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303, tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & m4) | (((tmp >> 4) & m2) << 4);
+        aux[3] = ((aux[1] >> 4) & m4) | (((tmp >> 6) & m2) << 4);
+        aux[0] = (aux[0] & m4) | (((tmp >> 0) & m2) << 4);
+        aux[1] = (aux[1] & m4) | (((tmp >> 2) & m2) << 4);
+        const __m128i sc8 = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)aux), _mm_set1_epi8(32));
+        const __m256i offs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[b].bsums),
+                                               _mm256_cvtepi8_epi16(sc8));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3),
+                                                  hbit4(hm, 4 * h + j));
+                const __m256i p = _mm256_maddubs_epi16(u, load32(y[b].qs + 128 * h + 32 * j));
+                const __m128i pair = _mm_load_si128((const __m128i *)pair_bcast[4 * h + j]);
+                const __m256i s16 = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pair));
+                if (j & 1) acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(p, s16));
+                else acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(p, s16));
+            }
+        }
+        const __m256i acc = _mm256_sub_epi32(_mm256_add_epi32(acc0, acc1), _mm256_slli_epi32(offs, 2));
+        const int isum = hsum_i32x8(acc);
+        sumf += (f16(x[b].d) * y[b].d) * (float)isum;
+    }
+    return sumf;
+}
+
 /* Bit k of every byte of h, moved to bit 4 (value 16). */
 static inline __m256i hbit16(__m256i h, int k) {
     const __m256i v = k <= 4 ? _mm256_slli_epi16(h, 4 - k) : _mm256_srli_epi16(h, k - 4);
@@ -507,7 +706,8 @@ q6_K_half(const uint8_t *ql, const uint8_t *qh, const int8_t *q8, __m128i sc8, i
     q6_K_quarters(ql, qh, q);
     for (int k = 0; k < 4; k++) {
         const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
-        const __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_load_si128((const __m128i *)pair_bcast[4 * h + k])));
+        const __m128i pair = _mm_load_si128((const __m128i *)pair_bcast[4 * h + k]);
+        const __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pair));
         if (k & 1) *acc1 = _mm256_add_epi32(*acc1, _mm256_madd_epi16(p, s));
         else *acc0 = _mm256_add_epi32(*acc0, _mm256_madd_epi16(p, s));
     }

@@ -83,13 +83,14 @@ void fr__avx512_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, cons
 }
 
 /* Q4_0·Q8_0 for 4 weight rows × 4 activation rows (prefill):
- * out[4·t + r] = row r · activation t.  The nibbles and scales of each
+ * out[4·t + r] = row r · activation t.  The codes and scales of each
  * weight block are unpacked once for the four activation rows.  Per block,
  * the 16 integer sums are reduced exactly (four per xmm, one lane per row)
  * and scaled in four-lane floats as the twin does it in scalar code:
  * sumf += (float)sumi·(d_w·d_a).  So each output is bit-identical to
- * fr__ref_vec_dot_q4_0_q8_0 (and within float rounding of vec_dot, whose
- * lanes accumulate in a different order). */
+ * fr__ref_vec_dot_q4_0_q8_0, and within float rounding of vec_dot, whose
+ * lanes accumulate in a different order.  (The same scheme for Q8_0
+ * weights measured slower than its vec_dot, so Q8_0 has none.) */
 void fr__avx512_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a,
                                      size_t astride, float *out) {
     const int64_t nb = n / 32;

@@ -4,20 +4,23 @@
  * for the per-element types), plus all-zero and badly scaled inputs.
  *
  * Tolerances, each with its reason:
- *   exact (0)        dequantizers, quantize_f16, quantize_q8_K, and the
- *                    Q4_K/Q5_K/Q6_K dots and the Q4_0 vec_dot4x4: same integer work and the same scalar
- *                    float expression per block, so bit-identical; also
- *                    vec_dot4 vs vec_dot per row, and the AVX-512 dots vs
- *                    the AVX2 ones (same lane sums, same float ops);
- *   TOL_DOT_REL 1e-5 · Σ_k |w_k·a_k|   Q4_0/Q5_0/Q8_0 dots: the per-block integer
+ *   exact (0)        dequantizers, quantize_f16/bf16/q8_K, the Q2_K..Q6_K
+ *                    dots and the Q4_0 vec_dot4x4: same integer work and
+ *                    the same scalar float expression per block, so
+ *                    bit-identical to the twins; also vec_dot4 vs vec_dot
+ *                    per row, and the AVX-512 dots vs the AVX2 ones (same
+ *                    lane sums, same float ops);
+ *   TOL_DOT_REL 1e-5 · Σ_k |w_k·a_k| (+ Σ_b |m_b·s_b| for Q4_1/Q5_1)
+ *                    Q4_0/Q5_0/Q8_0/Q4_1/Q5_1 dots: the per-block integer
  *                    sums are exact, but d_w·d_a·sumi is accumulated in 8
  *                    float lanes instead of one scalar (rounding order);
- *   TOL_FDOT_REL 1e-5 · Σ_k |w_k·a_k|  F32/F16 dots: float lanes vs the
+ *   TOL_FDOT_REL 1e-5 · Σ_k |w_k·a_k|  F32/F16/BF16 dots: float lanes vs the
  *                    twin's double accumulator;
  *   TOL_Q8_0_CODE 1  quantize_q8_0: the AVX path (as llama.cpp's) rounds half
  *                    to even and scales by 127/amax instead of 1/(amax/127),
  *                    so a code may differ by one where x·id is (nearly) .5;
- *                    d must be identical and at most 2% of codes may differ.
+ *                    d must be identical and at most 2% of codes may differ
+ *                    (quantize_q8_1 likewise; s must match where codes do).
  *
  * When the CPU lacks an ISA its checks are skipped with a message; the
  * closing line is printed either way.
@@ -109,6 +112,11 @@ static void check_dot(const char *name, int type, dot_fn simd, double tol_rel) {
             aops->dequantize(aq, af, n);
             double mag = 0;
             for (int64_t k = 0; k < n; k++) mag += fabs((double)wf[k] * af[k]);
+            if (type == FR_TYPE_Q4_1 || type == FR_TYPE_Q5_1) /* the m_w·s_a terms */
+                for (int64_t b = 0; b < n / 32; b++) {
+                    const uint16_t m = type == FR_TYPE_Q4_1 ? ((fr_block_q4_1 *)w)[b].m : ((fr_block_q5_1 *)w)[b].m;
+                    mag += fabs((double)fr_f16_to_f32(m) * fr_f16_to_f32(((fr_block_q8_1 *)aq)[b].s));
+                }
             const float want = ops->vec_dot(n, w, aq), got = simd(n, w, aq);
             const double tol = tol_rel * mag;
             if (!(fabs((double)got - want) <= tol) && bad++ < 3)
@@ -244,6 +252,45 @@ static void check_quant_q8_0(void) {
     CHECK_INT(q.qs[3], 2); CHECK_INT(q.qs[4], -2); CHECK_INT(q.qs[5], 0); CHECK_INT(q.qs[6], 3);
 }
 
+/* quantize_q8_1: as quantize_q8_0, and where a block's codes agree with
+ * the twin's, s must agree bit for bit (same d, same Σq). */
+static void check_quant_q8_1(void) {
+    const int64_t n = 2048;
+    float *x = fr_malloc(4 * (size_t)n);
+    fr_block_q8_1 *a = fr_malloc(row_bytes(FR_TYPE_Q8_1, n)), *b = fr_malloc(row_bytes(FR_TYPE_Q8_1, n));
+    int bad = 0, same = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        ktest_fill(x, n, rep == 1 ? 1e-3f : 2.0f);
+        fr__ref_quantize_q8_1(x, a, n);
+        fr__avx2_quantize_q8_1(x, b, n);
+        for (int64_t k = 0; k < n / 32; k++) {
+            bad += a[k].d != b[k].d;
+            int diff = 0;
+            for (int j = 0; j < 32; j++) {
+                bad += abs(a[k].qs[j] - b[k].qs[j]) > TOL_Q8_0_CODE;
+                diff |= a[k].qs[j] != b[k].qs[j];
+            }
+            if (!diff) { same++; bad += a[k].s != b[k].s; }
+        }
+    }
+    CHECK_MSG(bad == 0, "quantize_q8_1: %d mismatches", bad);
+    CHECK_MSG(same > 150, "quantize_q8_1: only %d of 192 blocks with identical codes", same);
+    fr_free(b); fr_free(a); fr_free(x);
+}
+
+/* quantize_bf16 on the edge values of fr_f32_to_bf16. */
+static void check_bf16_edges(void) {
+    float x[16];
+    uint32_t bits[16] = {0x3F800000, 0x3F808000, 0x3F818000, 0x3F808001, 0x80000000, 0x7F800000,
+                         0xFF800000, 0x7F7FFFFF, 0x00010000, 0x12345678, 0x1234C000, 0xC0400000,
+                         0x7FC00000, 0x7F800001, 0xFFC00001, 0x00000001};
+    memcpy(x, bits, sizeof x);
+    uint16_t a[16], b[16];
+    fr__ref_quantize_bf16(x, a, 16);
+    fr__avx2_quantize_bf16(x, b, 16);
+    CHECK_MSG(!memcmp(a, b, sizeof a), "quantize_bf16 edge values differ from the twin");
+}
+
 int main(void) {
     const fr_cpu_features *cpu = fr_cpu();
     ktest_seed(1234);
@@ -260,15 +307,24 @@ int main(void) {
         check_quant_exact("avx2 quantize_f16", FR_TYPE_F16, fr__avx2_quantize_f16);
         check_quant_exact("avx2 quantize_q8_K", FR_TYPE_Q8_K, fr__avx2_quantize_q8_K);
         check_quant_q8_0();
+        check_quant_q8_1();
+        check_quant_exact("avx2 quantize_bf16", FR_TYPE_BF16, fr__avx2_quantize_bf16);
+        check_bf16_edges();
+        check_dequant("avx2 dequantize_bf16", FR_TYPE_BF16, fr__avx2_dequantize_bf16);
 
         check_dot("avx2 vec_dot_f32", FR_TYPE_F32, fr__avx2_vec_dot_f32, TOL_FDOT_REL);
         check_dot("avx2 vec_dot_f16", FR_TYPE_F16, fr__avx2_vec_dot_f16, TOL_FDOT_REL);
+        check_dot("avx2 vec_dot_bf16", FR_TYPE_BF16, fr__avx2_vec_dot_bf16, TOL_FDOT_REL);
+        check_dot("avx2 vec_dot_q4_1_q8_1", FR_TYPE_Q4_1, fr__avx2_vec_dot_q4_1_q8_1, TOL_DOT_REL);
+        check_dot("avx2 vec_dot_q5_1_q8_1", FR_TYPE_Q5_1, fr__avx2_vec_dot_q5_1_q8_1, TOL_DOT_REL);
         check_dot("avx2 vec_dot_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx2_vec_dot_q4_0_q8_0, TOL_DOT_REL);
         check_dot("avx2 vec_dot_q8_0_q8_0", FR_TYPE_Q8_0, fr__avx2_vec_dot_q8_0_q8_0, TOL_DOT_REL);
         check_dot("avx2 vec_dot_q4_K_q8_K", FR_TYPE_Q4_K, fr__avx2_vec_dot_q4_K_q8_K, 0);
         check_dot("avx2 vec_dot_q6_K_q8_K", FR_TYPE_Q6_K, fr__avx2_vec_dot_q6_K_q8_K, 0);
         check_dot("avx2 vec_dot_q5_0_q8_0", FR_TYPE_Q5_0, fr__avx2_vec_dot_q5_0_q8_0, TOL_DOT_REL);
         check_dot("avx2 vec_dot_q5_K_q8_K", FR_TYPE_Q5_K, fr__avx2_vec_dot_q5_K_q8_K, 0);
+        check_dot("avx2 vec_dot_q2_K_q8_K", FR_TYPE_Q2_K, fr__avx2_vec_dot_q2_K_q8_K, 0);
+        check_dot("avx2 vec_dot_q3_K_q8_K", FR_TYPE_Q3_K, fr__avx2_vec_dot_q3_K_q8_K, 0);
         check_dot4_same("avx2 vec_dot4_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx2_vec_dot4_q4_0_q8_0,
                         fr__avx2_vec_dot_q4_0_q8_0, NULL);
         check_dot4_same("avx2 vec_dot4_q5_0_q8_0", FR_TYPE_Q5_0, fr__avx2_vec_dot4_q5_0_q8_0,
