@@ -7,6 +7,7 @@
 #   make fuzz                 libFuzzer targets in build/fuzz (clang)
 #   make fuzz-smoke           run each of them for FUZZ_SECONDS (20)
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
+#   make bench                benchmarks; writes docs/PERFORMANCE.md
 #   make demo                 build, make a demo model, run it
 #
 # Warnings are errors (WERROR=0 to relax while hacking).
@@ -57,7 +58,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all test check unit replay cli-test san-test fuzz fuzz-smoke demo clean
+.PHONY: all test check unit replay cli-test san-test fuzz fuzz-smoke bench demo clean
 all: $(BIN)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -117,7 +118,10 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $(LIB_SRC) $< -o $@ $(LDLIBS)
 
-# ---- demo ----
+# ---- benchmarks and demo ----
+bench: $(BIN)
+	FRUGAL_TESTDATA=$(TESTDATA) scripts/bench.sh $(BIN)
+
 demo: $(BIN)
 	scripts/demo.sh $(BIN)
 

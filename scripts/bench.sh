@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `make bench`: make the benchmark models (random weights, real shapes) with
+# frugal's own tools, run `frugal bench` on each with THREADS threads, and
+# write docs/PERFORMANCE.md with frugal's figures beside llama.cpp's.
+#
+# Models go to BENCH_MODELS (default build/bench-models); they are made once
+# (about 5 GB of disk with the f16 sources) and reused.
+set -eu
+BIN=${1:-build/frugal}
+DIR=${BENCH_MODELS:-build/bench-models}
+THREADS=${THREADS:-2}
+REPS=${REPS:-3}
+OUT=${OUT:-docs/PERFORMANCE.md}
+mkdir -p "$DIR"
+
+make_model() { # name, then the command that writes "$DIR/$name"
+    local name=$1; shift
+    [ -s "$DIR/$name" ] && return 0
+    echo "bench: making $name" >&2
+    "$@" >/dev/null
+}
+make_model tl-f16.gguf "$BIN" mkmodel --arch llama --shape tinyllama-1.1b --type f16 "$DIR/tl-f16.gguf"
+make_model tl-q4_0.gguf "$BIN" quantize "$DIR/tl-f16.gguf" "$DIR/tl-q4_0.gguf" q4_0
+make_model tl-q8_0.gguf "$BIN" quantize "$DIR/tl-f16.gguf" "$DIR/tl-q8_0.gguf" q8_0
+make_model tl-q4_k_m.gguf "$BIN" quantize "$DIR/tl-f16.gguf" "$DIR/tl-q4_k_m.gguf" q4_k_m
+make_model qw-f16.gguf "$BIN" mkmodel --arch qwen2 --shape qwen2-0.5b --type f16 \
+    --vocab "${FRUGAL_TESTDATA:-../shared/testdata}/vocab/ggml-vocab-gpt-2.gguf" "$DIR/qw-f16.gguf"
+make_model qw-q4_0.gguf "$BIN" quantize "$DIR/qw-f16.gguf" "$DIR/qw-q4_0.gguf" q4_0
+
+# name | file | llama.cpp pp512 | llama.cpp tg128 (2 threads, this machine, from DEVELOPERS notes)
+models="llama 1.1B Q4_0|tl-q4_0.gguf|205|45
+llama 1.1B Q8_0|tl-q8_0.gguf|90|27
+llama 1.1B Q4_K_M|tl-q4_k_m.gguf|131|48
+qwen2 0.5B Q4_0|qw-q4_0.gguf|495|107"
+
+membw=$("$BIN" bench --membw -t "$THREADS" --json | sed 's/.*"membw_bytes_per_s": \([0-9.]*\).*/\1/')
+rows=""
+while IFS='|' read -r name file lpp ltg; do
+    echo "bench: $name" >&2
+    json=$("$BIN" bench -m "$DIR/$file" -p 512 -n 128 -r "$REPS" -t "$THREADS" --json)
+    field() { # test field
+        printf '%s\n' "$json" | grep "\"test\": \"$1\"" | sed "s/.*\"$2\": \([0-9.]*\).*/\1/"
+    }
+    pp=$(field pp avg_ts); ppsd=$(field pp stddev_ts)
+    tg=$(field tg avg_ts); tgsd=$(field tg stddev_ts)
+    roof=$(field tg roofline_pct); bpt=$(field tg bytes_per_token)
+    rss=$(field tg peak_rss); size=$(field tg model_size)
+    kernels=$(printf '%s\n' "$json" | grep -o '"kernels": "[a-z0-9]*"' | head -n 1 | cut -d'"' -f4)
+    rows="$rows| $name | $(awk "BEGIN{printf \"%.0f\", $size/1048576}") MiB | $pp ± $ppsd | $lpp | $(awk "BEGIN{printf \"%.0f%%\", 100*$pp/$lpp}") | $tg ± $tgsd | $ltg | $(awk "BEGIN{printf \"%.0f%%\", 100*$tg/$ltg}") | $(awk "BEGIN{printf \"%.1f\", $bpt/1e6}") MB | $roof% | $(awk "BEGIN{printf \"%.0f\", $rss/1048576}") MiB |
+"
+done <<<"$models"
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+{
+cat <<EOF2
+# Performance
+
+Measured by \`make bench\` (scripts/bench.sh), which makes random-weight models
+of real shapes with \`frugal mkmodel\` (f16) and \`frugal quantize\` (the same
+tensor-type mix as llama-quantize: output.weight Q6_K in the Q4_0 and Q4_K_M
+files), then runs \`frugal bench -m MODEL -p 512 -n 128 -r $REPS -t $THREADS --json\`
+on each. llama.cpp's figures are llama-bench on the same shapes, the same
+machine and thread count (from the project notes).
+
+Machine: $cpu, $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo);
+$THREADS threads; kernels: $kernels (chosen at run time from the CPU's features).
+Read bandwidth measured by \`frugal bench --membw -t $THREADS\`: $(awk "BEGIN{printf \"%.1f\", $membw/1e9}") GB/s.
+Date: $(date -u +%Y-%m-%d).
+
+| model | size | pp512 tok/s | llama.cpp | ratio | tg128 tok/s | llama.cpp | ratio | bytes/token | roofline | peak RSS |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+$rows
+- *bytes/token*: every matmul weight, one embedding row and the average KV
+  cache read per generated token; *roofline*: tg128 × bytes/token ÷ read
+  bandwidth (decode cannot exceed 100%).
+- *peak RSS*: VmHWM of the bench process (the bandwidth probe runs in a child
+  process, so its buffer is not counted); the target is file size + KV cache +
+  64 MiB.
+EOF2
+} >"$OUT"
+echo "bench: wrote $OUT" >&2
+cat "$OUT"
