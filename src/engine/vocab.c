@@ -254,7 +254,7 @@ static int load_merges(fr_vocab *v, const fr_gguf *g) {
     if (rc) return rc;
     if (et != FR_GGUF_STRING)
         return fr_errf(FR_EFORMAT, "%s: key '%s': not an array of strings", gname(g), K_MERGES);
-    if (count >= INT32_MAX)
+    if (count >= (1u << 24)) /* ranks are merge priorities held exactly in a float */
         return fr_errf(FR_EFORMAT, "%s: key '%s': %llu merges", gname(g), K_MERGES,
                        (unsigned long long)count);
     size_t n = (size_t)count;

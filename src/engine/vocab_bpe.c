@@ -334,74 +334,20 @@ int fr__vocab_bpe_split(const fr_vocab *v, const char *text, size_t len, fr__voc
 
 /* ---- merges ---- */
 
-typedef struct sym {
-    uint32_t off, n;
-    int32_t prev, next;
-} sym;
-
-typedef struct bigram {
-    int32_t rank, left, right;
-    uint32_t size;
-} bigram;
-
-typedef struct heap {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-static bool before(const bigram *a, const bigram *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(heap *h, bigram b) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 64;
-        bigram *p = fr_realloc(h->v, cap * sizeof *p);
-        if (!p) return FR_ENOMEM;
-        h->v = p;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(&b, &h->v[parent])) break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h) {
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c])) c++;
-        if (!before(&h->v[c], &last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
-}
-
 /* Scratch reused across the pieces of one tokenize call. */
 typedef struct scratch {
     char *word;             /* the mapped piece */
     size_t word_cap;
-    sym *syms;
-    size_t syms_cap;
-    heap h;
+    fr__merge_scratch m;
 } scratch;
 
-static int add_bigram(const fr_vocab *v, const char *w, const sym *s, int32_t left, int32_t right,
-                      heap *h) {
-    if (left < 0 || right < 0) return 0;
-    int32_t r = fr__vocab_merge_rank(v, w + s[left].off, s[left].n, w + s[right].off, s[right].n);
-    if (r < 0) return 0;
-    return heap_push(h, (bigram){r, left, right, s[left].n + s[right].n});
+/* A pair may merge when it is in the merges list; lower rank first. */
+static bool bpe_prio(const void *ctx, const char *w, const fr__sym *l, const fr__sym *r,
+                     float *prio) {
+    int32_t rank = fr__vocab_merge_rank(ctx, w + l->off, l->n, w + r->off, r->n);
+    if (rank < 0) return false;
+    *prio = (float)rank; /* exact: ranks stay below 2^24 */
+    return true;
 }
 
 /* BPE of one pre-split piece (original bytes). */
@@ -421,36 +367,9 @@ static int bpe_piece(const fr_vocab *v, const char *piece, size_t len, scratch *
         int32_t id = fr__vocab_lookup(v, w, wl);
         if (id >= 0) return fr__idvec_push(out, id);
     }
-    if (len > sc->syms_cap) {
-        sym *p = fr_realloc(sc->syms, len * sizeof *p);
-        if (!p) return FR_ENOMEM;
-        sc->syms = p;
-        sc->syms_cap = len;
-    }
-    sym *s = sc->syms;
-    int32_t n = 0;
-    for (size_t off = 0; off < wl;) {
-        size_t k = fr__unicode_len_lead((uint8_t)w[off]);
-        if (k > wl - off) k = wl - off;
-        s[n] = (sym){(uint32_t)off, (uint32_t)k, n - 1, off + k == wl ? -1 : n + 1};
-        off += k;
-        n++;
-    }
-    heap *h = &sc->h;
-    h->n = 0;
-    int rc = 0;
-    for (int32_t i = 1; i < n && !rc; i++) rc = add_bigram(v, w, s, i - 1, i, h);
-    while (h->n && !rc) {
-        bigram b = heap_pop(h);
-        sym *l = &s[b.left], *r = &s[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;   /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) s[r->next].prev = b.left;
-        rc = add_bigram(v, w, s, l->prev, b.left, h);
-        if (!rc) rc = add_bigram(v, w, s, b.left, l->next, h);
-    }
+    int32_t n;
+    int rc = fr__merge_run(&sc->m, w, wl, bpe_prio, v, &n);
+    const fr__sym *s = sc->m.syms;
     for (int32_t i = 0; n > 0 && i != -1 && !rc; i = s[i].next) {
         int32_t id = fr__vocab_lookup(v, w + s[i].off, s[i].n);
         if (id >= 0) {
@@ -479,8 +398,7 @@ int fr__vocab_bpe_tokenize(const fr_vocab *v, const char *text, size_t len, fr__
         start += pieces.v[k];
     }
     fr_free(sc.word);
-    fr_free(sc.syms);
-    fr_free(sc.h.v);
+    fr__merge_scratch_deinit(&sc.m);
     fr_free(pieces.v);
     cpts_free(&c);
     return rc;

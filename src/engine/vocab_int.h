@@ -102,4 +102,35 @@ typedef void (*fr__vocab_piece_cb)(void *ctx, const char *piece, size_t len);
 int fr__vocab_bpe_split(const fr_vocab *v, const char *text, size_t len,
                         fr__vocab_piece_cb cb, void *ctx);
 
+
+/* ---- the shared merge loop (vocab_merge.c) ---- */
+typedef struct fr__sym {
+    uint32_t off, n;        /* bytes of the text; n = 0 once merged away */
+    int32_t prev, next;     /* neighbours in the chain, -1 at the ends */
+} fr__sym;
+
+typedef struct fr__bigram {
+    float prio;             /* lower merges first; ties → leftmost */
+    int32_t left, right;
+    uint32_t size;          /* bytes of left + right when queued */
+} fr__bigram;
+
+typedef struct fr__merge_scratch {   /* zero-initialise; reusable */
+    fr__sym *syms;
+    size_t cap_syms;
+    fr__bigram *heap;
+    size_t n_heap, cap_heap;
+} fr__merge_scratch;
+
+/* Whether symbols l and r (bytes of text) may merge, and with what priority. */
+typedef bool (*fr__pair_prio_fn)(const void *ctx, const char *text, const fr__sym *l,
+                                 const fr__sym *r, float *prio);
+
+/* Split text into UTF-8 characters and merge pairs until none is allowed.
+ * The chain starts at m->syms[0] (follow .next); *n_syms characters were
+ * made (0 for empty text).  FR_ENOMEM, FR_EINVAL (text too long). */
+int fr__merge_run(fr__merge_scratch *m, const char *text, size_t len, fr__pair_prio_fn prio,
+                  const void *ctx, int32_t *n_syms);
+void fr__merge_scratch_deinit(fr__merge_scratch *m);
+
 #endif
