@@ -11,7 +11,7 @@ DIR=${BENCH_MODELS:-build/bench-models}
 THREADS=${THREADS:-2}
 REPS=${REPS:-3}
 OUT=${OUT:-docs/PERFORMANCE.md}
-mkdir -p "$DIR"
+mkdir -p "$DIR" "$(dirname "$OUT")"
 
 make_model() { # name, then the command that writes "$DIR/$name"
     local name=$1; shift

@@ -2,7 +2,8 @@
  * forward.c — the llama/qwen2 forward pass and its KV cache (GGUF.md §4).
  *
  * A context holds, for one sequence, the F16 KV cache
- *     k_cache, v_cache: [n_layer][n_ctx][n_kv]   (n_kv = n_head_kv·head_dim)
+ *     k_cache, v_cache: [n_layer][n_head_kv][n_ctx][head_dim]
+ * (each KV head's rows contiguous, so an attention item streams them)
  * (values rounded to half as llama.cpp's default cache does) and scratch
  * buffers for one step of up to n_ubatch = min(512, n_ctx) tokens.  All of
  * it is allocated at fr_ctx_create; fr_ctx_eval never allocates.
@@ -10,22 +11,38 @@
  * One step over N tokens at positions p0 .. p0+N-1, residual x[N][n_embd]:
  *   x = token_embd rows
  *   per layer:
- *     xb = RMSNorm(x)·attn_norm
+ *     xb = RMSNorm(x)·attn_norm                       (fused with the add below)
  *     q = Wq·xb (+bq), k = Wk·xb (+bk), v = Wv·xb (+bv)      fr_matmul
  *     RoPE on q, k (NORM: pairs (2i, 2i+1); NEOX: pairs (i, i+n_rot/2))
  *     k, v → cache rows p0+t (half)
  *     att = causal softmax(q·kᵀ/√head_dim)·v per head (GQA: query head h
- *           reads KV head h/(n_head/n_head_kv)), heads split over the pool
- *     x += Wo·att (+bo)
- *     xb = RMSNorm(x)·ffn_norm
- *     x += Wdown·(silu(Wgate·xb) ⊙ Wup·xb)
+ *           reads KV head h/(n_head/n_head_kv))
+ *     x += Wo·att (+bo);  xb = RMSNorm(x)·ffn_norm     (one pass)
+ *     hb = silu(Wgate·xb) ⊙ Wup·xb
+ *     x += Wdown·hb;  xb = next layer's RMSNorm(x)      (one pass)
  *   logits = output·(RMSNorm(x[N-1])·output_norm) (+output.bias), only
  *   after the last step of an eval.
+ *
+ * Threads.  Besides the matmuls, a layer makes at most four pool runs:
+ * add+norm, bias+RoPE+cache store then (after a barrier) attention, add+norm,
+ * SiLU·up.  The element-wise ones split tokens (or elements) over the pool
+ * and run on the calling thread alone when the step is small (decode), where
+ * a wake-up would cost more than the work.
+ *
+ * Attention is tiled (flash-attention style, kernels/ops.h): a work item is
+ * one KV head and a block of att_bq tokens, i.e. the R = att_bq·group query
+ * rows that read the same keys.  It walks the keys in tiles of FR_ATT_BK,
+ * converting each K and V tile from half to float once for all R rows,
+ * with an online softmax (running max and sum per row); keys after the
+ * block's last token are never read, and masked keys inside the diagonal
+ * tile get weight 0.  Items are taken from a shared counter, longest
+ * (latest tokens) first.  Decode (N = 1) has one item per KV head.
  *
  * Errors are detected before anything changes, so a failed eval leaves the
  * context as it was.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -33,14 +50,23 @@
 #include "base/mem.h"
 #include "engine/model_int.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
 #include "kernels/types.h"
 
 /* ---- creation ---- */
 
 /* The buffers of a context, in allocation order (fr_ctx.bufs). */
-_Static_assert(FR_CTX_NBUFS == 15, "fr_ctx.bufs holds every buffer");
-enum { B_KCACHE, B_VCACHE, B_INV_FREQ, B_ROPE_CS, B_X, B_XB, B_Q, B_K, B_V, B_ATT, B_HB, B_HB2,
+_Static_assert(FR_CTX_NBUFS == 14, "fr_ctx.bufs holds every buffer");
+enum { B_KCACHE, B_VCACHE, B_INV_FREQ, B_X, B_XB, B_Q, B_K, B_V, B_ATT, B_HB, B_HB2,
        B_ATT_TMP, B_LOGITS, B_WORK, B_COUNT };
+
+/* Query rows per attention item, about: enough to reuse each converted
+ * K/V tile many times, few enough that a thread's tiles stay in L1/L2. */
+#define ATT_ROWS 64
+
+/* Decode steps split each KV head's keys into chunks so that every thread
+ * gets about this many items (att_n_split). */
+#define ATT_SPLIT_PER_THREAD 4
 
 static int32_t resolve_n_ctx(const fr_model *m, int32_t n_ctx) {
     if (n_ctx != 0) return n_ctx;
@@ -48,10 +74,46 @@ static int32_t resolve_n_ctx(const fr_model *m, int32_t n_ctx) {
     return train > 0 && train < 4096 ? train : 4096;
 }
 
-/* Per-thread attention scratch: n_ctx scores and one head_dim row, padded
- * to a cache line so threads never share one. */
-static size_t att_stride(int32_t n_ctx, int32_t head_dim) {
-    return ((size_t)n_ctx + (size_t)head_dim + 15) & ~(size_t)15;
+/* Tokens per attention item for steps of up to n_ubatch tokens. */
+static int att_bq(const fr_hparams *hp, int32_t n_ubatch) {
+    int group = hp->n_head / hp->n_head_kv;
+    int bq = ATT_ROWS / group;
+    if (bq < 1) bq = 1;
+    if (bq > n_ubatch) bq = n_ubatch;
+    return bq;
+}
+
+/* One thread's attention scratch, in floats (each part a multiple of 16
+ * floats, so every part is 64-byte aligned):
+ *   qs [rp][hd], st [BK][rp], kt [BK][hd], vt [BK][hd], m, l, corr, nv [rp],
+ *   orow, qrow [rp] pointers, RoPE cos and signed sin [2][n_rot]. */
+typedef struct att_parts {
+    float *qs, *st, *kt, *vt, *m, *l, *corr;
+    int32_t *nv;
+    float **orow, **qrow;
+    float *cs;
+} att_parts;
+
+static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static size_t att_layout(const fr_hparams *hp, int bq, float *base, att_parts *p) {
+    size_t R = (size_t)bq * (size_t)(hp->n_head / hp->n_head_kv);
+    size_t rp = (size_t)fr_ops_att_rp((int)R), hd = (size_t)hp->head_dim, off = 0;
+#define PART(field, type, n) \
+    do { if (p) p->field = (type)(void *)(base + off); off += pad16(n); } while (0)
+    PART(qs, float *, rp * hd);
+    PART(st, float *, (size_t)FR_ATT_BK * rp);
+    PART(kt, float *, (size_t)FR_ATT_BK * hd);
+    PART(vt, float *, (size_t)FR_ATT_BK * hd);
+    PART(m, float *, rp);
+    PART(l, float *, rp);
+    PART(corr, float *, rp);
+    PART(nv, int32_t *, rp);
+    PART(orow, float **, rp * sizeof(float *) / sizeof(float));
+    PART(qrow, float **, rp * sizeof(float *) / sizeof(float));
+    PART(cs, float *, 2 * (size_t)hp->n_rot);
+#undef PART
+    return off;
 }
 
 static size_t max_work(size_t cur, const fr_weight *w, int64_t N) {
@@ -68,13 +130,17 @@ static bool plan(const fr_model *m, int32_t n_ctx, int n_threads, size_t bytes[B
     size_t n_embd = (size_t)hp->n_embd, n_ff = (size_t)hp->n_ff;
     size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
     size_t n_kv = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
-    size_t kv;
+    size_t kv, att = att_layout(hp, att_bq(hp, n_ubatch), NULL, NULL);
+    /* decode key-range split (att_part): n_split <= ATT_SPLIT_PER_THREAD ·
+     * n_threads chunks of n_head rows of head_dim + 2 floats */
+    size_t part = n_threads == 1 ? 0 : (size_t)ATT_SPLIT_PER_THREAD * (size_t)n_threads *
+                                           (size_t)hp->n_head * ((size_t)hp->head_dim + 2);
     if (!fr_mul_ok((size_t)hp->n_layer * (size_t)n_ctx, n_kv * sizeof(uint16_t), &kv) ||
-        !fr_mul_ok(att_stride(n_ctx, hp->head_dim) * f, (size_t)n_threads, &bytes[B_ATT_TMP]))
+        !fr_mul_ok(att, (size_t)n_threads, &att) || !fr_add_ok(att, part, &att) ||
+        !fr_mul_ok(att, f, &bytes[B_ATT_TMP]))
         return false;
     bytes[B_KCACHE] = bytes[B_VCACHE] = kv;
     bytes[B_INV_FREQ] = (size_t)hp->n_rot / 2 * sizeof(double);
-    bytes[B_ROPE_CS] = (size_t)hp->n_rot * f;
     bytes[B_X] = bytes[B_XB] = nub * n_embd * f;
     bytes[B_Q] = bytes[B_ATT] = nub * n_q * f;
     bytes[B_K] = bytes[B_V] = nub * n_kv * f;
@@ -133,7 +199,6 @@ int fr_ctx_create(fr_model *m, int32_t n_ctx, fr_pool *pool, fr_ctx **out) {
     c->k_cache = c->bufs[B_KCACHE];
     c->v_cache = c->bufs[B_VCACHE];
     c->inv_freq = c->bufs[B_INV_FREQ];
-    c->rope_cs = c->bufs[B_ROPE_CS];
     c->x = c->bufs[B_X];
     c->xb = c->bufs[B_XB];
     c->q = c->bufs[B_Q];
@@ -143,6 +208,8 @@ int fr_ctx_create(fr_model *m, int32_t n_ctx, fr_pool *pool, fr_ctx **out) {
     c->hb = c->bufs[B_HB];
     c->hb2 = c->bufs[B_HB2];
     c->att_tmp = c->bufs[B_ATT_TMP];
+    c->att_bq = att_bq(hp, c->n_ubatch);
+    c->att_stride = att_layout(hp, c->att_bq, NULL, NULL);
     c->logits = c->bufs[B_LOGITS];
     c->work = c->bufs[B_WORK];
     c->work_size = bytes[B_WORK];
@@ -177,172 +244,335 @@ size_t fr_ctx_kv_bytes(const fr_ctx *c) {
 
 /* ---- building blocks ---- */
 
-/* y = x / sqrt(mean(x²) + eps) · w, the sum in double as ggml does. */
-static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += (double)x[i] * x[i];
-    float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+/* Below this many floats an element-wise pass runs on the calling thread:
+ * a pool wake-up and barrier cost more than the work. */
+#define INLINE_FLOATS 16384
+
+/* A decode step whose attention reads fewer (key, query head) pairs than
+ * this runs it on the calling thread. */
+#define INLINE_ATT_ROWS 1024
+
+/* What the pool tasks of one step share. */
+typedef struct step_job {
+    fr_ctx *c;
+    const fr_layer *L;
+    const fr_ops *ops;
+    const fr_type_ops *f16;
+    int N, pos0, il;
+    const float *bias;           /* add_norm: added with xb (or NULL) */
+    const float *norm;           /* add_norm: norm weight (or NULL: no norm) */
+    bool add;                    /* add_norm: x += xb first */
+    _Alignas(64) atomic_int next; /* attention: next item */
+    char pad[64 - sizeof(atomic_int)];
+} step_job;
+
+static void token_range(int N, int ith, int nth, int *t0, int *t1) {
+    *t0 = (int)((int64_t)N * ith / nth);
+    *t1 = (int)((int64_t)N * (ith + 1) / nth);
 }
 
-static void add_bias(float *y, const float *b, int64_t N, int64_t n) {
-    if (!b) return;
-    for (int64_t t = 0; t < N; t++)
-        for (int64_t i = 0; i < n; i++) y[t * n + i] += b[i];
+static float *thread_tmp(const fr_ctx *c, int ith) {
+    return c->att_tmp + (size_t)ith * c->att_stride;
+}
+
+/* x[t] += xb[t] (+bias); xb[t] = RMSNorm(x[t])·norm, over this thread's
+ * tokens. */
+static void add_norm_task(void *arg, int ith, int nth) {
+    const step_job *j = arg;
+    fr_ctx *c = j->c;
+    const fr_hparams *hp = &c->model->hp;
+    int64_t n = hp->n_embd;
+    int t0, t1;
+    token_range(j->N, ith, nth, &t0, &t1);
+    for (int t = t0; t < t1; t++) {
+        float *x = c->x + t * n, *xb = c->xb + t * n;
+        if (j->add) {
+            if (j->bias) j->ops->add(xb, j->bias, n);
+            j->ops->add(x, xb, n);
+        }
+        if (j->norm) j->ops->rmsnorm(xb, x, j->norm, n, hp->rms_eps);
+    }
+}
+
+/* hb = silu(hb) ⊙ hb2 over this thread's share of the elements. */
+static void silu_task(void *arg, int ith, int nth) {
+    const step_job *j = arg;
+    fr_ctx *c = j->c;
+    int64_t total = (int64_t)j->N * c->model->hp.n_ff;
+    int64_t i0 = total * ith / nth & ~(int64_t)15, i1 = total * (ith + 1) / nth & ~(int64_t)15;
+    if (ith == nth - 1) i1 = total;
+    j->ops->silu_mul(c->hb + i0, c->hb2 + i0, i1 - i0);
+}
+
+static void add_bias_row(const fr_ops *ops, float *y, const float *b, int64_t n) {
+    if (b) ops->add(y, b, n);
+}
+
+/* Biases, RoPE and the cache store for this thread's tokens. */
+static void qkv_rows(const step_job *j, int ith, int nth) {
+    fr_ctx *c = j->c;
+    const fr_hparams *hp = &c->model->hp;
+    const fr_layer *L = j->L;
+    int64_t n_q = (int64_t)hp->n_head * hp->head_dim;
+    int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim;
+    size_t hd = (size_t)hp->head_dim;
+    bool neox = hp->rope_type == 2;
+    uint16_t *kc = c->k_cache + (size_t)j->il * (size_t)c->n_ctx * (size_t)n_kv;
+    uint16_t *vc = c->v_cache + (size_t)j->il * (size_t)c->n_ctx * (size_t)n_kv;
+    att_parts p;
+    att_layout(hp, c->att_bq, thread_tmp(c, ith), &p);
+    int t0, t1;
+    token_range(j->N, ith, nth, &t0, &t1);
+    for (int t = t0; t < t1; t++) {
+        float *q = c->q + t * n_q, *k = c->k + t * n_kv, *v = c->v + t * n_kv;
+        add_bias_row(j->ops, q, L->bq, n_q);
+        add_bias_row(j->ops, k, L->bk, n_kv);
+        add_bias_row(j->ops, v, L->bv, n_kv);
+        /* cos θ_i and the signed sin θ_i at each rotated index (ops.h) */
+        double pos = j->pos0 + t;
+        int half = hp->n_rot / 2;
+        float *cs = p.cs, *sn = p.cs + hp->n_rot;
+        for (int i = 0; i < half; i++) {
+            double theta = pos * c->inv_freq[i];
+            float co = (float)cos(theta), si = (float)sin(theta);
+            int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+            cs[i0] = cs[i1] = co;
+            sn[i0] = -si;
+            sn[i1] = si;
+        }
+        j->ops->rope(q, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, neox);
+        j->ops->rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, neox);
+        for (int h = 0; h < hp->n_head_kv; h++) {
+            size_t src = (size_t)h * hd, dst = ((size_t)h * (size_t)c->n_ctx + (size_t)(j->pos0 + t)) * hd;
+            j->f16->quantize(k + src, kc + dst, (int64_t)hd);
+            j->f16->quantize(v + src, vc + dst, (int64_t)hd);
+        }
+    }
+}
+
+/* Where an item's rows end up: the attention output, normalised (o NULL),
+ * or unnormalised partial rows o with their running max m and sum l, for a
+ * split over key ranges that att_merge combines. */
+typedef struct att_out {
+    float *o, *m, *l;            /* [R][hd], [R], [R] or NULL */
+} att_out;
+
+/* One attention item: KV head kvh, tokens [t0, t1) of the step, keys
+ * [kb, ke) (ke is cut to what the last token sees). */
+static void att_item(const step_job *j, const att_parts *p, int kvh, int t0, int t1, int kb,
+                     int ke, const att_out *out) {
+    fr_ctx *c = j->c;
+    const fr_hparams *hp = &c->model->hp;
+    const fr_ops *ops = j->ops;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t n_q = (size_t)hp->n_head * (size_t)hd;
+    size_t head = ((size_t)j->il * (size_t)hp->n_head_kv + (size_t)kvh) * (size_t)c->n_ctx * (size_t)hd;
+    const uint16_t *kc = c->k_cache + head, *vc = c->v_cache + head;
+    int R = (t1 - t0) * group, rp = fr_ops_att_rp(R);
+    float scale = 1.0f / sqrtf((float)hd);
+
+    for (int t = t0; t < t1; t++)
+        for (int g = 0; g < group; g++) {
+            int r = (t - t0) * group + g;
+            size_t off = (size_t)t * n_q + (size_t)(kvh * group + g) * (size_t)hd;
+            p->qrow[r] = c->q + off;
+            p->orow[r] = out->o ? out->o + (size_t)r * (size_t)hd : c->att + off;
+            memset(p->orow[r], 0, (size_t)hd * sizeof(float));
+            p->m[r] = -INFINITY;
+            p->l[r] = 0;
+        }
+    memset(p->qs, 0, (size_t)fr_ops_att_qs_floats(R, hd) * sizeof(float));
+    fr_ops_att_put_q(p->qs, R, hd, (const float *const *)p->qrow);
+
+    if (ke > j->pos0 + t1) ke = j->pos0 + t1; /* the last token sees keys < pos0+t1 */
+    for (int k0 = kb; k0 < ke; k0 += FR_ATT_BK) {
+        int nk = ke - k0 < FR_ATT_BK ? ke - k0 : FR_ATT_BK;
+        ops->f16_rows(kc + (size_t)k0 * (size_t)hd, (size_t)hd, nk, hd, p->kt);
+        ops->f16_rows(vc + (size_t)k0 * (size_t)hd, (size_t)hd, nk, hd, p->vt);
+        ops->att_qk(nk, hd, p->kt, R, rp, p->qs, scale, p->st);
+        for (int t = t0, r = 0; t < t1; t++)
+            for (int g = 0; g < group; g++) p->nv[r++] = j->pos0 + t + 1 - k0;
+        ops->att_softmax(nk, R, rp, p->st, p->nv, p->m, p->l, p->corr);
+        ops->att_pv(nk, hd, p->vt, R, rp, p->st, p->corr, p->orow);
+    }
+    if (out->o) {
+        memcpy(out->m, p->m, (size_t)R * sizeof(float));
+        memcpy(out->l, p->l, (size_t)R * sizeof(float));
+        return;
+    }
+    for (int r = 0; r < R; r++) ops->scale(p->orow[r], 1.0f / p->l[r], hd);
+}
+
+/* Key-range chunks per KV head for a decode step: enough items for every
+ * thread to take several (the heads alone may not divide evenly), at least
+ * two tiles each; 1 (no split) for batches and one thread. */
+static int att_n_split(const fr_ctx *c, int N, int pos0, int nth) {
+    int n_kvh = c->model->hp.n_head_kv;
+    if (N != 1 || nth == 1 || n_kvh >= ATT_SPLIT_PER_THREAD * nth) return 1;
+    int n_tiles = (pos0 + 1 + FR_ATT_BK - 1) / FR_ATT_BK;
+    int want = (ATT_SPLIT_PER_THREAD * nth + n_kvh - 1) / n_kvh;
+    int most = n_tiles / 2;
+    return want < most ? want : most < 1 ? 1 : most;
+}
+
+/* The partial rows of a split decode step: after the per-thread parts of
+ * att_tmp, [n_head_kv][n_split][group] rows of o, then m, then l. */
+static att_out att_part(const fr_ctx *c, int n_split, int kvh, int s) {
+    const fr_hparams *hp = &c->model->hp;
+    size_t group = (size_t)(hp->n_head / hp->n_head_kv), hd = (size_t)hp->head_dim;
+    size_t rows = (size_t)hp->n_head_kv * (size_t)n_split * group;
+    size_t first = ((size_t)kvh * (size_t)n_split + (size_t)s) * group;
+    float *base = c->att_tmp + (size_t)c->n_threads * c->att_stride;
+    return (att_out){base + first * hd, base + rows * hd + first, base + rows * (hd + 1) + first};
+}
+
+/* Combine the n_split partial rows of every query head into att (N = 1):
+ * M = max m_s, L = Σ l_s·e^(m_s−M), o = Σ o_s·e^(m_s−M) / L. */
+static void att_merge(const step_job *j, int n_split, int ith, int nth) {
+    fr_ctx *c = j->c;
+    const fr_hparams *hp = &c->model->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    for (int h = ith; h < hp->n_head; h += nth) {
+        int kvh = h / group, g = h % group;
+        float M = -INFINITY, L = 0, *o = c->att + (size_t)h * (size_t)hd;
+        for (int s = 0; s < n_split; s++) {
+            att_out a = att_part(c, n_split, kvh, s);
+            if (a.m[g] > M) M = a.m[g];
+        }
+        memset(o, 0, (size_t)hd * sizeof *o);
+        for (int s = 0; s < n_split; s++) {
+            att_out a = att_part(c, n_split, kvh, s);
+            float w = expf(a.m[g] - M);
+            L += a.l[g] * w;
+            const float *po = a.o + (size_t)g * (size_t)hd;
+            for (int d = 0; d < hd; d++) o[d] += w * po[d];
+        }
+        float inv = 1.0f / L;
+        for (int d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
+
+/* Attention items from the shared counter: latest token blocks first, or
+ * (decode split) KV head × key chunk, then a barrier and the merge. */
+static void att_items(step_job *j, int ith, int nth) {
+    fr_ctx *c = j->c;
+    const fr_hparams *hp = &c->model->hp;
+    int bq = c->att_bq, nqb = (j->N + bq - 1) / bq, n_kvh = hp->n_head_kv;
+    int n_split = att_n_split(c, j->N, j->pos0, nth);
+    int n_items = nqb * n_kvh * n_split, n_tiles = (j->pos0 + j->N + FR_ATT_BK - 1) / FR_ATT_BK;
+    att_parts p;
+    att_layout(hp, bq, thread_tmp(c, ith), &p);
+    for (;;) {
+        int i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (i >= n_items) break;
+        int kvh = i % n_kvh;
+        if (n_split > 1) {
+            int s = i / n_kvh;
+            int kb = (int)((int64_t)n_tiles * s / n_split) * FR_ATT_BK;
+            int ke = (int)((int64_t)n_tiles * (s + 1) / n_split) * FR_ATT_BK;
+            att_out out = att_part(c, n_split, kvh, s);
+            att_item(j, &p, kvh, 0, 1, kb, ke, &out);
+            continue;
+        }
+        int qb = nqb - 1 - i / n_kvh;
+        int t0 = qb * bq, t1 = t0 + bq < j->N ? t0 + bq : j->N;
+        att_item(j, &p, kvh, t0, t1, 0, INT32_MAX, &(att_out){NULL, NULL, NULL});
+    }
+    if (n_split > 1) {
+        fr_pool_barrier(c->pool);
+        att_merge(j, n_split, ith, nth);
+    }
+}
+
+/* Biases, RoPE, cache store; barrier; attention. */
+static void attention_task(void *arg, int ith, int nth) {
+    step_job *j = arg;
+    qkv_rows(j, ith, nth);
+    fr_pool_barrier(j->c->pool);
+    att_items(j, ith, nth);
+}
+
+static void attention_only_task(void *arg, int ith, int nth) {
+    att_items(arg, ith, nth);
+}
+
+void fr__ctx_attention(fr_ctx *c, int il, int N, int pos0) {
+    step_job job = {.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N,
+                    .pos0 = pos0, .il = il};
+    atomic_init(&job.next, 0);
+    fr_pool_run(c->pool, attention_only_task, &job);
 }
 
 static void matmul(fr_ctx *c, const fr_weight *w, const float *x, int64_t N, float *y) {
     fr_matmul(c->pool, w->type, w->data, w->cols, w->rows, x, N, y, w->rows, c->work);
 }
 
-/* Rotate n_heads heads of head_dim values with the cos/sin in rope_cs. */
-static void rope(const fr_ctx *c, float *v, int n_heads) {
-    const fr_hparams *hp = &c->model->hp;
-    int half = hp->n_rot / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *x = v + (size_t)h * (size_t)hp->head_dim;
-        for (int k = 0; k < half; k++) {
-            float cs = c->rope_cs[2 * k], sn = c->rope_cs[2 * k + 1];
-            int i0 = hp->rope_type == 2 ? k : 2 * k;
-            int i1 = hp->rope_type == 2 ? k + half : 2 * k + 1;
-            float x0 = x[i0], x1 = x[i1];
-            x[i0] = x0 * cs - x1 * sn;
-            x[i1] = x0 * sn + x1 * cs;
-        }
-    }
-}
-
-/* y += w·x over n floats, in blocks of 8 that the compiler vectorizes. */
-static void axpy(float *restrict y, float w, const float *restrict x, int n) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) y[i + l] += w * x[i + l];
-    for (; i < n; i++) y[i] += w * x[i];
-}
-
-typedef struct att_job {
-    fr_ctx *c;
-    const fr_type_ops *f16;      /* f16 → f32 rows */
-    const fr_type_ops *f32;      /* f32 dot product */
-    int il;                      /* layer */
-    int N;                       /* tokens in the step */
-    int pos0;                    /* position of the first */
-} att_job;
-
-/* Causal attention for (token, head) items ith, ith+nth, ...; interleaved
- * so that threads share long and short rows alike. */
-static void attention_task(void *arg, int ith, int nth) {
-    const att_job *j = arg;
-    fr_ctx *c = j->c;
-    const fr_hparams *hp = &c->model->hp;
-    int hd = hp->head_dim, n_head = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    size_t n_q = (size_t)n_head * (size_t)hd, n_kv = (size_t)hp->n_head_kv * (size_t)hd;
-    float *scores = c->att_tmp + (size_t)ith * att_stride(c->n_ctx, hd);
-    float *row = scores + c->n_ctx;
-    const uint16_t *kc = c->k_cache + (size_t)j->il * (size_t)c->n_ctx * n_kv;
-    const uint16_t *vc = c->v_cache + (size_t)j->il * (size_t)c->n_ctx * n_kv;
-    float scale = 1.0f / sqrtf((float)hd);
-
-    for (int item = ith; item < j->N * n_head; item += nth) {
-        int t = item / n_head, h = item % n_head;
-        size_t kv_off = (size_t)(h / group) * (size_t)hd;
-        const float *q = c->q + (size_t)t * n_q + (size_t)h * (size_t)hd;
-        int n_keys = j->pos0 + t + 1;
-
-        float max = -INFINITY;
-        for (int p = 0; p < n_keys; p++) {
-            j->f16->dequantize(kc + (size_t)p * n_kv + kv_off, row, hd);
-            float s = j->f32->vec_dot(hd, row, q) * scale;
-            scores[p] = s;
-            if (s > max) max = s;
-        }
-        double sum = 0;
-        for (int p = 0; p < n_keys; p++) {
-            scores[p] = expf(scores[p] - max);
-            sum += scores[p];
-        }
-        float inv = (float)(1.0 / sum);
-
-        float *o = c->att + (size_t)t * n_q + (size_t)h * (size_t)hd;
-        memset(o, 0, (size_t)hd * sizeof *o);
-        for (int p = 0; p < n_keys; p++) {
-            j->f16->dequantize(vc + (size_t)p * n_kv + kv_off, row, hd);
-            axpy(o, scores[p] * inv, row, hd);
-        }
-    }
+/* Run an element-wise task over the pool, or inline when small. */
+static void run_elementwise(fr_ctx *c, fr_pool_fn fn, step_job *j, int64_t floats) {
+    if (floats < INLINE_FLOATS) fn(j, 0, 1);
+    else fr_pool_run(c->pool, fn, j);
 }
 
 /* One step: N (<= n_ubatch) validated tokens at positions n_past... */
 static void forward_step(fr_ctx *c, const int32_t *tokens, int N, bool want_logits) {
     const fr_model *m = c->model;
     const fr_hparams *hp = &m->hp;
-    const fr_type_ops *f16 = fr_kernels_get(FR_TYPE_F16), *f32 = fr_kernels_get(FR_TYPE_F32);
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
-    int64_t n_q = (int64_t)hp->n_head * hp->head_dim;
-    int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim;
-    int pos0 = c->n_past;
+    step_job job = {.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N,
+                    .pos0 = c->n_past};
 
     for (int t = 0; t < N; t++)
         fr_dequantize_row(m->tok_embd.type,
                           (const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
                           c->x + t * n_embd, n_embd);
+    job.add = false;
+    job.bias = NULL;
+    job.norm = m->layers[0].attn_norm;
+    run_elementwise(c, add_norm_task, &job, N * n_embd);
 
     for (int il = 0; il < hp->n_layer; il++) {
         const fr_layer *L = &m->layers[il];
+        job.L = L;
+        job.il = il;
 
-        for (int t = 0; t < N; t++)
-            rmsnorm(c->xb + t * n_embd, c->x + t * n_embd, L->attn_norm, n_embd, hp->rms_eps);
+        /* xb = RMSNorm(x)·attn_norm is ready */
         matmul(c, &L->wq, c->xb, N, c->q);
         matmul(c, &L->wk, c->xb, N, c->k);
         matmul(c, &L->wv, c->xb, N, c->v);
-        add_bias(c->q, L->bq, N, n_q);
-        add_bias(c->k, L->bk, N, n_kv);
-        add_bias(c->v, L->bv, N, n_kv);
-
-        uint16_t *kc = c->k_cache + (size_t)il * (size_t)c->n_ctx * (size_t)n_kv;
-        uint16_t *vc = c->v_cache + (size_t)il * (size_t)c->n_ctx * (size_t)n_kv;
-        for (int t = 0; t < N; t++) {
-            double pos = pos0 + t;
-            for (int k = 0; k < hp->n_rot / 2; k++) {
-                double theta = pos * c->inv_freq[k];
-                c->rope_cs[2 * k] = (float)cos(theta);
-                c->rope_cs[2 * k + 1] = (float)sin(theta);
-            }
-            rope(c, c->q + t * n_q, hp->n_head);
-            rope(c, c->k + t * n_kv, hp->n_head_kv);
-            uint16_t *kd = kc + (size_t)(pos0 + t) * (size_t)n_kv;
-            uint16_t *vd = vc + (size_t)(pos0 + t) * (size_t)n_kv;
-            for (int64_t i = 0; i < n_kv; i++) {
-                kd[i] = fr_f32_to_f16(c->k[t * n_kv + i]);
-                vd[i] = fr_f32_to_f16(c->v[t * n_kv + i]);
-            }
+        atomic_store_explicit(&job.next, 0, memory_order_relaxed);
+        if (N == 1 || N * (n_embd + n_ff) < INLINE_FLOATS) {
+            qkv_rows(&job, 0, 1); /* small: no barrier inside the run */
+            if (N == 1 && (int64_t)(job.pos0 + 1) * hp->n_head < INLINE_ATT_ROWS)
+                attention_only_task(&job, 0, 1); /* a short decode: cheaper than a wake-up */
+            else
+                fr_pool_run(c->pool, attention_only_task, &job);
+        } else {
+            fr_pool_run(c->pool, attention_task, &job);
         }
-
-        att_job job = {.c = c, .f16 = f16, .f32 = f32, .il = il, .N = N, .pos0 = pos0};
-        fr_pool_run(c->pool, attention_task, &job);
 
         matmul(c, &L->wo, c->att, N, c->xb);
-        add_bias(c->xb, L->bo, N, n_embd);
-        for (int64_t i = 0; i < N * n_embd; i++) c->x[i] += c->xb[i];
+        job.add = true;
+        job.bias = L->bo;
+        job.norm = L->ffn_norm;
+        run_elementwise(c, add_norm_task, &job, N * n_embd);
 
-        for (int t = 0; t < N; t++)
-            rmsnorm(c->xb + t * n_embd, c->x + t * n_embd, L->ffn_norm, n_embd, hp->rms_eps);
         matmul(c, &L->w_gate, c->xb, N, c->hb);
         matmul(c, &L->w_up, c->xb, N, c->hb2);
-        for (int64_t i = 0; i < N * n_ff; i++) {
-            float g = c->hb[i];
-            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
-        }
+        run_elementwise(c, silu_task, &job, N * n_ff);
         matmul(c, &L->w_down, c->hb, N, c->xb);
-        for (int64_t i = 0; i < N * n_embd; i++) c->x[i] += c->xb[i];
+
+        /* x += xb, then the next layer's norm (none after the last) */
+        job.bias = NULL;
+        job.norm = il + 1 < hp->n_layer ? m->layers[il + 1].attn_norm : NULL;
+        run_elementwise(c, add_norm_task, &job, N * n_embd);
     }
     c->n_past += N;
 
     if (want_logits) {
-        rmsnorm(c->xb, c->x + (int64_t)(N - 1) * n_embd, m->output_norm, n_embd, hp->rms_eps);
+        job.ops->rmsnorm(c->xb, c->x + (int64_t)(N - 1) * n_embd, m->output_norm, n_embd,
+                         hp->rms_eps);
         matmul(c, &m->output, c->xb, 1, c->logits);
-        if (m->output_bias)
-            for (int32_t i = 0; i < hp->n_vocab; i++) c->logits[i] += m->output_bias[i];
+        if (m->output_bias) job.ops->add(c->logits, m->output_bias, hp->n_vocab);
     }
 }
 

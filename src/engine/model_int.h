@@ -61,7 +61,7 @@ struct fr_model {
  * are split into steps of this many (llama.cpp's default ubatch). */
 #define FR_UBATCH 512
 
-#define FR_CTX_NBUFS 15
+#define FR_CTX_NBUFS 14
 
 struct fr_ctx {
     fr_model *model;             /* not owned */
@@ -69,10 +69,9 @@ struct fr_ctx {
     int32_t n_ctx, n_past;
     int32_t n_ubatch;            /* tokens per step: min(FR_UBATCH, n_ctx) */
     int n_threads;
-    uint16_t *k_cache;           /* [n_layer][n_ctx][n_kv] f16 */
-    uint16_t *v_cache;           /* [n_layer][n_ctx][n_kv] f16 */
+    uint16_t *k_cache;           /* [n_layer][n_head_kv][n_ctx][head_dim] f16 */
+    uint16_t *v_cache;           /* [n_layer][n_head_kv][n_ctx][head_dim] f16 */
     double *inv_freq;            /* [n_rot/2]: base^(-2k/n_rot)·freq_scale/ff[k] */
-    float *rope_cs;              /* [n_rot/2][2] cos, sin for the current position */
     float *x;                    /* [n_ubatch][n_embd] residual stream */
     float *xb;                   /* [n_ubatch][n_embd] normed input */
     float *q;                    /* [n_ubatch][n_q] */
@@ -81,12 +80,20 @@ struct fr_ctx {
     float *att;                  /* [n_ubatch][n_q] attention output */
     float *hb;                   /* [n_ubatch][n_ff] */
     float *hb2;                  /* [n_ubatch][n_ff] */
-    float *att_tmp;              /* [n_threads][n_ctx + head_dim] scores + row */
+    float *att_tmp;              /* [n_threads][att_stride floats]: per-thread
+                                    attention tiles and RoPE cos/sin */
+    int att_bq;                  /* tokens per attention work item */
+    size_t att_stride;           /* floats of one thread's att_tmp */
     float *logits;               /* [n_vocab] */
     void *work;                  /* matmul work buffer, work_size bytes */
     size_t work_size;
     void *bufs[FR_CTX_NBUFS];    /* every buffer above, fr_malloc_aligned'd */
     size_t alloc_bytes;          /* bytes allocated for this context */
 };
+
+/* Causal attention of one step, for tests: att[t] for the N tokens at
+ * positions pos0.. from q (already rotated) and layer il of the KV cache
+ * (rows 0 .. pos0+N-1 filled), split over the context's pool. */
+void fr__ctx_attention(fr_ctx *c, int il, int N, int pos0);
 
 #endif

@@ -6,9 +6,10 @@
  * at init, gets the SIMD functions the CPU supports (AVX2+FMA+F16C for
  * x86_avx2.c, then AVX-512 F/BW/VL/VNNI for x86_avx512.c on top).  The
  * active table is one of the two, chosen by FRUGAL_REF=1 or
- * fr_kernels_force_ref().  Two more internal tables hold the optional
- * four-row and 4×4 dots (fr__kernels_dot4, fr__kernels_dot4x4) that
- * fr_matmul uses where present; the reference side has none.
+ * fr_kernels_force_ref().  Three more internal tables hold the optional
+ * four-row and 4×4 dots (fr__kernels_dot4, fr__kernels_dot4x4) and the
+ * decode GEMVs (fr__kernels_gemv) that fr_matmul uses where present; the
+ * reference side has none.
  *
  * Besides the computable weight types, the tables hold the activation-only
  * types Q8_1 and Q8_K (dequantize and quantize, vec_dot NULL), because
@@ -36,11 +37,14 @@ static fr__vec_dot4_fn ref_dot4[FR_TYPE_COUNT];   /* all NULL */
 static fr__vec_dot4_fn best_dot4[FR_TYPE_COUNT];
 static fr__vec_dot4x4_fn ref_dot4x4[FR_TYPE_COUNT];   /* all NULL */
 static fr__vec_dot4x4_fn best_dot4x4[FR_TYPE_COUNT];
+static const fr__gemv *ref_gemv[FR_TYPE_COUNT];      /* all NULL */
+static const fr__gemv *best_gemv[FR_TYPE_COUNT];
 static const char *best_isa = "ref";
 static _Atomic(const fr_type_ops *) active;
 static _Atomic(const char *) active_isa;
 static _Atomic(const fr__vec_dot4_fn *) active_dot4;
 static _Atomic(const fr__vec_dot4x4_fn *) active_dot4x4;
+static _Atomic(const fr__gemv *const *) active_gemv;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 #define OPS(t, dq, q, dot, vt) \
@@ -104,6 +108,11 @@ static void fill_avx512(void) {
     t[FR_TYPE_Q8_0].vec_dot = fr__avx512_vec_dot_q8_0_q8_0;
     best_dot4[FR_TYPE_Q4_0] = fr__avx512_vec_dot4_q4_0_q8_0;
     best_dot4x4[FR_TYPE_Q4_0] = fr__avx512_vec_dot4x4_q4_0_q8_0;
+    best_gemv[FR_TYPE_Q4_0] = &fr__avx512_gemv_q4_0;
+    best_gemv[FR_TYPE_Q8_0] = &fr__avx512_gemv_q8_0;
+    best_gemv[FR_TYPE_F16] = &fr__avx512_gemv_f16;
+    best_gemv[FR_TYPE_Q4_K] = &fr__avx512_gemv_q4_K;
+    best_gemv[FR_TYPE_Q6_K] = &fr__avx512_gemv_q6_K;
     best_isa = "avx512";
 }
 
@@ -112,6 +121,7 @@ static void select_tables(bool ref) {
     atomic_store(&active_isa, ref ? "ref" : best_isa);
     atomic_store(&active_dot4, ref ? ref_dot4 : best_dot4);
     atomic_store(&active_dot4x4, ref ? ref_dot4x4 : best_dot4x4);
+    atomic_store(&active_gemv, ref ? ref_gemv : best_gemv);
 }
 
 static void init_once(void) {
@@ -160,6 +170,18 @@ fr__vec_dot4x4_fn fr__kernels_dot4x4(int type) {
     fr_kernels_init();
     if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
     return atomic_load_explicit(&active_dot4x4, memory_order_acquire)[type];
+}
+
+const fr__gemv *fr__kernels_gemv(int type) {
+    fr_kernels_init();
+    if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
+    return atomic_load_explicit(&active_gemv, memory_order_acquire)[type];
+}
+
+const fr__gemv *fr__kernels_gemv_best(int type) {
+    fr_kernels_init();
+    if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
+    return best_gemv[type];
 }
 
 const fr_type_ops *fr_kernels_ref(int type) {

@@ -115,6 +115,29 @@ typedef void (*fr__vec_dot4x4_fn)(int64_t n, const void *w, size_t wstride, cons
 /* The active table's vec_dot4x4 for a weight type, or NULL (kernels.c). */
 fr__vec_dot4x4_fn fr__kernels_dot4x4(int type);
 
+/* Decode GEMV (one activation row) on a prepared activation: optional per
+ * type and ISA.  The activation row x (n floats) is converted once per
+ * matmul into `size(n)` bytes at a 64-byte aligned `prep` (`prepare` does
+ * blocks [b0, b1) of `blck` elements, so threads can share the work; the
+ * codes are those the type's vec_dot_type quantizer gives), then
+ * `rows` computes y[r] = row r · x for nrows rows `stride` bytes apart.
+ * Each y[r] is within the vec_dot tolerance of the twin (float rounding
+ * only: other summation order, code offsets and mins summed apart); it
+ * depends only on the row and x, not on nrows. */
+typedef struct fr__gemv {
+    int64_t blck;
+    size_t (*size)(int64_t n);
+    void (*prepare)(const float *x, int64_t n, int64_t b0, int64_t b1, void *prep);
+    void (*rows)(int64_t n, const void *w, size_t stride, int64_t nrows, const void *prep, float *y);
+} fr__gemv;
+
+/* The active table's GEMV for a weight type, or NULL (kernels.c). */
+const fr__gemv *fr__kernels_gemv(int type);
+
+/* The CPU's best table's GEMV even while the twins are forced: work sizes
+ * use it, so a buffer sized in one mode serves both. */
+const fr__gemv *fr__kernels_gemv_best(int type);
+
 /* ---- ref.c: the reference twins ---- */
 
 void fr__ref_dequantize_f32(const void *src, float *dst, int64_t n);
@@ -196,5 +219,49 @@ float fr__avx512_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
 void  fr__avx512_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
 void  fr__avx512_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
                                       float *out);
+/* Decode GEMVs on zmm registers (their prepared layouts: x86_avx512.c). */
+extern const fr__gemv fr__avx512_gemv_q4_0;
+extern const fr__gemv fr__avx512_gemv_q8_0;
+extern const fr__gemv fr__avx512_gemv_f16;
+extern const fr__gemv fr__avx512_gemv_q4_K;
+extern const fr__gemv fr__avx512_gemv_q6_K;
+
+/* ---- gemm_avx512.c: register-tiled int8 GEMM for batches (prefill) ----
+ *
+ * For Q4_0, Q8_0 (Q8_0 activations) and Q4_K, Q6_K (Q8_K activations).
+ * The activations are converted once per matmul into tiles of
+ * FR__GEMM_TT tokens (fr__avx512_gemm_convert); then each panel of
+ * FR__GEMM_ROWS weight rows is unpacked, a K-slice at a time, into a
+ * stack buffer of unsigned codes with one int32 lane per row and run
+ * against every token tile (fr__avx512_gemm_panel).  The weights are only
+ * read.  Activation layout, per tile of TT tokens (t = token in the tile):
+ *   32-blocks (Q8_0 family), one record of FR__GEMM_REC32 bytes per block:
+ *     int8 q[TT][32], float d[TT], int32 init[TT] (= −offset·Σq: 8 for
+ *     Q4_0, 128 for Q8_0);
+ *   256-blocks (Q8_K family), FR__GEMM_REC256 bytes per super-block:
+ *     int8 q[TT][256], float d[TT], aux[TT][16] (Q4_K: float −Σ of each
+ *     32-sub-block; Q6_K: int32 −32·bsums).
+ * Records of one tile follow each other along K, tiles along N. */
+#define FR__GEMM_ROWS   16
+#define FR__GEMM_TT     12
+#define FR__GEMM_REC32  (FR__GEMM_TT * (32 + 4 + 4))
+#define FR__GEMM_REC256 (FR__GEMM_TT * (256 + 4 + 64))
+
+typedef struct fr__gemm {
+    int wtype;                 /* FR_TYPE_Q4_0, Q8_0, Q4_K or Q6_K */
+    const unsigned char *W;    /* [M][wrow bytes], read only */
+    size_t wrow;
+    int64_t K, M, N;
+    fr_quantize_fn quantize;   /* activation quantizer (Q8_0 or Q8_K) */
+    unsigned char *act;        /* the layout above */
+    float *y;                  /* [N][ldy] */
+    int64_t ldy;
+} fr__gemm;
+
+/* Convert this thread's share (ith of nth) of x [N][K] into g->act. */
+void fr__avx512_gemm_convert(const fr__gemm *g, const float *x, int ith, int nth);
+
+/* y for weight rows [16p, 16p+16) ∩ [0, M) and all N tokens. */
+void fr__avx512_gemm_panel(const fr__gemm *g, int64_t p);
 
 #endif

@@ -21,12 +21,22 @@
  *    For one activation row (decode) rows go one at a time: the weights
  *    then stream through memory strictly in order, which measured ~1.8×
  *    faster than four interleaved row streams (26 vs 14 GB/s, Q4_0, two
- *    threads), although vec_dot4 wins when the rows sit in cache.  Chunks hold a
+ *    threads), although vec_dot4 wins when the rows sit in cache.  Where
+ *    the ISA has a decode GEMV for the type (fr__kernels_gemv: Q4_0, Q8_0,
+ *    Q4_K, Q6_K, F16 on AVX-512), phase 1 instead prepares the one
+ *    activation row in the GEMV's own layout (blocks shared by the
+ *    threads) and each chunk is one call of its `rows`.  Chunks hold a
  *    multiple of 4 rows, so which kernel computes which output depends
  *    only on (M, N), never on the thread count: y is reproducible.
  *
+ * Batches of N ≥ GEMM_MIN_N rows with Q4_0, Q8_0, Q4_K or Q6_K weights,
+ * when the AVX-512 table is active, take the tiled int8 GEMM instead
+ * (gemm_avx512.c; see "batches on AVX-512 VNNI" below): phase 1 converts
+ * into the GEMM's token tiles, phase 2 hands out panels of 16 rows.
+ *
  * Nothing is allocated: the context lives on the caller's stack and the
- * converted activations go into the caller's `work`.
+ * converted activations go into the caller's `work` (the GEMM adds a
+ * ~20 KiB stack buffer per thread for its unpacked weight panel).
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -45,6 +55,7 @@ typedef struct mm_ctx {
     const fr_type_ops *aops;   /* vec_dot_type (activations) */
     fr__vec_dot4_fn dot4;      /* four rows at once, or NULL */
     fr__vec_dot4x4_fn dot4x4;  /* four rows × four activations, or NULL */
+    const fr__gemv *gemv;      /* N == 1 on a prepared activation, or NULL */
     const unsigned char *W;    /* [M][wrow bytes] */
     size_t wrow;
     const float *x;            /* [N][K] */
@@ -61,6 +72,11 @@ typedef struct mm_ctx {
 } mm_ctx;
 
 static void convert_share(mm_ctx *c, int ith, int nth) {
+    if (c->gemv) { /* one row, prepared for the GEMV: blocks shared by the threads */
+        const int64_t nb = c->K / c->gemv->blck;
+        c->gemv->prepare(c->x, c->K, nb * ith / nth, nb * (ith + 1) / nth, c->work);
+        return;
+    }
     const int64_t nb = c->K / c->ablk, total = nb * c->N;
     const int64_t start = total * ith / nth, end = total * (ith + 1) / nth;
     const size_t bbytes = c->arow / (size_t)nb;
@@ -78,6 +94,10 @@ static void do_chunk(const mm_ctx *c, int64_t ch) {
     const fr_vec_dot_fn dot = c->wops->vec_dot;
     const int64_t r0 = ch * c->chunk;
     const int64_t r1 = r0 + c->chunk < c->M ? r0 + c->chunk : c->M;
+    if (c->gemv) {
+        c->gemv->rows(c->K, c->W + (size_t)r0 * c->wrow, c->wrow, r1 - r0, c->work, c->y + r0);
+        return;
+    }
     for (int64_t t0 = 0; t0 < c->N; t0 += T_TILE) {
         const int64_t t1 = t0 + T_TILE < c->N ? t0 + T_TILE : c->N;
         int64_t r = r0;
@@ -122,12 +142,77 @@ static void matmul_task(void *arg, int ith, int nth) {
         do_chunk(c, ch);
 }
 
+/* ---- batches on AVX-512 VNNI: the tiled int8 GEMM (gemm_avx512.c) ----
+ *
+ * One pool run: every thread converts its share of the activations into
+ * the GEMM's token tiles, barrier, then threads take panels of 16 weight
+ * rows from an atomic counter (thread i starts with panel i).  Each panel
+ * reads its weight rows once and runs them against every token. */
+
+#define GEMM_MIN_N 4   /* fewer rows: packing a panel costs more than it saves */
+
+typedef struct gemm_ctx {
+    fr__gemm g;
+    const float *x;
+    fr_pool *pool;
+    int64_t n_panels;
+    _Alignas(64) atomic_llong next;
+} gemm_ctx;
+
+static bool gemm_type(int wtype) {
+    return wtype == FR_TYPE_Q4_0 || wtype == FR_TYPE_Q8_0 || wtype == FR_TYPE_Q4_K || wtype == FR_TYPE_Q6_K;
+}
+
+/* Bytes of the GEMM's activation tiles (kernels_int.h), 0 on overflow. */
+static size_t gemm_act_size(int wtype, int64_t K, int64_t N) {
+    const bool b32 = wtype == FR_TYPE_Q4_0 || wtype == FR_TYPE_Q8_0;
+    const size_t tiles = (size_t)((N + FR__GEMM_TT - 1) / FR__GEMM_TT);
+    const size_t groups = (size_t)(K / (b32 ? 32 : 256));
+    size_t a, b;
+    if (!fr_mul_ok(tiles, groups, &a) || !fr_mul_ok(a, b32 ? FR__GEMM_REC32 : FR__GEMM_REC256, &b)) return 0;
+    return b;
+}
+
+static void gemm_task(void *arg, int ith, int nth) {
+    gemm_ctx *c = arg;
+    fr__avx512_gemm_convert(&c->g, c->x, ith, nth);
+    fr_pool_barrier(c->pool);
+    for (int64_t p = ith; p < c->n_panels; p = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed))
+        fr__avx512_gemm_panel(&c->g, p);
+}
+
+/* Whether the call suits the GEMM.  fr_matmul_work_size sizes `work` for
+ * it whichever table is active; fr_matmul takes it when the AVX-512 table
+ * is active (kernels.c installs that one only on CPUs with AVX-512
+ * F/BW/VL and VNNI, which gemm_avx512.c needs). */
+static bool gemm_use(int wtype, int64_t N) {
+    return N >= GEMM_MIN_N && gemm_type(wtype);
+}
+
+static void gemm_run(fr_pool *pool, int wtype, const void *W, size_t wrow, int64_t K, int64_t M,
+                     const float *x, int64_t N, float *y, int64_t ldy, void *work, fr_quantize_fn quantize) {
+    gemm_ctx c = {
+        .g = {.wtype = wtype, .W = W, .wrow = wrow, .K = K, .M = M, .N = N, .quantize = quantize,
+              .act = work, .y = y, .ldy = ldy},
+        .x = x, .pool = pool, .n_panels = (M + FR__GEMM_ROWS - 1) / FR__GEMM_ROWS,
+    };
+    atomic_init(&c.next, fr_pool_size(pool));
+    fr_pool_run(pool, gemm_task, &c);
+}
+
 size_t fr_matmul_work_size(int wtype, int64_t K, int64_t N) {
     const fr_type_ops *ops = fr_kernels_get(wtype);
     if (!ops || ops->vec_dot_type == FR_TYPE_F32 || K <= 0 || N <= 0) return 0;
     size_t row, total;
     if (!fr_type_row_size(ops->vec_dot_type, K, &row) || !fr_mul_ok(row, (size_t)N, &total))
         return 0;
+    const fr__gemv *gemv = N == 1 ? fr__kernels_gemv_best(wtype) : NULL; /* whichever table is active */
+    if (gemv && gemv->size(K) > total) total = gemv->size(K);
+    if (gemm_use(wtype, N)) { /* whichever table is active when fr_matmul runs */
+        const size_t g = gemm_act_size(wtype, K, N);
+        if (!g) return 0;
+        if (g > total) total = g;
+    }
     return total;
 }
 
@@ -140,13 +225,19 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     FR_ASSERT(aops && aops->quantize);
     mm_ctx c = {
         .wops = wops, .aops = aops, .dot4 = N > 1 ? fr__kernels_dot4(wtype) : NULL,
-        .dot4x4 = fr__kernels_dot4x4(wtype), .W = W, .x = x, .K = K, .M = M, .N = N,
+        .dot4x4 = fr__kernels_dot4x4(wtype), .gemv = N == 1 ? fr__kernels_gemv(wtype) : NULL,
+        .W = W, .x = x, .K = K, .M = M, .N = N,
         .ldy = ldy, .y = y, .pool = pool,
         .ablk = fr_type_get(wops->vec_dot_type)->blck,
     };
     FR_ASSERT(ldy >= M && K % fr_type_get(wtype)->blck == 0 && K % c.ablk == 0);
     FR_ASSERT(fr_type_row_size(wtype, K, &c.wrow));
     FR_ASSERT(fr_type_row_size(wops->vec_dot_type, K, &c.arow));
+    if (gemm_use(wtype, N) && strcmp(fr_kernels_isa(), "avx512") == 0) {
+        FR_ASSERT(work);
+        gemm_run(pool, wtype, W, c.wrow, K, M, x, N, y, ldy, work, aops->quantize);
+        return;
+    }
     c.convert = wops->vec_dot_type != FR_TYPE_F32;
     c.work = work;
     c.act = c.convert ? (const unsigned char *)work : (const unsigned char *)x;

@@ -9,8 +9,9 @@
  * bound per weight type; max abs diff printed), then decode greedily one
  * token at a time and compare with `greedy` until the first near-tie
  * (margin below max(type margin, 2 × max abs diff)).  Each model runs with
- * the active SIMD kernels (single-threaded and on a pool of 2) and with the
- * reference kernels (the first model on a pool of 2 as well).
+ * the active SIMD kernels (single-threaded and on a pool of 2), with the
+ * reference kernels (the first model on a pool of 2 as well), and, on an
+ * AVX-512 machine, with the AVX2 forward ops (kernels/ops.h) on a pool of 2.
  */
 #include <jansson.h>
 #include <math.h>
@@ -26,7 +27,10 @@
 #include "engine/model_int.h"
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "kernels/ops.h"
+#include "kernels/ops_int.h"
 #include "kernels/pool.h"
+#include "kernels/types.h"
 
 typedef struct fixture {
     const char *name;      /* file stem in models/ and refs/ */
@@ -185,6 +189,12 @@ static void test_golden(void) {
         golden_model(&fixtures[i], m, NULL, "ref");
         if (i == 0) golden_model(&fixtures[i], m, pool2, "ref,pool2"); /* slow under ASan */
         fr_kernels_force_ref(false);
+        if (fr__ops_avx2() && fr__ops_avx512()) { /* the AVX2 forward ops too */
+            fr__ops_override(fr__ops_avx2());
+            snprintf(mode, sizeof mode, "%s,ops-avx2", fr_kernels_isa());
+            golden_model(&fixtures[i], m, pool2, mode);
+            fr__ops_override(NULL);
+        }
         fr_model_close(m);
     }
     fr_pool_destroy(pool2);
@@ -602,7 +612,115 @@ static void test_oom(void) {
     fr_model_close(m);
 }
 
+/* The tiled attention (fr__ctx_attention) against the textbook formula in
+ * double, on random caches, for head layouts the fixtures do not have (GQA
+ * groups of 1, 2, 7, 8; head sizes 64, 80, 24), steps that span several
+ * query blocks and key tiles, decode steps, and pools of 1, 2 and 3
+ * threads, with SIMD and reference kernels.  A fake one-layer model
+ * without weights is enough: attention reads only q and the cache.
+ * The output is a convex combination of V rows, so the bound is absolute:
+ * TOL_ATT · max|v| (float accumulation over up to ~500 keys). */
+#define TOL_ATT 2e-5
+
+static uint64_t att_rng = 12345;
+static float att_rand(void) {
+    att_rng = att_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((att_rng >> 40) & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static void test_attention(void) {
+    struct { int n_head, n_head_kv, head_dim; } shapes[] = {
+        {4, 2, 64}, {16, 2, 64}, {14, 2, 64}, {3, 3, 80}, {4, 1, 24},
+    };
+    struct { int N, pos0; } steps[] = {{1, 0}, {1, 200}, {5, 0}, {33, 3}, {100, 0}, {77, 150}};
+    fr_pool *pools[3] = {NULL, NULL, NULL};
+    CHECK_INT(fr_pool_create(2, &pools[1]), 0);
+    CHECK_INT(fr_pool_create(3, &pools[2]), 0);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        fr_model *m = fr_calloc(1, sizeof *m);
+        m->layers = fr_calloc(1, sizeof *m->layers);
+        fr_hparams *hp = &m->hp;
+        hp->n_layer = 1;
+        hp->n_head = shapes[si].n_head;
+        hp->n_head_kv = shapes[si].n_head_kv;
+        hp->head_dim = shapes[si].head_dim;
+        hp->n_rot = hp->head_dim;
+        hp->n_embd = hp->n_head * hp->head_dim;
+        hp->n_ff = 16;
+        hp->n_vocab = 16;
+        hp->rope_base = 10000;
+        hp->rope_freq_scale = 1;
+        int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+        size_t n_q = (size_t)hp->n_head * (size_t)hd, n_kv = (size_t)hp->n_head_kv * (size_t)hd;
+        double *ref = fr_malloc(n_q * sizeof *ref), *sc = fr_malloc(300 * sizeof *sc);
+        for (int pi = 0; pi < 3; pi++)
+            for (int kr = 0; kr < 3; kr++) {
+                /* 0: the CPU's best ops, 1: the twins, 2: the AVX2 ops */
+                if (kr == 2 && !fr__ops_avx2()) continue;
+                fr_kernels_force_ref(kr == 1);
+                fr__ops_override(kr == 2 ? fr__ops_avx2() : NULL);
+                fr_ctx *c = NULL;
+                CHECK_INT(fr_ctx_create(m, 256, pools[pi], &c), 0);
+                if (!c) continue;
+                for (size_t i = 0; i < 256 * n_kv; i++) {
+                    c->k_cache[i] = fr_f32_to_f16(2 * att_rand());
+                    c->v_cache[i] = fr_f32_to_f16(att_rand());
+                }
+                double worst = 0;
+                for (size_t st = 0; st < sizeof steps / sizeof steps[0]; st++) {
+                    int N = steps[st].N, pos0 = steps[st].pos0;
+                    for (size_t i = 0; i < (size_t)N * n_q; i++) c->q[i] = 2 * att_rand();
+                    fr__ctx_attention(c, 0, N, pos0);
+                    for (int t = 0; t < N; t++)
+                        for (int h = 0; h < hp->n_head; h++) {
+                            const float *q = c->q + (size_t)t * n_q + (size_t)h * (size_t)hd;
+                            /* cache: [layer][kv head][position][head_dim] */
+                            size_t kvo = (size_t)(h / group) * 256 * (size_t)hd;
+                            int nk = pos0 + t + 1;
+                            double mx = -INFINITY, sum = 0;
+                            for (int p = 0; p < nk; p++) {
+                                double d = 0;
+                                for (int e = 0; e < hd; e++)
+                                    d += (double)q[e] * fr_f16_to_f32(c->k_cache[kvo + (size_t)p * (size_t)hd + (size_t)e]);
+                                sc[p] = d / sqrt((double)hd);
+                                if (sc[p] > mx) mx = sc[p];
+                            }
+                            for (int e = 0; e < hd; e++) ref[e] = 0;
+                            for (int p = 0; p < nk; p++) {
+                                double w = exp(sc[p] - mx);
+                                sum += w;
+                                for (int e = 0; e < hd; e++)
+                                    ref[e] += w * fr_f16_to_f32(c->v_cache[kvo + (size_t)p * (size_t)hd + (size_t)e]);
+                            }
+                            const float *o = c->att + (size_t)t * n_q + (size_t)h * (size_t)hd;
+                            for (int e = 0; e < hd; e++) {
+                                double err = fabs(o[e] - ref[e] / sum);
+                                if (!(err <= worst)) worst = err;
+                            }
+                        }
+                }
+                /* max|v| = 1 */
+                const char *kn = kr == 0 ? fr_ops_isa() : kr == 1 ? "ref" : "avx2";
+                CHECK_MSG(worst <= TOL_ATT, "attention heads %d/%d hd %d threads %d %s: max err %g",
+                          hp->n_head, hp->n_head_kv, hd, pi + 1, kn, worst);
+                if (pi == 1)
+                    printf("attention heads %2d/%d hd %2d, %-6s: max|err| %.2g\n", hp->n_head,
+                           hp->n_head_kv, hd, kn, worst);
+                fr_ctx_destroy(c);
+            }
+        fr_kernels_force_ref(false);
+        fr__ops_override(NULL);
+        fr_free(ref);
+        fr_free(sc);
+        fr_free(m->layers);
+        fr_free(m);
+    }
+    fr_pool_destroy(pools[1]);
+    fr_pool_destroy(pools[2]);
+}
+
 int main(void) {
+    test_attention();
     test_oom();
     test_hparams();
     test_optional();

@@ -2,7 +2,9 @@
  * test_matmul.c — fr_matmul against a naive double-precision loop.
  *
  * For every computable weight type: random weights (M = 67 rows, an odd
- * count that leaves partial chunks), N ∈ {1, 3, 17} activation rows, thread
+ * count that leaves partial chunks), N ∈ {1, 3, 17, 30} activation rows
+ * (N ≥ 4 takes the tiled GEMM for Q4_0, Q8_0, Q4_K and Q6_K on AVX-512
+ * VNNI: 17 and 30 leave partial token tiles), thread
  * counts 1 (no pool), 1, 2 and 3 (pool), the reference table forced and the
  * CPU's best table, ldy = M and ldy > M.  The expected value is
  *     Σ_k dequant(W)[r][k] · dequant(quant(x[t]))[k]
@@ -148,8 +150,8 @@ int main(void) {
             else if (blck == 32) { Ks[0] = 32; Ks[1] = 96; Ks[2] = 544; }
             else { Ks[0] = 37; Ks[1] = 544; Ks[2] = 0; }
             for (int ki = 0; ki < 3 && Ks[ki]; ki++) {
-                const int64_t Ns[3] = {1, 3, 17};
-                for (int ni = 0; ni < 3; ni++)
+                const int64_t Ns[4] = {1, 3, 17, 30};
+                for (int ni = 0; ni < 4; ni++)
                     for (int p = 0; p < 4; p++)
                         run_case(type, Ks[ki], Ns[ni], pools[p], (p & 1) ? M : M + 5, isa);
             }
@@ -165,6 +167,13 @@ int main(void) {
     CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_1, 64, 3), 3 * 2 * 36);
     CHECK_INT(fr_matmul_work_size(FR_TYPE_Q6_K, 512, 2), 2 * 2 * 292);
     CHECK_INT(fr_matmul_work_size(FR_TYPE_F16, 10, 2), 2 * 10 * 2);
+    /* from 4 rows on, GEMM types need room for the GEMM's token tiles
+     * (kernels_int.h): tiles of 12 tokens × blocks × a 12-token record,
+     * 12·(32+4+4) bytes per 32-block, 12·(256+4+64) per super-block */
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_0, 64, 4), 1 * 2 * 480);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q8_0, 64, 13), 2 * 2 * 480);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q6_K, 512, 13), 2 * 2 * 3888);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_1, 64, 4), 4 * 2 * 36);
 
     for (int i = 1; i <= 3; i++) fr_pool_destroy(pools[i]);
     return harness_done();

@@ -16,6 +16,10 @@
  *                    float lanes instead of one scalar (rounding order);
  *   TOL_FDOT_REL 1e-5 · Σ_k |w_k·a_k|  F32/F16/BF16 dots: float lanes vs the
  *                    twin's double accumulator;
+ *   decode GEMVs     Q4_0 within TOL_DOT_REL (the −8 offset is a separate
+ *                    float sum), F16 within TOL_FDOT_REL; the prepared
+ *                    activation exact, one row alone = the same row in a
+ *                    batch of rows, bit for bit;
  *   TOL_Q8_0_CODE 1  quantize_q8_0: the AVX path (as llama.cpp's) rounds half
  *                    to even and scales by 127/amax instead of 1/(amax/127),
  *                    so a code may differ by one where x·id is (nearly) .5;
@@ -191,6 +195,205 @@ static void check_dot4x4(const char *name, int type, fr__vec_dot4x4_fn dot4x4, d
     CHECK_MSG(bad == 0, "%s: %d results not bit-identical", name, bad);
 }
 
+/* Decode GEMV (fr__gemv) on `nr` (odd) rows: the prepared activation holds
+ * exactly the codes and scale of the Q8_0 row fr__avx2_quantize_q8_0 gives
+ * and the offsets −8·d·Σq (Q4_0) or −128·d·Σq (Q8_0), whatever block
+ * ranges `prepare` is
+ * called on; each y[r] is within tol_rel·mag of the twin's vec_dot on that
+ * Q8_0 row and equals the single-row result bit for bit. */
+static void check_gemv_q8_0(const char *name, int type, const fr__gemv *g, double tol_rel) {
+    const int64_t ls[] = {32, 64, 96, 224, 288, 544, 2048};
+    const int nr = 5;
+    int bad = 0, bad_prep = 0;
+    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+        const int64_t n = ls[li], nb = n / 32;
+        const size_t rb = row_bytes(type, n);
+        unsigned char *w = fr_malloc(nr * rb);
+        fr_block_q8_0 *aq = fr_malloc(row_bytes(FR_TYPE_Q8_0, n));
+        float *x = fr_malloc(4 * (size_t)n), *wf = fr_malloc(4 * (size_t)n), *af = fr_malloc(4 * (size_t)n);
+        unsigned char *prep = fr_malloc_aligned(g->size(n));
+        for (int rep = 0; rep < 4; rep++) {
+            for (int r = 0; r < nr; r++) ktest_weight_row(type, w + r * rb, n, x);
+            if (rep == 3) memset(x, 0, 4 * (size_t)n);
+            else ktest_fill(x, n, rep == 1 ? 1e-3f : rep == 2 ? 1e3f : 1.0f);
+            fr__avx2_quantize_q8_0(x, aq, n);
+            /* three "threads", last range first */
+            g->prepare(x, n, 2 * nb / 3, nb, prep);
+            g->prepare(x, n, nb / 3, 2 * nb / 3, prep);
+            g->prepare(x, n, 0, nb / 3, prep);
+            const float *pd = (const float *)(prep + 32 * nb), *poff = pd + nb;
+            for (int64_t b = 0; b < nb; b++) {
+                int sum = 0;
+                for (int j = 0; j < 32; j++) sum += aq[b].qs[j];
+                bad_prep += memcmp(prep + 32 * b, aq[b].qs, 32) != 0;
+                bad_prep += pd[b] != fr_f16_to_f32(aq[b].d);
+                const float ofs = type == FR_TYPE_Q4_0 ? -8.0f : -128.0f;
+                bad_prep += poff[b] != ofs * fr_f16_to_f32(aq[b].d) * (float)sum;
+            }
+            float y[5], y1;
+            g->rows(n, w, rb, nr, prep, y);
+            fr__ref_dequantize_q8_0(aq, af, n);
+            for (int r = 0; r < nr; r++) {
+                fr_kernels_ref(type)->dequantize(w + r * rb, wf, n);
+                double mag = 0;
+                for (int64_t k = 0; k < n; k++) mag += fabs((double)wf[k] * af[k]);
+                const float want = fr_kernels_ref(type)->vec_dot(n, w + r * rb, aq);
+                g->rows(n, w + r * rb, rb, 1, prep, &y1);
+                if ((!(fabs((double)y[r] - want) <= tol_rel * mag) || y1 != y[r]) && bad++ < 3)
+                    fprintf(stderr, "  %s n=%lld rep %d row %d: %.9g (alone %.9g), twin %.9g (tol %g)\n", name,
+                            (long long)n, rep, r, y[r], y1, want, tol_rel * mag);
+            }
+        }
+        fr_free_aligned(prep);
+        fr_free(af); fr_free(wf); fr_free(x); fr_free(aq); fr_free(w);
+    }
+    CHECK_MSG(bad_prep == 0, "%s: %d prepared blocks differ", name, bad_prep);
+    CHECK_MSG(bad == 0, "%s: %d outputs differ from the twin", name, bad);
+}
+
+/* F16 GEMV: the prepared activation is the twin's f16 rounding of x, as
+ * floats (exact); y[r] within TOL_FDOT_REL·mag of the twin's vec_dot_f16
+ * on those halves and bit-identical to the single-row result. */
+static void check_gemv_f16(const char *name, const fr__gemv *g) {
+    const int64_t ls[] = {1, 7, 8, 31, 33, 64, 100, 130, 1000, 2048};
+    const int nr = 3;
+    int bad = 0, bad_prep = 0;
+    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+        const int64_t n = ls[li];
+        const size_t rb = row_bytes(FR_TYPE_F16, n);
+        unsigned char *w = fr_malloc(nr * rb);
+        uint16_t *ah = fr_malloc(2 * (size_t)n);
+        float *x = fr_malloc(4 * (size_t)n);
+        float *prep = fr_malloc_aligned(g->size(n));
+        for (int rep = 0; rep < 3; rep++) {
+            for (int r = 0; r < nr; r++) ktest_weight_row(FR_TYPE_F16, w + r * rb, n, x);
+            ktest_fill(x, n, rep == 1 ? 1e-3f : rep == 2 ? 1e3f : 1.0f);
+            fr__ref_quantize_f16(x, ah, n);
+            g->prepare(x, n, n / 2, n, prep);
+            g->prepare(x, n, 0, n / 2, prep);
+            for (int64_t k = 0; k < n; k++) bad_prep += prep[k] != fr_f16_to_f32(ah[k]);
+            float y[3], y1;
+            g->rows(n, w, rb, nr, prep, y);
+            for (int r = 0; r < nr; r++) {
+                const uint16_t *wr = (const uint16_t *)(w + r * rb);
+                double mag = 0;
+                for (int64_t k = 0; k < n; k++) mag += fabs((double)fr_f16_to_f32(wr[k]) * prep[k]);
+                const float want = fr__ref_vec_dot_f16(n, wr, ah);
+                g->rows(n, wr, rb, 1, prep, &y1);
+                if ((!(fabs((double)y[r] - want) <= TOL_FDOT_REL * mag) || y1 != y[r]) && bad++ < 3)
+                    fprintf(stderr, "  %s n=%lld row %d: %.9g (alone %.9g), twin %.9g\n", name, (long long)n, r,
+                            y[r], y1, want);
+            }
+        }
+        fr_free_aligned(prep);
+        fr_free(x); fr_free(ah); fr_free(w);
+    }
+    CHECK_MSG(bad_prep == 0, "%s: %d prepared values differ", name, bad_prep);
+    CHECK_MSG(bad == 0, "%s: %d outputs differ from the twin", name, bad);
+}
+
+/* K-quant GEMV (Q8_K activations): the prepared codes, d and bsums (Q6_K)
+ * or the int16 Σ per 32-element sub-block (Q4_K, codes in sub-block order
+ * 0 2 1 3 4 6 5 7) are those of fr__avx2_quantize_q8_K; y[r] within
+ * TOL_DOT_REL·mag of the twin's vec_dot (mag also counts the Q4_K mins
+ * term, summed apart in floats), and bit-identical to the single row. */
+static void check_gemv_q8_K(const char *name, int type, const fr__gemv *g) {
+    const int64_t ls[] = {256, 768, 2048, 5632};
+    static const int order[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    const int nr = 5;
+    int bad = 0, bad_prep = 0;
+    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+        const int64_t n = ls[li], nb = n / 256;
+        const size_t rb = row_bytes(type, n);
+        unsigned char *w = fr_malloc(nr * rb);
+        fr_block_q8_K *aq = fr_malloc(row_bytes(FR_TYPE_Q8_K, n));
+        float *x = fr_malloc(4 * (size_t)n), *wf = fr_malloc(4 * (size_t)n), *af = fr_malloc(4 * (size_t)n);
+        unsigned char *prep = fr_malloc_aligned(g->size(n));
+        for (int rep = 0; rep < 4; rep++) {
+            for (int r = 0; r < nr; r++) ktest_weight_row(type, w + r * rb, n, x);
+            if (rep == 3) memset(x, 0, 4 * (size_t)n);
+            else ktest_fill(x, n, rep == 1 ? 1e-3f : rep == 2 ? 1e3f : 1.0f);
+            fr__avx2_quantize_q8_K(x, aq, n);
+            g->prepare(x, n, nb / 2, nb, prep);
+            g->prepare(x, n, 0, nb / 2, prep);
+            const float *pd = (const float *)(prep + 256 * nb);
+            for (int64_t b = 0; b < nb; b++) {
+                bad_prep += pd[b] != aq[b].d;
+                const unsigned char *aux = (const unsigned char *)(pd + nb) + 32 * b;
+                if (type == FR_TYPE_Q6_K) {
+                    bad_prep += memcmp(prep + 256 * b, aq[b].qs, 256) != 0;
+                    bad_prep += memcmp(aux, aq[b].bsums, 32) != 0;
+                } else {
+                    for (int j = 0; j < 16; j++) {
+                        int16_t s;
+                        memcpy(&s, aux + 2 * j, 2);
+                        if (j < 8) bad_prep += memcmp(prep + 256 * b + 32 * j, aq[b].qs + 32 * order[j], 32) != 0;
+                        bad_prep += s != (j < 8 ? aq[b].bsums[2 * j] + aq[b].bsums[2 * j + 1] : 0);
+                    }
+                }
+            }
+            float y[5], y1;
+            g->rows(n, w, rb, nr, prep, y);
+            fr__ref_dequantize_q8_K(aq, af, n);
+            for (int r = 0; r < nr; r++) {
+                const unsigned char *wr = w + r * rb;
+                fr_kernels_ref(type)->dequantize(wr, wf, n);
+                double mag = 0;
+                for (int64_t k = 0; k < n; k++) mag += fabs((double)wf[k] * af[k]);
+                if (type == FR_TYPE_Q4_K)
+                    for (int64_t b = 0; b < nb; b++) {
+                        const fr_block_q4_K *xb = (const fr_block_q4_K *)wr + b;
+                        for (int j = 0; j < 8; j++) {
+                            uint8_t sc, m;
+                            fr__get_scale_min_k4(j, xb->scales, &sc, &m);
+                            double sa = 0;
+                            for (int k = 0; k < 32; k++) sa += fabs((double)af[256 * b + 32 * j + k]);
+                            mag += fabs((double)fr_f16_to_f32(xb->dmin) * m) * sa;
+                        }
+                    }
+                const float want = fr_kernels_ref(type)->vec_dot(n, wr, aq);
+                g->rows(n, wr, rb, 1, prep, &y1);
+                if ((!(fabs((double)y[r] - want) <= TOL_DOT_REL * mag) || y1 != y[r]) && bad++ < 3)
+                    fprintf(stderr, "  %s n=%lld rep %d row %d: %.9g (alone %.9g), twin %.9g (tol %g)\n", name,
+                            (long long)n, rep, r, y[r], y1, want, TOL_DOT_REL * mag);
+            }
+        }
+        fr_free_aligned(prep);
+        fr_free(af); fr_free(wf); fr_free(x); fr_free(aq); fr_free(w);
+    }
+    CHECK_MSG(bad_prep == 0, "%s: %d prepared values differ", name, bad_prep);
+    CHECK_MSG(bad == 0, "%s: %d outputs differ from the twin", name, bad);
+}
+
+/* fr_matmul with one activation row takes the active GEMV: y equals
+ * `rows` on the prepared row, bit for bit, with 1, 2 and 3 threads and an
+ * odd row count (partial chunks). */
+static void check_gemv_matmul(int type, int64_t K) {
+    const fr__gemv *g = fr__kernels_gemv(type);
+    const int64_t M = 203;
+    const size_t rb = row_bytes(type, K);
+    unsigned char *W = fr_malloc(rb * M);
+    float *x = fr_malloc(4 * (size_t)K), *tmp = fr_malloc(4 * (size_t)K);
+    float *want = fr_malloc(4 * M), *y = fr_malloc(4 * M);
+    void *work = fr_malloc_aligned(fr_matmul_work_size(type, K, 1));
+    void *prep = fr_malloc_aligned(g->size(K));
+    for (int64_t r = 0; r < M; r++) ktest_weight_row(type, W + r * rb, K, tmp);
+    ktest_fill(x, K, 1.0f);
+    g->prepare(x, K, 0, K / g->blck, prep);
+    g->rows(K, W, rb, M, prep, want);
+    for (int nth = 1; nth <= 3; nth++) {
+        fr_pool *pool = NULL;
+        CHECK_INT(fr_pool_create(nth, &pool), 0);
+        memset(y, 0, 4 * M);
+        fr_matmul(pool, type, W, K, M, x, 1, y, M, work);
+        CHECK_MSG(!memcmp(y, want, 4 * M), "%s K=%lld: matmul with %d threads differs from the GEMV",
+                  fr_type_name(type), (long long)K, nth);
+        fr_pool_destroy(pool);
+    }
+    fr_free_aligned(prep); fr_free_aligned(work);
+    fr_free(y); fr_free(want); fr_free(tmp); fr_free(x); fr_free(W);
+}
+
 static void check_quant_exact(const char *name, int type, q_fn simd) {
     int64_t ls[8];
     const int nl = lengths(type, ls);
@@ -352,6 +555,29 @@ int main(void) {
                         fr__avx2_vec_dot_q8_0_q8_0);
         check_dot4x4("avx512 vec_dot4x4_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx512_vec_dot4x4_q4_0_q8_0,
                      fr__ref_vec_dot_q4_0_q8_0);
+        check_gemv_q8_0("avx512 gemv_q4_0", FR_TYPE_Q4_0, &fr__avx512_gemv_q4_0, TOL_DOT_REL);
+        check_gemv_q8_0("avx512 gemv_q8_0", FR_TYPE_Q8_0, &fr__avx512_gemv_q8_0, TOL_DOT_REL);
+        check_gemv_f16("avx512 gemv_f16", &fr__avx512_gemv_f16);
+        check_gemv_q8_K("avx512 gemv_q4_K", FR_TYPE_Q4_K, &fr__avx512_gemv_q4_K);
+        check_gemv_q8_K("avx512 gemv_q6_K", FR_TYPE_Q6_K, &fr__avx512_gemv_q6_K);
+        fr_kernels_force_ref(false);
+        check_gemv_matmul(FR_TYPE_Q4_0, 544);
+        check_gemv_matmul(FR_TYPE_Q8_0, 544);
+        check_gemv_matmul(FR_TYPE_F16, 100);
+        check_gemv_matmul(FR_TYPE_Q4_K, 768);
+        check_gemv_matmul(FR_TYPE_Q6_K, 768);
+        fr_kernels_force_ref(false);
+        CHECK(fr__kernels_gemv(FR_TYPE_Q4_0) == &fr__avx512_gemv_q4_0);
+        fr_kernels_force_ref(true);
+        CHECK(fr__kernels_gemv(FR_TYPE_Q4_0) == NULL);
+        /* work sizes cover the GEMV's layout in either mode: 64 elements
+         * of Q4_0 = 2 blocks of 32 codes + d + offset */
+        CHECK(fr__kernels_gemv_best(FR_TYPE_Q4_0) == &fr__avx512_gemv_q4_0);
+        CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_0, 64, 1), 2 * (32 + 4 + 4));
+        CHECK_INT(fr_matmul_work_size(FR_TYPE_F16, 10, 1), 10 * 4);
+        fr_kernels_force_ref(false);
+        CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_0, 64, 1), 2 * (32 + 4 + 4));
+        fr_kernels_force_ref(true);
         fr_kernels_force_ref(false);
         CHECK_STR(fr_kernels_isa(), "avx512");
     }
