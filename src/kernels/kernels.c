@@ -1,22 +1,24 @@
 /*
  * kernels.c — the dispatch table: which row function runs for each type.
  *
- * Two tables of fr_type_ops, indexed by type id: `ref_ops` holds the plain C
- * twins (ref.c) and never changes; `best_ops` starts as a copy of it and,
- * at init, gets the SIMD functions the CPU supports (AVX2+FMA+F16C for
- * x86_avx2.c, then AVX-512 F/BW/VL/VNNI for x86_avx512.c on top).  The
- * active table is one of the two, chosen by FRUGAL_REF=1 or
- * fr_kernels_force_ref().  Three more internal tables hold the optional
- * four-row and 4×4 dots (fr__kernels_dot4, fr__kernels_dot4x4) and the
- * decode GEMVs (fr__kernels_gemv) that fr_matmul uses where present; the
- * reference side has none.
+ * One set of tables per instruction-set level, indexed by type id:
+ * levels[ISA_REF] holds the plain C twins (ref.c); levels[ISA_AVX2] starts
+ * as a copy of it and gets the AVX2+FMA+F16C functions (x86_avx2.c);
+ * levels[ISA_AVX512] starts as a copy of that and gets the AVX-512
+ * F/BW/VL/VNNI ones (x86_avx512.c) on top.  A level is filled only when the
+ * CPU has it.  The active level is the best the CPU has, capped by
+ * FRUGAL_ISA=ref|avx2|avx512 or FRUGAL_REF=1, or chosen by
+ * fr_kernels_force_isa()/fr_kernels_force_ref().  Besides fr_type_ops, a
+ * level holds the optional four-row and 4×4 dots (fr__kernels_dot4,
+ * fr__kernels_dot4x4) and the decode GEMVs (fr__kernels_gemv) that
+ * fr_matmul uses where present; the reference level has none.
  *
  * Besides the computable weight types, the tables hold the activation-only
  * types Q8_1 and Q8_K (dequantize and quantize, vec_dot NULL), because
  * fr_matmul quantizes activations through the same table.
  *
  * Init runs once under pthread_once; afterwards the tables are read-only,
- * so every getter is thread-safe.  fr_kernels_force_ref() flips an atomic
+ * so every getter is thread-safe.  fr_kernels_force_isa() flips an atomic
  * pointer and is meant for start-up and tests, not for use while other
  * threads run kernels.
  */
@@ -31,24 +33,24 @@
 #include "base/sysinfo.h"
 #include "kernels/kernels_int.h"
 
-static fr_type_ops ref_ops[FR_TYPE_COUNT];
-static fr_type_ops best_ops[FR_TYPE_COUNT];
-static fr__vec_dot4_fn ref_dot4[FR_TYPE_COUNT];   /* all NULL */
-static fr__vec_dot4_fn best_dot4[FR_TYPE_COUNT];
-static fr__vec_dot4x4_fn ref_dot4x4[FR_TYPE_COUNT];   /* all NULL */
-static fr__vec_dot4x4_fn best_dot4x4[FR_TYPE_COUNT];
-static const fr__gemv *ref_gemv[FR_TYPE_COUNT];      /* all NULL */
-static const fr__gemv *best_gemv[FR_TYPE_COUNT];
-static const char *best_isa = "ref";
-static _Atomic(const fr_type_ops *) active;
-static _Atomic(const char *) active_isa;
-static _Atomic(const fr__vec_dot4_fn *) active_dot4;
-static _Atomic(const fr__vec_dot4x4_fn *) active_dot4x4;
-static _Atomic(const fr__gemv *const *) active_gemv;
+enum { ISA_REF, ISA_AVX2, ISA_AVX512, ISA_COUNT };
+
+typedef struct level {
+    const char *name;
+    bool present;                          /* the CPU can run it */
+    fr_type_ops ops[FR_TYPE_COUNT];
+    fr__vec_dot4_fn dot4[FR_TYPE_COUNT];   /* NULL where none */
+    fr__vec_dot4x4_fn dot4x4[FR_TYPE_COUNT];
+    const fr__gemv *gemv[FR_TYPE_COUNT];
+} level;
+
+static level levels[ISA_COUNT] = {{.name = "ref"}, {.name = "avx2"}, {.name = "avx512"}};
+static int best_level;                     /* the CPU's best */
+static _Atomic(const level *) active;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 #define OPS(t, dq, q, dot, vt) \
-    ref_ops[FR_TYPE_##t] = (fr_type_ops){dq, q, dot, FR_TYPE_##vt}
+    levels[ISA_REF].ops[FR_TYPE_##t] = (fr_type_ops){dq, q, dot, FR_TYPE_##vt}
 
 static void fill_ref(void) {
     OPS(F32, fr__ref_dequantize_f32, fr__ref_quantize_f32, fr__ref_vec_dot_f32, F32);
@@ -70,8 +72,8 @@ static void fill_ref(void) {
 
 #undef OPS
 
-static void fill_avx2(void) {
-    fr_type_ops *t = best_ops;
+static void fill_avx2(level *l) {
+    fr_type_ops *t = l->ops;
     t[FR_TYPE_F32].vec_dot = fr__avx2_vec_dot_f32;
     t[FR_TYPE_F16].dequantize = fr__avx2_dequantize_f16;
     t[FR_TYPE_F16].quantize = fr__avx2_quantize_f16;
@@ -96,44 +98,56 @@ static void fill_avx2(void) {
     t[FR_TYPE_BF16].dequantize = fr__avx2_dequantize_bf16;
     t[FR_TYPE_BF16].quantize = fr__avx2_quantize_bf16;
     t[FR_TYPE_BF16].vec_dot = fr__avx2_vec_dot_bf16;
-    best_dot4[FR_TYPE_Q4_0] = fr__avx2_vec_dot4_q4_0_q8_0;
-    best_dot4[FR_TYPE_Q5_0] = fr__avx2_vec_dot4_q5_0_q8_0;
-    best_isa = "avx2";
+    l->dot4[FR_TYPE_Q4_0] = fr__avx2_vec_dot4_q4_0_q8_0;
+    l->dot4[FR_TYPE_Q5_0] = fr__avx2_vec_dot4_q5_0_q8_0;
 }
 
 /* On top of the AVX2 table (AVX-512 CPUs have AVX2). */
-static void fill_avx512(void) {
-    fr_type_ops *t = best_ops;
+static void fill_avx512(level *l) {
+    fr_type_ops *t = l->ops;
     t[FR_TYPE_Q4_0].vec_dot = fr__avx512_vec_dot_q4_0_q8_0;
     t[FR_TYPE_Q8_0].vec_dot = fr__avx512_vec_dot_q8_0_q8_0;
-    best_dot4[FR_TYPE_Q4_0] = fr__avx512_vec_dot4_q4_0_q8_0;
-    best_dot4x4[FR_TYPE_Q4_0] = fr__avx512_vec_dot4x4_q4_0_q8_0;
-    best_gemv[FR_TYPE_Q4_0] = &fr__avx512_gemv_q4_0;
-    best_gemv[FR_TYPE_Q8_0] = &fr__avx512_gemv_q8_0;
-    best_gemv[FR_TYPE_F16] = &fr__avx512_gemv_f16;
-    best_gemv[FR_TYPE_Q4_K] = &fr__avx512_gemv_q4_K;
-    best_gemv[FR_TYPE_Q6_K] = &fr__avx512_gemv_q6_K;
-    best_isa = "avx512";
+    l->dot4[FR_TYPE_Q4_0] = fr__avx512_vec_dot4_q4_0_q8_0;
+    l->dot4x4[FR_TYPE_Q4_0] = fr__avx512_vec_dot4x4_q4_0_q8_0;
+    l->gemv[FR_TYPE_Q4_0] = &fr__avx512_gemv_q4_0;
+    l->gemv[FR_TYPE_Q8_0] = &fr__avx512_gemv_q8_0;
+    l->gemv[FR_TYPE_F16] = &fr__avx512_gemv_f16;
+    l->gemv[FR_TYPE_Q4_K] = &fr__avx512_gemv_q4_K;
+    l->gemv[FR_TYPE_Q6_K] = &fr__avx512_gemv_q6_K;
 }
 
-static void select_tables(bool ref) {
-    atomic_store(&active, ref ? ref_ops : best_ops);
-    atomic_store(&active_isa, ref ? "ref" : best_isa);
-    atomic_store(&active_dot4, ref ? ref_dot4 : best_dot4);
-    atomic_store(&active_dot4x4, ref ? ref_dot4x4 : best_dot4x4);
-    atomic_store(&active_gemv, ref ? ref_gemv : best_gemv);
+static int find_level(const char *name) {
+    for (int i = 0; i < ISA_COUNT; i++)
+        if (strcmp(levels[i].name, name) == 0) return i;
+    return -1;
 }
 
 static void init_once(void) {
+    level *ref = &levels[ISA_REF], *avx2 = &levels[ISA_AVX2], *avx512 = &levels[ISA_AVX512];
     fill_ref();
-    memcpy(best_ops, ref_ops, sizeof best_ops);
+    ref->present = true;
     const fr_cpu_features *cpu = fr_cpu();
     if (cpu->avx2 && cpu->fma && cpu->f16c) {
-        fill_avx2();
-        if (cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512vnni) fill_avx512();
+        memcpy(avx2->ops, ref->ops, sizeof ref->ops);
+        fill_avx2(avx2);
+        avx2->present = true;
+        best_level = ISA_AVX2;
+        if (cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512vnni) {
+            memcpy(avx512->ops, avx2->ops, sizeof avx2->ops);
+            memcpy(avx512->dot4, avx2->dot4, sizeof avx2->dot4);
+            fill_avx512(avx512);
+            avx512->present = true;
+            best_level = ISA_AVX512;
+        }
     }
-    const char *env = getenv("FRUGAL_REF");
-    select_tables(env && *env && strcmp(env, "0") != 0);
+    /* FRUGAL_ISA caps the level (an unknown or absent one is ignored with
+     * the CPU's best kept: the environment must not stop the program). */
+    int pick = best_level;
+    const char *isa = getenv("FRUGAL_ISA"), *r = getenv("FRUGAL_REF");
+    int want = isa && *isa ? find_level(isa) : -1;
+    if (want >= 0 && want < pick) pick = want;
+    if (r && *r && strcmp(r, "0") != 0) pick = ISA_REF;
+    atomic_store(&active, &levels[pick]);
 }
 
 void fr_kernels_init(void) {
@@ -142,12 +156,30 @@ void fr_kernels_init(void) {
 
 void fr_kernels_force_ref(bool ref) {
     fr_kernels_init();
-    select_tables(ref);
+    atomic_store(&active, &levels[ref ? ISA_REF : best_level]);
+}
+
+int fr_kernels_force_isa(const char *isa) {
+    fr_kernels_init();
+    int i = isa ? find_level(isa) : best_level;
+    if (i < 0 || !levels[i].present) return FR_EUNSUPP;
+    atomic_store(&active, &levels[i]);
+    return 0;
 }
 
 const char *fr_kernels_isa(void) {
     fr_kernels_init();
-    return atomic_load_explicit(&active_isa, memory_order_relaxed);
+    return atomic_load_explicit(&active, memory_order_relaxed)->name;
+}
+
+const char *fr_kernels_best_isa(void) {
+    fr_kernels_init();
+    return levels[best_level].name;
+}
+
+static const level *cur(void) {
+    fr_kernels_init();
+    return atomic_load_explicit(&active, memory_order_acquire);
 }
 
 static const fr_type_ops *lookup(const fr_type_ops *table, int type) {
@@ -156,37 +188,32 @@ static const fr_type_ops *lookup(const fr_type_ops *table, int type) {
 }
 
 const fr_type_ops *fr_kernels_get(int type) {
-    fr_kernels_init();
-    return lookup(atomic_load_explicit(&active, memory_order_acquire), type);
+    return lookup(cur()->ops, type);
 }
 
 fr__vec_dot4_fn fr__kernels_dot4(int type) {
-    fr_kernels_init();
-    if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
-    return atomic_load_explicit(&active_dot4, memory_order_acquire)[type];
+    const level *l = cur();
+    return type < 0 || type >= FR_TYPE_COUNT ? NULL : l->dot4[type];
 }
 
 fr__vec_dot4x4_fn fr__kernels_dot4x4(int type) {
-    fr_kernels_init();
-    if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
-    return atomic_load_explicit(&active_dot4x4, memory_order_acquire)[type];
+    const level *l = cur();
+    return type < 0 || type >= FR_TYPE_COUNT ? NULL : l->dot4x4[type];
 }
 
 const fr__gemv *fr__kernels_gemv(int type) {
-    fr_kernels_init();
-    if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
-    return atomic_load_explicit(&active_gemv, memory_order_acquire)[type];
+    const level *l = cur();
+    return type < 0 || type >= FR_TYPE_COUNT ? NULL : l->gemv[type];
 }
 
 const fr__gemv *fr__kernels_gemv_best(int type) {
     fr_kernels_init();
-    if (type < 0 || type >= FR_TYPE_COUNT) return NULL;
-    return best_gemv[type];
+    return type < 0 || type >= FR_TYPE_COUNT ? NULL : levels[best_level].gemv[type];
 }
 
 const fr_type_ops *fr_kernels_ref(int type) {
     fr_kernels_init();
-    return lookup(ref_ops, type);
+    return lookup(levels[ISA_REF].ops, type);
 }
 
 void fr_dequantize_row(int type, const void *src, float *dst, int64_t n) {

@@ -5,7 +5,9 @@
  * Each computable type has a reference twin in ref.c (plain C) and, where
  * written, SIMD versions (x86_avx2.c, x86_avx512.c) chosen once at start
  * from the CPU's features.  FRUGAL_REF=1 in the environment (or
- * fr_kernels_force_ref(true)) selects the twins everywhere.
+ * fr_kernels_force_ref(true)) selects the twins everywhere; FRUGAL_ISA=
+ * ref|avx2|avx512 caps the level (so the AVX2 paths can be tested on an
+ * AVX-512 machine).
  *
  * Dot products follow llama.cpp: the activation row is first quantized to
  * the weight type's vec_dot_type (Q8_0 for q4_0/q5_0/q8_0, Q8_1 for
@@ -44,8 +46,15 @@ void fr_kernels_init(void);
 /* Force the reference twins (true) or the CPU's best (false). */
 void fr_kernels_force_ref(bool ref);
 
+/* Use the tables of one level: "ref", "avx2" or "avx512", or NULL for the
+ * CPU's best.  FR_EUNSUPP when the CPU lacks it (nothing changes).  Meant
+ * for start-up and tests, not while other threads run kernels. */
+int fr_kernels_force_isa(const char *isa);
+
 /* Which instruction set the active table uses: "avx512", "avx2" or "ref". */
 const char *fr_kernels_isa(void);
+/* The CPU's best level, whatever is active. */
+const char *fr_kernels_best_isa(void);
 
 /* Active ops for a type, or NULL when the type is not computable.  The
  * activation-only types Q8_1 and Q8_K also have ops (dequantize, quantize;

@@ -5,8 +5,8 @@
  * The twins are written for clarity: one element at a time, libm's expf,
  * the RMSNorm sum in double.  The SIMD table is chosen once (pthread_once):
  * AVX-512 F/BW/VL (ops_avx512.c), else AVX2+FMA+F16C (ops_avx2.c), else
- * the twins; fr_ops_get() returns it unless the kernels run their twins
- * (fr_kernels_isa() == "ref").
+ * the twins; fr_ops_get() returns it unless the kernels run a lower level
+ * (fr_kernels_isa() "ref": the twins; "avx2": the AVX2 table).
  */
 #include "kernels/ops.h"
 
@@ -173,7 +173,10 @@ const fr_ops *fr_ops_get(void) {
     pthread_once(&once, init_once);
     const fr_ops *o = atomic_load_explicit(&override, memory_order_relaxed);
     if (o) return o;
-    return strcmp(fr_kernels_isa(), "ref") == 0 ? &ref_table : &best_table;
+    const char *isa = fr_kernels_isa();
+    if (strcmp(isa, "ref") == 0) return &ref_table;
+    if (strcmp(isa, "avx2") == 0 && have_avx2) return &avx2_table;
+    return &best_table;
 }
 
 const fr_ops *fr_ops_ref(void) { return &ref_table; }

@@ -195,6 +195,11 @@ static void test_golden(void) {
             golden_model(&fixtures[i], m, pool2, mode);
             fr__ops_override(NULL);
         }
+        /* The AVX2 level whole (kernels and ops), as an AVX2-only CPU runs it. */
+        if (strcmp(fr_kernels_best_isa(), "avx2") != 0 && fr_kernels_force_isa("avx2") == 0) {
+            golden_model(&fixtures[i], m, pool2, "avx2,pool2");
+            fr_kernels_force_ref(false);
+        }
         fr_model_close(m);
     }
     fr_pool_destroy(pool2);
