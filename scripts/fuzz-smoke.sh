@@ -9,7 +9,7 @@ for b in build/fuzz/fuzz_*; do
     work=$(mktemp -d)
     cp -r tests/fuzz/corpus/$name/. "$work/"
     if "$b" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=4096 "$work" >"$work.log" 2>&1; then
-        echo "fuzz $name: $(grep -Eo '#[0-9]+' "$work.log" | tail -n 1 | tr -d '#') runs in ${secs}s, no findings"
+        echo "fuzz $name: $(sed -n "s/^Done \([0-9]*\) runs.*/\1/p" "$work.log") runs in ${secs}s, no findings"
         n=$((n + 1))
     else
         tail -n 30 "$work.log"; echo "fuzz $name: FOUND A CRASH (see above)"; bad=$((bad + 1))

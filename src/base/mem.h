@@ -17,10 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frugal/base.h"
+
+/* fr_free, fr_mem_in_use and fr_mem_peak are public: frugal/base.h. */
+
 void *fr_malloc(size_t n);              /* NULL on failure or n == 0 overflow */
 void *fr_calloc(size_t count, size_t size); /* zeroed; NULL if count*size overflows */
 void *fr_realloc(void *p, size_t n);    /* like realloc; p may be NULL */
-void  fr_free(void *p);                 /* p may be NULL */
 char *fr_strdup(const char *s);
 char *fr_strndup(const char *s, size_t n);
 
@@ -28,8 +31,6 @@ char *fr_strndup(const char *s, size_t n);
 void *fr_malloc_aligned(size_t n);
 void  fr_free_aligned(void *p);
 
-size_t fr_mem_in_use(void);             /* bytes currently allocated */
-size_t fr_mem_peak(void);               /* high-water mark of fr_mem_in_use */
 void   fr_mem_fail_after(long n);       /* n-th allocation from now fails; -1 = never */
 
 /* Overflow-checked size arithmetic: return true and store the result when it

@@ -14,13 +14,9 @@
 #ifndef FR_KERNELS_POOL_H
 #define FR_KERNELS_POOL_H
 
-typedef struct fr_pool fr_pool;
-typedef void (*fr_pool_fn)(void *ctx, int ith, int nth);
+#include "frugal/kernels.h"
 
-/* Create a pool of n_threads (>= 1).  Returns 0 or FR_ENOMEM/FR_EINVAL. */
-int  fr_pool_create(int n_threads, fr_pool **out);
-void fr_pool_destroy(fr_pool *pool);          /* NULL is fine */
-int  fr_pool_size(const fr_pool *pool);       /* 1 for NULL */
+/* Creation, destruction and size are public: frugal/kernels.h. */
 
 /* Run fn on all threads; pool may be NULL (runs fn(ctx, 0, 1)). */
 void fr_pool_run(fr_pool *pool, fr_pool_fn fn, void *ctx);

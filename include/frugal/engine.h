@@ -1,0 +1,190 @@
+/*
+ * frugal/engine.h — the public C API of frugal's engine: open a GGUF model,
+ * run it in a context, tokenize and detokenize, sample, format chats.
+ *
+ * Ownership and threads:
+ *   - fr_model owns the read-only mapping of the file (weights are never
+ *     copied), the vocabulary and the hyperparameters; it is immutable
+ *     after open and may be shared by any number of threads and contexts.
+ *   - fr_ctx owns the KV cache and scratch of one sequence; one thread at
+ *     a time.  It computes on an fr_pool (frugal/kernels.h) it does not own.
+ *   - fr_sampler belongs to one sequence; one thread at a time.
+ * Errors: 0 or a negative FR_E* code (frugal/base.h), with a detail line
+ * from fr_errdetail().
+ */
+#ifndef FRUGAL_ENGINE_H
+#define FRUGAL_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frugal/base.h"
+#include "frugal/kernels.h"
+
+typedef struct fr_model fr_model;       /* a loaded model file */
+typedef struct fr_ctx fr_ctx;           /* KV cache and scratch of one sequence */
+typedef struct fr_vocab fr_vocab;       /* a model's tokenizer */
+typedef struct fr_sampler fr_sampler;   /* the sampler chain of one sequence */
+
+/* ---- models and contexts ---- */
+
+typedef struct fr_hparams {
+    char arch[32];          /* "llama", "qwen2" */
+    int32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv;
+    int32_t head_dim, n_ff, n_rot;
+    float rms_eps, rope_base, rope_freq_scale;
+    int rope_type;          /* 0 NORM (adjacent pairs), 2 NEOX (halves) */
+} fr_hparams;
+
+/* Open a model file: map, validate, find every tensor the architecture
+ * needs (with the shapes it needs), load the vocab.  FR_EFORMAT (detail
+ * names file and tensor/key), FR_EUNSUPP (unknown architecture or tensor
+ * type), FR_ENOENT/FR_EIO, FR_ENOMEM. */
+int  fr_model_open(const char *path, fr_model **out);
+void fr_model_close(fr_model *m);
+
+const fr_hparams *fr_model_hparams(const fr_model *m);
+const fr_vocab *fr_model_vocab(const fr_model *m);
+/* Bytes of weights a decode step reads (all matmul weights + one embedding row). */
+size_t fr_model_weight_bytes(const fr_model *m);
+
+/* Create a context for n_ctx positions (0 = min(n_ctx_train, 4096)),
+ * computing on pool (NULL = single-threaded; not owned). */
+int  fr_ctx_create(fr_model *m, int32_t n_ctx, fr_pool *pool, fr_ctx **out);
+void fr_ctx_destroy(fr_ctx *c);
+int32_t fr_ctx_n_ctx(const fr_ctx *c);
+int32_t fr_ctx_n_past(const fr_ctx *c);      /* positions filled */
+void fr_ctx_reset(fr_ctx *c);                 /* forget the sequence */
+size_t fr_ctx_kv_bytes(const fr_ctx *c);
+/* Every byte the context allocated: KV cache plus scratch (steps of up to
+ * 512 tokens) plus the matmul work buffer. */
+size_t fr_ctx_bytes(const fr_ctx *c);
+/* What fr_ctx_bytes would be for fr_ctx_create(m, n_ctx, a pool of
+ * n_threads), without allocating (for the memory budget).  0 for bad
+ * arguments, SIZE_MAX if it does not fit in size_t. */
+size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads);
+
+/* Run n tokens at positions n_past .. n_past+n-1 in one batched forward
+ * pass and append them to the KV cache.  *logits receives the n_vocab
+ * logits after the last token (owned by the context, valid until the next
+ * eval).  FR_ETOOLONG if n_past + n > n_ctx, FR_EINVAL for n <= 0 or a
+ * token id out of range (nothing is changed then).  Never allocates. */
+int fr_ctx_eval(fr_ctx *c, const int32_t *tokens, int32_t n, const float **logits);
+
+/* ---- tokenizer ---- */
+
+/* Token attribute bits (from tokenizer.ggml.token_type). */
+enum {
+    FR_TOKEN_UNDEFINED = 0, FR_TOKEN_NORMAL = 1, FR_TOKEN_UNKNOWN = 2,
+    FR_TOKEN_CONTROL = 3, FR_TOKEN_USER_DEFINED = 4, FR_TOKEN_UNUSED = 5,
+    FR_TOKEN_BYTE = 6
+};
+
+int32_t fr_vocab_n_tokens(const fr_vocab *v);
+const char *fr_vocab_model_name(const fr_vocab *v);   /* "llama", "gpt2" */
+const char *fr_vocab_pre_name(const fr_vocab *v);     /* "default", "llama-bpe", ... */
+int32_t fr_vocab_bos(const fr_vocab *v);              /* -1 if none */
+int32_t fr_vocab_eos(const fr_vocab *v);              /* -1 if none */
+bool fr_vocab_add_bos(const fr_vocab *v);
+bool fr_vocab_add_eos(const fr_vocab *v);
+bool fr_vocab_is_eog(const fr_vocab *v, int32_t id);  /* end of generation */
+int  fr_vocab_token_type(const fr_vocab *v, int32_t id);
+/* The token's vocabulary text (not NUL-terminated), or NULL for a bad id. */
+const char *fr_vocab_token_text(const fr_vocab *v, int32_t id, size_t *len);
+/* Id of a token whose text is exactly s, or -1. */
+int32_t fr_vocab_find(const fr_vocab *v, const char *s, size_t len);
+
+/* Tokenize len bytes of text.  add_special adds BOS/EOS as the vocab says;
+ * parse_special turns control-token texts into their ids (chat prompts).
+ * *ids is allocated with fr_malloc (caller frees with fr_free).
+ * Returns 0, FR_ENOMEM or FR_EINVAL. */
+int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_special,
+                bool parse_special, int32_t **ids, size_t *n_ids);
+
+/* The bytes token id contributes to the output text (SPM "▁" → " ",
+ * byte tokens → their byte, gpt2 code points → bytes).  Control tokens give
+ * nothing unless `special`.  Returns the number of bytes needed; writes at
+ * most cap bytes (no NUL).  A bad id gives 0. */
+size_t fr_token_to_piece(const fr_vocab *v, int32_t id, bool special, char *buf, size_t cap);
+
+/* Streaming detokenizer: pushes a token's piece and emits only complete
+ * UTF-8 characters; bytes of an unfinished character wait for the next
+ * push.  Invalid sequences are emitted as they are once they cannot become
+ * valid.  Caller-owned state; zero-initialise (or fr_detok_init). */
+typedef struct fr_detok {
+    char pending[8];
+    int n_pending;
+    bool first;         /* next piece is the first of the sequence */
+    bool strip_space;   /* drop the leading space of the first piece (SPM) */
+} fr_detok;
+void fr_detok_init(fr_detok *d, const fr_vocab *v);
+/* Append the complete text to out (cap bytes); returns bytes written, or
+ * the negative FR_EINVAL if cap is too small (cap >= 256 is always enough). */
+int fr_detok_push(fr_detok *d, const fr_vocab *v, int32_t id, char *out, size_t cap);
+/* Whatever is still pending (an unfinished character) at end of stream. */
+int fr_detok_flush(fr_detok *d, char *out, size_t cap);
+
+/* ---- sampler ---- */
+
+
+
+typedef struct fr_sampler_params {
+    float temp;             /* 0.80 */
+    int32_t top_k;          /* 40; <= 0 off */
+    float top_p;            /* 0.95; 1 off */
+    float min_p;            /* 0.05; 0 off */
+    float repeat_penalty;   /* 1.0 off */
+    int32_t repeat_last_n;  /* 64 */
+    float freq_penalty;     /* 0 */
+    float presence_penalty; /* 0 */
+    uint64_t seed;          /* 0xFFFFFFFF = random */
+} fr_sampler_params;
+
+void fr_sampler_params_default(fr_sampler_params *p);
+
+/* A sampler for n_vocab logits; every buffer is allocated here, so
+ * sampling never allocates.  FR_EINVAL (n_vocab <= 0) or FR_ENOMEM.
+ * repeat_last_n < 0 keeps the last 4096 tokens. */
+int  fr_sampler_create(const fr_sampler_params *p, int32_t n_vocab, fr_sampler **out);
+void fr_sampler_destroy(fr_sampler *s);          /* NULL is fine */
+
+/* Add a bias to a token's logit before the chain (-INFINITY bans it).
+ * Setting a token's bias again replaces it; out-of-range ids are ignored. */
+void fr_sampler_set_bias(fr_sampler *s, int32_t token, float bias);
+
+/* Record an accepted token (prompt tokens too) for the penalties. */
+void fr_sampler_accept(fr_sampler *s, int32_t token);
+
+/* Choose the next token from n_vocab logits (not modified).  If every
+ * token is banned, returns 0. */
+int32_t fr_sampler_sample(fr_sampler *s, const float *logits);
+
+/* ---- chat templates ---- */
+
+typedef struct fr_chat_msg {
+    const char *role;     /* "system", "user", "assistant" */
+    const char *content;
+} fr_chat_msg;
+
+/* LLAMA2: no system support (system text goes in plainly);
+ * LLAMA2_SYS: system in <<SYS>>; _BOS: later turns reopen with "<s>[INST] ";
+ * _STRIP: contents are trimmed. */
+enum fr_chat_kind { FR_CHAT_CHATML, FR_CHAT_LLAMA2, FR_CHAT_LLAMA2_SYS, FR_CHAT_LLAMA3,
+                    FR_CHAT_LLAMA2_SYS_BOS, FR_CHAT_LLAMA2_SYS_STRIP };
+
+/* Which template a Jinja source stands for (NULL → chatml); a bare name
+ * ("chatml", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip",
+ * "llama3") is accepted too.  Returns the kind, or FR_EUNSUPP (detail
+ * quotes the start of the template) when it is recognised as none of them. */
+int fr_chat_detect(const char *tmpl);
+
+/* The kind's name as fr_chat_detect accepts it; "?" for a bad kind. */
+const char *fr_chat_name(int kind);
+
+/* Format messages; *out is fr_malloc'd and NUL-terminated.  The result is
+ * meant for fr_tokenize with add_special and parse_special true. */
+int fr_chat_apply(int kind, const fr_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                  char **out);
+
+#endif
