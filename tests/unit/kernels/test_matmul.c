@@ -5,8 +5,8 @@
  * count that leaves partial chunks), N ∈ {1, 3, 17, 30} activation rows
  * (N ≥ 4 takes the tiled GEMM for Q4_0, Q8_0, Q4_K and Q6_K on AVX-512
  * VNNI: 17 and 30 leave partial token tiles), thread
- * counts 1 (no pool), 1, 2 and 3 (pool), the reference table forced and the
- * CPU's best table, ldy = M and ldy > M.  The expected value is
+ * counts 1 (no pool), 1, 2 and 3 (pool), every ISA level the CPU has
+ * (ref, avx2, avx512), ldy = M and ldy > M.  The expected value is
  *     Σ_k dequant(W)[r][k] · dequant(quant(x[t]))[k]
  * in double, where quant is the active table's quantizer for the
  * activation type (the one fr_matmul uses; test_simd checks it against the
@@ -138,10 +138,11 @@ int main(void) {
 
     size_t mem0 = fr_mem_in_use();
     ktest_seed(42);
-    for (int pass = 0; pass < 2; pass++) {
-        fr_kernels_force_ref(pass == 0);
+    static const char *levels[] = {"ref", "avx2", "avx512"};
+    for (int pass = 0; pass < 3; pass++) {
+        if (fr_kernels_force_isa(levels[pass]) != 0) continue;   /* not on this CPU */
         const char *isa = fr_kernels_isa();
-        if (pass == 1) printf("active ISA: %s\n", isa);
+        printf("ISA: %s\n", isa);
         for (int ti = 0; ti < KTEST_NTYPES; ti++) {
             const int type = ktest_types[ti];
             const int64_t blck = fr_type_get(type)->blck;
