@@ -18,7 +18,7 @@ WERROR   ?= 1
 OPT      ?= -O2
 TESTDATA ?= $(abspath ../shared/testdata)
 
-PKGS     := libpcre2-8 libutf8proc
+PKGS     := libpcre2-8 libutf8proc libmicrohttpd jansson inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -30,7 +30,7 @@ endif
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc -Iinclude $(PKG_CFLAGS)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
-TEST_LIBS := $(shell pkg-config --libs jansson 2>/dev/null)
+TEST_LIBS :=
 
 ifneq ($(SAN),)
 BUILD    := build/san-$(SAN)
@@ -46,7 +46,8 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                 -mavx512vnni -mavx512bf16
 
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/kernels/*.c src/engine/*.c))
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/kernels/*.c src/engine/*.c src/sched/*.c \
+                          src/manager/*.c src/server/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -93,7 +94,7 @@ unit: $(UNIT_BIN) $(BIN)
 	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) scripts/run-tests.sh $(UNIT_BIN)
 
 replay: $(REPLAY_BIN)
-	@scripts/replay-corpora.sh $(BUILD)/replay
+	@FRUGAL_TESTDATA=$(TESTDATA) scripts/replay-corpora.sh $(BUILD)/replay
 
 cli-test: $(BIN)
 	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) tests/cli/run.sh

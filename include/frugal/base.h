@@ -24,6 +24,9 @@
     X(ERANGE,   "value out of range",                   400)                \
     X(ETOOLONG, "input longer than the context",        413)                \
     X(EBUSY,    "busy",                                 503)                \
+    X(EBUDGET,  "does not fit in the memory budget",    503)                \
+    X(ECONFLICT,"in use",                               409)                \
+    X(ESHUTDOWN,"shutting down",                        503)                \
     X(EINTERNAL,"internal error",                       500)
 
 enum {

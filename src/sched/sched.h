@@ -1,0 +1,173 @@
+/*
+ * sched.h — the per-model request scheduler: slots, continuous batching,
+ * chunked prefill, bounded admission.
+ *
+ * One fr_sched per loaded language model.  It owns a multi-sequence
+ * context (one KV slot per parallel request, n_ctx positions each) and one
+ * thread, the batch loop: each step gathers the next token of every
+ * decoding sequence plus, for sequences still reading their prompt, a
+ * chunk of at most `chunk` prompt tokens, runs one forward pass for all of
+ * it, samples every sequence that reached its end of prompt, and pushes
+ * the new text to each request's output.  A long prompt therefore never
+ * stalls the others for more than one chunk.
+ *
+ * The machine has one fr_compute: the compute pool and the turn that every
+ * scheduler takes for each forward pass, so that only one pass runs at a
+ * time and models with work alternate (FIFO tickets).
+ *
+ * Admission: at most n_slots requests run; at most n_queue more wait in
+ * FIFO order; a submit beyond that fails with FR_EBUSY and a Retry-After
+ * estimate from the measured completion rate.
+ *
+ * A request (fr_gen) is shared by the scheduler and one consumer thread
+ * (the HTTP handler), each holding a reference: the consumer reads output
+ * with fr_gen_wait and lets go with fr_gen_release (which cancels a
+ * request still running); cancel is also possible at any time from any
+ * thread and takes effect at the next step, freeing the slot.
+ *
+ * Thread-safety: every function here is thread-safe except
+ * fr_sched_destroy, which must not race with other calls on the same
+ * scheduler (the manager holds references to prevent that).
+ */
+#ifndef FR_SCHED_SCHED_H
+#define FR_SCHED_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+/* ---- the machine's compute turn ---- */
+
+typedef struct fr_compute fr_compute;
+
+/* A pool of n_threads workers and the turn lock.  FR_EINVAL, FR_ENOMEM. */
+int  fr_compute_create(int n_threads, fr_compute **out);
+void fr_compute_destroy(fr_compute *c);   /* no scheduler may still use it */
+int  fr_compute_threads(const fr_compute *c);
+
+/* ---- schedulers ---- */
+
+typedef struct fr_sched fr_sched;
+
+typedef struct fr_sched_config {
+    int32_t n_ctx;      /* positions per slot; 0 = min(n_ctx_train, 4096) */
+    int32_t n_slots;    /* requests decoding at once (--parallel), >= 1 */
+    int32_t n_queue;    /* requests waiting beyond the slots (--queue), >= 0 */
+    int32_t chunk;      /* prompt tokens per sequence per step; 0 = 256 */
+} fr_sched_config;
+
+/* Bytes fr_sched_create would allocate for m with cfg on a pool of
+ * n_threads (KV cache for n_slots × n_ctx, scratch, logits, samplers),
+ * without allocating: the manager's estimate.  SIZE_MAX on overflow. */
+size_t fr_sched_estimate_bytes(const fr_model *m, const fr_sched_config *cfg, int n_threads);
+
+/* Create the scheduler and start its thread.  m and compute are not
+ * owned and must outlive it.  FR_EINVAL (bad config), FR_ENOMEM. */
+int fr_sched_create(fr_model *m, fr_compute *compute, const fr_sched_config *cfg,
+                    fr_sched **out);
+
+/* Cancel every request (running ones finish with "cancelled", queued ones
+ * too), stop and join the thread, free everything.  NULL is fine. */
+void fr_sched_destroy(fr_sched *s);
+
+/* Bytes the scheduler holds (KV + scratch + per-slot state). */
+size_t fr_sched_bytes(const fr_sched *s);
+size_t fr_sched_kv_bytes(const fr_sched *s);
+int32_t fr_sched_n_ctx(const fr_sched *s);
+fr_model *fr_sched_model(const fr_sched *s);
+
+typedef struct fr_sched_stats {
+    int32_t slots, slots_busy, queue_cap, queued;
+    uint64_t requests_done, tokens_prompt, tokens_generated;
+    uint64_t steps;                 /* forward passes run */
+    uint64_t rejected;              /* submits refused: queue full */
+    double drain_per_s;             /* completions per second, smoothed */
+} fr_sched_stats;
+void fr_sched_stats_get(const fr_sched *s, fr_sched_stats *out);
+
+/* True when no request is running or queued. */
+bool fr_sched_idle(const fr_sched *s);
+
+/* ---- requests ---- */
+
+typedef struct fr_gen fr_gen;
+
+typedef struct fr_gen_params {
+    const int32_t *prompt;      /* tokens (copied); n_prompt >= 1 */
+    int32_t n_prompt;
+    int32_t max_tokens;         /* >= 1; generation also ends at the context end */
+    fr_sampler_params sampling;
+    const int32_t *bias_ids;    /* logit bias (copied): -INFINITY bans */
+    const float *bias;
+    int32_t n_bias;
+    const char *const *stop;    /* stop strings (copied); the text ends before one */
+    int32_t n_stop;
+    bool ignore_eos;            /* keep going past end-of-generation tokens */
+    int32_t n_probs;            /* 0: no logprobs; k >= 1: the chosen token's
+                                   logprob and the top k (k <= FR_GEN_MAX_PROBS) */
+    double deadline;            /* fr_now_s() time; past it: finish "length"; 0 none */
+} fr_gen_params;
+
+#define FR_GEN_MAX_PROBS 20
+
+enum fr_finish {
+    FR_FINISH_NONE = 0,         /* still running */
+    FR_FINISH_STOP,             /* end-of-generation token or a stop string */
+    FR_FINISH_LENGTH,           /* max_tokens, context end or deadline */
+    FR_FINISH_CANCELLED,        /* fr_gen_cancel, release, or shutdown */
+    FR_FINISH_ERROR             /* fr_gen_out.error says what */
+};
+const char *fr_finish_name(int finish);   /* "stop", "length", "cancelled", "error" */
+
+/* One generated token's probabilities (log, natural base), when asked. */
+typedef struct fr_gen_prob {
+    int32_t id;
+    float logprob;
+    int32_t n_top;
+    int32_t top_id[FR_GEN_MAX_PROBS];
+    float top_logprob[FR_GEN_MAX_PROBS];
+} fr_gen_prob;
+
+/* What fr_gen_wait hands over: everything new since the previous call. */
+typedef struct fr_gen_out {
+    char *text;                 /* new text (complete UTF-8 characters; text
+                                   that might begin a stop string is held
+                                   back until it cannot); fr_malloc'd, NUL-
+                                   terminated, caller frees; NULL when none */
+    size_t len;
+    fr_gen_prob *probs;         /* [n_probs] for the tokens behind this text
+                                   (when n_probs was asked); fr_malloc'd */
+    int32_t n_probs;
+    int finish;                 /* FR_FINISH_NONE while running */
+    int error;                  /* FR_E* when finish is FR_FINISH_ERROR */
+    int32_t n_prompt, n_gen;    /* tokens so far */
+    double queue_ms;            /* submit → slot (valid once it has a slot) */
+    double ttft_ms;             /* submit → first generated token */
+    double total_ms;            /* submit → finish */
+} fr_gen_out;
+
+/* Queue a request.  On success *out holds the consumer's reference.
+ * FR_ETOOLONG: n_prompt >= n_ctx (nothing to generate into; checked
+ * before any work); FR_EINVAL: bad params (detail names the field);
+ * FR_EBUSY: slots and queue are full, *retry_after_s (if not NULL) says
+ * when to try again (>= 1); FR_ESHUTDOWN: the scheduler is stopping;
+ * FR_ENOMEM. */
+int fr_sched_submit(fr_sched *s, const fr_gen_params *p, fr_gen **out, double *retry_after_s);
+
+/* Wait up to timeout_ms (0 = poll, -1 = forever) for new output or the
+ * end.  Returns 0 with *out filled (text may be NULL on a timeout; check
+ * out->finish), or FR_ENOMEM.  After the call that reports a finish,
+ * further calls report the same finish with no text. */
+int fr_gen_wait(fr_gen *g, int timeout_ms, fr_gen_out *out);
+void fr_gen_out_free(fr_gen_out *out);    /* frees text and probs */
+
+/* Stop generating at the next step (from any thread; idempotent). */
+void fr_gen_cancel(fr_gen *g);
+
+/* The consumer lets go: cancels if still running, drops its reference. */
+void fr_gen_release(fr_gen *g);
+
+#endif
