@@ -6,8 +6,8 @@
  *   - fr_model owns the read-only mapping of the file (weights are never
  *     copied), the vocabulary and the hyperparameters; it is immutable
  *     after open and may be shared by any number of threads and contexts.
- *   - fr_ctx owns the KV cache and scratch of one sequence; one thread at
- *     a time.  It computes on an fr_pool (frugal/kernels.h) it does not own.
+ *   - fr_ctx owns the KV cache and scratch of one sequence (or of several,
+ *     fr_ctx_create_seqs); one thread at a time.  It computes on an fr_pool (frugal/kernels.h) it does not own.
  *   - fr_sampler belongs to one sequence; one thread at a time.
  * Errors: 0 or a negative FR_E* code (frugal/base.h), with a detail line
  * from fr_errdetail().
@@ -65,12 +65,48 @@ size_t fr_ctx_bytes(const fr_ctx *c);
  * arguments, SIZE_MAX if it does not fit in size_t. */
 size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads);
 
-/* Run n tokens at positions n_past .. n_past+n-1 in one batched forward
- * pass and append them to the KV cache.  *logits receives the n_vocab
- * logits after the last token (owned by the context, valid until the next
- * eval).  FR_ETOOLONG if n_past + n > n_ctx, FR_EINVAL for n <= 0 or a
- * token id out of range (nothing is changed then).  Never allocates. */
+/* Run n tokens of sequence 0 at positions n_past .. n_past+n-1 (in steps
+ * of at most 512 tokens) and append them to its KV cache.  *logits
+ * receives the n_vocab logits after the last token (owned by the context,
+ * valid until the next eval).  FR_ETOOLONG if n_past + n > n_ctx,
+ * FR_EINVAL for n <= 0 or a token id out of range (nothing is changed
+ * then).  Never allocates. */
 int fr_ctx_eval(fr_ctx *c, const int32_t *tokens, int32_t n, const float **logits);
+
+/* ---- several sequences in one context (continuous batching) ---- */
+
+/* A context with n_seq independent sequences (KV slots) of n_ctx
+ * positions each; fr_ctx_create is the case n_seq = 1.  The KV cache is
+ * n_seq times as large; scratch is shared. */
+int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool, fr_ctx **out);
+size_t fr_ctx_estimate_bytes_seqs(const fr_model *m, int32_t n_ctx, int32_t n_seq,
+                                  int n_threads);
+int32_t fr_ctx_n_seq(const fr_ctx *c);
+/* Most tokens one fr_ctx_eval_batch takes (min(512, n_ctx·n_seq)). */
+int32_t fr_ctx_max_batch(const fr_ctx *c);
+/* Positions sequence seq holds (0 for a bad seq); forget them. */
+int32_t fr_ctx_seq_len(const fr_ctx *c, int32_t seq);
+void fr_ctx_seq_clear(fr_ctx *c, int32_t seq);
+
+/* One sequence's part of a batch: n tokens at positions pos .. pos+n-1.
+ * pos may be below what the sequence holds: the positions from pos on are
+ * forgotten first (a shared prompt prefix is kept, the rest replaced). */
+typedef struct fr_batch_run {
+    int32_t seq;                /* each sequence at most once per batch */
+    int32_t pos;                /* <= fr_ctx_seq_len(seq) */
+    int32_t n;                  /* >= 1 */
+    const int32_t *tokens;      /* [n] */
+    bool want_logits;           /* logits after the last token */
+    const float *logits;        /* out: n_vocab floats when want_logits, owned
+                                   by the context, valid until the next eval */
+} fr_batch_run;
+
+/* One forward pass over every run: the weights are read once for all of
+ * them.  The total of n must be <= fr_ctx_max_batch(c).  FR_EINVAL (bad
+ * seq, duplicate seq, pos beyond the sequence, token out of range, batch
+ * too big), FR_ETOOLONG (pos + n > n_ctx); nothing is changed on error.
+ * Never allocates. */
+int fr_ctx_eval_batch(fr_ctx *c, fr_batch_run *runs, int32_t n_runs);
 
 /* ---- tokenizer ---- */
 

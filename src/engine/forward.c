@@ -1,14 +1,23 @@
 /*
  * forward.c — the llama/qwen2 forward pass and its KV cache (GGUF.md §4).
  *
- * A context holds, for one sequence, the F16 KV cache
- *     k_cache, v_cache: [n_layer][n_head_kv][n_ctx][head_dim]
- * (each KV head's rows contiguous, so an attention item streams them)
- * (values rounded to half as llama.cpp's default cache does) and scratch
- * buffers for one step of up to n_ubatch = min(512, n_ctx) tokens.  All of
- * it is allocated at fr_ctx_create; fr_ctx_eval never allocates.
+ * A context holds, for n_seq sequences (slots) of n_ctx positions each,
+ * the F16 KV cache
+ *     k_cache, v_cache: [n_layer][n_head_kv][n_seq][n_ctx][head_dim]
+ * (each KV head's rows of one sequence contiguous, so an attention item
+ * streams them) (values rounded to half as llama.cpp's default cache does)
+ * and scratch buffers for one step of up to n_ubatch = min(512, n_ctx·n_seq)
+ * tokens.  All of it is allocated at fr_ctx_create; evaluation never
+ * allocates.
  *
- * One step over N tokens at positions p0 .. p0+N-1, residual x[N][n_embd]:
+ * A step is a batch of runs: run i is n_i tokens of sequence s_i at its
+ * positions p_i .. p_i+n_i-1 (each sequence at most once).  Every matmul
+ * runs once over all N = Σ n_i tokens, so the weights are streamed once
+ * for every sequence of the batch (continuous batching); RoPE and the
+ * cache store use each token's own position and sequence; attention items
+ * belong to one run and read only that sequence's keys.
+ *
+ * One step over N tokens, residual x[N][n_embd]:
  *   x = token_embd rows
  *   per layer:
  *     xb = RMSNorm(x)·attn_norm                       (fused with the add below)
@@ -20,8 +29,8 @@
  *     x += Wo·att (+bo);  xb = RMSNorm(x)·ffn_norm     (one pass)
  *     hb = silu(Wgate·xb) ⊙ Wup·xb
  *     x += Wdown·hb;  xb = next layer's RMSNorm(x)      (one pass)
- *   logits = output·(RMSNorm(x[N-1])·output_norm) (+output.bias), only
- *   after the last step of an eval.
+ *   logits = output·(RMSNorm(x[last])·output_norm) (+output.bias) for the
+ *   last token of every run that asks for them, in one matmul.
  *
  * Threads.  Besides the matmuls, a layer makes at most four pool runs:
  * add+norm, bias+RoPE+cache store then (after a barrier) attention, add+norm,
@@ -36,7 +45,9 @@
  * with an online softmax (running max and sum per row); keys after the
  * block's last token are never read, and masked keys inside the diagonal
  * tile get weight 0.  Items are taken from a shared counter, longest
- * (latest tokens) first.  Decode (N = 1) has one item per KV head.
+ * (latest tokens) first within a run.  A decode step of one sequence has
+ * one item per KV head, split over key ranges when that leaves threads
+ * idle.
  *
  * Errors are detected before anything changes, so a failed eval leaves the
  * context as it was.
@@ -56,9 +67,9 @@
 /* ---- creation ---- */
 
 /* The buffers of a context, in allocation order (fr_ctx.bufs). */
-_Static_assert(FR_CTX_NBUFS == 14, "fr_ctx.bufs holds every buffer");
+_Static_assert(FR_CTX_NBUFS == 18, "fr_ctx.bufs holds every buffer");
 enum { B_KCACHE, B_VCACHE, B_INV_FREQ, B_X, B_XB, B_Q, B_K, B_V, B_ATT, B_HB, B_HB2,
-       B_ATT_TMP, B_LOGITS, B_WORK, B_COUNT };
+       B_ATT_TMP, B_LOGITS, B_WORK, B_SEQ_LEN, B_TOK_SEQ, B_TOK_POS, B_RUNS, B_COUNT };
 
 /* Query rows per attention item, about: enough to reuse each converted
  * K/V tile many times, few enough that a thread's tiles stay in L1/L2. */
@@ -121,11 +132,17 @@ static size_t max_work(size_t cur, const fr_weight *w, int64_t N) {
     return s > cur ? s : cur;
 }
 
-/* Bytes of every buffer for n_ctx positions and n_threads; false on
- * overflow. */
-static bool plan(const fr_model *m, int32_t n_ctx, int n_threads, size_t bytes[B_COUNT]) {
+static int32_t ubatch_of(int32_t n_ctx, int32_t n_seq) {
+    int64_t total = (int64_t)n_ctx * n_seq;
+    return total < FR_UBATCH ? (int32_t)total : FR_UBATCH;
+}
+
+/* Bytes of every buffer for n_seq sequences of n_ctx positions and
+ * n_threads; false on overflow. */
+static bool plan(const fr_model *m, int32_t n_ctx, int32_t n_seq, int n_threads,
+                 size_t bytes[B_COUNT]) {
     const fr_hparams *hp = &m->hp;
-    int32_t n_ubatch = n_ctx < FR_UBATCH ? n_ctx : FR_UBATCH;
+    int32_t n_ubatch = ubatch_of(n_ctx, n_seq);
     size_t nub = (size_t)n_ubatch, f = sizeof(float);
     size_t n_embd = (size_t)hp->n_embd, n_ff = (size_t)hp->n_ff;
     size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
@@ -136,6 +153,8 @@ static bool plan(const fr_model *m, int32_t n_ctx, int n_threads, size_t bytes[B
     size_t part = n_threads == 1 ? 0 : (size_t)ATT_SPLIT_PER_THREAD * (size_t)n_threads *
                                            (size_t)hp->n_head * ((size_t)hp->head_dim + 2);
     if (!fr_mul_ok((size_t)hp->n_layer * (size_t)n_ctx, n_kv * sizeof(uint16_t), &kv) ||
+        !fr_mul_ok(kv, (size_t)n_seq, &kv) ||
+        !fr_mul_ok((size_t)hp->n_vocab * f, (size_t)n_seq, &bytes[B_LOGITS]) ||
         !fr_mul_ok(att, (size_t)n_threads, &att) || !fr_add_ok(att, part, &att) ||
         !fr_mul_ok(att, f, &bytes[B_ATT_TMP]))
         return false;
@@ -145,7 +164,9 @@ static bool plan(const fr_model *m, int32_t n_ctx, int n_threads, size_t bytes[B
     bytes[B_Q] = bytes[B_ATT] = nub * n_q * f;
     bytes[B_K] = bytes[B_V] = nub * n_kv * f;
     bytes[B_HB] = bytes[B_HB2] = nub * n_ff * f;
-    bytes[B_LOGITS] = (size_t)hp->n_vocab * f;
+    bytes[B_SEQ_LEN] = (size_t)n_seq * sizeof(int32_t);
+    bytes[B_TOK_SEQ] = bytes[B_TOK_POS] = nub * sizeof(int32_t);
+    bytes[B_RUNS] = (size_t)n_seq * sizeof(fr_step_run);
     size_t work = 0;
     for (int32_t il = 0; il < hp->n_layer; il++) {
         const fr_layer *L = &m->layers[il];
@@ -157,36 +178,48 @@ static bool plan(const fr_model *m, int32_t n_ctx, int n_threads, size_t bytes[B
         work = max_work(work, &L->w_up, n_ubatch);
         work = max_work(work, &L->w_down, n_ubatch);
     }
-    bytes[B_WORK] = max_work(work, &m->output, 1);
+    bytes[B_WORK] = max_work(work, &m->output, n_seq < n_ubatch ? n_seq : n_ubatch);
     for (int i = 0; i < B_COUNT; i++)
         if (bytes[i] == 0) bytes[i] = 64; /* never ask for 0 bytes */
     return true;
 }
 
-size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads) {
+size_t fr_ctx_estimate_bytes_seqs(const fr_model *m, int32_t n_ctx, int32_t n_seq,
+                                  int n_threads) {
     size_t bytes[B_COUNT], total = sizeof(fr_ctx);
-    if (n_ctx < 0 || n_threads < 1) return 0;
-    if (!plan(m, resolve_n_ctx(m, n_ctx), n_threads, bytes)) return SIZE_MAX;
+    if (n_ctx < 0 || n_seq < 1 || n_threads < 1) return 0;
+    if (!plan(m, resolve_n_ctx(m, n_ctx), n_seq, n_threads, bytes)) return SIZE_MAX;
     for (int i = 0; i < B_COUNT; i++)
         if (!fr_add_ok(total, bytes[i], &total)) return SIZE_MAX;
     return total;
 }
 
+size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads) {
+    return fr_ctx_estimate_bytes_seqs(m, n_ctx, 1, n_threads);
+}
+
 int fr_ctx_create(fr_model *m, int32_t n_ctx, fr_pool *pool, fr_ctx **out) {
+    return fr_ctx_create_seqs(m, n_ctx, 1, pool, out);
+}
+
+int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool, fr_ctx **out) {
     *out = NULL;
     const fr_hparams *hp = &m->hp;
     if (n_ctx < 0) return fr_errf(FR_EINVAL, "context size %d is negative", (int)n_ctx);
+    if (n_seq < 1) return fr_errf(FR_EINVAL, "%d sequences: at least 1", (int)n_seq);
     n_ctx = resolve_n_ctx(m, n_ctx);
 
     size_t bytes[B_COUNT];
-    if (!plan(m, n_ctx, fr_pool_size(pool), bytes))
-        return fr_errf(FR_ENOMEM, "context of %d positions: size overflows", (int)n_ctx);
+    if (!plan(m, n_ctx, n_seq, fr_pool_size(pool), bytes))
+        return fr_errf(FR_ENOMEM, "context of %d × %d positions: size overflows", (int)n_seq,
+                       (int)n_ctx);
     fr_ctx *c = fr_calloc(1, sizeof *c);
     if (!c) return FR_ENOMEM;
     c->model = m;
     c->pool = pool;
     c->n_ctx = n_ctx;
-    c->n_ubatch = n_ctx < FR_UBATCH ? n_ctx : FR_UBATCH;
+    c->n_seq = n_seq;
+    c->n_ubatch = ubatch_of(n_ctx, n_seq);
     c->n_threads = fr_pool_size(pool);
     c->alloc_bytes = sizeof *c;
     for (int i = 0; i < B_COUNT; i++) {
@@ -211,6 +244,11 @@ int fr_ctx_create(fr_model *m, int32_t n_ctx, fr_pool *pool, fr_ctx **out) {
     c->att_bq = att_bq(hp, c->n_ubatch);
     c->att_stride = att_layout(hp, c->att_bq, NULL, NULL);
     c->logits = c->bufs[B_LOGITS];
+    c->seq_len = c->bufs[B_SEQ_LEN];
+    memset(c->seq_len, 0, (size_t)n_seq * sizeof *c->seq_len);
+    c->tok_seq = c->bufs[B_TOK_SEQ];
+    c->tok_pos = c->bufs[B_TOK_POS];
+    c->runs = c->bufs[B_RUNS];
     c->work = c->bufs[B_WORK];
     c->work_size = bytes[B_WORK];
 
@@ -231,15 +269,28 @@ void fr_ctx_destroy(fr_ctx *c) {
 }
 
 int32_t fr_ctx_n_ctx(const fr_ctx *c) { return c->n_ctx; }
-int32_t fr_ctx_n_past(const fr_ctx *c) { return c->n_past; }
-void fr_ctx_reset(fr_ctx *c) { c->n_past = 0; }
+int32_t fr_ctx_n_past(const fr_ctx *c) { return c->seq_len[0]; }
+int32_t fr_ctx_n_seq(const fr_ctx *c) { return c->n_seq; }
+int32_t fr_ctx_max_batch(const fr_ctx *c) { return c->n_ubatch; }
+
+void fr_ctx_reset(fr_ctx *c) {
+    memset(c->seq_len, 0, (size_t)c->n_seq * sizeof *c->seq_len);
+}
+
+int32_t fr_ctx_seq_len(const fr_ctx *c, int32_t seq) {
+    return seq >= 0 && seq < c->n_seq ? c->seq_len[seq] : 0;
+}
+
+void fr_ctx_seq_clear(fr_ctx *c, int32_t seq) {
+    if (seq >= 0 && seq < c->n_seq) c->seq_len[seq] = 0;
+}
 
 size_t fr_ctx_bytes(const fr_ctx *c) { return c->alloc_bytes; }
 
 size_t fr_ctx_kv_bytes(const fr_ctx *c) {
     const fr_hparams *hp = &c->model->hp;
-    return 2 * (size_t)hp->n_layer * (size_t)c->n_ctx * (size_t)hp->n_head_kv *
-           (size_t)hp->head_dim * sizeof(uint16_t);
+    return 2 * (size_t)hp->n_layer * (size_t)c->n_seq * (size_t)c->n_ctx *
+           (size_t)hp->n_head_kv * (size_t)hp->head_dim * sizeof(uint16_t);
 }
 
 /* ---- building blocks ---- */
@@ -258,7 +309,9 @@ typedef struct step_job {
     const fr_layer *L;
     const fr_ops *ops;
     const fr_type_ops *f16;
-    int N, pos0, il;
+    int N, il;
+    const fr_step_run *runs;     /* [n_runs] */
+    int n_runs;
     const float *bias;           /* add_norm: added with xb (or NULL) */
     const float *norm;           /* add_norm: norm weight (or NULL: no norm) */
     bool add;                    /* add_norm: x += xb first */
@@ -317,8 +370,10 @@ static void qkv_rows(const step_job *j, int ith, int nth) {
     int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim;
     size_t hd = (size_t)hp->head_dim;
     bool neox = hp->rope_type == 2;
-    uint16_t *kc = c->k_cache + (size_t)j->il * (size_t)c->n_ctx * (size_t)n_kv;
-    uint16_t *vc = c->v_cache + (size_t)j->il * (size_t)c->n_ctx * (size_t)n_kv;
+    size_t seq_rows = (size_t)c->n_ctx * hd;             /* one KV head of one sequence */
+    size_t layer = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)n_kv;
+    uint16_t *kc = c->k_cache + (size_t)j->il * layer;
+    uint16_t *vc = c->v_cache + (size_t)j->il * layer;
     att_parts p;
     att_layout(hp, c->att_bq, thread_tmp(c, ith), &p);
     int t0, t1;
@@ -329,7 +384,7 @@ static void qkv_rows(const step_job *j, int ith, int nth) {
         add_bias_row(j->ops, k, L->bk, n_kv);
         add_bias_row(j->ops, v, L->bv, n_kv);
         /* cos θ_i and the signed sin θ_i at each rotated index (ops.h) */
-        double pos = j->pos0 + t;
+        double pos = c->tok_pos[t];
         int half = hp->n_rot / 2;
         float *cs = p.cs, *sn = p.cs + hp->n_rot;
         for (int i = 0; i < half; i++) {
@@ -343,7 +398,9 @@ static void qkv_rows(const step_job *j, int ith, int nth) {
         j->ops->rope(q, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, neox);
         j->ops->rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, neox);
         for (int h = 0; h < hp->n_head_kv; h++) {
-            size_t src = (size_t)h * hd, dst = ((size_t)h * (size_t)c->n_ctx + (size_t)(j->pos0 + t)) * hd;
+            size_t src = (size_t)h * hd;
+            size_t dst = ((size_t)h * (size_t)c->n_seq + (size_t)c->tok_seq[t]) * seq_rows +
+                         (size_t)c->tok_pos[t] * hd;
             j->f16->quantize(k + src, kc + dst, (int64_t)hd);
             j->f16->quantize(v + src, vc + dst, (int64_t)hd);
         }
@@ -357,16 +414,18 @@ typedef struct att_out {
     float *o, *m, *l;            /* [R][hd], [R], [R] or NULL */
 } att_out;
 
-/* One attention item: KV head kvh, tokens [t0, t1) of the step, keys
- * [kb, ke) (ke is cut to what the last token sees). */
-static void att_item(const step_job *j, const att_parts *p, int kvh, int t0, int t1, int kb,
-                     int ke, const att_out *out) {
+/* One attention item: KV head kvh, tokens [t0, t1) of run ru of the
+ * step, keys [kb, ke) (ke is cut to what the last token sees). */
+static void att_item(const step_job *j, const att_parts *p, const fr_step_run *ru, int kvh,
+                     int t0, int t1, int kb, int ke, const att_out *out) {
     fr_ctx *c = j->c;
     const fr_hparams *hp = &c->model->hp;
     const fr_ops *ops = j->ops;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     size_t n_q = (size_t)hp->n_head * (size_t)hd;
-    size_t head = ((size_t)j->il * (size_t)hp->n_head_kv + (size_t)kvh) * (size_t)c->n_ctx * (size_t)hd;
+    size_t head = (((size_t)j->il * (size_t)hp->n_head_kv + (size_t)kvh) * (size_t)c->n_seq +
+                   (size_t)ru->seq) * (size_t)c->n_ctx * (size_t)hd;
+    int pos0 = ru->pos0 - ru->t0;   /* position of step token t is pos0 + t */
     const uint16_t *kc = c->k_cache + head, *vc = c->v_cache + head;
     int R = (t1 - t0) * group, rp = fr_ops_att_rp(R);
     float scale = 1.0f / sqrtf((float)hd);
@@ -384,14 +443,14 @@ static void att_item(const step_job *j, const att_parts *p, int kvh, int t0, int
     memset(p->qs, 0, (size_t)fr_ops_att_qs_floats(R, hd) * sizeof(float));
     fr_ops_att_put_q(p->qs, R, hd, (const float *const *)p->qrow);
 
-    if (ke > j->pos0 + t1) ke = j->pos0 + t1; /* the last token sees keys < pos0+t1 */
+    if (ke > pos0 + t1) ke = pos0 + t1; /* the last token sees keys < pos0+t1 */
     for (int k0 = kb; k0 < ke; k0 += FR_ATT_BK) {
         int nk = ke - k0 < FR_ATT_BK ? ke - k0 : FR_ATT_BK;
         ops->f16_rows(kc + (size_t)k0 * (size_t)hd, (size_t)hd, nk, hd, p->kt);
         ops->f16_rows(vc + (size_t)k0 * (size_t)hd, (size_t)hd, nk, hd, p->vt);
         ops->att_qk(nk, hd, p->kt, R, rp, p->qs, scale, p->st);
         for (int t = t0, r = 0; t < t1; t++)
-            for (int g = 0; g < group; g++) p->nv[r++] = j->pos0 + t + 1 - k0;
+            for (int g = 0; g < group; g++) p->nv[r++] = pos0 + t + 1 - k0;
         ops->att_softmax(nk, R, rp, p->st, p->nv, p->m, p->l, p->corr);
         ops->att_pv(nk, hd, p->vt, R, rp, p->st, p->corr, p->orow);
     }
@@ -403,12 +462,13 @@ static void att_item(const step_job *j, const att_parts *p, int kvh, int t0, int
     for (int r = 0; r < R; r++) ops->scale(p->orow[r], 1.0f / p->l[r], hd);
 }
 
-/* Key-range chunks per KV head for a decode step: enough items for every
- * thread to take several (the heads alone may not divide evenly), at least
- * two tiles each; 1 (no split) for batches and one thread. */
-static int att_n_split(const fr_ctx *c, int N, int pos0, int nth) {
+/* Key-range chunks per KV head for a decode step of one sequence: enough
+ * items for every thread to take several (the heads alone may not divide
+ * evenly), at least two tiles each; 1 (no split) for batches, several
+ * sequences and one thread. */
+static int att_n_split(const fr_ctx *c, int n_runs, int N, int pos0, int nth) {
     int n_kvh = c->model->hp.n_head_kv;
-    if (N != 1 || nth == 1 || n_kvh >= ATT_SPLIT_PER_THREAD * nth) return 1;
+    if (n_runs != 1 || N != 1 || nth == 1 || n_kvh >= ATT_SPLIT_PER_THREAD * nth) return 1;
     int n_tiles = (pos0 + 1 + FR_ATT_BK - 1) / FR_ATT_BK;
     int want = (ATT_SPLIT_PER_THREAD * nth + n_kvh - 1) / n_kvh;
     int most = n_tiles / 2;
@@ -452,14 +512,18 @@ static void att_merge(const step_job *j, int n_split, int ith, int nth) {
     }
 }
 
-/* Attention items from the shared counter: latest token blocks first, or
- * (decode split) KV head × key chunk, then a barrier and the merge. */
+/* Attention items from the shared counter, run after run (each run's
+ * latest token blocks first), or (decode split) KV head × key chunk, then
+ * a barrier and the merge. */
 static void att_items(step_job *j, int ith, int nth) {
     fr_ctx *c = j->c;
     const fr_hparams *hp = &c->model->hp;
-    int bq = c->att_bq, nqb = (j->N + bq - 1) / bq, n_kvh = hp->n_head_kv;
-    int n_split = att_n_split(c, j->N, j->pos0, nth);
-    int n_items = nqb * n_kvh * n_split, n_tiles = (j->pos0 + j->N + FR_ATT_BK - 1) / FR_ATT_BK;
+    int bq = c->att_bq, n_kvh = hp->n_head_kv;
+    const fr_step_run *r0 = &j->runs[0];
+    int n_split = att_n_split(c, j->n_runs, j->N, r0->pos0, nth);
+    int n_items = 0;
+    for (int r = 0; r < j->n_runs; r++) n_items += (j->runs[r].n + bq - 1) / bq * n_kvh;
+    n_items *= n_split;
     att_parts p;
     att_layout(hp, bq, thread_tmp(c, ith), &p);
     for (;;) {
@@ -467,16 +531,19 @@ static void att_items(step_job *j, int ith, int nth) {
         if (i >= n_items) break;
         int kvh = i % n_kvh;
         if (n_split > 1) {
-            int s = i / n_kvh;
+            int n_tiles = (r0->pos0 + 1 + FR_ATT_BK - 1) / FR_ATT_BK, s = i / n_kvh;
             int kb = (int)((int64_t)n_tiles * s / n_split) * FR_ATT_BK;
             int ke = (int)((int64_t)n_tiles * (s + 1) / n_split) * FR_ATT_BK;
             att_out out = att_part(c, n_split, kvh, s);
-            att_item(j, &p, kvh, 0, 1, kb, ke, &out);
+            att_item(j, &p, r0, kvh, 0, 1, kb, ke, &out);
             continue;
         }
-        int qb = nqb - 1 - i / n_kvh;
-        int t0 = qb * bq, t1 = t0 + bq < j->N ? t0 + bq : j->N;
-        att_item(j, &p, kvh, t0, t1, 0, INT32_MAX, &(att_out){NULL, NULL, NULL});
+        const fr_step_run *ru = j->runs;
+        int k = i / n_kvh, nqb;
+        while (k >= (nqb = (ru->n + bq - 1) / bq)) { k -= nqb; ru++; }
+        int qb = nqb - 1 - k;
+        int t0 = ru->t0 + qb * bq, t1 = t0 + bq < ru->t0 + ru->n ? t0 + bq : ru->t0 + ru->n;
+        att_item(j, &p, ru, kvh, t0, t1, 0, INT32_MAX, &(att_out){NULL, NULL, NULL});
     }
     if (n_split > 1) {
         fr_pool_barrier(c->pool);
@@ -497,8 +564,9 @@ static void attention_only_task(void *arg, int ith, int nth) {
 }
 
 void fr__ctx_attention(fr_ctx *c, int il, int N, int pos0) {
+    c->runs[0] = (fr_step_run){.seq = 0, .pos0 = pos0, .t0 = 0, .n = N, .logits_row = -1};
     step_job job = {.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N,
-                    .pos0 = pos0, .il = il};
+                    .runs = c->runs, .n_runs = 1, .il = il};
     atomic_init(&job.next, 0);
     fr_pool_run(c->pool, attention_only_task, &job);
 }
@@ -513,23 +581,36 @@ static void run_elementwise(fr_ctx *c, fr_pool_fn fn, step_job *j, int64_t float
     else fr_pool_run(c->pool, fn, j);
 }
 
-/* One step: N (<= n_ubatch) validated tokens at positions n_past... */
-static void forward_step(fr_ctx *c, const int32_t *tokens, int N, bool want_logits) {
+/* One step over the n_runs runs already in c->runs (validated; N tokens in
+ * all, <= n_ubatch, t0 in step order, logits_row >= 0 where wanted). */
+static void forward_step(fr_ctx *c, int N, int n_runs) {
     const fr_model *m = c->model;
     const fr_hparams *hp = &m->hp;
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
     step_job job = {.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N,
-                    .pos0 = c->n_past};
+                    .runs = c->runs, .n_runs = n_runs};
 
-    for (int t = 0; t < N; t++)
-        fr_dequantize_row(m->tok_embd.type,
-                          (const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes,
-                          c->x + t * n_embd, n_embd);
+    for (int r = 0; r < n_runs; r++) {
+        const fr_step_run *ru = &c->runs[r];
+        for (int t = 0; t < ru->n; t++) {
+            int ts = ru->t0 + t;
+            c->tok_seq[ts] = ru->seq;
+            c->tok_pos[ts] = ru->pos0 + t;
+            fr_dequantize_row(m->tok_embd.type,
+                              (const char *)m->tok_embd.data +
+                                  (size_t)ru->tokens[t] * m->tok_embd.row_bytes,
+                              c->x + ts * n_embd, n_embd);
+        }
+        c->seq_len[ru->seq] = ru->pos0 + ru->n;
+    }
     job.add = false;
     job.bias = NULL;
     job.norm = m->layers[0].attn_norm;
     run_elementwise(c, add_norm_task, &job, N * n_embd);
 
+    /* a short decode of one sequence: attention cheaper than a wake-up */
+    bool att_inline = n_runs == 1 && N == 1 &&
+                      (int64_t)(c->runs[0].pos0 + 1) * hp->n_head < INLINE_ATT_ROWS;
     for (int il = 0; il < hp->n_layer; il++) {
         const fr_layer *L = &m->layers[il];
         job.L = L;
@@ -540,10 +621,10 @@ static void forward_step(fr_ctx *c, const int32_t *tokens, int N, bool want_logi
         matmul(c, &L->wk, c->xb, N, c->k);
         matmul(c, &L->wv, c->xb, N, c->v);
         atomic_store_explicit(&job.next, 0, memory_order_relaxed);
-        if (N == 1 || N * (n_embd + n_ff) < INLINE_FLOATS) {
+        if (N * (n_embd + n_ff) < INLINE_FLOATS || N <= n_runs) {
             qkv_rows(&job, 0, 1); /* small: no barrier inside the run */
-            if (N == 1 && (int64_t)(job.pos0 + 1) * hp->n_head < INLINE_ATT_ROWS)
-                attention_only_task(&job, 0, 1); /* a short decode: cheaper than a wake-up */
+            if (att_inline)
+                attention_only_task(&job, 0, 1);
             else
                 fr_pool_run(c->pool, attention_only_task, &job);
         } else {
@@ -566,30 +647,101 @@ static void forward_step(fr_ctx *c, const int32_t *tokens, int N, bool want_logi
         job.norm = il + 1 < hp->n_layer ? m->layers[il + 1].attn_norm : NULL;
         run_elementwise(c, add_norm_task, &job, N * n_embd);
     }
-    c->n_past += N;
 
-    if (want_logits) {
-        job.ops->rmsnorm(c->xb, c->x + (int64_t)(N - 1) * n_embd, m->output_norm, n_embd,
+    /* logits for the last token of every run that asks, in one matmul */
+    int n_out = 0;
+    for (int r = 0; r < n_runs; r++) {
+        fr_step_run *ru = &c->runs[r];
+        if (ru->logits_row < 0) continue;
+        ru->logits_row = n_out;
+        job.ops->rmsnorm(c->xb + (int64_t)n_out * n_embd,
+                         c->x + (int64_t)(ru->t0 + ru->n - 1) * n_embd, m->output_norm, n_embd,
                          hp->rms_eps);
-        matmul(c, &m->output, c->xb, 1, c->logits);
-        if (m->output_bias) job.ops->add(c->logits, m->output_bias, hp->n_vocab);
+        n_out++;
     }
+    if (n_out) {
+        matmul(c, &m->output, c->xb, n_out, c->logits);
+        if (m->output_bias)
+            for (int r = 0; r < n_out; r++)
+                job.ops->add(c->logits + (int64_t)r * hp->n_vocab, m->output_bias, hp->n_vocab);
+    }
+}
+
+/* Check a batch without changing anything: sequences in range and
+ * distinct, positions within what each holds and the context, tokens in
+ * range, the total within a step. */
+static int check_batch(const fr_ctx *c, const fr_batch_run *runs, int32_t n_runs,
+                       int64_t max_total, int32_t *total) {
+    int32_t n_vocab = c->model->hp.n_vocab;
+    int64_t sum = 0;
+    if (n_runs < 1 || n_runs > c->n_seq || !runs)
+        return fr_errf(FR_EINVAL, "batch of %d runs: between 1 and %d", (int)n_runs, (int)c->n_seq);
+    for (int32_t i = 0; i < n_runs; i++) {
+        const fr_batch_run *r = &runs[i];
+        if (r->seq < 0 || r->seq >= c->n_seq)
+            return fr_errf(FR_EINVAL, "batch run %d: sequence %d out of range [0, %d)", (int)i,
+                           (int)r->seq, (int)c->n_seq);
+        for (int32_t k = 0; k < i; k++)
+            if (runs[k].seq == r->seq)
+                return fr_errf(FR_EINVAL, "batch run %d: sequence %d appears twice", (int)i,
+                               (int)r->seq);
+        if (r->n <= 0 || !r->tokens)
+            return fr_errf(FR_EINVAL, "batch run %d: %d tokens", (int)i, (int)r->n);
+        if (r->pos < 0 || r->pos > c->seq_len[r->seq])
+            return fr_errf(FR_EINVAL, "batch run %d: position %d, sequence %d holds %d", (int)i,
+                           (int)r->pos, (int)r->seq, (int)c->seq_len[r->seq]);
+        if ((int64_t)r->pos + r->n > c->n_ctx)
+            return fr_errf(FR_ETOOLONG, "eval: %d tokens after %d do not fit a context of %d",
+                           (int)r->n, (int)r->pos, (int)c->n_ctx);
+        for (int32_t t = 0; t < r->n; t++)
+            if (r->tokens[t] < 0 || r->tokens[t] >= n_vocab)
+                return fr_errf(FR_EINVAL, "eval: token %d at index %d is out of range [0, %d)",
+                               (int)r->tokens[t], (int)t, (int)n_vocab);
+        sum += r->n;
+    }
+    if (sum > max_total)
+        return fr_errf(FR_EINVAL, "batch of %lld tokens: at most %lld per step", (long long)sum,
+                       (long long)max_total);
+    *total = (int32_t)sum;
+    return 0;
+}
+
+static void start_step(fr_ctx *c, int r, int32_t seq, int32_t pos, int32_t t0, int32_t n,
+                       const int32_t *tokens, bool logits) {
+    c->runs[r] = (fr_step_run){.seq = seq, .pos0 = pos, .t0 = t0, .n = n,
+                               .logits_row = logits ? 0 : -1, .tokens = tokens};
+}
+
+int fr_ctx_eval_batch(fr_ctx *c, fr_batch_run *runs, int32_t n_runs) {
+    int32_t N = 0, t0 = 0;
+    int rc = check_batch(c, runs, n_runs, c->n_ubatch, &N);
+    if (rc) return rc;
+    for (int32_t i = 0; i < n_runs; i++) {
+        start_step(c, i, runs[i].seq, runs[i].pos, t0, runs[i].n, runs[i].tokens,
+                   runs[i].want_logits);
+        t0 += runs[i].n;
+    }
+    forward_step(c, N, n_runs);
+    for (int32_t i = 0; i < n_runs; i++)
+        runs[i].logits = runs[i].want_logits
+                             ? c->logits + (int64_t)c->runs[i].logits_row * c->model->hp.n_vocab
+                             : NULL;
+    return 0;
 }
 
 int fr_ctx_eval(fr_ctx *c, const int32_t *tokens, int32_t n, const float **logits) {
     if (logits) *logits = NULL;
     if (n <= 0 || !tokens) return fr_errf(FR_EINVAL, "eval: %d tokens", (int)n);
-    if ((int64_t)c->n_past + n > c->n_ctx)
-        return fr_errf(FR_ETOOLONG, "eval: %d tokens after %d do not fit a context of %d",
-                       (int)n, (int)c->n_past, (int)c->n_ctx);
-    int32_t n_vocab = c->model->hp.n_vocab;
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return fr_errf(FR_EINVAL, "eval: token %d at index %d is out of range [0, %d)",
-                           (int)tokens[i], (int)i, (int)n_vocab);
+    /* validate the whole input as one run (nothing changes on error), then
+     * run it in steps of n_ubatch */
+    fr_batch_run whole = {.seq = 0, .pos = c->seq_len[0], .n = n, .tokens = tokens};
+    int32_t N;
+    int rc = check_batch(c, &whole, 1, INT64_MAX, &N);
+    if (rc) return rc;
     for (int32_t off = 0; off < n; off += c->n_ubatch) {
         int32_t nb = n - off < c->n_ubatch ? n - off : c->n_ubatch;
-        forward_step(c, tokens + off, nb, off + nb == n);
+        start_step(c, 0, 0, c->seq_len[0], 0, nb, tokens + off, off + nb == n);
+        forward_step(c, nb, 1);
     }
     if (logits) *logits = c->logits;
     return 0;

@@ -61,16 +61,26 @@ struct fr_model {
  * are split into steps of this many (llama.cpp's default ubatch). */
 #define FR_UBATCH 512
 
-#define FR_CTX_NBUFS 14
+#define FR_CTX_NBUFS 18
+
+/* One sequence's share of a step: tokens [t0, t0+n) of the step are
+ * positions pos0 .. pos0+n-1 of sequence seq. */
+typedef struct fr_step_run {
+    int32_t seq, pos0, t0, n;
+    int32_t logits_row;          /* row of logits, or -1 */
+    const int32_t *tokens;       /* [n], the caller's */
+} fr_step_run;
 
 struct fr_ctx {
     fr_model *model;             /* not owned */
     fr_pool *pool;               /* not owned; NULL = single-threaded */
-    int32_t n_ctx, n_past;
-    int32_t n_ubatch;            /* tokens per step: min(FR_UBATCH, n_ctx) */
+    int32_t n_ctx;               /* positions per sequence */
+    int32_t n_seq;               /* sequences (KV slots) */
+    int32_t n_ubatch;            /* tokens per step: min(FR_UBATCH, n_ctx·n_seq) */
     int n_threads;
-    uint16_t *k_cache;           /* [n_layer][n_head_kv][n_ctx][head_dim] f16 */
-    uint16_t *v_cache;           /* [n_layer][n_head_kv][n_ctx][head_dim] f16 */
+    int32_t *seq_len;            /* [n_seq] positions filled */
+    uint16_t *k_cache;           /* [n_layer][n_head_kv][n_seq][n_ctx][head_dim] f16 */
+    uint16_t *v_cache;           /* [n_layer][n_head_kv][n_seq][n_ctx][head_dim] f16 */
     double *inv_freq;            /* [n_rot/2]: base^(-2k/n_rot)·freq_scale/ff[k] */
     float *x;                    /* [n_ubatch][n_embd] residual stream */
     float *xb;                   /* [n_ubatch][n_embd] normed input */
@@ -84,16 +94,19 @@ struct fr_ctx {
                                     attention tiles and RoPE cos/sin */
     int att_bq;                  /* tokens per attention work item */
     size_t att_stride;           /* floats of one thread's att_tmp */
-    float *logits;               /* [n_vocab] */
+    int32_t *tok_seq;            /* [n_ubatch] sequence of each token of a step */
+    int32_t *tok_pos;            /* [n_ubatch] its position */
+    fr_step_run *runs;           /* [n_seq] the runs of the current step */
+    float *logits;               /* [n_seq][n_vocab] */
     void *work;                  /* matmul work buffer, work_size bytes */
     size_t work_size;
     void *bufs[FR_CTX_NBUFS];    /* every buffer above, fr_malloc_aligned'd */
     size_t alloc_bytes;          /* bytes allocated for this context */
 };
 
-/* Causal attention of one step, for tests: att[t] for the N tokens at
- * positions pos0.. from q (already rotated) and layer il of the KV cache
- * (rows 0 .. pos0+N-1 filled), split over the context's pool. */
+/* Causal attention of one step, for tests: att[t] for the N tokens of
+ * sequence 0 at positions pos0.. from q (already rotated) and layer il of
+ * the KV cache (rows 0 .. pos0+N-1 filled), split over the context's pool. */
 void fr__ctx_attention(fr_ctx *c, int il, int N, int pos0);
 
 #endif

@@ -5,8 +5,9 @@
  * Three vocabularies are loaded once from $FRUGAL_TESTDATA (default
  * ../shared/testdata): llama-spm (SentencePiece), gpt2-pre-llama-bpe
  * (byte-level BPE, llama3 split, ignore_merges) and deepseek-coder (five
- * split regexes, user-defined tokens).  If none can be loaded the target
- * does nothing.  Each input is tokenized with parse_special off and on;
+ * split regexes, user-defined tokens).  If one cannot be loaded the target
+ * stops at once with a message (a fuzzer that tests nothing must not look
+ * like one that finds nothing).  Each input is tokenized with parse_special off and on;
  * every id must be in range and every id must detokenize without error.
  * For byte-level BPE without special parsing the text must come back
  * byte for byte (every byte has a token there, and we keep invalid bytes).
@@ -35,8 +36,11 @@ static void load_all(void) {
     for (int i = 0; i < N_VOCABS; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/vocab/ggml-vocab-%s.gguf", dir, names[i]);
-        if (fr_gguf_open(path, &ggufs[i]) != 0) continue;
-        if (fr_vocab_load(ggufs[i], &vocabs[i]) != 0) vocabs[i] = NULL;
+        if (fr_gguf_open(path, &ggufs[i]) != 0 || fr_vocab_load(ggufs[i], &vocabs[i]) != 0) {
+            fprintf(stderr, "fuzz_tokenize: cannot load %s: %s (set FRUGAL_TESTDATA)\n", path,
+                    fr_errdetail());
+            exit(2);
+        }
     }
     loaded = 1;
 }
@@ -84,7 +88,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!loaded) load_all();
     if (size > 1 << 16) return 0;
     for (int i = 0; i < N_VOCABS; i++) {
-        if (!vocabs[i]) continue;
         run(vocabs[i], data, size, false, i == 1);
         run(vocabs[i], data, size, true, false);
     }

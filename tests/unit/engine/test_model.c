@@ -724,6 +724,183 @@ static void test_attention(void) {
     fr_pool_destroy(pools[2]);
 }
 
+/* Several sequences in one context (fr_ctx_eval_batch) against each
+ * sequence alone (fr_ctx_eval) and against llama.cpp: the four prompts of
+ * a fixture are read in chunks of 7 tokens of each per step (interleaved,
+ * so every step mixes prefill of some with decode of others once the
+ * short ones end), then 8 greedy steps of all at once.  Logits after each
+ * prompt must be within the golden bound of llama.cpp's and match the
+ * single-sequence run closely (the same arithmetic but for the summation
+ * order of batched matmuls); greedy tokens must agree with the single runs
+ * wherever the single run's margin is not a near-tie.  Then prefix reuse
+ * (pos below the sequence length) and the refusals. */
+static void batch_model(const fixture *fx, fr_pool *pool) {
+    char path[1024];
+    fr_model *m = NULL;
+    int rc = fr_model_open(path_of(path, sizeof path, "models", fx->name, ".gguf"), &m);
+    CHECK_MSG(rc == 0, "%s: %s", path, fr_errdetail());
+    if (rc) return;
+    json_error_t jerr;
+    json_t *root = json_load_file(path_of(path, sizeof path, "refs", fx->name, ".json"), 0, &jerr);
+    CHECK_MSG(root != NULL, "%s: %s", path, jerr.text);
+    json_t *cases = json_object_get(root, "cases");
+    enum { NS = 4, NGEN = 8, CHUNK = 7 };
+    const fr_hparams *hp = fr_model_hparams(m);
+    int32_t nv = hp->n_vocab;
+    size_t n_tok[NS];
+    int32_t *tok[NS];
+    float *single[NS], *ref = fr_malloc((size_t)nv * sizeof *ref);
+    int32_t gen1[NS][NGEN];
+    float margin1[NS][NGEN];
+    fr_ctx *c1 = NULL, *cb = NULL;
+    CHECK_INT(fr_ctx_create(m, 256, pool, &c1), 0);
+    CHECK_INT(fr_ctx_create_seqs(m, 256, NS, pool, &cb), 0);
+    CHECK_INT(fr_ctx_n_seq(cb), NS);
+    CHECK_INT(fr_ctx_max_batch(cb), 512);
+    CHECK(fr_ctx_bytes(cb) == fr_ctx_estimate_bytes_seqs(m, 256, NS, fr_pool_size(pool)));
+    CHECK(fr_ctx_kv_bytes(cb) == NS * fr_ctx_kv_bytes(c1));
+
+    /* each sequence alone */
+    for (int s = 0; s < NS; s++) {
+        json_t *cs = json_array_get(cases, (size_t)s);
+        tok[s] = json_tokens(json_object_get(cs, "tokens"), &n_tok[s]);
+        single[s] = fr_malloc((size_t)nv * sizeof(float));
+        const float *lg = NULL;
+        fr_ctx_reset(c1);
+        CHECK_INT(fr_ctx_eval(c1, tok[s], (int32_t)n_tok[s], &lg), 0);
+        memcpy(single[s], lg, (size_t)nv * sizeof(float));
+        for (int g = 0; g < NGEN; g++) {
+            int32_t t = argmax(lg, nv);
+            float best = lg[t], second = -INFINITY;
+            for (int32_t i = 0; i < nv; i++)
+                if (i != t && lg[i] > second) second = lg[i];
+            gen1[s][g] = t;
+            margin1[s][g] = best - second;
+            CHECK_INT(fr_ctx_eval(c1, &t, 1, &lg), 0);
+        }
+    }
+
+    /* all together: prompts in interleaved chunks, then decode */
+    size_t done[NS] = {0};
+    int32_t next[NS], n_gen[NS] = {0};
+    bool agree[NS];
+    for (int s = 0; s < NS; s++) agree[s] = true;
+    for (;;) {
+        fr_batch_run runs[NS];
+        int nr = 0, owner[NS];
+        for (int s = 0; s < NS; s++) {
+            if (done[s] < n_tok[s]) {
+                int32_t n = (int32_t)(n_tok[s] - done[s] < CHUNK ? n_tok[s] - done[s] : CHUNK);
+                runs[nr] = (fr_batch_run){.seq = s, .pos = (int32_t)done[s], .n = n,
+                                          .tokens = tok[s] + done[s],
+                                          .want_logits = done[s] + (size_t)n == n_tok[s]};
+                done[s] += (size_t)n;
+            } else if (n_gen[s] < NGEN) {
+                runs[nr] = (fr_batch_run){.seq = s, .pos = fr_ctx_seq_len(cb, s), .n = 1,
+                                          .tokens = &next[s], .want_logits = true};
+                n_gen[s]++;
+            } else {
+                continue;
+            }
+            owner[nr++] = s;
+        }
+        if (nr == 0) break;
+        CHECK_INT(fr_ctx_eval_batch(cb, runs, nr), 0);
+        for (int r = 0; r < nr; r++) {
+            int s = owner[r];
+            if (!runs[r].want_logits) { CHECK(runs[r].logits == NULL); continue; }
+            const float *lg = runs[r].logits;
+            if (runs[r].n > 1 || n_gen[s] == 0) {   /* end of the prompt */
+                double cos1, mx1, cosr, mxr;
+                compare(lg, single[s], nv, &cos1, &mx1);
+                const char *lf = json_string_value(
+                    json_object_get(json_array_get(cases, (size_t)s), "last_logits"));
+                snprintf(path, sizeof path, "%s/refs/%s", harness_testdata(), lf ? lf : "?");
+                CHECK(read_floats(path, ref, (size_t)nv));
+                compare(lg, ref, nv, &cosr, &mxr);
+                printf("%-18s batch p%d: cosine vs alone %.7f (max|diff| %.5f), vs llama.cpp %.7f\n",
+                       fx->name, s, cos1, mx1, cosr);
+                CHECK_MSG(cos1 >= 0.99999, "%s p%d: batch vs alone cosine %.7f", fx->name, s, cos1);
+                CHECK_MSG(cosr >= fx->cos_min, "%s p%d: batch vs llama.cpp cosine %.7f", fx->name,
+                          s, cosr);
+            }
+            int32_t t = argmax(lg, nv);
+            int g = n_gen[s];
+            if (g < NGEN) {
+                if (agree[s] && t != gen1[s][g]) {
+                    CHECK_MSG(margin1[s][g] < 0.05f, "%s p%d step %d: batch chose %d, alone %d "
+                              "(margin %.3f)", fx->name, s, g, t, gen1[s][g], margin1[s][g]);
+                    agree[s] = false;   /* a near-tie: the texts part here */
+                }
+                next[s] = t;
+            }
+        }
+    }
+    for (int s = 0; s < NS; s++) CHECK_INT(fr_ctx_seq_len(cb, s), (int)n_tok[s] + NGEN);
+
+    /* prefix reuse: keep 3 positions of sequence 1, re-read the rest of
+     * prompt 0 there: its logits must equal a fresh read when both share
+     * the first 3 tokens (BOS + two) — build such a prompt from prompt 0 */
+    if (n_tok[0] > 4 && n_tok[1] > 3) {
+        int32_t mixed[512];
+        size_t nm = n_tok[0];
+        memcpy(mixed, tok[1], 3 * sizeof *mixed);
+        memcpy(mixed + 3, tok[0] + 3, (nm - 3) * sizeof *mixed);
+        fr_ctx_reset(c1);
+        const float *lg = NULL;
+        CHECK_INT(fr_ctx_eval(c1, mixed, (int32_t)nm, &lg), 0);
+        memcpy(single[0], lg, (size_t)nv * sizeof(float));
+        fr_batch_run run = {.seq = 1, .pos = 3, .n = (int32_t)nm - 3, .tokens = mixed + 3,
+                            .want_logits = true};
+        CHECK_INT(fr_ctx_eval_batch(cb, &run, 1), 0);
+        CHECK_INT(fr_ctx_seq_len(cb, 1), (int)nm);
+        double cos1, mx1;
+        compare(run.logits, single[0], nv, &cos1, &mx1);
+        CHECK_MSG(cos1 >= 0.99999, "%s: prefix reuse cosine %.7f", fx->name, cos1);
+    }
+
+    /* refusals change nothing */
+    int32_t t0 = 1, big[600] = {0};
+    int32_t len0 = fr_ctx_seq_len(cb, 0), len2 = fr_ctx_seq_len(cb, 2);
+    fr_batch_run bad[2] = {{.seq = 0, .pos = len0, .n = 1, .tokens = &t0},
+                           {.seq = 0, .pos = len0, .n = 1, .tokens = &t0}};
+    CHECK_INT(fr_ctx_eval_batch(cb, bad, 2), FR_EINVAL);            /* duplicate */
+    bad[1].seq = NS;
+    CHECK_INT(fr_ctx_eval_batch(cb, bad, 2), FR_EINVAL);            /* out of range */
+    bad[1] = (fr_batch_run){.seq = 2, .pos = len2 + 1, .n = 1, .tokens = &t0};
+    CHECK_INT(fr_ctx_eval_batch(cb, bad, 2), FR_EINVAL);            /* a gap */
+    bad[1] = (fr_batch_run){.seq = 2, .pos = len2, .n = 256 - len2 + 1, .tokens = big};
+    CHECK_INT(fr_ctx_eval_batch(cb, bad, 2), FR_ETOOLONG);          /* past n_ctx */
+    fr_batch_run three[3] = {{.seq = 0, .pos = 0, .n = 200, .tokens = big},
+                             {.seq = 1, .pos = 0, .n = 200, .tokens = big},
+                             {.seq = 2, .pos = 0, .n = 200, .tokens = big}};
+    CHECK_INT(fr_ctx_eval_batch(cb, three, 3), FR_EINVAL);          /* over max_batch */
+    int32_t oob = nv;
+    bad[1] = (fr_batch_run){.seq = 2, .pos = 0, .n = 1, .tokens = &oob};
+    CHECK_INT(fr_ctx_eval_batch(cb, bad, 2), FR_EINVAL);            /* token out of range */
+    CHECK_INT(fr_ctx_eval_batch(cb, bad, 0), FR_EINVAL);
+    CHECK_INT(fr_ctx_seq_len(cb, 0), len0);
+    CHECK_INT(fr_ctx_seq_len(cb, 2), len2);
+    fr_ctx_seq_clear(cb, 2);
+    CHECK_INT(fr_ctx_seq_len(cb, 2), 0);
+
+    for (int s = 0; s < NS; s++) { fr_free(tok[s]); fr_free(single[s]); }
+    fr_free(ref);
+    fr_ctx_destroy(c1);
+    fr_ctx_destroy(cb);
+    json_decref(root);
+    fr_model_close(m);
+}
+
+static void test_batch(void) {
+    fr_pool *pool2 = NULL;
+    CHECK_INT(fr_pool_create(2, &pool2), 0);
+    batch_model(&fixtures[0], pool2);   /* f32: the strict one */
+    batch_model(&fixtures[2], NULL);    /* q8_0, one thread */
+    batch_model(&fixtures[6], pool2);   /* qwen2: biases, NEOX, GPT-2 vocab */
+    fr_pool_destroy(pool2);
+}
+
 int main(void) {
     test_attention();
     test_oom();
@@ -732,6 +909,7 @@ int main(void) {
     test_refusals();
     test_ctx();
     test_golden();
+    test_batch();
     CHECK_INT(fr_mem_in_use(), 0);
     return harness_done();
 }
