@@ -78,6 +78,13 @@ void fr_sampler_params_default(fr_sampler_params *p) {
     p->seed = SEED_RANDOM;
 }
 
+size_t fr_sampler_estimate_bytes(const fr_sampler_params *p, int32_t n_vocab) {
+    size_t hist = (size_t)(p->repeat_last_n < 0 ? HISTORY_MAX_DEFAULT
+                                                : p->repeat_last_n > 0 ? p->repeat_last_n : 1);
+    return sizeof(fr_sampler) + (size_t)n_vocab * (sizeof(float) + 2 * sizeof(cand) + sizeof(int32_t)) +
+           hist * sizeof(int32_t);
+}
+
 int fr_sampler_create(const fr_sampler_params *p, int32_t n_vocab, fr_sampler **out) {
     *out = NULL;
     if (n_vocab <= 0) return fr_errf(FR_EINVAL, "sampler: n_vocab %d", (int)n_vocab);
