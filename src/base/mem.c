@@ -15,6 +15,7 @@
 
 static atomic_size_t in_use;
 static atomic_size_t peak;
+static _Thread_local int64_t thread_net;   /* this thread's allocations minus its frees */
 static atomic_long fail_countdown = -1;
 
 static bool should_fail(void) {
@@ -25,6 +26,7 @@ static bool should_fail(void) {
 }
 
 static void count_add(size_t n) {
+    thread_net += (int64_t)n;
     size_t now = atomic_fetch_add(&in_use, n) + n;
     size_t p = atomic_load_explicit(&peak, memory_order_relaxed);
     while (now > p && !atomic_compare_exchange_weak(&peak, &p, now)) {}
@@ -54,6 +56,7 @@ void fr_free(void *p) {
     size_t n;
     memcpy(&n, base, sizeof n);
     atomic_fetch_sub(&in_use, n);
+    thread_net -= (int64_t)n;
     free(base);
 }
 
@@ -68,9 +71,12 @@ void *fr_realloc(void *p, size_t n) {
     if (!nb) return NULL;
     memcpy(nb, &n, sizeof n);
     atomic_fetch_sub(&in_use, old);
+    thread_net -= (int64_t)old;
     count_add(n);
     return nb + HDR;
 }
+
+int64_t fr_mem_thread_net(void) { return thread_net; }
 
 char *fr_strndup(const char *s, size_t n) {
     char *d = fr_malloc(n + 1);

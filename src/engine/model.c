@@ -327,6 +327,7 @@ static int read_n_vocab(loader *ld) {
 
 int fr_model_open(const char *path, fr_model **out) {
     *out = NULL;
+    int64_t heap0 = fr_mem_thread_net();   /* everything below allocates on this thread */
     fr_model *m = fr_calloc(1, sizeof *m);
     if (!m) return FR_ENOMEM;
     loader ld = {.m = m, .path = path};
@@ -357,6 +358,7 @@ int fr_model_open(const char *path, fr_model **out) {
                      path, fr_vocab_n_tokens(m->vocab), m->hp.n_vocab);
         goto fail;
     }
+    m->heap_bytes = (size_t)(fr_mem_thread_net() - heap0);
     *out = m;
     return 0;
 fail:
@@ -375,6 +377,7 @@ void fr_model_close(fr_model *m) {
 const fr_hparams *fr_model_hparams(const fr_model *m) { return &m->hp; }
 const fr_vocab *fr_model_vocab(const fr_model *m) { return m->vocab; }
 const fr_gguf *fr_model_gguf(const fr_model *m) { return m->gguf; }
+size_t fr_model_heap_bytes(const fr_model *m) { return m->heap_bytes; }
 
 size_t fr_model_weight_bytes(const fr_model *m) {
     size_t total = m->tok_embd.row_bytes + m->output.nbytes;

@@ -25,4 +25,8 @@
 /* The model's parsed file (owned by the model). */
 const fr_gguf *fr_model_gguf(const fr_model *m);
 
+/* Counted heap bytes the open model holds (vocabulary, tables; not the
+ * mapping). */
+size_t fr_model_heap_bytes(const fr_model *m);
+
 #endif

@@ -55,6 +55,7 @@ struct fr_model {
     const float *rope_freqs;     /* [n_rot/2] or NULL */
     bool tied_output;
     fr_layer *layers;            /* [n_layer], fr_malloc'd */
+    size_t heap_bytes;           /* counted heap the model holds (vocab, tables) */
 };
 
 /* The largest number of tokens one forward step processes; longer inputs

@@ -119,6 +119,8 @@ struct fr_sched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
+    uint64_t cancel_epoch;        /* bumped by fr_sched_cancel_all */
+    uint64_t cancel_seen;         /* the loop's copy (loop thread only) */
     fr_gen *q_head, *q_tail;
     int32_t n_queued, n_active;
     uint64_t done, tok_prompt, tok_gen, steps, rejected;
@@ -449,6 +451,14 @@ void fr_sched_stats_get(const fr_sched *s, fr_sched_stats *out) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void fr_sched_cancel_all(fr_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    for (fr_gen *g = s->q_head; g; g = g->next) atomic_store(&g->cancel, true);
+    s->cancel_epoch++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 bool fr_sched_idle(const fr_sched *s) {
     fr_sched_stats st;
     fr_sched_stats_get(s, &st);
@@ -763,8 +773,10 @@ static void *loop(void *arg) {
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         double now = fr_now_s();
+        bool cancel_all = s->cancel_epoch != s->cancel_seen;
+        s->cancel_seen = s->cancel_epoch;
         fr_gen *q[Q_LISTS];
-        take_queue(s, s->cfg.n_slots - s->n_active, q, now);
+        take_queue(s, cancel_all ? 0 : s->cfg.n_slots - s->n_active, q, now);
         if (s->n_active == 0 && !q[Q_CANCELLED] && !q[Q_EXPIRED]) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
@@ -786,6 +798,7 @@ static void *loop(void *arg) {
         for (int32_t i = 0; i < s->cfg.n_slots; i++) {
             slot *sl = &s->slots[i];
             if (!sl->g) continue;
+            if (cancel_all) atomic_store(&sl->g->cancel, true);
             if (atomic_load(&sl->g->cancel)) free_slot(s, sl, FR_FINISH_CANCELLED, 0, false);
             else if (expired(sl->g, now)) free_slot(s, sl, FR_FINISH_LENGTH, 0, true);
         }

@@ -88,6 +88,10 @@ typedef struct fr_sched_stats {
 } fr_sched_stats;
 void fr_sched_stats_get(const fr_sched *s, fr_sched_stats *out);
 
+/* Cancel every request running or queued now (they finish "cancelled"
+ * at the next step); the scheduler keeps serving new ones. */
+void fr_sched_cancel_all(fr_sched *s);
+
 /* True when no request is running or queued. */
 bool fr_sched_idle(const fr_sched *s);
 

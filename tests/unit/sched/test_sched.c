@@ -368,6 +368,27 @@ static void test_finish(fr_model *m, fr_compute *cmp) {
     p.n_stop = 1;
     CHECK_INT(fr_sched_submit(s, &p, &g, NULL), FR_EINVAL);
 
+    /* cancel everything (a forced unload): running and queued end
+     * "cancelled", and the scheduler still serves */
+    p = greedy(tok, n, 1000);
+    p.ignore_eos = true;
+    CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
+    CHECK_INT(fr_sched_submit(s, &p, &g2, NULL), 0);
+    CHECK_INT(fr_gen_wait(g, 5000, &o), 0);
+    fr_gen_out_free(&o);
+    fr_sched_cancel_all(s);
+    collect(g, &r);
+    CHECK_INT(r.last.finish, FR_FINISH_CANCELLED);
+    collect(g2, &r);
+    CHECK_INT(r.last.finish, FR_FINISH_CANCELLED);
+    fr_gen_release(g);
+    fr_gen_release(g2);
+    p = greedy(tok, n, 2);
+    CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
+    collect(g, &r);
+    CHECK(r.last.finish == FR_FINISH_LENGTH || r.last.finish == FR_FINISH_STOP);
+    fr_gen_release(g);
+
     /* shutdown with a request running and one queued: both cancelled */
     p = greedy(tok, n, 1000);
     p.ignore_eos = true;
