@@ -9,9 +9,12 @@
  * for ctx × parallel + scratch) and evicts idle, unpinned models, least
  * recently used first, until it fits the byte budget and --max-loaded; if
  * it cannot fit, the acquire fails with FR_EBUDGET and nothing running is
- * disturbed.  Concurrent acquires of a model that is loading wait for the
- * one load (single flight).  A model with references (requests in flight)
- * is never evicted.
+ * disturbed.  Admission counts each loaded model at max(estimate,
+ * measurement) (a model whose pages are not resident yet still reserves
+ * its room), each admitted load at its estimate, and the counted heap
+ * that no model accounts for.  Concurrent acquires of a model that is
+ * loading wait for the one load (single flight).  A model with references
+ * (requests in flight) is never evicted.
  *
  * What a "model" is to the manager is a loader's business (fr_loader): the
  * language-model loader opens the GGUF file and starts its scheduler
@@ -24,11 +27,20 @@
  *   critical  — evict idle models, LRU first, until below critical;
  *   emergency — evict every idle model and refuse new loads (FR_EBUDGET,
  *               detail says "memory emergency") until it clears.
+ * The level is the used percentage (cgroup memory.current / memory.max
+ * when the process has a cgroup limit, else (MemTotal - MemAvailable) /
+ * MemTotal) against the thresholds, raised by PSI: "some avg10" >= 10 %
+ * makes it at least warning, "full avg10" >= 10 % at least critical.  PSI
+ * alone never makes an emergency (stalls say the machine is slow, not
+ * that it is out of memory), and at a critical level that PSI alone
+ * causes, a pass evicts one model only (avg10 needs time to show the
+ * effect).  Pinned models are never evicted, not even at emergency.
  *
  * Locking: one mutex guards the registry and every entry's state; loads
  * and unloads run outside it (the entry is marked loading/unloading), and
- * waiters sleep on a condition variable.  Every public function is
- * thread-safe.
+ * waiters sleep on a condition variable (two more mutexes only serialise
+ * rescans and housekeeping passes).  The loader's callbacks are never
+ * called with a lock held.  Every public function is thread-safe.
  */
 #ifndef FR_MANAGER_MANAGER_H
 #define FR_MANAGER_MANAGER_H
@@ -76,15 +88,21 @@ typedef struct fr_loader {
     int (*load)(void *ud, const fr_model_cfg *cfg, void **obj);
     /* Unload: stop, free, unmap (the manager calls malloc_trim after). */
     void (*unload)(void *ud, void *obj);
-    /* What the loaded object holds now. */
+    /* What the loaded object holds now.  May be called from several
+     * threads at once, and while requests run on obj. */
     void (*usage)(void *ud, void *obj, fr_usage *u);
+    /* Optional (NULL = none): make every request running on obj finish
+     * soon ("cancelled"), without freeing anything; handles stay valid.
+     * Used by fr_manager_unload(force). */
+    void (*cancel)(void *ud, void *obj);
 } fr_loader;
 
 typedef struct fr_manager_config {
     const char *models_dir;         /* scanned for *.gguf; NULL = none */
     const fr_model_cfg *models;     /* INI models (copied) */
     size_t n_models;
-    fr_model_cfg defaults;          /* n_ctx, parallel, keep_alive_ms, threads */
+    fr_model_cfg defaults;          /* n_ctx, parallel, keep_alive_ms (-2 = 5 min),
+                                       threads */
     uint64_t budget_bytes;          /* 0 = 75% of min(RAM, cgroup limit) */
     int32_t max_loaded;             /* 0 = no count limit */
     double mem_warning, mem_critical, mem_emergency;   /* percent; 0 = 80, 90, 95 */
@@ -93,15 +111,25 @@ typedef struct fr_manager_config {
 } fr_manager_config;
 
 /* Scan the directory, register the INI models, start housekeeping, load
- * preloads (a preload that fails is logged, not fatal).  An INI model
- * whose file is missing, or two models with one id, is FR_EINVAL naming
- * it.  FR_ENOMEM. */
+ * preloads (a preload that fails is logged, not fatal; a preloaded model
+ * whose section sets no keep_alive keeps -1).  An INI model whose file is
+ * missing, or two models with one id (or an alias that is another
+ * model's name), is FR_EINVAL naming it; a models directory that cannot
+ * be read is FR_EIO.  A directory file whose id is an INI model's name,
+ * or that is the file of an INI model, is left to the INI model.
+ * FR_ENOMEM. */
 int  fr_manager_create(const fr_manager_config *cfg, fr_manager **out);
 /* Unload everything (waits for handles to be released), stop the thread. */
 void fr_manager_destroy(fr_manager *mg);
 
 /* Rescan the models directory: new files are added, vanished files are
- * removed (unloaded first when idle; kept until idle otherwise). */
+ * removed (unloaded first when idle; kept until idle otherwise: such a
+ * model is listed with removed = true, refuses new acquires with
+ * FR_ENOENT, and goes when its last handle is released).  A file whose
+ * size or mtime changed is probed again (at its next load if it is
+ * loaded now).  FR_EIO if the directory cannot be read (the registry is
+ * then unchanged), FR_ENOMEM.  Call it from a thread, not from a signal
+ * handler. */
 int fr_manager_rescan(fr_manager *mg);
 
 /* Get a loaded model, loading it if needed (blocking; single flight).
@@ -109,8 +137,10 @@ int fr_manager_rescan(fr_manager *mg);
  * keep_alive (applies from the release on).  Errors: FR_ENOENT (unknown
  * id), FR_EBUDGET (cannot fit: too big for the budget, or everything
  * else that would have to go is busy or pinned, or memory emergency;
- * detail says which), FR_ESHUTDOWN, or the loader's error (the entry is
- * then "failed" with that message; the next acquire tries again). */
+ * detail says which), FR_EBUSY (a forced unload of it is draining),
+ * FR_ESHUTDOWN, or the loader's error (the entry is then "failed" with
+ * that message; the next acquire tries again).  A model already loaded
+ * is handed out without any I/O, even at memory emergency. */
 int  fr_manager_acquire(fr_manager *mg, const char *id, int64_t keep_alive_ms, fr_handle **out);
 void fr_manager_release(fr_handle *h);
 void *fr_handle_obj(const fr_handle *h);      /* the loader's object */
@@ -118,17 +148,25 @@ const char *fr_handle_id(const fr_handle *h);
 unsigned fr_handle_caps(const fr_handle *h);
 
 /* Load without a request (POST /v1/models/{id}/load): as acquire +
- * release, optionally pinning and setting the keep-alive. */
+ * release, optionally pinning (until fr_manager_unload) and setting the
+ * keep-alive. */
 int fr_manager_load(fr_manager *mg, const char *id, int64_t keep_alive_ms, bool pin);
 
-/* Unload now.  FR_ENOENT; FR_ECONFLICT when it has references and not
- * force (with force: waits for the references to go; the loader's
- * unload is expected to cancel its requests). */
+/* Unload now (pinned or not; a pin from fr_manager_load is dropped).
+ * Returns 0 at once when the model is not loaded; waits for a load in
+ * progress first.  FR_ENOENT; FR_ECONFLICT when it has references and not
+ * force.  With force: the model stops taking new references at once
+ * (acquires of it fail with FR_EBUSY until it is unloaded; after that they
+ * load it again as usual), loader.cancel (if any) is asked to end its
+ * requests, the call waits until every handle is released, then unloads.
+ * Handles are never invalidated under their holders; the caller must not
+ * hold a handle of that model itself. */
 int fr_manager_unload(fr_manager *mg, const char *id, bool force);
 
-/* Unload every idle model; *freed = estimated bytes released.  The ids
- * unloaded are written to ids (fr_malloc'd array of fr_malloc'd strings;
- * free with fr_manager_free_ids). */
+/* Unload every idle (no handles), unpinned model; *freed = the bytes they
+ * were counted as (max of estimate and measurement).  The ids unloaded
+ * are written to ids (fr_malloc'd array of fr_malloc'd strings; free with
+ * fr_manager_free_ids).  ids, n_ids and freed may be NULL. */
 int  fr_manager_unload_idle(fr_manager *mg, char ***ids, size_t *n_ids, uint64_t *freed);
 void fr_manager_free_ids(char **ids, size_t n);
 
@@ -139,6 +177,7 @@ const char *fr_model_state_name(int state);  /* "unloaded", "loading", ... */
 
 typedef struct fr_model_info {
     char id[128];
+    char alias[128];            /* "" when none */
     char path[512];
     int state;
     char error[256];            /* when failed */
@@ -148,9 +187,11 @@ typedef struct fr_model_info {
     fr_usage usage;             /* measured, when loaded */
     bool pinned;
     int32_t in_flight;          /* handles held */
+    int32_t waiting;            /* acquires waiting for its load or unload */
     double last_used;           /* unix time, 0 = never */
     int64_t keep_alive_ms;      /* effective */
     double created;             /* unix time the file was found (mtime) */
+    bool removed;               /* its file vanished; dropped once idle */
 } fr_model_info;
 
 /* Every registered model, sorted by id: *out is fr_malloc'd. */
@@ -158,8 +199,12 @@ int fr_manager_list(fr_manager *mg, fr_model_info **out, size_t *n);
 /* One model by id or alias: FR_ENOENT. */
 int fr_manager_get(fr_manager *mg, const char *id, fr_model_info *out);
 
-/* Would id fit now?  Changes nothing.  evict: the ids that would be
- * unloaded, in order (fr_malloc'd; fr_manager_free_ids). */
+/* Would id fit now (a fresh memory reading; the admission rule of
+ * acquire)?  Changes nothing.  evict: the ids that would be unloaded, in
+ * order, least recently used first (fr_malloc'd; fr_manager_free_ids).
+ * Unloads already in progress count as done (reason then says so).
+ * estimated_load_ms: estimated bytes / the measured speed of past loads
+ * (50 MB/s before the first).  FR_ENOENT, FR_ENOMEM. */
 typedef struct fr_plan {
     bool fits;
     bool loaded;                /* already loaded: nothing to do */
@@ -186,13 +231,16 @@ typedef struct fr_memory_report {
                                    + the rest of the counted heap */
     uint64_t heap_bytes;        /* fr_mem_in_use() */
     uint64_t sys_total, sys_available, cgroup_limit, cgroup_current;
-    double psi_some_avg10, psi_full_avg10;
+                                /* 0 = unknown; cgroup_limit 0 = none */
+    int64_t cgroup_oom, cgroup_oom_kill;   /* memory.events; -1 = unknown */
+    double psi_some_avg10, psi_full_avg10; /* percent; -1 = no PSI */
     double used_pct;            /* of the machine or cgroup, what the levels use */
     double warning, critical, emergency;
     int level;
     uint64_t evictions[FR_EVICT_COUNT];
     uint64_t loads, load_failures, sheds_budget, sheds_emergency;
     double load_ms_total;
+    uint64_t load_bytes_total;  /* estimated bytes of those loads */
     int32_t loaded, max_loaded;
 } fr_memory_report;
 void fr_manager_memory(fr_manager *mg, fr_memory_report *out);
