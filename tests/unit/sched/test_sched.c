@@ -434,7 +434,9 @@ static void test_two_models(fr_model *a, fr_model *b, fr_compute *cmp) {
     solo ra, rb;
     run_solo(a, ta, na, 16, &ra);
     run_solo(b, tb, nb, 16, &rb);
-    two_arg args[4] = {{sa, ta, na, {0}}, {sb, tb, nb, {0}}, {sa, ta, na, {0}}, {sb, tb, nb, {0}}};
+    static two_arg args[4];
+    for (int i = 0; i < 4; i++)
+        args[i] = (two_arg){.s = i % 2 ? sb : sa, .tok = i % 2 ? tb : ta, .n = i % 2 ? nb : na};
     pthread_t th[4];
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, two_thread, &args[i]);
     for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
