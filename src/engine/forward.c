@@ -575,6 +575,20 @@ static void matmul(fr_ctx *c, const fr_weight *w, const float *x, int64_t N, flo
     fr_matmul(c->pool, w->type, w->data, w->cols, w->rows, x, N, y, w->rows, c->work);
 }
 
+/* Several projections of xb: one fused run when they share a type
+ * (fr_matmul_multi), else one matmul each. */
+static void matmul_same_input(fr_ctx *c, const fr_weight *const *w, float *const *y, int n, int64_t N) {
+    bool same = true;
+    for (int i = 1; i < n; i++) same = same && w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
+    if (!same) {
+        for (int i = 0; i < n; i++) matmul(c, w[i], c->xb, N, y[i]);
+        return;
+    }
+    fr_mm_part parts[3];
+    for (int i = 0; i < n; i++) parts[i] = (fr_mm_part){w[i]->data, w[i]->rows, y[i]};
+    fr_matmul_multi(c->pool, w[0]->type, w[0]->cols, parts, n, c->xb, N, c->work);
+}
+
 /* Run an element-wise task over the pool, or inline when small. */
 static void run_elementwise(fr_ctx *c, fr_pool_fn fn, step_job *j, int64_t floats) {
     if (floats < INLINE_FLOATS) fn(j, 0, 1);
@@ -617,9 +631,9 @@ static void forward_step(fr_ctx *c, int N, int n_runs) {
         job.il = il;
 
         /* xb = RMSNorm(x)·attn_norm is ready */
-        matmul(c, &L->wq, c->xb, N, c->q);
-        matmul(c, &L->wk, c->xb, N, c->k);
-        matmul(c, &L->wv, c->xb, N, c->v);
+        const fr_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[3] = {c->q, c->k, c->v};
+        matmul_same_input(c, qkv, qkv_out, 3, N);
         atomic_store_explicit(&job.next, 0, memory_order_relaxed);
         if (N * (n_embd + n_ff) < INLINE_FLOATS || N <= n_runs) {
             qkv_rows(&job, 0, 1); /* small: no barrier inside the run */
@@ -637,8 +651,9 @@ static void forward_step(fr_ctx *c, int N, int n_runs) {
         job.norm = L->ffn_norm;
         run_elementwise(c, add_norm_task, &job, N * n_embd);
 
-        matmul(c, &L->w_gate, c->xb, N, c->hb);
-        matmul(c, &L->w_up, c->xb, N, c->hb2);
+        const fr_weight *gu[2] = {&L->w_gate, &L->w_up};
+        float *gu_out[2] = {c->hb, c->hb2};
+        matmul_same_input(c, gu, gu_out, 2, N);
         run_elementwise(c, silu_task, &job, N * n_ff);
         matmul(c, &L->w_down, c->hb, N, c->xb);
 

@@ -81,4 +81,17 @@ size_t fr_matmul_work_size(int wtype, int64_t K, int64_t N);
 void   fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
                  const float *x, int64_t N, float *y, int64_t ldy, void *work);
 
+/* Several matrices on the same input x (N rows of K floats), all of type
+ * wtype: y_i[t*M_i + r] = dot(row r of W_i, x[t]).  For a decode step
+ * (N = 1) one pool run covers them all (the activation is prepared once);
+ * otherwise it is fr_matmul per matrix.  work as for fr_matmul with the
+ * same (wtype, K, N).  The results equal fr_matmul's. */
+typedef struct fr_mm_part {
+    const void *W;              /* M rows of K elements of wtype */
+    int64_t M;
+    float *y;                   /* [N][M] */
+} fr_mm_part;
+void fr_matmul_multi(fr_pool *pool, int wtype, int64_t K, const fr_mm_part *parts, int n_parts,
+                     const float *x, int64_t N, void *work);
+
 #endif

@@ -255,3 +255,73 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     atomic_init(&c.next_chunk, nth);
     fr_pool_run(pool, matmul_task, &c);
 }
+
+/* ---- several matrices on one input: y_i = W_i·x (decode) ----
+ *
+ * The Q, K and V projections (and gate and up) read the same normed
+ * input.  With one activation row and a decode GEMV for the type, one
+ * pool run prepares the row once and hands out chunks of all the
+ * matrices' rows from one counter: one wake-up and one barrier instead of
+ * one per matrix, and no thread idles at the end of a small matrix.
+ * Anything else runs fr_matmul per matrix. */
+
+#define MULTI_MAX 4
+
+typedef struct mm_multi {
+    const fr__gemv *gemv;
+    const float *x;
+    unsigned char *work;
+    int64_t K;
+    size_t wrow;
+    int n;
+    fr_mm_part part[MULTI_MAX];
+    int64_t chunk;
+    int64_t first[MULTI_MAX + 1];   /* first chunk of each part; first[n] = total */
+    fr_pool *pool;
+    _Alignas(64) atomic_llong next_chunk;
+} mm_multi;
+
+static void multi_task(void *arg, int ith, int nth) {
+    mm_multi *c = arg;
+    const int64_t nb = c->K / c->gemv->blck;
+    c->gemv->prepare(c->x, c->K, nb * ith / nth, nb * (ith + 1) / nth, c->work);
+    fr_pool_barrier(c->pool);
+    int p = 0;
+    for (int64_t ch = ith; ch < c->first[c->n];
+         ch = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed)) {
+        while (ch >= c->first[p + 1]) p++;
+        while (p > 0 && ch < c->first[p]) p--;
+        const fr_mm_part *pt = &c->part[p];
+        const int64_t r0 = (ch - c->first[p]) * c->chunk;
+        const int64_t r1 = r0 + c->chunk < pt->M ? r0 + c->chunk : pt->M;
+        c->gemv->rows(c->K, (const unsigned char *)pt->W + (size_t)r0 * c->wrow, c->wrow, r1 - r0,
+                      c->work, pt->y + r0);
+    }
+}
+
+void fr_matmul_multi(fr_pool *pool, int wtype, int64_t K, const fr_mm_part *parts, int n_parts,
+                     const float *x, int64_t N, void *work) {
+    const fr__gemv *gemv = N == 1 ? fr__kernels_gemv(wtype) : NULL;
+    if (!gemv || n_parts > MULTI_MAX) {
+        for (int i = 0; i < n_parts; i++)
+            fr_matmul(pool, wtype, parts[i].W, K, parts[i].M, x, N, parts[i].y, parts[i].M, work);
+        return;
+    }
+    mm_multi c = {.gemv = gemv, .x = x, .work = work, .K = K, .n = n_parts, .pool = pool};
+    FR_ASSERT(fr_type_row_size(wtype, K, &c.wrow) && K % gemv->blck == 0 && work);
+    const int nth = fr_pool_size(pool);
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++) {
+        c.part[i] = parts[i];
+        rows += parts[i].M;
+    }
+    c.chunk = CHUNK_GEMV;
+    if ((rows + c.chunk - 1) / c.chunk < 4 * nth) {
+        c.chunk = rows / (4 * nth) & ~(int64_t)3;
+        if (c.chunk < 4) c.chunk = 4;
+    }
+    c.first[0] = 0;
+    for (int i = 0; i < n_parts; i++) c.first[i + 1] = c.first[i] + (parts[i].M + c.chunk - 1) / c.chunk;
+    atomic_init(&c.next_chunk, nth);
+    fr_pool_run(pool, multi_task, &c);
+}

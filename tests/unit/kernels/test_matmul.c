@@ -132,6 +132,47 @@ static void test_deterministic(fr_pool **pools) {
     }
 }
 
+/* fr_matmul_multi gives exactly fr_matmul's results for every part (the
+ * same kernels on the same prepared activation), for decode (fused) and
+ * batches (one matmul each), with odd row counts and 1-3 threads. */
+static void test_multi(fr_pool *pools[4]) {
+    const int types[] = {FR_TYPE_Q4_0, FR_TYPE_Q8_0, FR_TYPE_Q4_K, FR_TYPE_Q6_K, FR_TYPE_F16, FR_TYPE_Q5_0};
+    const int64_t Ms[3] = {67, 12, 133};
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const int type = types[ti];
+        const int64_t K = 512;
+        size_t wrow;
+        fr_type_row_size(type, K, &wrow);
+        float *tmp = fr_malloc(sizeof(float) * K), *x = fr_malloc(sizeof(float) * K * 5);
+        unsigned char *W[3];
+        float *y0[3], *y1[3];
+        fr_mm_part parts[3];
+        for (int i = 0; i < 3; i++) {
+            W[i] = fr_malloc(wrow * (size_t)Ms[i]);
+            for (int64_t r = 0; r < Ms[i]; r++) ktest_weight_row(type, W[i] + r * wrow, K, tmp);
+            y0[i] = fr_malloc(sizeof(float) * (size_t)Ms[i] * 5);
+            y1[i] = fr_malloc(sizeof(float) * (size_t)Ms[i] * 5);
+            parts[i] = (fr_mm_part){W[i], Ms[i], y1[i]};
+        }
+        ktest_fill(x, K * 5, 1.0f);
+        for (int64_t N = 1; N <= 5; N += 4) {
+            void *work = fr_malloc_aligned(fr_matmul_work_size(type, K, N));
+            for (int p = 0; p <= 3; p++) {
+                for (int i = 0; i < 3; i++) fr_matmul(pools[p], type, W[i], K, Ms[i], x, N, y0[i], Ms[i], work);
+                fr_matmul_multi(pools[p], type, K, parts, 3, x, N, work);
+                for (int i = 0; i < 3; i++)
+                    CHECK_MSG(!memcmp(y0[i], y1[i], sizeof(float) * (size_t)(Ms[i] * N)),
+                              "%s: multi part %d differs from fr_matmul (N %lld, %d threads)",
+                              fr_type_name(type), i, (long long)N, fr_pool_size(pools[p]));
+            }
+            fr_free_aligned(work);
+        }
+        for (int i = 0; i < 3; i++) { fr_free(W[i]); fr_free(y0[i]); fr_free(y1[i]); }
+        fr_free(tmp);
+        fr_free(x);
+    }
+}
+
 int main(void) {
     fr_pool *pools[4] = {NULL, NULL, NULL, NULL};
     for (int i = 1; i <= 3; i++) CHECK_INT(fr_pool_create(i, &pools[i]), 0);
@@ -160,6 +201,9 @@ int main(void) {
     }
     fr_kernels_force_ref(false);
     test_deterministic(pools);
+    for (int l = 0; l < 3; l++)
+        if (fr_kernels_force_isa(levels[l]) == 0) test_multi(pools);
+    fr_kernels_force_ref(false);
     CHECK_INT(fr_mem_in_use(), mem0);
 
     /* work size: zero for F32 weights, N rows of the activation type otherwise */
