@@ -99,6 +99,10 @@ replay: $(REPLAY_BIN)
 cli-test: $(BIN)
 	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) tests/cli/run.sh
 
+.PHONY: server-test
+server-test: $(BIN)
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) tests/server/run.sh
+
 check: unit replay cli-test
 
 san-test:

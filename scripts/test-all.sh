@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: every suite in turn — unit tests (golden tests included),
-# fuzz-corpus replays, CLI black-box tests, the unit tests and replays again
-# under ASan+UBSan, and a short libFuzzer run of each fuzz target — then one
-# closing line that adds up every suite's "N passed, N failed".
+# fuzz-corpus replays, CLI and HTTP-server black-box tests, the unit tests
+# and replays again under ASan+UBSan, and a short libFuzzer run of each
+# fuzz target — then one closing line that adds up every suite's "N passed, N failed".
 set -u
 MAKE=${MAKE:-make}
 JOBS=-j$(nproc 2>/dev/null || echo 2)
@@ -18,13 +18,14 @@ run() {
 run $MAKE $JOBS --no-print-directory unit
 run $MAKE $JOBS --no-print-directory replay
 run $MAKE $JOBS --no-print-directory cli-test
+run $MAKE $JOBS --no-print-directory server-test
 run $MAKE $JOBS --no-print-directory SAN=address,undefined OPT=-O1 unit replay
 run $MAKE $JOBS --no-print-directory fuzz-smoke
 p=0 f=0
 while read -r line; do
     n=${line#*: }; a=${n%% passed*}; b=${n#*passed, }; b=${b%% failed*}
     p=$((p + a)); f=$((f + b))
-done < <(grep -E '^(unit|replay|cli|fuzz): [0-9]+ passed, [0-9]+ failed$' "$log")
+done < <(grep -E '^(unit|replay|cli|server|fuzz): [0-9]+ passed, [0-9]+ failed$' "$log")
 [ $status -ne 0 ] && [ $f -eq 0 ] && f=1
 echo "total: $p passed, $f failed"
 exit $status

@@ -15,6 +15,7 @@ int fr_cli_inspect(int argc, char **argv);
 int fr_cli_mkmodel(int argc, char **argv);
 int fr_cli_bench(int argc, char **argv);
 int fr_cli_quantize(int argc, char **argv);
+int fr_cli_serve(int argc, char **argv);
 
 /* Print "frugal: <what>: <detail or message of code>" on stderr; returns 1. */
 int fr_cli_fail(int code, const char *what);

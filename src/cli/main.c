@@ -16,6 +16,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
+    {"serve", fr_cli_serve, "serve [--models DIR] [--host H] [--port N] [--config F] ... : HTTP API (serve --help)"},
     {"run", fr_cli_run, "run -m FILE -p TEXT [-n N] [--chat] [sampling] : generate text"},
     {"tokenize", fr_cli_tokenize, "tokenize -m FILE [--add-special] [--parse-special] (TEXT | --file F)"},
     {"inspect", fr_cli_inspect, "inspect FILE : metadata and tensor table"},

@@ -717,6 +717,31 @@ void fr__refresh_usage(fr_manager *mg) {
     pthread_mutex_unlock(&mg->mu);
 }
 
+void fr_manager_visit(fr_manager *mg, void (*fn)(void *ud, const char *id, void *obj), void *ud) {
+    pthread_mutex_lock(&mg->mu);
+    for (size_t i = 0; i < mg->n_entries; i++) {   /* by index, as above */
+        fr__entry *e = mg->entries[i];
+        if (e->state != FR_MS_LOADED) continue;
+        e->measuring++;   /* keeps obj (and id) until we are done */
+        void *obj = e->obj;
+        pthread_mutex_unlock(&mg->mu);
+        fn(ud, e->id, obj);
+        pthread_mutex_lock(&mg->mu);
+        if (--e->measuring == 0) pthread_cond_broadcast(&mg->cv);
+    }
+    pthread_mutex_unlock(&mg->mu);
+}
+
+static void cancel_one(void *ud, const char *id, void *obj) {
+    fr_manager *mg = ud;
+    (void)id;
+    mg->loader.cancel(mg->loader.ud, obj);
+}
+
+void fr_manager_cancel_all(fr_manager *mg) {
+    if (mg->loader.cancel) fr_manager_visit(mg, cancel_one, mg);
+}
+
 /* ---- reports ---- */
 
 static void fill_info(const fr__entry *e, fr_model_info *out) {

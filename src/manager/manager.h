@@ -170,6 +170,17 @@ int fr_manager_unload(fr_manager *mg, const char *id, bool force);
 int  fr_manager_unload_idle(fr_manager *mg, char ***ids, size_t *n_ids, uint64_t *freed);
 void fr_manager_free_ids(char **ids, size_t n);
 
+/* Call fn for every loaded model with its id and the loader's object,
+ * which stay valid during the call (the model cannot be unloaded then).
+ * fn runs without the manager's lock and must not call back into the
+ * manager in a way that waits for this model's unload.  For metrics and
+ * for cancelling every request at shutdown. */
+void fr_manager_visit(fr_manager *mg, void (*fn)(void *ud, const char *id, void *obj), void *ud);
+
+/* Ask every loaded model to end its requests (loader.cancel): the
+ * server's drain timeout.  Models stay loaded. */
+void fr_manager_cancel_all(fr_manager *mg);
+
 /* ---- reports ---- */
 
 enum fr_model_state { FR_MS_UNLOADED, FR_MS_LOADING, FR_MS_LOADED, FR_MS_UNLOADING, FR_MS_FAILED };

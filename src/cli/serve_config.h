@@ -1,0 +1,103 @@
+/*
+ * serve_config.h — the configuration of `frugal serve`, from four sources
+ * in order of precedence: command-line flags > FRUGAL_* environment
+ * variables > the INI file (--config F or FRUGAL_CONFIG) > defaults.
+ *
+ * Every setting is one row of the option table in serve_config.c, which
+ * gives its flag, variable, INI section and key, type and range; the
+ * three sources go through the same parsers (base/parse.h).  A bad value,
+ * an unknown flag, key or section stops start-up with one error (the
+ * thread's fr_errdetail) naming the place:
+ *
+ *   frugal.ini:7: [server] port: bad integer 'http' (want an integer from 0 to 65535)
+ *   --keep-alive: bad duration '5 minutes' (want a duration like ...)
+ *   FRUGAL_PORT: 70000 is out of range (want an integer from 0 to 65535)
+ *
+ * The INI file has [server], [memory] and one [model "name"] section per
+ * model (see serve_config.c for the keys).  Relative paths in it are
+ * taken from the file's folder.
+ *
+ * Nothing here is thread-safe; it runs once, at start-up.
+ */
+#ifndef FR_CLI_SERVE_CONFIG_H
+#define FR_CLI_SERVE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "manager/manager.h"
+
+typedef struct fr_serve_config {
+    char *models_dir;           /* --models: NULL = no directory */
+    char *host;                 /* --host */
+    int64_t port;               /* --port; 0 = any free port */
+    char **api_keys;            /* --api-key (repeatable) plus the key file's lines */
+    size_t n_api_keys;
+    char *api_key_file;         /* --api-key-file */
+    int64_t threads;            /* --threads; 0 = physical cores (fr_serve_config_finish) */
+    uint64_t budget_bytes;      /* --memory-budget in bytes, or */
+    double budget_pct;          /* as a percentage; both 0 = the manager's default (75%) */
+    int64_t max_loaded;         /* --max-loaded; 0 = no count limit */
+    int64_t keep_alive_ms;      /* --keep-alive; -1 never, 0 at once */
+    int64_t parallel;           /* --parallel: slots per model */
+    int64_t queue;              /* --queue: waiting requests per model */
+    int64_t ctx;                /* --ctx: context per slot */
+    uint64_t max_body;          /* --max-body in bytes */
+    double mem_warning, mem_critical, mem_emergency;   /* percent */
+    int64_t drain_timeout_ms;   /* --drain-timeout; -1 = wait forever */
+    int64_t conn_timeout_ms;    /* --conn-timeout */
+    int64_t log_level;          /* FR_LOG_*: --log-level (FRUGAL_LOG) */
+    char *config_path;          /* the INI file read, or NULL */
+
+    fr_model_cfg *models;       /* [model "name"] sections; strings owned */
+    size_t n_models;
+
+    /* which source set the key list (so that a higher source replaces it) */
+    int keys_source;
+    /* the INI file's [section] key pairs seen (duplicates are errors) */
+    uint64_t ini_seen;
+} fr_serve_config;
+
+/* Defaults.  FR_ENOMEM. */
+int  fr_serve_config_init(fr_serve_config *c);
+/* Free every string and array.  Safe on a zeroed or half-built config. */
+void fr_serve_config_deinit(fr_serve_config *c);
+
+/* Parse INI text (len bytes, need not be NUL-terminated) into c.  name is
+ * the file name used in errors; base_dir, if not NULL, is prepended to
+ * relative paths.  Applies every key (so call it before the environment
+ * and the flags).  FR_EINVAL with the detail naming name:line, section and
+ * key; FR_ENOMEM.  Touches no file: the fuzz target calls it on any
+ * bytes. */
+int fr_serve_config_ini(fr_serve_config *c, const char *text, size_t len, const char *name,
+                        const char *base_dir);
+
+/* Apply FRUGAL_* variables through getenv_fn (getenv, or a test's).
+ * Empty values count as unset.  FR_EINVAL naming the variable; FR_ENOMEM. */
+int fr_serve_config_env(fr_serve_config *c, const char *(*getenv_fn)(const char *name));
+
+/* Apply flags (argv[0] is the subcommand).  --config is skipped here (see
+ * fr_serve_config_path).  *help is set when -h/--help was given.
+ * FR_EINVAL naming the flag; FR_ENOMEM. */
+int fr_serve_config_args(fr_serve_config *c, int argc, char **argv, bool *help);
+
+/* The INI file to read: --config F (or --config=F), else FRUGAL_CONFIG,
+ * else NULL.  Points into argv or the environment. */
+const char *fr_serve_config_path(int argc, char **argv, const char *(*getenv_fn)(const char *name));
+
+/* Read and apply the INI file at path (relative paths inside it are taken
+ * from its folder).  FR_EINVAL/FR_EIO naming it; FR_ENOMEM. */
+int fr_serve_config_file(fr_serve_config *c, const char *path);
+
+/* After all sources: read the API key file (one key per line; blank lines
+ * and lines starting with '#' are skipped; a file with no key is an
+ * error), fill threads, check that warning < critical < emergency.
+ * FR_EINVAL/FR_EIO with a detail; FR_ENOMEM. */
+int fr_serve_config_finish(fr_serve_config *c);
+
+/* Every flag with its variable, INI key and default, for --help. */
+void fr_serve_config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,849 @@
+/*
+ * gen.c — POST /v1/chat/completions and POST /v1/completions (API.md,
+ * OpenAI's shapes).
+ *
+ * A request goes: parse and validate the body into a gen_req (400 naming
+ * the field) → acquire the model from the manager (404 unknown, 503 when
+ * it cannot be loaded now) → build the prompt (chat: the model's template,
+ * then tokenize with special tokens parsed; text: tokenize as `frugal run`
+ * does) → 413 if it leaves no room in the context → submit to the model's
+ * scheduler (503 with Retry-After when its slots and queue are full) →
+ * either wait for the whole answer in this connection's thread, or answer
+ * with an event stream whose pull function hands over each piece of text
+ * as it comes.  A client that goes away cancels its request at the next
+ * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
+ * released with the request's keep_alive when the request is over.
+ *
+ * Everything a request allocates for its own bookkeeping comes from the
+ * request's arena, except the generation's output, which the scheduler
+ * hands over as fr_malloc'd pieces and which is freed piece by piece.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/parse.h"
+#include "base/sysinfo.h"
+#include "engine/chat.h"
+#include "engine/vocab.h"
+#include "manager/loader_llm.h"
+#include "server/server_int.h"
+
+#define MAX_MESSAGES 1024
+#define MAX_STOP 16
+#define MAX_BIAS 1024
+#define WAIT_SLICE_MS 50
+
+enum { KIND_CHAT, KIND_TEXT };
+
+/* A validated request. */
+typedef struct gen_req {
+    int kind;
+    const char *model;
+    fr_chat_msg *msgs;          /* chat */
+    size_t n_msgs;
+    const char *prompt;         /* text: a string prompt, or NULL */
+    int32_t *prompt_ids;        /* text: a prompt of token ids */
+    int32_t n_prompt_ids;
+    bool stream, include_usage;
+    int32_t max_tokens;         /* 0: until the context ends */
+    fr_sampler_params sp;
+    const char *stop[MAX_STOP];
+    int32_t n_stop;
+    int32_t bias_ids[MAX_BIAS];
+    float bias[MAX_BIAS];
+    int32_t n_bias;
+    bool logprobs;
+    int32_t top_logprobs;
+    bool ignore_eos;
+    int64_t keep_alive_ms;      /* -2: the model's */
+    double timeout_s;           /* 0: none */
+} gen_req;
+
+/* A request in progress (arena memory), shared with the stream. */
+typedef struct gen_run {
+    fr_req *rq;
+    gen_req *q;
+    fr_handle *h;
+    fr_llm *llm;
+    fr_gen *g;
+    char id[40];
+    long created;
+    bool sent_role;             /* chat stream: the first chunk went */
+    bool done;
+    int32_t n_prompt, n_gen;
+    size_t text_offset;         /* text completions' logprobs.text_offset */
+    double queue_ms, ttft_ms, total_ms;
+    int finish;                 /* the last reported */
+} gen_run;
+
+/* ---- parsing ---- */
+
+static int bad(fr_req *rq, const char *param, const char *fmt, const char *what) {
+    return fr__reply_error(rq, 400, "invalid_value", param, fmt, param, what);
+}
+
+static int get_number(fr_req *rq, json_t *body, const char *key, double lo, double hi, double *out,
+                      bool *present) {
+    json_t *v = json_object_get(body, key);
+    if (present) *present = v && !json_is_null(v);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return bad(rq, key, "%s must be a number (got %s)", "another type");
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi))
+        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be between %g and %g (got %g)",
+                               key, lo, hi, d);
+    *out = d;
+    return 0;
+}
+
+static int get_int(fr_req *rq, json_t *body, const char *key, long long lo, long long hi,
+                   long long *out, bool *present) {
+    json_t *v = json_object_get(body, key);
+    if (present) *present = v && !json_is_null(v);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v)) return bad(rq, key, "%s must be an integer (got %s)", "another type");
+    long long n = json_integer_value(v);
+    if (n < lo || n > hi)
+        return fr__reply_error(rq, 400, "invalid_value", key,
+                               "%s must be between %lld and %lld (got %lld)", key, lo, hi, n);
+    *out = n;
+    return 0;
+}
+
+static int get_bool(fr_req *rq, json_t *body, const char *key, bool *out) {
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) return bad(rq, key, "%s must be true or false (got %s)", "another type");
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* A message's content: a string, or an array of {"type":"text","text"}
+ * parts (joined). */
+static int parse_content(fr_req *rq, json_t *c, size_t i, const char **out) {
+    char param[48];
+    snprintf(param, sizeof param, "messages[%zu].content", i);
+    if (json_is_string(c)) {
+        *out = json_string_value(c);
+        return 0;
+    }
+    if (!json_is_array(c))
+        return fr__reply_error(rq, 400, "invalid_value", param,
+                               "%s must be a string or an array of text parts", param);
+    size_t total = 0, n = json_array_size(c);
+    for (size_t k = 0; k < n; k++) {
+        json_t *part = json_array_get(c, k);
+        const char *type = json_string_value(json_object_get(part, "type"));
+        json_t *text = json_object_get(part, "text");
+        if (!json_is_object(part) || !type || strcmp(type, "text") != 0 || !json_is_string(text))
+            return fr__reply_error(rq, 400, "invalid_value", param,
+                                   "%s[%zu] must be {\"type\": \"text\", \"text\": string} (only "
+                                   "text parts are supported)", param, k);
+        total += json_string_length(text);
+    }
+    char *s = fr__req_alloc(rq, total + 1), *p = s;
+    if (!s) return FR_ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        json_t *text = json_object_get(json_array_get(c, k), "text");
+        memcpy(p, json_string_value(text), json_string_length(text));
+        p += json_string_length(text);
+    }
+    *p = 0;
+    *out = s;
+    return 0;
+}
+
+static int parse_messages(fr_req *rq, json_t *body, gen_req *q) {
+    json_t *msgs = json_object_get(body, "messages");
+    if (!msgs) return fr__reply_error(rq, 400, "missing_field", "messages", "messages is required");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return fr__reply_error(rq, 400, "invalid_value", "messages",
+                               "messages must be a non-empty array");
+    size_t n = json_array_size(msgs);
+    if (n > MAX_MESSAGES)
+        return fr__reply_error(rq, 400, "invalid_value", "messages",
+                               "messages has %zu entries, at most %d", n, MAX_MESSAGES);
+    q->msgs = fr__req_alloc(rq, n * sizeof *q->msgs);
+    if (!q->msgs) return FR_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        char param[48];
+        snprintf(param, sizeof param, "messages[%zu].role", i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!json_is_object(m) || !role)
+            return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a string", param);
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+            strcmp(role, "developer"))
+            return fr__reply_error(rq, 400, "invalid_value", param,
+                                   "%s must be system, user or assistant (got '%.32s')", param, role);
+        q->msgs[i].role = strcmp(role, "developer") == 0 ? "system" : role;
+        json_t *c = json_object_get(m, "content");
+        if (!c) {
+            snprintf(param, sizeof param, "messages[%zu].content", i);
+            return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+        }
+        int rc = parse_content(rq, c, i, &q->msgs[i].content);
+        if (rc) return rc;
+    }
+    q->n_msgs = n;
+    return 0;
+}
+
+/* prompt: a string, a one-string array, or an array of token ids. */
+static int parse_prompt(fr_req *rq, json_t *body, gen_req *q) {
+    json_t *p = json_object_get(body, "prompt");
+    if (!p) return fr__reply_error(rq, 400, "missing_field", "prompt", "prompt is required");
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        q->prompt = json_string_value(p);
+        return 0;
+    }
+    size_t n = json_array_size(p);
+    if (!json_is_array(p) || n == 0)
+        return fr__reply_error(rq, 400, "invalid_value", "prompt",
+                               "prompt must be a string or a non-empty array of token ids");
+    if (n > INT32_MAX / 2) return fr__reply_error(rq, 413, "context_length_exceeded", "prompt",
+                                                  "prompt has %zu tokens", n);
+    q->prompt_ids = fr__req_alloc(rq, n * sizeof *q->prompt_ids);
+    if (!q->prompt_ids) return FR_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(p, i);
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
+            return fr__reply_error(rq, 400, "invalid_value", "prompt",
+                                   "prompt[%zu] must be a token id (a non-negative integer); one "
+                                   "prompt per request", i);
+        q->prompt_ids[i] = (int32_t)json_integer_value(t);
+    }
+    q->n_prompt_ids = (int32_t)n;
+    return 0;
+}
+
+static int parse_stop(fr_req *rq, json_t *body, gen_req *q) {
+    json_t *s = json_object_get(body, "stop");
+    if (!s || json_is_null(s)) return 0;
+    if (json_is_string(s)) {
+        if (json_string_length(s) == 0) return 0;
+        q->stop[q->n_stop++] = json_string_value(s);
+        return 0;
+    }
+    if (!json_is_array(s) || json_array_size(s) > MAX_STOP)
+        return fr__reply_error(rq, 400, "invalid_value", "stop",
+                               "stop must be a string or an array of at most %d strings", MAX_STOP);
+    for (size_t i = 0; i < json_array_size(s); i++) {
+        json_t *e = json_array_get(s, i);
+        if (!json_is_string(e))
+            return fr__reply_error(rq, 400, "invalid_value", "stop", "stop[%zu] must be a string", i);
+        if (json_string_length(e) > 256)
+            return fr__reply_error(rq, 400, "invalid_value", "stop",
+                                   "stop[%zu] is %zu bytes, at most 256", i, json_string_length(e));
+        if (json_string_length(e)) q->stop[q->n_stop++] = json_string_value(e);
+    }
+    return 0;
+}
+
+static int parse_bias(fr_req *rq, json_t *body, gen_req *q) {
+    json_t *b = json_object_get(body, "logit_bias");
+    if (!b || json_is_null(b)) return 0;
+    if (!json_is_object(b) || json_object_size(b) > MAX_BIAS)
+        return fr__reply_error(rq, 400, "invalid_value", "logit_bias",
+                               "logit_bias must be an object of at most %d token ids", MAX_BIAS);
+    const char *key;
+    json_t *v;
+    json_object_foreach(b, key, v) {
+        char *end;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || id < 0 || id > INT32_MAX)
+            return fr__reply_error(rq, 400, "invalid_value", "logit_bias",
+                                   "logit_bias key '%.32s' is not a token id", key);
+        if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
+            return fr__reply_error(rq, 400, "invalid_value", "logit_bias",
+                                   "logit_bias[%s] must be a number from -100 to 100", key);
+        double d = json_number_value(v);
+        q->bias_ids[q->n_bias] = (int32_t)id;
+        q->bias[q->n_bias++] = d <= -100 ? -INFINITY : (float)d;
+    }
+    return 0;
+}
+
+/* keep_alive: a duration string ("5m", "0", "-1") or a number of seconds. */
+static int parse_keep_alive(fr_req *rq, json_t *body, int64_t *out) {
+    json_t *k = json_object_get(body, "keep_alive");
+    *out = -2;
+    if (!k || json_is_null(k)) return 0;
+    if (json_is_number(k)) {
+        double s = json_number_value(k);
+        *out = s < 0 ? -1 : (int64_t)(s * 1000);
+        return 0;
+    }
+    if (!json_is_string(k) || fr_parse_duration_ms("keep_alive", json_string_value(k), out))
+        return fr__reply_error(rq, 400, "invalid_value", "keep_alive",
+                               "keep_alive must be a duration like \"5m\", \"0\" or \"-1\", or seconds");
+    return 0;
+}
+
+#define TRY(x) do { int rc_ = (x); if (rc_ || rq->status) return rc_ ? rc_ : 1; } while (0)
+
+/* Fill q from the body; a non-zero return means a reply went (or an
+ * error code for the dispatcher). */
+static int parse(fr_req *rq, int kind, gen_req *q) {
+    json_t *body = fr__req_json(rq);
+    if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+    memset(q, 0, sizeof *q);
+    q->kind = kind;
+    json_t *m = json_object_get(body, "model");
+    if (!m) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
+    if (!json_is_string(m) || json_string_length(m) == 0)
+        return fr__reply_error(rq, 400, "invalid_value", "model", "model must be a non-empty string");
+    q->model = json_string_value(m);
+    TRY(kind == KIND_CHAT ? parse_messages(rq, body, q) : parse_prompt(rq, body, q));
+
+    long long n = 1, mt = 0;
+    bool have;
+    TRY(get_int(rq, body, "n", 1, 1, &n, NULL));
+    TRY(get_int(rq, body, "max_tokens", 1, 1 << 20, &mt, &have));
+    if (!have) TRY(get_int(rq, body, "max_completion_tokens", 1, 1 << 20, &mt, NULL));
+    q->max_tokens = (int32_t)mt;
+    TRY(get_bool(rq, body, "stream", &q->stream));
+    json_t *so = json_object_get(body, "stream_options");
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so))
+            return fr__reply_error(rq, 400, "invalid_value", "stream_options",
+                                   "stream_options must be an object");
+        TRY(get_bool(rq, so, "include_usage", &q->include_usage));
+    }
+
+    fr_sampler_params_default(&q->sp);
+    double d;
+    long long ll;
+    d = q->sp.temp;
+    TRY(get_number(rq, body, "temperature", 0, 2, &d, NULL));
+    q->sp.temp = (float)d;
+    d = q->sp.top_p;
+    TRY(get_number(rq, body, "top_p", 0, 1, &d, NULL));
+    q->sp.top_p = (float)d;
+    d = q->sp.min_p;
+    TRY(get_number(rq, body, "min_p", 0, 1, &d, NULL));
+    q->sp.min_p = (float)d;
+    ll = q->sp.top_k;
+    TRY(get_int(rq, body, "top_k", -1, 1 << 20, &ll, NULL));
+    q->sp.top_k = (int32_t)ll;
+    d = q->sp.repeat_penalty;
+    TRY(get_number(rq, body, "repeat_penalty", 0.01, 10, &d, NULL));
+    q->sp.repeat_penalty = (float)d;
+    ll = q->sp.repeat_last_n;
+    TRY(get_int(rq, body, "repeat_last_n", -1, 1 << 16, &ll, NULL));
+    q->sp.repeat_last_n = (int32_t)ll;
+    d = 0;
+    TRY(get_number(rq, body, "presence_penalty", -2, 2, &d, NULL));
+    q->sp.presence_penalty = (float)d;
+    d = 0;
+    TRY(get_number(rq, body, "frequency_penalty", -2, 2, &d, NULL));
+    q->sp.freq_penalty = (float)d;
+    ll = -1;
+    TRY(get_int(rq, body, "seed", INT64_MIN, INT64_MAX, &ll, &have));
+    if (have) q->sp.seed = (uint64_t)ll;
+    TRY(parse_stop(rq, body, q));
+    TRY(parse_bias(rq, body, q));
+    if (kind == KIND_CHAT) {   /* logprobs: true, top_logprobs: how many alternatives */
+        TRY(get_bool(rq, body, "logprobs", &q->logprobs));
+        ll = 0;
+        TRY(get_int(rq, body, "top_logprobs", 0, 20, &ll, NULL));
+        q->top_logprobs = (int32_t)ll;
+        if (q->top_logprobs > 0 && !q->logprobs)
+            return fr__reply_error(rq, 400, "invalid_value", "top_logprobs",
+                                   "top_logprobs needs logprobs: true");
+    } else {                   /* legacy completions: logprobs is the number of alternatives */
+        TRY(get_int(rq, body, "logprobs", 0, 20, &ll, &have));
+        q->logprobs = have;
+        q->top_logprobs = have ? (int32_t)ll : 0;
+    }
+    TRY(get_bool(rq, body, "ignore_eos", &q->ignore_eos));
+    TRY(parse_keep_alive(rq, body, &q->keep_alive_ms));
+    d = 0;
+    TRY(get_number(rq, body, "timeout", 0, 86400, &d, NULL));
+    q->timeout_s = d;
+    return 0;
+}
+
+/* ---- prompt ---- */
+
+/* Tokenize the request's prompt for llm: *ids from the request's arena. */
+static int build_prompt(fr_req *rq, const gen_req *q, const fr_llm *llm, int32_t **ids, int32_t *n) {
+    const fr_vocab *v = fr_model_vocab(llm->model);
+    if (q->prompt_ids) {
+        int32_t nv = fr_vocab_n_tokens(v);
+        for (int32_t i = 0; i < q->n_prompt_ids; i++)
+            if (q->prompt_ids[i] >= nv)
+                return fr__reply_error(rq, 400, "invalid_value", "prompt",
+                                       "prompt[%d] = %d is not a token of this model (%d tokens)",
+                                       (int)i, (int)q->prompt_ids[i], (int)nv);
+        *ids = q->prompt_ids;
+        *n = q->n_prompt_ids;
+        return 0;
+    }
+    char *formatted = NULL;
+    const char *text = q->prompt;
+    bool special = false;
+    int rc;
+    if (q->kind == KIND_CHAT) {
+        if ((rc = fr_chat_apply(llm->chat_kind, q->msgs, q->n_msgs, true, &formatted))) return rc;
+        text = formatted;
+        special = true;
+    }
+    int32_t *tok = NULL;
+    size_t nt = 0;
+    rc = fr_tokenize(v, text, strlen(text), true, special, &tok, &nt);
+    fr_free(formatted);
+    if (rc) return rc;
+    if (nt == 0) {
+        fr_free(tok);
+        return fr__reply_error(rq, 400, "invalid_value", q->kind == KIND_CHAT ? "messages" : "prompt",
+                               "the prompt has no tokens");
+    }
+    *ids = fr__req_alloc(rq, nt * sizeof **ids);
+    if (!*ids) {
+        fr_free(tok);
+        return FR_ENOMEM;
+    }
+    memcpy(*ids, tok, nt * sizeof *tok);
+    fr_free(tok);
+    *n = (int32_t)nt;
+    return 0;
+}
+
+/* ---- replies ---- */
+
+static const char *finish_reason(int finish) {
+    return finish == FR_FINISH_LENGTH ? "length" : finish == FR_FINISH_CANCELLED ? "cancelled" : "stop";
+}
+
+static json_t *usage_json(const gen_run *r) {
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", (json_int_t)r->n_prompt, "completion_tokens",
+                     (json_int_t)r->n_gen, "total_tokens", (json_int_t)(r->n_prompt + r->n_gen));
+}
+
+static json_t *bytes_json(const char *p, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_integer((unsigned char)p[i]));
+    return a;
+}
+
+/* Length of the valid UTF-8 character at p (n bytes left), or 0 with
+ * *bad = the bytes of the longest prefix that could still have begun one
+ * (at least 1): the "maximal subpart" that WHATWG's decoder (and Python's
+ * errors="replace") turns into one U+FFFD. */
+static size_t utf8_char(const unsigned char *p, size_t n, size_t *bad) {
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;   /* the second byte's range */
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *bad = 1;
+        return 0;
+    }
+    size_t k = 1;
+    for (; k < need && k < n; k++) {
+        unsigned char b = p[k];
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
+    }
+    if (k == need) return need;
+    *bad = k;
+    return 0;
+}
+
+/* A JSON string of n bytes of generated text: valid UTF-8 passes as it
+ * is; each maximal invalid subpart (a byte token of a random model, a
+ * character cut by a stop string) becomes U+FFFD, as a browser's
+ * TextDecoder would decode the same bytes — JSON holds only Unicode. */
+static json_t *json_text(const char *p, size_t n) {
+    const unsigned char *u = (const unsigned char *)p;
+    size_t i = 0, bad = 0, k;
+    while (i < n && (k = utf8_char(u + i, n - i, &bad)) > 0) i += k;
+    if (i == n) return json_stringn_nocheck(p, n);
+    char *out = fr_malloc(3 * n + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (i = 0; i < n;) {
+        if ((k = utf8_char(u + i, n - i, &bad)) > 0) {
+            memcpy(out + o, p + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += bad;
+        }
+    }
+    json_t *j = json_stringn_nocheck(out, o);
+    fr_free(out);
+    return j;
+}
+
+/* A token's text for logprobs (its bytes as the model would print them). */
+static json_t *token_str(const fr_vocab *v, int32_t id, char *buf, size_t cap, size_t *len) {
+    size_t n = fr_token_to_piece(v, id, true, buf, cap);
+    if (n > cap) n = cap;
+    *len = n;
+    return json_text(buf, n);
+}
+
+/* Chat logprobs entries for probs, appended to arr. */
+static void chat_logprobs(const gen_run *r, const fr_gen_prob *probs, int32_t n, json_t *arr) {
+    const fr_vocab *v = fr_model_vocab(r->llm->model);
+    char buf[256];
+    for (int32_t i = 0; i < n; i++) {
+        size_t len;
+        json_t *top = json_array();
+        for (int32_t k = 0; k < probs[i].n_top && k < r->q->top_logprobs; k++) {
+            size_t l2;
+            json_t *t = token_str(v, probs[i].top_id[k], buf, sizeof buf, &l2);
+            json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", t, "logprob",
+                                                 (double)probs[i].top_logprob[k], "bytes",
+                                                 bytes_json(buf, l2)));
+        }
+        json_t *tok = token_str(v, probs[i].id, buf, sizeof buf, &len);
+        json_array_append_new(arr, json_pack("{s:o, s:f, s:o, s:o}", "token", tok, "logprob",
+                                             (double)probs[i].logprob, "bytes", bytes_json(buf, len),
+                                             "top_logprobs", top));
+    }
+}
+
+/* Legacy completions logprobs: parallel arrays, appended to obj's. */
+static void text_logprobs(gen_run *r, const fr_gen_prob *probs, int32_t n, json_t *obj) {
+    const fr_vocab *v = fr_model_vocab(r->llm->model);
+    char buf[256];
+    json_t *tokens = json_object_get(obj, "tokens"), *lps = json_object_get(obj, "token_logprobs");
+    json_t *tops = json_object_get(obj, "top_logprobs"), *offs = json_object_get(obj, "text_offset");
+    for (int32_t i = 0; i < n; i++) {
+        size_t len;
+        json_array_append_new(tokens, token_str(v, probs[i].id, buf, sizeof buf, &len));
+        json_array_append_new(lps, json_real(probs[i].logprob));
+        json_array_append_new(offs, json_integer((json_int_t)r->text_offset));
+        r->text_offset += len;
+        json_t *top = json_object();
+        for (int32_t k = 0; k < probs[i].n_top && k < r->q->top_logprobs; k++) {
+            size_t l2;
+            json_t *key = token_str(v, probs[i].top_id[k], buf, sizeof buf, &l2);
+            if (key) json_object_set_new(top, json_string_value(key), json_real(probs[i].top_logprob[k]));
+            json_decref(key);
+        }
+        json_array_append_new(tops, top);
+    }
+}
+
+static json_t *new_text_logprobs(void) {
+    return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs",
+                     "text_offset");
+}
+
+/* One choice object: chat (message or delta) or text. */
+static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_prob *probs, int32_t n_probs,
+                      int finish, bool delta) {
+    json_t *c = json_pack("{s:i}", "index", 0);
+    json_t *lp = json_null();
+    if (r->q->logprobs && (n_probs || !delta)) {
+        if (r->q->kind == KIND_CHAT) {
+            json_t *content = json_array();
+            chat_logprobs(r, probs, n_probs, content);
+            lp = json_pack("{s:o}", "content", content);
+        } else {
+            lp = new_text_logprobs();
+            text_logprobs(r, probs, n_probs, lp);
+        }
+    }
+    if (r->q->kind == KIND_CHAT) {
+        json_t *m = json_object();
+        if (!delta || !r->sent_role) json_object_set_new(m, "role", json_string("assistant"));
+        if (!delta || len || !r->sent_role)
+            json_object_set_new(m, "content", json_text(text ? text : "", len));
+        json_object_set_new(c, delta ? "delta" : "message", m);
+        r->sent_role = true;
+    } else {
+        json_object_set_new(c, "text", json_text(text ? text : "", len));
+    }
+    json_object_set_new(c, "logprobs", lp);
+    json_object_set_new(c, "finish_reason",
+                        finish != FR_FINISH_NONE ? json_string(finish_reason(finish)) : json_null());
+    return c;
+}
+
+static json_t *envelope(const gen_run *r, bool chunk, json_t *choices) {
+    const char *object = r->q->kind == KIND_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                                                 : "text_completion";
+    return json_pack("{s:s, s:s, s:I, s:s, s:n, s:o}", "id", r->id, "object", object, "created",
+                     (json_int_t)r->created, "model", r->q->model, "system_fingerprint", "choices",
+                     choices);
+}
+
+/* ---- metrics ---- */
+
+static const double ttft_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double tok_bounds[] = {0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1};
+static const double queue_bounds[] = {0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60};
+
+/* Record a finished generation in the server's registry. */
+static void observe(gen_run *r, int finish) {
+    fr_metrics *mx = r->rq->srv->metrics;
+    fr_metric *tokens = NULL, *ttft = NULL, *per_tok = NULL, *queue = NULL, *fin = NULL;
+    fr_metric_counter(mx, "frugal_tokens_total", "Tokens by model and kind (prompt, generated)",
+                      "model,kind", &tokens);
+    fr_metric_histogram(mx, "frugal_time_to_first_token_seconds",
+                        "From the request's arrival at the scheduler to its first generated token",
+                        "model", ttft_bounds, (int)(sizeof ttft_bounds / sizeof *ttft_bounds), &ttft);
+    fr_metric_histogram(mx, "frugal_time_per_token_seconds",
+                        "Mean time between generated tokens, per request", "model", tok_bounds,
+                        (int)(sizeof tok_bounds / sizeof *tok_bounds), &per_tok);
+    fr_metric_histogram(mx, "frugal_queue_wait_seconds", "Time requests waited for a slot", "model",
+                        queue_bounds, (int)(sizeof queue_bounds / sizeof *queue_bounds), &queue);
+    fr_metric_counter(mx, "frugal_generations_total", "Generations by model and finish reason",
+                      "model,finish", &fin);
+    const char *m = r->q->model;
+    fr_metric_add(tokens, r->n_prompt, m, "prompt");
+    fr_metric_add(tokens, r->n_gen, m, "generated");
+    fr_metric_add(fin, 1, m, finish_reason(finish));
+    fr_metric_observe(queue, r->queue_ms / 1e3, m);
+    if (r->n_gen > 0 && r->ttft_ms > 0) fr_metric_observe(ttft, r->ttft_ms / 1e3, m);
+    if (r->n_gen > 1 && r->total_ms > r->ttft_ms)
+        fr_metric_observe(per_tok, (r->total_ms - r->ttft_ms) / 1e3 / (r->n_gen - 1), m);
+}
+
+static void count_shed(fr_req *rq, const char *reason) {
+    fr_metric *shed = NULL;
+    fr_metric_counter(rq->srv->metrics, "frugal_sheds_total",
+                      "Requests refused with 503, by reason", "reason", &shed);
+    fr_metric_add(shed, 1, reason);
+}
+
+/* ---- the request's life ---- */
+
+static void on_gone(void *ud) {
+    gen_run *r = ud;
+    if (r->g) fr_gen_cancel(r->g);
+}
+
+static void record(gen_run *r, const fr_gen_out *o) {
+    r->n_gen = o->n_gen;
+    r->queue_ms = o->queue_ms;
+    r->ttft_ms = o->ttft_ms;
+    r->total_ms = o->total_ms;
+    r->finish = o->finish;
+    fr__req_set_tokens(r->rq, r->n_prompt, r->n_gen);
+    fr__req_set_queue_ms(r->rq, r->queue_ms);
+}
+
+static void finish_run(gen_run *r) {
+    if (r->g) {
+        if (r->finish != FR_FINISH_NONE) observe(r, r->finish);
+        fr_gen_release(r->g);
+        r->g = NULL;
+    }
+    if (r->h) {
+        fr_manager_release(r->h);
+        r->h = NULL;
+    }
+}
+
+/* Streaming: hand over what the generation has, as chunks. */
+static int pull(fr_sse *st, void *ud) {
+    gen_run *r = ud;
+    for (;;) {
+        fr_gen_out o;
+        int rc = fr_gen_wait(r->g, WAIT_SLICE_MS, &o);
+        if (rc) return rc;
+        record(r, &o);
+        int finish = o.finish;
+        if (finish == FR_FINISH_ERROR) {
+            int err = o.error;
+            fr_gen_out_free(&o);
+            return fr_errf(err ? err : FR_EINTERNAL, "generation failed: %s",
+                           fr_strerror(err ? err : FR_EINTERNAL));
+        }
+        if (o.len || o.n_probs || finish != FR_FINISH_NONE) {
+            json_t *choices = json_array();
+            if (o.len || o.n_probs || (r->q->kind == KIND_CHAT && !r->sent_role))
+                json_array_append_new(choices, choice(r, o.text, o.len, o.probs, o.n_probs,
+                                                      FR_FINISH_NONE, true));
+            if (finish != FR_FINISH_NONE)
+                json_array_append_new(choices, choice(r, NULL, 0, NULL, 0, finish, true));
+            fr_gen_out_free(&o);
+            /* one choice per event: the text first, then the finish */
+            for (size_t i = 0; i < json_array_size(choices); i++) {
+                json_t *ev = envelope(r, true, json_pack("[O]", json_array_get(choices, i)));
+                if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
+                if ((rc = fr__sse_json(st, ev))) {
+                    json_decref(choices);
+                    return rc;
+                }
+            }
+            json_decref(choices);
+            if (finish != FR_FINISH_NONE) {
+                if (r->q->include_usage) {
+                    json_t *ev = envelope(r, true, json_array());
+                    json_object_set_new(ev, "usage", usage_json(r));
+                    if ((rc = fr__sse_json(st, ev))) return rc;
+                }
+                r->done = true;
+                return FR_SSE_END;
+            }
+            return FR_SSE_MORE;
+        }
+        fr_gen_out_free(&o);
+        if (fr__sse_gone(st, 0)) {
+            fr_gen_cancel(r->g);
+            return FR_SSE_END;
+        }
+    }
+}
+
+static void fin(void *ud, bool completed) {
+    (void)completed;
+    finish_run(ud);
+}
+
+/* Wait for the whole answer in this thread. */
+static int collect(gen_run *r) {
+    fr_req *rq = r->rq;
+    char *text = NULL;
+    size_t len = 0;
+    fr_gen_prob *probs = NULL;
+    int32_t n_probs = 0;
+    int finish = FR_FINISH_NONE, rc = 0;
+    while (finish == FR_FINISH_NONE) {
+        fr_gen_out o;
+        if ((rc = fr_gen_wait(r->g, WAIT_SLICE_MS, &o))) break;
+        record(r, &o);
+        finish = o.finish;
+        if (finish == FR_FINISH_ERROR) rc = o.error ? o.error : FR_EINTERNAL;
+        if (o.len) {
+            char *t = fr_realloc(text, len + o.len + 1);
+            if (!t) rc = FR_ENOMEM;
+            else {
+                memcpy(t + len, o.text, o.len);
+                len += o.len;
+                t[len] = 0;
+                text = t;
+            }
+        }
+        if (o.n_probs) {
+            fr_gen_prob *p = fr_realloc(probs, (size_t)(n_probs + o.n_probs) * sizeof *p);
+            if (!p) rc = FR_ENOMEM;
+            else {
+                memcpy(p + n_probs, o.probs, (size_t)o.n_probs * sizeof *p);
+                n_probs += o.n_probs;
+                probs = p;
+            }
+        }
+        fr_gen_out_free(&o);
+        if (rc) break;
+        if (finish == FR_FINISH_NONE && fr__req_gone(rq, 0)) fr_gen_cancel(r->g);
+    }
+    if (rc == 0) {
+        json_t *body = envelope(r, false, json_pack("[o]", choice(r, text, len, probs, n_probs,
+                                                                  finish, false)));
+        json_object_del(body, "system_fingerprint");
+        json_object_set_new(body, "usage", usage_json(r));
+        rc = fr__reply_json(rq, 200, body);
+    }
+    fr_free(text);
+    fr_free(probs);
+    return rc;
+}
+
+static int handle(fr_req *rq, int kind) {
+    gen_req *q = fr__req_alloc(rq, sizeof *q);
+    gen_run *r = fr__req_alloc(rq, sizeof *r);
+    if (!q || !r) return FR_ENOMEM;
+    int rc = parse(rq, kind, q);
+    if (rc || rq->status) return rc > 0 ? 0 : rc;
+    fr__req_set_model(rq, q->model);
+    memset(r, 0, sizeof *r);
+    r->rq = rq;
+    r->q = q;
+    r->created = (long)time(NULL);
+    snprintf(r->id, sizeof r->id, "%s-%s", kind == KIND_CHAT ? "chatcmpl" : "cmpl", rq->id);
+
+    fr_manager *mg = fr__req_manager(rq);
+    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
+                                    "model '%.128s' not found: no models are offered", q->model);
+    if ((rc = fr_manager_acquire(mg, q->model, q->keep_alive_ms, &r->h))) {
+        if (rc == FR_ENOENT)
+            return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found",
+                                   q->model);
+        if (rc == FR_EBUDGET) count_shed(rq, "memory");
+        return fr__reply_err(rq, rc, "model");
+    }
+    unsigned want = kind == KIND_CHAT ? FR_CAP_CHAT : FR_CAP_COMPLETION;
+    if (!(fr_handle_caps(r->h) & want)) {
+        finish_run(r);
+        return fr__reply_error(rq, 400, "invalid_value", "model",
+                               "model '%.128s' does not do %s", q->model,
+                               kind == KIND_CHAT ? "chat completions" : "text completions");
+    }
+    r->llm = fr_handle_obj(r->h);
+
+    int32_t *ids = NULL, n_ids = 0;
+    if ((rc = build_prompt(rq, q, r->llm, &ids, &n_ids)) || rq->status) {
+        finish_run(r);
+        return rc > 0 ? 0 : rc;
+    }
+    r->n_prompt = n_ids;
+    int32_t n_ctx = fr_sched_n_ctx(r->llm->sched);
+    if (n_ids >= n_ctx) {
+        finish_run(r);
+        return fr__reply_error(rq, 413, "context_length_exceeded", q->kind == KIND_CHAT ? "messages" : "prompt",
+                               "the prompt is %d tokens; the context of model '%.128s' holds %d "
+                               "(at least one must remain for the answer)", (int)n_ids, q->model,
+                               (int)n_ctx);
+    }
+    fr_gen_params gp = {
+        .prompt = ids, .n_prompt = n_ids,
+        .max_tokens = q->max_tokens > 0 ? q->max_tokens : n_ctx - n_ids,
+        .sampling = q->sp, .bias_ids = q->bias_ids, .bias = q->bias, .n_bias = q->n_bias,
+        .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
+        .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
+        .deadline = q->timeout_s > 0 ? fr_now_s() + q->timeout_s : 0,
+    };
+    int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->llm->model));
+    for (int32_t i = 0; i < q->n_bias; i++)
+        if (q->bias_ids[i] >= nv) {
+            finish_run(r);
+            return fr__reply_error(rq, 400, "invalid_value", "logit_bias",
+                                   "logit_bias: %d is not a token of this model (%d tokens)",
+                                   (int)q->bias_ids[i], (int)nv);
+        }
+    double retry = 0;
+    if ((rc = fr_sched_submit(r->llm->sched, &gp, &r->g, &retry))) {
+        finish_run(r);
+        if (rc == FR_EBUSY) {
+            fr__req_set_retry_after(rq, retry);
+            count_shed(rq, "queue_full");
+        }
+        return fr__reply_err(rq, rc, NULL);
+    }
+    fr__req_on_gone(rq, on_gone, r);
+    if (q->stream) {
+        if ((rc = fr__reply_sse(rq, pull, fin, r))) finish_run(r);
+        return rc;
+    }
+    rc = collect(r);
+    finish_run(r);
+    return rc;
+}
+
+int fr__h_chat_completions(fr_req *rq) { return handle(rq, KIND_CHAT); }
+int fr__h_completions(fr_req *rq) { return handle(rq, KIND_TEXT); }

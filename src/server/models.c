@@ -1,0 +1,234 @@
+/*
+ * models.c — the models and memory routes (API.md "Models and memory"),
+ * and the collector that puts the manager's and schedulers' state into
+ * /metrics.
+ *
+ *   GET  /v1/models[?reload=1]      OpenAI's list, each entry with frugal's fields
+ *   GET  /v1/models/{id}
+ *   POST /v1/models/{id}/load       {"keep_alive"?, "pin"?}
+ *   POST /v1/models/{id}/unload     {"force"?}
+ *   POST /v1/models/plan            {"model"}
+ *   GET  /v1/memory, /memory
+ *   POST /v1/memory/unload, /memory/unload
+ *
+ * Everything here reads reports the manager makes under its lock
+ * (fr_model_info, fr_memory_report); nothing holds a model.
+ */
+#include <string.h>
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "base/parse.h"
+#include "manager/loader_llm.h"
+#include "server/server_int.h"
+
+static json_t *caps_json(unsigned caps) {
+    json_t *a = json_array();
+    if (caps & FR_CAP_COMPLETION) json_array_append_new(a, json_string("completion"));
+    if (caps & FR_CAP_CHAT) json_array_append_new(a, json_string("chat"));
+    if (caps & FR_CAP_EMBEDDING) json_array_append_new(a, json_string("embedding"));
+    if (caps & FR_CAP_RERANK) json_array_append_new(a, json_string("rerank"));
+    return a;
+}
+
+static json_t *keep_alive_json(int64_t ms) {
+    if (ms < 0) return json_integer(-1);
+    char buf[32];
+    if (ms % 60000 == 0) snprintf(buf, sizeof buf, "%lldm", (long long)(ms / 60000));
+    else if (ms % 1000 == 0) snprintf(buf, sizeof buf, "%llds", (long long)(ms / 1000));
+    else snprintf(buf, sizeof buf, "%lldms", (long long)ms);
+    return json_string(buf);
+}
+
+static json_t *entry_json(const fr_model_info *m) {
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:b, s:i, s:o, s:o, s:o}",
+                          "id", m->id, "object", "model", "created", (json_int_t)m->created,
+                          "owned_by", "frugal", "state", fr_model_state_name(m->state),
+                          "file_bytes", (json_int_t)m->file_bytes, "estimated_bytes",
+                          (json_int_t)m->estimated_bytes, "resident_bytes",
+                          (json_int_t)(m->usage.weights_resident + m->usage.kv + m->usage.scratch),
+                          "pinned", m->pinned, "in_flight", (int)m->in_flight, "last_used",
+                          m->last_used > 0 ? json_integer((json_int_t)m->last_used) : json_null(),
+                          "keep_alive", keep_alive_json(m->keep_alive_ms), "capabilities",
+                          caps_json(m->caps));
+    if (o && m->alias[0]) json_object_set_new(o, "alias", json_string(m->alias));
+    if (o && m->state == FR_MS_FAILED) json_object_set_new(o, "error", json_string(m->error));
+    return o;
+}
+
+static fr_manager *manager_or_404(fr_req *rq) {
+    fr_manager *mg = fr__req_manager(rq);
+    if (!mg) fr__reply_error(rq, 404, "model_not_found", "model", "no models are offered");
+    return mg;
+}
+
+int fr__h_models(fr_req *rq) {
+    fr_manager *mg = fr__req_manager(rq);
+    json_t *data = json_array();
+    if (mg) {
+        const char *reload = fr__req_query(rq, "reload");
+        if (reload && strcmp(reload, "0") != 0) {
+            int rc = fr_manager_rescan(mg);
+            if (rc) {
+                json_decref(data);
+                return rc;
+            }
+        }
+        fr_model_info *list = NULL;
+        size_t n = 0;
+        int rc = fr_manager_list(mg, &list, &n);
+        if (rc) {
+            json_decref(data);
+            return rc;
+        }
+        for (size_t i = 0; i < n; i++) json_array_append_new(data, entry_json(&list[i]));
+        fr_free(list);
+    }
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+static int reply_entry(fr_req *rq, fr_manager *mg, const char *id) {
+    fr_model_info info;
+    int rc = fr_manager_get(mg, id, &info);
+    if (rc == FR_ENOENT)
+        return fr__reply_error(rq, 404, "model_not_found", "id", "model '%.128s' not found", id);
+    if (rc) return rc;
+    return fr__reply_json(rq, 200, entry_json(&info));
+}
+
+int fr__h_model(fr_req *rq) {
+    fr_manager *mg = manager_or_404(rq);
+    return mg ? reply_entry(rq, mg, fr__req_param(rq, "id")) : 0;
+}
+
+int fr__h_model_load(fr_req *rq) {
+    fr_manager *mg = manager_or_404(rq);
+    if (!mg) return 0;
+    const char *id = fr__req_param(rq, "id");
+    json_t *body = fr__req_json(rq);
+    int64_t keep = -2;
+    bool pin = false;
+    json_t *ka = json_object_get(body, "keep_alive"), *p = json_object_get(body, "pin");
+    if (ka && !json_is_null(ka)) {
+        if (json_is_number(ka)) keep = json_number_value(ka) < 0 ? -1 : (int64_t)(json_number_value(ka) * 1000);
+        else if (!json_is_string(ka) || fr_parse_duration_ms("keep_alive", json_string_value(ka), &keep))
+            return fr__reply_error(rq, 400, "invalid_value", "keep_alive",
+                                   "keep_alive must be a duration like \"10m\", \"0\" or \"-1\"");
+    }
+    if (p && !json_is_null(p)) {
+        if (!json_is_boolean(p))
+            return fr__reply_error(rq, 400, "invalid_value", "pin", "pin must be true or false");
+        pin = json_is_true(p);
+    }
+    fr__req_set_model(rq, id);
+    int rc = fr_manager_load(mg, id, keep, pin);
+    if (rc == FR_ENOENT)
+        return fr__reply_error(rq, 404, "model_not_found", "id", "model '%.128s' not found", id);
+    if (rc) return fr__reply_err(rq, rc, "id");
+    return reply_entry(rq, mg, id);
+}
+
+int fr__h_model_unload(fr_req *rq) {
+    fr_manager *mg = manager_or_404(rq);
+    if (!mg) return 0;
+    const char *id = fr__req_param(rq, "id");
+    json_t *f = json_object_get(fr__req_json(rq), "force");
+    if (f && !json_is_null(f) && !json_is_boolean(f))
+        return fr__reply_error(rq, 400, "invalid_value", "force", "force must be true or false");
+    fr__req_set_model(rq, id);
+    int rc = fr_manager_unload(mg, id, f && json_is_true(f));
+    if (rc == FR_ENOENT)
+        return fr__reply_error(rq, 404, "model_not_found", "id", "model '%.128s' not found", id);
+    if (rc == FR_ECONFLICT)
+        return fr__reply_error(rq, 409, "model_in_use", "id",
+                               "model '%.128s' has requests in flight; send {\"force\": true} to "
+                               "cancel them", id);
+    if (rc) return fr__reply_err(rq, rc, "id");
+    return reply_entry(rq, mg, id);
+}
+
+static json_t *ids_json(char **ids, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_string(ids[i]));
+    return a;
+}
+
+int fr__h_models_plan(fr_req *rq) {
+    fr_manager *mg = manager_or_404(rq);
+    if (!mg) return 0;
+    json_t *m = json_object_get(fr__req_json(rq), "model");
+    if (!m) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
+    if (!json_is_string(m))
+        return fr__reply_error(rq, 400, "invalid_value", "model", "model must be a string");
+    fr_plan plan;
+    int rc = fr_manager_plan(mg, json_string_value(m), &plan);
+    if (rc == FR_ENOENT)
+        return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found",
+                               json_string_value(m));
+    if (rc) return rc;
+    json_t *o = json_pack("{s:s, s:b, s:b, s:I, s:o, s:f}", "model", json_string_value(m), "fits",
+                          plan.fits, "loaded", plan.loaded, "estimated_bytes",
+                          (json_int_t)plan.estimated_bytes, "evict", ids_json(plan.evict, plan.n_evict),
+                          "estimated_load_ms", plan.estimated_load_ms);
+    if (o && !plan.fits && plan.reason[0]) json_object_set_new(o, "reason", json_string(plan.reason));
+    fr_plan_free(&plan);
+    return fr__reply_json(rq, 200, o);
+}
+
+int fr__h_memory(fr_req *rq) {
+    fr_manager *mg = fr__req_manager(rq);
+    fr_memory_report r = {0};
+    json_t *models = json_array();
+    if (mg) {
+        fr_manager_memory(mg, &r);
+        fr_model_info *list = NULL;
+        size_t n = 0;
+        if (fr_manager_list(mg, &list, &n) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                const fr_model_info *m = &list[i];
+                if (m->state != FR_MS_LOADED && m->state != FR_MS_LOADING && m->state != FR_MS_UNLOADING)
+                    continue;
+                json_array_append_new(models, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "id",
+                                                        m->id, "state", fr_model_state_name(m->state),
+                                                        "weights_mapped", (json_int_t)m->usage.weights_mapped,
+                                                        "weights_resident",
+                                                        (json_int_t)m->usage.weights_resident, "kv",
+                                                        (json_int_t)m->usage.kv, "scratch",
+                                                        (json_int_t)m->usage.scratch, "estimated_bytes",
+                                                        (json_int_t)m->estimated_bytes));
+            }
+            fr_free(list);
+        }
+    }
+    json_t *ev = json_object();
+    for (int i = 0; i < FR_EVICT_COUNT; i++)
+        json_object_set_new(ev, fr_evict_reason_name(i), json_integer((json_int_t)r.evictions[i]));
+    json_t *o = json_pack(
+        "{s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I, s:f, s:f}, s:{s:f, s:f, s:f}, s:f, s:s, s:o,"
+        " s:{s:I, s:I, s:I, s:I}, s:i, s:i}",
+        "budget_bytes", (json_int_t)r.budget_bytes, "used_bytes", (json_int_t)r.used_bytes,
+        "heap_bytes", (json_int_t)r.heap_bytes, "models", models, "system", "total",
+        (json_int_t)r.sys_total, "available", (json_int_t)r.sys_available, "cgroup_limit",
+        (json_int_t)r.cgroup_limit, "cgroup_current", (json_int_t)r.cgroup_current, "psi_some_avg10",
+        r.psi_some_avg10, "psi_full_avg10", r.psi_full_avg10, "thresholds", "warning", r.warning,
+        "critical", r.critical, "emergency", r.emergency, "used_pct", r.used_pct, "level",
+        fr_mem_level_name(r.level), "evictions", ev, "loads", "total", (json_int_t)r.loads,
+        "failures", (json_int_t)r.load_failures, "shed_budget", (json_int_t)r.sheds_budget,
+        "shed_emergency", (json_int_t)r.sheds_emergency, "loaded", (int)r.loaded, "max_loaded",
+        (int)r.max_loaded);
+    return fr__reply_json(rq, 200, o);
+}
+
+int fr__h_memory_unload(fr_req *rq) {
+    fr_manager *mg = fr__req_manager(rq);
+    char **ids = NULL;
+    size_t n = 0;
+    uint64_t freed = 0;
+    if (mg) {
+        int rc = fr_manager_unload_idle(mg, &ids, &n, &freed);
+        if (rc) return rc;
+    }
+    json_t *o = json_pack("{s:o, s:I}", "unloaded", ids_json(ids, n), "freed_bytes", (json_int_t)freed);
+    fr_manager_free_ids(ids, n);
+    return fr__reply_json(rq, 200, o);
+}

@@ -1,0 +1,78 @@
+/*
+ * server.h — the HTTP server: libmicrohttpd, routing, auth, bodies, JSON
+ * and SSE replies, metrics and draining.  What the rest of frugal calls
+ * (frugal serve, tests); the handlers' side is server_int.h.
+ *
+ * One fr_server is one listening socket served by libmicrohttpd with a
+ * thread per connection: a handler may block (a generation waits in its
+ * connection's thread; a stream's pull function waits for tokens) without
+ * holding up other clients.  A client that is slow to send its request is
+ * dropped after conn_timeout_ms of silence.
+ *
+ * Lifecycle: create (binds and starts serving) → drain (stop accepting,
+ * let requests in flight finish, cancel the rest) → destroy.
+ */
+#ifndef FR_SERVER_SERVER_H
+#define FR_SERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/metrics.h"
+#include "manager/manager.h"
+
+typedef struct fr_server fr_server;
+
+typedef struct fr_server_config {
+    const char *host;               /* numeric address or name to bind; NULL = "127.0.0.1" */
+    int port;                       /* 0 = any free port (read it with fr_server_port) */
+    const char *const *api_keys;    /* copied; every route but /health needs one of them */
+    size_t n_api_keys;              /* 0 = no auth */
+    size_t max_body;                /* request body limit in bytes; 0 = 1 MiB */
+    int64_t conn_timeout_ms;        /* idle connection timeout; 0 = 30 s */
+    unsigned conn_limit;            /* concurrent connections; 0 = 256 */
+    fr_manager *manager;            /* the models; NULL = none offered (not owned) */
+    fr_metrics *metrics;            /* where requests are counted; NULL = fr_metrics_default() */
+} fr_server_config;
+
+/* Bind host:port and start serving.  The first call also points
+ * jansson's allocator at fr_malloc/fr_free, so JSON memory is counted:
+ * nothing may hold jansson objects made before it.  FR_EINVAL (bad host
+ * or config; the detail says what), FR_EIO (cannot bind or start: the
+ * detail names the address and the reason, e.g. "Address already in
+ * use"), FR_ENOMEM.  Not thread-safe against itself. */
+int fr_server_create(const fr_server_config *cfg, fr_server **out);
+
+/* The port actually bound (the one chosen when cfg->port was 0). */
+int fr_server_port(const fr_server *s);
+
+/* The hook drain calls when in-flight requests outlive its timeout: it
+ * should make every running generation finish (fr_gen_cancel, scheduler
+ * shutdown).  Called from the draining thread, once.  Set it before
+ * draining; fn NULL removes it.  Not thread-safe against fr_server_drain. */
+void fr_server_set_cancel_hook(fr_server *s, void (*fn)(void *ud), void *ud);
+
+/* Drain: stop accepting connections (connections already open are still
+ * served: /health answers 503 {"status":"shutting_down"}, every other new
+ * request 503 "shutting down" with Retry-After, each with Connection:
+ * close), wait up to timeout_ms (-1 = forever) for the requests in flight
+ * to finish, then call the cancel hook and tell blocked handlers to stop
+ * (fr__req_gone turns true), wait for them, and close every connection.
+ * Returns 0 when everything finished within the timeout, FR_EBUSY when
+ * requests had to be cancelled.  Call from one thread, once; the server
+ * then only waits for fr_server_destroy. */
+int fr_server_drain(fr_server *s, int64_t timeout_ms);
+
+/* True once fr_server_drain has started.  Thread-safe. */
+bool fr_server_draining(const fr_server *s);
+
+/* Requests being handled now (streams count until their last byte).
+ * Thread-safe. */
+int fr_server_in_flight(const fr_server *s);
+
+/* Stop (drains with timeout 0 if fr_server_drain was not called) and free.
+ * NULL is fine. */
+void fr_server_destroy(fr_server *s);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * server_int.h — what the server's own files share: the server and
+ * request structures, the route table, and the helpers handlers use to
+ * read a request and write a reply (JSON, errors, SSE streams).
+ *
+ * Writing a handler
+ * -----------------
+ * A handler is `int h(fr_req *rq)`, listed in the route table (routes.c)
+ * with a method, a path pattern and flags.  By the time it runs, the
+ * request has been routed, authorised and, for FR_ROUTE_JSON routes, its
+ * body parsed (fr__req_json: NULL when the body was empty; a non-empty
+ * body that is not a JSON object never reaches the handler).  It answers
+ * with exactly one of fr__reply_json, fr__reply_text, fr__reply_error,
+ * fr__reply_err or fr__reply_sse, and returns 0; or it returns a negative
+ * FR_E* code without replying, and the dispatcher answers with
+ * fr__reply_err(rq, code, NULL) from the thread's fr_errdetail().
+ *
+ *   static int h_model_get(fr_req *rq) {
+ *       fr_model_info info;
+ *       int rc = fr_manager_get(fr__req_manager(rq), fr__req_param(rq, "id"), &info);
+ *       if (rc) return fr__reply_err(rq, rc, "model");
+ *       json_t *o = json_pack("{s:s, s:s}", "id", info.id, "object", "model");
+ *       return fr__reply_json(rq, 200, o);            // steals o
+ *   }
+ *
+ * A handler runs in its connection's thread and may block; a long wait
+ * should poll fr__req_gone(rq, ms) to notice a client that went away.
+ *
+ * Streaming: fr__reply_sse(rq, pull, fin, ud) answers 200 text/event-
+ * stream and returns; libmicrohttpd then calls pull(st, ud) from the
+ * connection's thread each time it needs bytes.  pull may block until it
+ * has something (waiting in slices and checking fr__sse_gone(st, ms)),
+ * appends events with fr__sse_json / fr__sse_data, and returns
+ * FR_SSE_MORE, FR_SSE_END (the helper appends "data: [DONE]"), or a
+ * negative FR_E* (the helper appends one error event, then [DONE]).
+ * fin(ud, completed) runs exactly once when the request is over, whatever
+ * happened (completed = the client got [DONE]): release everything there.
+ *
+ * Memory: every request has an arena (fr__req_alloc, fr__req_strdup) freed
+ * when the request completes; parameters, query values and log fields live
+ * there.
+ */
+#ifndef FR_SERVER_SERVER_INT_H
+#define FR_SERVER_SERVER_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/mem.h"
+#include "base/metrics.h"
+#include "server/server.h"
+
+typedef struct fr_req fr_req;
+typedef struct fr_sse fr_sse;
+typedef struct fr_conn fr_conn;
+
+/* ---- routes ---- */
+
+typedef int (*fr_handler)(fr_req *rq);
+
+enum {
+    FR_ROUTE_PUBLIC   = 1,      /* no API key needed (/health) */
+    FR_ROUTE_JSON     = 2,      /* the body is parsed as a JSON object before the handler */
+    FR_ROUTE_DRAIN_OK = 4,      /* still served while draining (others: 503 shutting down) */
+};
+
+typedef struct fr_route {
+    const char *method;         /* "GET", "POST", "DELETE"; HEAD requests match GET */
+    const char *pattern;        /* "/v1/models/{id}/load": literal and {name} segments;
+                                   {name} matches one non-empty segment, percent-decoded */
+    fr_handler fn;
+    unsigned flags;             /* FR_ROUTE_* */
+} fr_route;
+
+#define FR_ROUTE_MAX_PARAMS 4
+
+/* The server's table (routes.c). */
+extern const fr_route fr__routes[];
+extern const size_t fr__n_routes;
+
+/* Handlers of routes.c's table, by file: ops.c */
+int fr__h_health(fr_req *rq);
+int fr__h_metrics(fr_req *rq);
+/* gen.c */
+int fr__h_chat_completions(fr_req *rq);
+int fr__h_completions(fr_req *rq);
+/* models.c */
+int fr__h_models(fr_req *rq);
+int fr__h_model(fr_req *rq);
+int fr__h_model_load(fr_req *rq);
+int fr__h_model_unload(fr_req *rq);
+int fr__h_models_plan(fr_req *rq);
+int fr__h_memory(fr_req *rq);
+int fr__h_memory_unload(fr_req *rq);
+
+/* Match method and path against a table.  Returns the route, or NULL with
+ * *path_known telling whether another method would have matched (405
+ * rather than 404; allow, when not NULL, gets the "GET, POST" list, at
+ * most allow_size bytes).  Parameters go into rq (its arena).  FR_EINVAL
+ * when a segment is badly percent-encoded. */
+int fr__route_match(fr_req *rq, const fr_route *table, size_t n, const char *method, const char *path,
+                    const fr_route **out, bool *path_known, char *allow, size_t allow_size);
+
+/* ---- the server ---- */
+
+struct fr_server {
+    struct MHD_Daemon *daemon;
+    fr_server_config cfg;           /* api_keys points into keys */
+    char **keys;                    /* owned copies */
+    size_t *key_lens;
+    char *host;
+    int port;
+    const fr_route *routes;
+    size_t n_routes;
+
+    fr_metrics *metrics;
+    fr_metric *m_requests, *m_duration, *m_in_flight, *m_conns, *m_conns_total;
+
+    pthread_mutex_t mu;             /* guards in_flight, conns and the watchdog */
+    pthread_cond_t cond;            /* in_flight changed, conns changed, stop */
+    int in_flight;
+    fr_conn *conns;                 /* open connections (doubly linked) */
+    pthread_t watchdog;
+    bool watchdog_started, watchdog_stop;
+
+    atomic_bool draining;           /* fr_server_drain began */
+    atomic_bool stopping;           /* the drain timeout passed: handlers must end */
+    bool drained;
+    atomic_uint_fast64_t next_id;
+    void (*cancel_hook)(void *ud);
+    void *cancel_ud;
+};
+
+/* Create with a route table other than fr__routes (tests add their own
+ * routes; the table must outlive the server). */
+int fr__server_create_routes(const fr_server_config *cfg, const fr_route *routes, size_t n_routes,
+                             fr_server **out);
+
+/* ---- requests ---- */
+
+typedef struct fr_hdr { struct fr_hdr *next; const char *name, *value; } fr_hdr;
+
+struct fr_req {
+    fr_server *srv;
+    struct MHD_Connection *conn;
+    fr_conn *c;                     /* the connection's bookkeeping */
+    fr_arena arena;                 /* everything below that is a pointer lives here */
+    char id[24];                    /* "req-17" */
+    const char *method;             /* libmicrohttpd's, valid for the request */
+    const char *path;               /* as received (percent-encoded), without the query */
+    const fr_route *route;          /* NULL when unmatched */
+    const char *route_name;         /* route->pattern, or "unmatched" (metrics label) */
+    int n_params;
+    const char *param_names[FR_ROUTE_MAX_PARAMS];   /* point into route->pattern ... */
+    size_t param_name_lens[FR_ROUTE_MAX_PARAMS];
+    const char *params[FR_ROUTE_MAX_PARAMS];        /* ... and decoded values */
+
+    char *body;                     /* fr_malloc'd, NUL-terminated; NULL when empty */
+    size_t body_len, body_cap;
+    bool too_large;                 /* the body passed max_body: 413 at its end */
+    bool body_oom;                  /* no memory for it: 503 at its end */
+    json_t *json;                   /* parsed body (FR_ROUTE_JSON), owned */
+    double t_start;                 /* fr_now_s() at the first byte we saw */
+    bool begun;                     /* routed and checked (begin() in http.c) */
+    bool dispatched;                /* the handler has been called */
+
+    int status;                     /* of the reply queued, 0 before */
+    double retry_after_s;           /* for 503s; 0 = the default */
+    fr_hdr *headers;                /* extra reply headers */
+
+    /* log fields, set by handlers */
+    const char *model;
+    int32_t prompt_tokens, gen_tokens;
+    double queue_ms;
+
+    atomic_bool gone;               /* the client went away */
+    void (*on_gone)(void *ud);
+    void *on_gone_ud;
+    fr_sse *sse;                    /* the stream, when the reply is one */
+};
+
+/* Scratch memory for the request's lifetime (freed when it completes):
+ * NULL on allocation failure. */
+void *fr__req_alloc(fr_req *rq, size_t n);
+char *fr__req_strdup(fr_req *rq, const char *s);
+
+/* The value of path parameter {name}, decoded; NULL if the route has none. */
+const char *fr__req_param(const fr_req *rq, const char *name);
+/* A query argument (?reload=1), decoded; NULL if absent, "" if given
+ * without a value. */
+const char *fr__req_query(fr_req *rq, const char *key);
+/* A request header (case-insensitive name); NULL if absent. */
+const char *fr__req_header(const fr_req *rq, const char *name);
+/* The parsed JSON body (borrowed; NULL when the body was empty). */
+json_t *fr__req_json(const fr_req *rq);
+/* The raw body (NULL when empty) and its length. */
+const char *fr__req_body(const fr_req *rq, size_t *len);
+/* The models (NULL when the server has no manager). */
+fr_manager *fr__req_manager(const fr_req *rq);
+
+/* Fields of the request's log line ("model=... prompt=... gen=...
+ * queue_ms=..."); model is copied. */
+void fr__req_set_model(fr_req *rq, const char *model);
+void fr__req_set_tokens(fr_req *rq, int32_t prompt, int32_t gen);
+void fr__req_set_queue_ms(fr_req *rq, double ms);
+/* The Retry-After (seconds, rounded up, at least 1) of a 503 reply to
+ * come; the default is 1 (5 while draining). */
+void fr__req_set_retry_after(fr_req *rq, double seconds);
+
+/* Wait up to timeout_ms (0 = just look) for the client to go away: true
+ * once its socket reports hang-up or error, or once the server is
+ * stopping and the request must end.  The first time it turns true the
+ * on_gone hook runs (in the calling thread).  Call only from the
+ * request's connection thread (a handler or a pull function). */
+bool fr__req_gone(fr_req *rq, int timeout_ms);
+/* A hook run once when the client is found gone (by fr__req_gone or
+ * because libmicrohttpd ended the request abnormally), e.g. to cancel the
+ * generation.  Runs in the connection's thread. */
+void fr__req_on_gone(fr_req *rq, void (*fn)(void *ud), void *ud);
+
+/* ---- replies ---- */
+
+/* Add a header to the reply to come (name and value copied). */
+int fr__reply_header(fr_req *rq, const char *name, const char *value);
+
+/* A JSON reply.  Steals body (NULL is FR_ENOMEM: json_pack's failure
+ * passes straight through).  Content-Type application/json.  FR_ENOMEM;
+ * FR_EINTERNAL if a reply was already queued. */
+int fr__reply_json(fr_req *rq, int status, json_t *body);
+/* A reply of len bytes (copied) with the given content type. */
+int fr__reply_text(fr_req *rq, int status, const char *content_type, const char *text, size_t len);
+
+/* The error shape of API.md: {"error": {"message", "type", "param",
+ * "code"}}; type is "invalid_request_error" below 500, else
+ * "server_error"; param may be NULL (JSON null); code NULL picks the
+ * status's usual code (invalid_value, unauthorized, not_found, ...).
+ * Every 503 carries Retry-After. */
+int fr__reply_error(fr_req *rq, int status, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* An error from an FR_E* code: status fr_errstatus(err), message
+ * fr_errdetail() (or the code's message when there is no detail), code
+ * from the table in reply.c (FR_ENOENT with param "model" is
+ * "model_not_found", FR_ETOOLONG "context_length_exceeded", FR_EBUSY
+ * "overloaded", ...). */
+int fr__reply_err(fr_req *rq, int err, const char *param);
+/* The error object alone ({"error": {...}}), for streams and tests; new
+ * reference or NULL. */
+json_t *fr__error_json(int status, const char *code, const char *param, const char *message);
+/* The code string fr__reply_err uses for err (and param). */
+const char *fr__err_code(int err, const char *param);
+
+/* ---- server-sent events ---- */
+
+enum { FR_SSE_MORE = 0, FR_SSE_END = 1 };
+
+typedef int (*fr_sse_pull_fn)(fr_sse *st, void *ud);
+typedef void (*fr_sse_fin_fn)(void *ud, bool completed);
+
+/* Answer 200 with an event stream fed by pull (see the top of this file).
+ * fin may be NULL.  On failure (FR_ENOMEM, FR_EINTERNAL when a reply was
+ * already queued) fin is NOT called: the caller still owns ud. */
+int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud);
+/* Append one event "data: <json>\n\n"; steals obj.  FR_ENOMEM. */
+int fr__sse_json(fr_sse *st, json_t *obj);
+/* Append one event with len bytes of data (no newlines in data). */
+int fr__sse_data(fr_sse *st, const char *data, size_t len);
+/* The stream's request (for fr__req_* calls from pull). */
+fr_req *fr__sse_req(fr_sse *st);
+/* fr__req_gone for the stream's request. */
+bool fr__sse_gone(fr_sse *st, int timeout_ms);
+
+/* ---- inside http.c/reply.c ---- */
+
+/* Queue a response for rq with status, the request's extra headers,
+ * Retry-After on 503, X-Request-Id, and Connection: close while
+ * draining.  Takes ownership of resp (destroyed here). */
+int fr__queue(fr_req *rq, int status, struct MHD_Response *resp);
+/* The stream's end: called from the request-completed callback. */
+void fr__sse_finish(fr_sse *st, bool completed);
+
+#endif
