@@ -278,6 +278,9 @@ static int parse_keep_alive(fr_req *rq, json_t *body, int64_t *out) {
     if (!k || json_is_null(k)) return 0;
     if (json_is_number(k)) {
         double s = json_number_value(k);
+        /* past fr_parse_duration_ms's limit (2^53 ms) the cast would be undefined */
+        if (!(s < 0 || s * 1000.0 < 9007199254740992.0))
+            return fr__reply_error(rq, 400, "invalid_value", "keep_alive", "keep_alive %g s is out of range", s);
         *out = s < 0 ? -1 : (int64_t)(s * 1000);
         return 0;
     }
@@ -784,7 +787,6 @@ static int handle(fr_req *rq, int kind) {
         if (rc == FR_ENOENT)
             return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found",
                                    q->model);
-        if (rc == FR_EBUDGET) count_shed(rq, "memory");
         return fr__reply_err(rq, rc, "model");
     }
     unsigned want = kind == KIND_CHAT ? FR_CAP_CHAT : FR_CAP_COMPLETION;

@@ -586,6 +586,10 @@ static int register_metrics(fr_server *s) {
 }
 
 static void free_server(fr_server *s) {
+    if (s->models_metrics) {
+        fr_metrics_remove_collector(s->metrics, fr__collect_models, s->models_metrics);
+        fr__models_metrics_destroy(s->models_metrics);
+    }
     for (size_t i = 0; s->keys && i < s->cfg.n_api_keys; i++) fr_free(s->keys[i]);
     fr_free(s->keys);
     fr_free(s->key_lens);
@@ -638,6 +642,14 @@ int fr__server_create_routes(const fr_server_config *cfg, const fr_route *routes
     }
     if (!s->metrics) goto fail;
     if ((rc = register_metrics(s))) goto fail;
+    if (cfg->manager) {
+        if ((rc = fr__models_metrics_create(s->metrics, cfg->manager, &s->models_metrics))) goto fail;
+        if ((rc = fr_metrics_add_collector(s->metrics, fr__collect_models, s->models_metrics))) {
+            fr__models_metrics_destroy(s->models_metrics);
+            s->models_metrics = NULL;
+            goto fail;
+        }
+    }
     if ((rc = open_listener(s->host, cfg->port, &fd, &s->port))) goto fail;
 
     unsigned timeout_s = (unsigned)((s->cfg.conn_timeout_ms + 999) / 1000);

@@ -110,7 +110,13 @@ int fr__h_model_load(fr_req *rq) {
     bool pin = false;
     json_t *ka = json_object_get(body, "keep_alive"), *p = json_object_get(body, "pin");
     if (ka && !json_is_null(ka)) {
-        if (json_is_number(ka)) keep = json_number_value(ka) < 0 ? -1 : (int64_t)(json_number_value(ka) * 1000);
+        double sec = json_is_number(ka) ? json_number_value(ka) : 0;
+        /* seconds; past fr_parse_duration_ms's limit (2^53 ms) the cast
+         * below would be undefined */
+        if (!(sec < 0 || sec * 1000.0 < 9007199254740992.0))
+            return fr__reply_error(rq, 400, "invalid_value", "keep_alive", "keep_alive %g s is out of range",
+                                   sec);
+        if (json_is_number(ka)) keep = sec < 0 ? -1 : (int64_t)(sec * 1000);
         else if (!json_is_string(ka) || fr_parse_duration_ms("keep_alive", json_string_value(ka), &keep))
             return fr__reply_error(rq, 400, "invalid_value", "keep_alive",
                                    "keep_alive must be a duration like \"10m\", \"0\" or \"-1\"");
@@ -231,4 +237,116 @@ int fr__h_memory_unload(fr_req *rq) {
     json_t *o = json_pack("{s:o, s:I}", "unloaded", ids_json(ids, n), "freed_bytes", (json_int_t)freed);
     fr_manager_free_ids(ids, n);
     return fr__reply_json(rq, 200, o);
+}
+
+/* ---- /metrics: what the manager and the schedulers know ---- */
+
+/* A counter whose total lives elsewhere (a report): add what is new. */
+static void counter_to(fr_metric *m, double total, const char *l1) {
+    fr_series *s = fr_metric_series(m, l1, NULL, NULL, NULL);
+    double now = fr_series_value(s);
+    if (s && total > now) fr_series_add(s, total - now);
+}
+
+/* The families the collector fills, registered once (a collector may not
+ * register: it runs under the registry's lock). */
+struct fr_models_metrics {
+    fr_manager *mg;
+    fr_metric *bytes, *level, *pct, *psi, *loaded, *loads, *fails, *load_s, *evict, *shed;
+    fr_metric *slots, *busy, *queued, *steps;
+};
+
+int fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_models_metrics **out) {
+    fr_models_metrics *c = fr_calloc(1, sizeof *c);
+    if (!c) return FR_ENOMEM;
+    c->mg = mg;
+    int rc;
+    if ((rc = fr_metric_gauge(r, "frugal_memory_bytes", "Bytes by kind: budget, used, heap, "
+                              "weights_mapped, weights_resident, kv, scratch", "kind", &c->bytes)) ||
+        (rc = fr_metric_gauge(r, "frugal_memory_level",
+                              "Memory level: 0 ok, 1 warning, 2 critical, 3 emergency", NULL, &c->level)) ||
+        (rc = fr_metric_gauge(r, "frugal_memory_used_percent",
+                              "Memory in use, percent of the machine or cgroup", NULL, &c->pct)) ||
+        (rc = fr_metric_gauge(r, "frugal_memory_psi_avg10",
+                              "Memory pressure stall, percent of the last 10 s (-1: no PSI)", "kind", &c->psi)) ||
+        (rc = fr_metric_gauge(r, "frugal_models_loaded", "Models loaded now", NULL, &c->loaded)) ||
+        (rc = fr_metric_counter(r, "frugal_model_loads_total", "Model loads", NULL, &c->loads)) ||
+        (rc = fr_metric_counter(r, "frugal_model_load_failures_total", "Model loads that failed", NULL,
+                                &c->fails)) ||
+        (rc = fr_metric_counter(r, "frugal_model_load_seconds_total", "Time spent loading models", NULL,
+                                &c->load_s)) ||
+        (rc = fr_metric_counter(r, "frugal_evictions_total", "Model unloads by reason", "reason", &c->evict)) ||
+        (rc = fr_metric_counter(r, "frugal_sheds_total", "Requests refused with 503, by reason", "reason",
+                                &c->shed)) ||
+        (rc = fr_metric_gauge(r, "frugal_slots", "Slots (parallel requests) of each loaded model", "model",
+                              &c->slots)) ||
+        (rc = fr_metric_gauge(r, "frugal_slots_busy", "Slots serving a request", "model", &c->busy)) ||
+        (rc = fr_metric_gauge(r, "frugal_queue_depth", "Requests waiting for a slot", "model", &c->queued)) ||
+        (rc = fr_metric_counter(r, "frugal_forward_passes_total", "Forward passes (batches) run", "model",
+                                &c->steps))) {
+        fr_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void fr__models_metrics_destroy(fr_models_metrics *c) { fr_free(c); }
+
+static void collect_sched(void *ud, const char *id, void *obj) {
+    fr_models_metrics *c = ud;
+    fr_sched_stats st;
+    fr_sched_stats_get(((fr_llm *)obj)->sched, &st);
+    fr_metric_set(c->slots, st.slots, id);
+    fr_metric_set(c->busy, st.slots_busy, id);
+    fr_metric_set(c->queued, st.queued, id);
+    counter_to(c->steps, (double)st.steps, id);
+}
+
+void fr__collect_models(void *ud, fr_metrics *r) {
+    (void)r;
+    fr_models_metrics *c = ud;
+    fr_manager *mg = c->mg;
+    fr_memory_report rep;
+    fr_manager_memory(mg, &rep);
+    fr_model_info *list = NULL;
+    size_t n = 0;
+    uint64_t mapped = 0, resident = 0, kv = 0, scratch = 0;
+    if (fr_manager_list(mg, &list, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            mapped += list[i].usage.weights_mapped;
+            resident += list[i].usage.weights_resident;
+            kv += list[i].usage.kv;
+            scratch += list[i].usage.scratch;
+            if (list[i].state != FR_MS_LOADED) {   /* gauges of models that went */
+                fr_series *s = fr_metric_series(c->slots, list[i].id, NULL, NULL, NULL);
+                if (fr_series_value(s) != 0) {
+                    fr_series_set(s, 0);
+                    fr_metric_set(c->busy, 0, list[i].id);
+                    fr_metric_set(c->queued, 0, list[i].id);
+                }
+            }
+        }
+        fr_free(list);
+    }
+    fr_manager_visit(mg, collect_sched, c);
+    fr_metric_set(c->bytes, (double)rep.budget_bytes, "budget");
+    fr_metric_set(c->bytes, (double)rep.used_bytes, "used");
+    fr_metric_set(c->bytes, (double)rep.heap_bytes, "heap");
+    fr_metric_set(c->bytes, (double)mapped, "weights_mapped");
+    fr_metric_set(c->bytes, (double)resident, "weights_resident");
+    fr_metric_set(c->bytes, (double)kv, "kv");
+    fr_metric_set(c->bytes, (double)scratch, "scratch");
+    fr_metric_set(c->level, rep.level, NULL);
+    fr_metric_set(c->pct, rep.used_pct, NULL);
+    fr_metric_set(c->psi, rep.psi_some_avg10, "some");
+    fr_metric_set(c->psi, rep.psi_full_avg10, "full");
+    fr_metric_set(c->loaded, rep.loaded, NULL);
+    counter_to(c->loads, (double)rep.loads, NULL);
+    counter_to(c->fails, (double)rep.load_failures, NULL);
+    counter_to(c->load_s, rep.load_ms_total / 1e3, NULL);
+    for (int i = 0; i < FR_EVICT_COUNT; i++)
+        counter_to(c->evict, (double)rep.evictions[i], fr_evict_reason_name(i));
+    counter_to(c->shed, (double)rep.sheds_budget, "budget");
+    counter_to(c->shed, (double)rep.sheds_emergency, "emergency");
 }

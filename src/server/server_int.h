@@ -96,6 +96,13 @@ int fr__h_model_unload(fr_req *rq);
 int fr__h_models_plan(fr_req *rq);
 int fr__h_memory(fr_req *rq);
 int fr__h_memory_unload(fr_req *rq);
+/* The /metrics collector of the models (models.c): families registered
+ * at create; fr__collect_models(ud = that object) refreshes them from the
+ * manager's and schedulers' reports at every render. */
+typedef struct fr_models_metrics fr_models_metrics;
+int  fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_models_metrics **out);
+void fr__models_metrics_destroy(fr_models_metrics *c);
+void fr__collect_models(void *ud, fr_metrics *r);
 
 /* Match method and path against a table.  Returns the route, or NULL with
  * *path_known telling whether another method would have matched (405
@@ -119,6 +126,7 @@ struct fr_server {
 
     fr_metrics *metrics;
     fr_metric *m_requests, *m_duration, *m_in_flight, *m_conns, *m_conns_total;
+    fr_models_metrics *models_metrics; /* with a manager: its collector's state */
 
     pthread_mutex_t mu;             /* guards in_flight, conns and the watchdog */
     pthread_cond_t cond;            /* in_flight changed, conns changed, stop */
