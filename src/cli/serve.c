@@ -156,6 +156,7 @@ int fr_cli_serve(int argc, char **argv) {
         .max_body = (size_t)c->max_body,
         .conn_timeout_ms = c->conn_timeout_ms,
         .manager = st.manager,
+        .request_timeout_ms = c->request_timeout_ms,
     };
     if ((rc = fr_server_create(&sc, &st.server))) {
         fr_cli_fail(rc, "serve");

@@ -85,6 +85,8 @@ static const opt opts[] = {
      INT64_MAX, "DUR", "on SIGTERM, wait DUR for requests to finish; -1 forever (30s)"},
     {"server", "conn_timeout", "--conn-timeout", "FRUGAL_CONN_TIMEOUT", K_DUR, F(conn_timeout_ms), 1, INT64_MAX,
      "DUR", "drop a connection that sends no complete request within DUR (30s)"},
+    {"server", "request_timeout", "--request-timeout", "FRUGAL_REQUEST_TIMEOUT", K_DUR, F(request_timeout_ms),
+     -1, INT64_MAX, "DUR", "end a generation after DUR with finish_reason length; -1 never (10m)"},
     {"server", "max_loaded", "--max-loaded", "FRUGAL_MAX_LOADED", K_INT, F(max_loaded), 0, 1024, "N",
      "models loaded at once; 0 = as many as fit"},
     {"server", "log_level", "--log-level", "FRUGAL_LOG", K_LOG, F(log_level), 0, 0, "LEVEL",
@@ -125,6 +127,7 @@ int fr_serve_config_init(fr_serve_config *c) {
     c->mem_emergency = 95;
     c->drain_timeout_ms = 30000;
     c->conn_timeout_ms = 30000;
+    c->request_timeout_ms = 10 * 60 * 1000;
     c->log_level = FR_LOG_INFO;
     return 0;
 }

@@ -48,6 +48,7 @@ typedef struct fr_serve_config {
     double mem_warning, mem_critical, mem_emergency;   /* percent */
     int64_t drain_timeout_ms;   /* --drain-timeout; -1 = wait forever */
     int64_t conn_timeout_ms;    /* --conn-timeout */
+    int64_t request_timeout_ms; /* --request-timeout: a generation's deadline; -1 none */
     int64_t log_level;          /* FR_LOG_*: --log-level (FRUGAL_LOG) */
     char *config_path;          /* the INI file read, or NULL */
 

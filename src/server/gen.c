@@ -767,6 +767,13 @@ static int collect(gen_run *r) {
     return rc;
 }
 
+/* The request's "timeout", else the server's --request-timeout. */
+static double deadline_of(const fr_req *rq, const gen_req *q) {
+    double t = q->timeout_s > 0 ? q->timeout_s
+               : rq->srv->cfg.request_timeout_ms > 0 ? (double)rq->srv->cfg.request_timeout_ms / 1e3 : 0;
+    return t > 0 ? fr_now_s() + t : 0;
+}
+
 static int handle(fr_req *rq, int kind) {
     gen_req *q = fr__req_alloc(rq, sizeof *q);
     gen_run *r = fr__req_alloc(rq, sizeof *r);
@@ -818,7 +825,7 @@ static int handle(fr_req *rq, int kind) {
         .sampling = q->sp, .bias_ids = q->bias_ids, .bias = q->bias, .n_bias = q->n_bias,
         .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
         .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
-        .deadline = q->timeout_s > 0 ? fr_now_s() + q->timeout_s : 0,
+        .deadline = deadline_of(rq, q),
     };
     int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->llm->model));
     for (int32_t i = 0; i < q->n_bias; i++)

@@ -33,6 +33,8 @@ typedef struct fr_server_config {
     int64_t conn_timeout_ms;        /* idle connection timeout; 0 = 30 s */
     unsigned conn_limit;            /* concurrent connections; 0 = 256 */
     fr_manager *manager;            /* the models; NULL = none offered (not owned) */
+    int64_t request_timeout_ms;     /* a generation's deadline unless the request says
+                                       "timeout"; <= 0 = none */
     fr_metrics *metrics;            /* where requests are counted; NULL = fr_metrics_default() */
 } fr_server_config;
 
