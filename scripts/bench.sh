@@ -50,6 +50,19 @@ while IFS='|' read -r name file lpp ltg; do
 "
 done <<<"$models"
 
+# the server: streams against the 1.1B Q4_0 shape (tests/server/bench-serve.mjs)
+echo "bench: serve" >&2
+( cd tests/server && { [ -d node_modules/openai ] || npm ci --no-audit --no-fund >/dev/null 2>&1; } )
+bin_abs=$(realpath "$BIN"); model_abs=$(realpath "$DIR/tl-q4_0.gguf")
+serve=$(cd tests/server && node bench-serve.mjs "$bin_abs" "$model_abs" --threads "$THREADS" \
+        --tokens 128 --streams 1,4,8)
+sj() { printf '%s\n' "$serve" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+serve_rows=""
+for i in 0 1 2; do
+    serve_rows="$serve_rows| $(sj "d['runs'][$i]['streams']") | $(sj "'%.1f' % d['runs'][$i]['aggregate_tok_s']") | $(sj "'%.0f' % d['runs'][$i]['ttft_ms_mean']") | $(sj "'%.0f' % d['runs'][$i]['ttft_ms_max']") |
+"
+done
+
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 {
 cat <<EOF2
@@ -76,6 +89,23 @@ $rows
 - *peak RSS*: VmHWM of the bench process (the bandwidth probe runs in a child
   process, so its buffer is not counted); the target is file size + KV cache +
   64 MiB.
+
+## Server
+
+\`node tests/server/bench-serve.mjs build/frugal tl-q4_0.gguf --threads $THREADS --tokens 128
+--streams 1,4,8\`: \`frugal serve\` with \`--parallel 8\` on the llama 1.1B Q4_0 shape;
+each stream is a streaming text completion of 128 tokens (temperature 0,
+ignore_eos); all streams of a row start together.  llama-server on the same
+model (\`-np 8\`, from the project notes): 50 tok/s for one stream, 118 for 4,
+123 for 8; 1.26 GB RSS.
+
+| streams | aggregate tok/s | mean time to first token (ms) | slowest first token (ms) |
+| --- | --- | --- | --- |
+$serve_rows
+- Idle RSS of the server with no model loaded: $(sj "'%.1f' % d['idle_rss_mib']") MiB.
+- First request for the unloaded model to its first token (mapping, first
+  touch of the weights, prompt): $(sj "'%.0f' % d['cold_first_token_ms']") ms.
+- Peak RSS of the server during the run: $(sj "'%.0f' % d['peak_rss_mib']") MiB (file $(awk "BEGIN{printf \"%.0f\", $(stat -c %s "$DIR/tl-q4_0.gguf")/1048576}") MiB).
 EOF2
 } >"$OUT"
 echo "bench: wrote $OUT" >&2
