@@ -4,6 +4,8 @@
 #   make test                 every test: unit, fuzz replay, CLI, the unit
 #                             tests again under ASan+UBSan, a short fuzz run
 #   make check                the quick part of make test (no sanitizer pass)
+#   make server-test          black-box HTTP suites against build/frugal
+#   make server-test-san      the same against the ASan+UBSan build
 #   make fuzz                 libFuzzer targets in build/fuzz (clang)
 #   make fuzz-smoke           run each of them for FUZZ_SECONDS (20)
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
@@ -99,9 +101,18 @@ replay: $(REPLAY_BIN)
 cli-test: $(BIN)
 	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) tests/cli/run.sh
 
-.PHONY: server-test
+.PHONY: server-test server-test-san
 server-test: $(BIN)
 	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) tests/server/run.sh
+
+# The same black-box suites against the ASan+UBSan binary; a sanitizer
+# report in any server's stderr fails them (tests/server/lib.sh, run.sh).
+SAN_SERVER_BIN := build/san-address,undefined/frugal
+server-test-san:
+	@$(MAKE) --no-print-directory SAN=address,undefined OPT=-O1 $(SAN_SERVER_BIN)
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(CURDIR)/$(SAN_SERVER_BIN) FRUGAL_SAN=1 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  tests/server/run.sh
 
 check: unit replay cli-test
 

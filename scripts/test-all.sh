@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: every suite in turn — unit tests (golden tests included),
-# fuzz-corpus replays, CLI and HTTP-server black-box tests, the unit tests
+# fuzz-corpus replays, CLI and HTTP-server black-box tests (also against
+# the ASan+UBSan binary), the unit tests
 # and replays again under ASan+UBSan, and a short libFuzzer run of each
 # fuzz target — then one closing line that adds up every suite's "N passed, N failed".
 set -u
@@ -19,6 +20,7 @@ run $MAKE $JOBS --no-print-directory unit
 run $MAKE $JOBS --no-print-directory replay
 run $MAKE $JOBS --no-print-directory cli-test
 run $MAKE $JOBS --no-print-directory server-test
+run $MAKE $JOBS --no-print-directory server-test-san
 run $MAKE $JOBS --no-print-directory SAN=address,undefined OPT=-O1 unit replay
 run $MAKE $JOBS --no-print-directory fuzz-smoke
 p=0 f=0

@@ -437,72 +437,12 @@ static json_t *bytes_json(const char *p, size_t n) {
     return a;
 }
 
-/* Length of the valid UTF-8 character at p (n bytes left), or 0 with
- * *bad = the bytes of the longest prefix that could still have begun one
- * (at least 1): the "maximal subpart" that WHATWG's decoder (and Python's
- * errors="replace") turns into one U+FFFD. */
-static size_t utf8_char(const unsigned char *p, size_t n, size_t *bad) {
-    unsigned char c = p[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;   /* the second byte's range */
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        *bad = 1;
-        return 0;
-    }
-    size_t k = 1;
-    for (; k < need && k < n; k++) {
-        unsigned char b = p[k];
-        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
-    }
-    if (k == need) return need;
-    *bad = k;
-    return 0;
-}
-
-/* A JSON string of n bytes of generated text: valid UTF-8 passes as it
- * is; each maximal invalid subpart (a byte token of a random model, a
- * character cut by a stop string) becomes U+FFFD, as a browser's
- * TextDecoder would decode the same bytes — JSON holds only Unicode. */
-static json_t *json_text(const char *p, size_t n) {
-    const unsigned char *u = (const unsigned char *)p;
-    size_t i = 0, bad = 0, k;
-    while (i < n && (k = utf8_char(u + i, n - i, &bad)) > 0) i += k;
-    if (i == n) return json_stringn_nocheck(p, n);
-    char *out = fr_malloc(3 * n + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (i = 0; i < n;) {
-        if ((k = utf8_char(u + i, n - i, &bad)) > 0) {
-            memcpy(out + o, p + i, k);
-            o += k;
-            i += k;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i += bad;
-        }
-    }
-    json_t *j = json_stringn_nocheck(out, o);
-    fr_free(out);
-    return j;
-}
-
 /* A token's text for logprobs (its bytes as the model would print them). */
 static json_t *token_str(const fr_vocab *v, int32_t id, char *buf, size_t cap, size_t *len) {
     size_t n = fr_token_to_piece(v, id, true, buf, cap);
     if (n > cap) n = cap;
     *len = n;
-    return json_text(buf, n);
+    return fr__json_text(buf, n);
 }
 
 /* Chat logprobs entries for probs, appended to arr. */
@@ -573,11 +513,11 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
         json_t *m = json_object();
         if (!delta || !r->sent_role) json_object_set_new(m, "role", json_string("assistant"));
         if (!delta || len || !r->sent_role)
-            json_object_set_new(m, "content", json_text(text ? text : "", len));
+            json_object_set_new(m, "content", fr__json_text(text ? text : "", len));
         json_object_set_new(c, delta ? "delta" : "message", m);
         r->sent_role = true;
     } else {
-        json_object_set_new(c, "text", json_text(text ? text : "", len));
+        json_object_set_new(c, "text", fr__json_text(text ? text : "", len));
     }
     json_object_set_new(c, "logprobs", lp);
     json_object_set_new(c, "finish_reason",
@@ -714,8 +654,21 @@ static int pull(fr_sse *st, void *ud) {
 }
 
 static void fin(void *ud, bool completed) {
+    gen_run *r = ud;
     (void)completed;
-    finish_run(ud);
+    if (r->g && r->finish == FR_FINISH_NONE) {
+        /* The stream ended before its finish was read (the client went
+         * away): stop the generation and count it as what it became, so
+         * that it is not missing from the metrics. */
+        fr_gen_cancel(r->g);
+        fr_gen_out o;
+        if (fr_gen_wait(r->g, 0, &o) == 0) {
+            record(r, &o);
+            fr_gen_out_free(&o);
+        }
+        if (r->finish == FR_FINISH_NONE) r->finish = FR_FINISH_CANCELLED;
+    }
+    finish_run(r);
 }
 
 /* Wait for the whole answer in this thread. */

@@ -12,6 +12,15 @@
 # (exit 0), a client sending its headers one byte a second dropped by a
 # short --conn-timeout while /health keeps answering, and the openai npm
 # package (installed here with npm ci) loading under node.
+#
+# Then the acceptance suites, one script each (sharing lib.sh):
+#   openai.sh    the official openai npm client (openai.test.mjs)
+#   budget.sh    --memory-budget: LRU eviction, pins, busy models never evicted
+#   pressure.sh  memory levels from fake /proc and /sys files (FRUGAL_SYSROOT)
+#   load.sh      32 concurrent streams on --parallel 4 --queue 8 (load.mjs)
+#   badinput.sh  bad requests, disconnects and slow clients
+# and one closing line for all: "server: N passed, N failed".  Under
+# make server-test-san a sanitizer report in any server's stderr fails.
 set -u
 BIN=${FRUGAL_BIN:-build/frugal}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -226,6 +235,35 @@ if command -v npm >/dev/null && command -v node >/dev/null; then
 else
     bad "node and npm are needed for the client tests"
 fi
+
+# ---- sanitizer reports from the servers above (make server-test-san) ----
+for f in "$TMP"/*.log "$TMP"/err; do
+    [ -e "$f" ] || continue
+    if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)' "$f"; then
+        bad "sanitizer report in $(basename "$f")"
+        head -c 4000 "$f"
+    fi
+done
+
+# ---- the acceptance suites: one script each (helpers in lib.sh) ----
+# Each ends with "suite NAME: N passed, N failed"; those add up here.  A
+# suite that dies without its line counts as one failure.
+for suite in openai budget pressure load badinput; do
+    t0=$(date +%s%N)
+    "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
+    rc=$?
+    t1=$(date +%s%N)
+    cat "$TMP/suite.out"
+    line=$(grep -E "^suite $suite: [0-9]+ passed, [0-9]+ failed$" "$TMP/suite.out" | tail -1)
+    if [ -z "$line" ]; then
+        bad "suite $suite ended without its summary line (exit $rc)"
+        continue
+    fi
+    n=${line#*: }; a=${n%% passed*}; b=${n#*passed, }; b=${b%% failed*}
+    pass=$((pass + a)); fail=$((fail + b))
+    [ "$rc" -eq 0 ] || [ "$b" -gt 0 ] || bad "suite $suite exited $rc with no failure counted"
+    echo "   ($suite: $(( (t1 - t0) / 1000000 )) ms)"
+done
 
 echo "server: $pass passed, $fail failed"
 [ $fail -eq 0 ]
