@@ -145,6 +145,7 @@ int fr_cli_run(int argc, char **argv) {
     const fr_vocab *v = fr_model_vocab(m);
     fr_detok dt;
     fr_detok_init(&dt, v);
+    dt.strip_space = false;   /* a continuation: its leading space is text */
     char out[512];
     long n_gen = 0, n_eval = 0;
     double t1 = fr_now_s();

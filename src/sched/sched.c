@@ -237,6 +237,7 @@ static int gen_create(fr_sched *s, const fr_gen_params *p, fr_gen **out) {
         return FR_ENOMEM;
     }
     fr_detok_init(&g->detok, s->vocab);
+    g->detok.strip_space = false;   /* a continuation: its leading space is text */
     g->t_submit = fr_now_s();
     *out = g;
     return 0;

@@ -63,6 +63,7 @@ static void run_solo(fr_model *m, const int32_t *prompt, int32_t n_prompt, int32
     CHECK_INT(fr_ctx_eval(c, prompt, n_prompt, &lg), 0);
     fr_detok d;
     fr_detok_init(&d, v);
+    d.strip_space = false;
     for (int32_t i = 0; i < max_tokens && i < MAX_GEN; i++) {
         int32_t t = fr_sampler_sample(smp, lg);
         float second = -INFINITY;
