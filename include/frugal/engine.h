@@ -9,6 +9,9 @@
  *   - fr_ctx owns the KV cache and scratch of one sequence (or of several,
  *     fr_ctx_create_seqs); one thread at a time.  It computes on an fr_pool (frugal/kernels.h) it does not own.
  *   - fr_sampler belongs to one sequence; one thread at a time.
+ *   - fr_enc owns the scratch of an encoder (bert) for batches of many
+ *     sequences; one thread at a time.  It computes on an fr_pool it does
+ *     not own.
  * Errors: 0 or a negative FR_E* code (frugal/base.h), with a detail line
  * from fr_errdetail().
  */
@@ -26,15 +29,31 @@ typedef struct fr_model fr_model;       /* a loaded model file */
 typedef struct fr_ctx fr_ctx;           /* KV cache and scratch of one sequence */
 typedef struct fr_vocab fr_vocab;       /* a model's tokenizer */
 typedef struct fr_sampler fr_sampler;   /* the sampler chain of one sequence */
+typedef struct fr_enc fr_enc;           /* an encoder's scratch for batches of sequences */
+
+/* Pooling of an encoder's token vectors ({arch}.pooling_type). */
+enum fr_pooling {
+    FR_POOLING_MODEL = -1,  /* as the model file says (fr_enc_create) */
+    FR_POOLING_NONE = 0,    /* one vector per token */
+    FR_POOLING_MEAN = 1,    /* the average of the sequence's tokens */
+    FR_POOLING_CLS = 2,     /* the first token ([CLS]) */
+    FR_POOLING_LAST = 3,    /* the last token */
+    FR_POOLING_RANK = 4     /* [CLS] through the classifier head: a score */
+};
 
 /* ---- models and contexts ---- */
 
 typedef struct fr_hparams {
-    char arch[32];          /* "llama", "qwen2" */
+    char arch[32];          /* "llama", "qwen2", "bert", "nomic-bert" */
     int32_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv;
     int32_t head_dim, n_ff, n_rot;
     float rms_eps, rope_base, rope_freq_scale;
-    int rope_type;          /* 0 NORM (adjacent pairs), 2 NEOX (halves) */
+    int rope_type;          /* 0 NORM (adjacent pairs), 2 NEOX (halves), -1 none (bert) */
+    /* encoders */
+    bool encoder;           /* bert, nomic-bert: use fr_enc_*, not fr_ctx_* */
+    float norm_eps;         /* LayerNorm eps (attention.layer_norm_epsilon) */
+    int pooling;            /* {arch}.pooling_type (FR_POOLING_*; decoders NONE) */
+    int32_t n_cls_out;      /* outputs of the rank head (rows of cls.output, else 1) */
 } fr_hparams;
 
 /* Open a model file: map, validate, find every tensor the architecture
@@ -46,11 +65,20 @@ void fr_model_close(fr_model *m);
 
 const fr_hparams *fr_model_hparams(const fr_model *m);
 const fr_vocab *fr_model_vocab(const fr_model *m);
-/* Bytes of weights a decode step reads (all matmul weights + one embedding row). */
+/* Bytes of weights a decode step reads (all matmul weights + one embedding row;
+ * for an encoder, every matmul weight of one forward pass). */
 size_t fr_model_weight_bytes(const fr_model *m);
 
+/* bert and nomic-bert are encoders: fr_enc_* runs them, fr_ctx_create
+ * refuses them (FR_EUNSUPP).  Decoders give pooling FR_POOLING_NONE. */
+bool fr_model_is_encoder(const fr_model *m);
+int32_t fr_model_n_embd(const fr_model *m);      /* width of the hidden state */
+int32_t fr_model_n_ctx_train(const fr_model *m); /* longest sequence it was trained on */
+int fr_model_pooling(const fr_model *m);         /* FR_POOLING_*, from the file */
+
 /* Create a context for n_ctx positions (0 = min(n_ctx_train, 4096)),
- * computing on pool (NULL = single-threaded; not owned). */
+ * computing on pool (NULL = single-threaded; not owned).  FR_EUNSUPP for
+ * an encoder model (fr_enc_create). */
 int  fr_ctx_create(fr_model *m, int32_t n_ctx, fr_pool *pool, fr_ctx **out);
 void fr_ctx_destroy(fr_ctx *c);
 int32_t fr_ctx_n_ctx(const fr_ctx *c);
@@ -62,7 +90,7 @@ size_t fr_ctx_kv_bytes(const fr_ctx *c);
 size_t fr_ctx_bytes(const fr_ctx *c);
 /* What fr_ctx_bytes would be for fr_ctx_create(m, n_ctx, a pool of
  * n_threads), without allocating (for the memory budget).  0 for bad
- * arguments, SIZE_MAX if it does not fit in size_t. */
+ * arguments, SIZE_MAX if it does not fit in size_t or m is an encoder. */
 size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads);
 
 /* Run n tokens of sequence 0 at positions n_past .. n_past+n-1 (in steps
@@ -108,6 +136,82 @@ typedef struct fr_batch_run {
  * Never allocates. */
 int fr_ctx_eval_batch(fr_ctx *c, fr_batch_run *runs, int32_t n_runs);
 
+/* ---- encoders: embeddings and reranking (bert, nomic-bert) ----
+ *
+ * One fr_enc_encode is one forward pass over many sequences (in steps of
+ * at most max_tokens tokens when they do not fit one): the weights are
+ * read once per step for all of them, every sequence attends only to its
+ * own tokens (bidirectionally), and each gets its pooled vector, or its
+ * score for rank pooling.  Everything is allocated at fr_enc_create; an
+ * encode never allocates.  Typical serving use:
+ *
+ *   fr_enc_create(m, 2048, 64, FR_POOLING_MODEL, pool, &e);   once
+ *   per request: fr_enc_tokenize (or fr_enc_rerank_tokens) each input,
+ *   fr_enc_encode(e, seqs, n, true, &out)  →  out[i·fr_enc_n_out(e) ...]
+ */
+
+/* An encoder context for batches of up to max_tokens tokens in all (0 =
+ * n_ctx_train) and max_seqs sequences, pooling as given (FR_POOLING_MODEL:
+ * the file's; FR_POOLING_RANK needs the classifier head), computing on
+ * pool (NULL = single-threaded; not owned).  FR_EUNSUPP (a decoder, or
+ * rank pooling without a head), FR_EINVAL (sizes), FR_ENOMEM. */
+int  fr_enc_create(fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling, fr_pool *pool,
+                   fr_enc **out);
+void fr_enc_destroy(fr_enc *e);                 /* NULL is fine */
+/* What fr_enc_bytes would be for those arguments and a pool of n_threads,
+ * without allocating (the memory budget); 0 for bad arguments (a decoder
+ * too), SIZE_MAX if it does not fit in size_t. */
+size_t fr_enc_estimate_bytes(const fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling,
+                             int n_threads);
+size_t  fr_enc_bytes(const fr_enc *e);          /* every byte the context allocated */
+int32_t fr_enc_max_tokens(const fr_enc *e);
+int32_t fr_enc_max_seqs(const fr_enc *e);
+int     fr_enc_pooling(const fr_enc *e);        /* FR_POOLING_* in effect */
+/* Floats of output per sequence (per token for FR_POOLING_NONE): n_embd,
+ * or the head's n_cls_out (1 for a reranker: the score) for rank. */
+int32_t fr_enc_n_out(const fr_enc *e);
+
+typedef struct fr_enc_seq {
+    const int32_t *tokens;      /* [n], e.g. from fr_enc_tokenize */
+    int32_t n;                  /* 1 .. min(n_ctx_train, max_tokens) */
+} fr_enc_seq;
+
+/* Encode n_seqs sequences.  *out receives n_seqs × fr_enc_n_out floats in
+ * order (FR_POOLING_NONE: Σn × n_embd, one row per token), owned by the
+ * context and valid until the next encode.  normalize: L2-normalise each
+ * vector (a zero vector stays zero); scores (rank) are never normalised.
+ * FR_EINVAL (no sequence, more than max_seqs, an empty sequence, a token
+ * out of range, FR_POOLING_NONE with more than max_tokens in all),
+ * FR_ETOOLONG (a sequence longer than n_ctx_train or max_tokens); nothing
+ * is computed or changed on error.  Never allocates. */
+int fr_enc_encode(fr_enc *e, const fr_enc_seq *seqs, int32_t n_seqs, bool normalize,
+                  const float **out);
+
+/* The input of one text to embed: [CLS] text [SEP] (add_special, special
+ * token texts parsed, as llama.cpp's server and TEI), truncated to
+ * max_tokens (0 = n_ctx_train) by cutting the text and keeping the final
+ * [SEP].  *truncated (may be NULL) says whether it was.  *ids is fr_malloc'd.
+ * FR_ENOMEM, FR_EINVAL (max_tokens < 0). */
+int fr_enc_tokenize(const fr_model *m, const char *text, size_t len, int32_t max_tokens,
+                    int32_t **ids, size_t *n_ids, bool *truncated);
+
+/* The input of a (query, document) pair for a reranker, as llama.cpp
+ * builds it: [CLS] query [SEP] document, no trailing [SEP] (a vocabulary
+ * without [SEP]: BOS query EOS document, each special where it exists).
+ * Longer than max_tokens (0 = n_ctx_train): the longer part is cut first
+ * (longest first, as Hugging Face's tokenizers), so each keeps at least
+ * half of the room it needs; the special tokens always stay.  Same
+ * ownership and errors as fr_enc_tokenize. */
+int fr_enc_rerank_tokens(const fr_model *m, const char *query, size_t qlen, const char *doc,
+                         size_t dlen, int32_t max_tokens, int32_t **ids, size_t *n_ids,
+                         bool *truncated);
+
+/* Cut ids[0..n) in place to at most max_tokens (0 = n_ctx_train): an input
+ * that ends with [SEP] keeps it as its last token (and [CLS] first), any
+ * other is cut at the end.  Returns the new length.
+ * The three input helpers only read the model: thread-safe. */
+size_t fr_enc_truncate(const fr_model *m, int32_t *ids, size_t n, int32_t max_tokens);
+
 /* ---- tokenizer ---- */
 
 /* Token attribute bits (from tokenizer.ggml.token_type). */
@@ -118,10 +222,11 @@ enum {
 };
 
 int32_t fr_vocab_n_tokens(const fr_vocab *v);
-const char *fr_vocab_model_name(const fr_vocab *v);   /* "llama", "gpt2" */
+const char *fr_vocab_model_name(const fr_vocab *v);   /* "llama", "gpt2", "bert" */
 const char *fr_vocab_pre_name(const fr_vocab *v);     /* "default", "llama-bpe", ... */
 int32_t fr_vocab_bos(const fr_vocab *v);              /* -1 if none */
 int32_t fr_vocab_eos(const fr_vocab *v);              /* -1 if none */
+int32_t fr_vocab_sep(const fr_vocab *v);              /* [SEP] of WordPiece; -1 if none */
 bool fr_vocab_add_bos(const fr_vocab *v);
 bool fr_vocab_add_eos(const fr_vocab *v);
 bool fr_vocab_is_eog(const fr_vocab *v, int32_t id);  /* end of generation */
@@ -131,14 +236,16 @@ const char *fr_vocab_token_text(const fr_vocab *v, int32_t id, size_t *len);
 /* Id of a token whose text is exactly s, or -1. */
 int32_t fr_vocab_find(const fr_vocab *v, const char *s, size_t len);
 
-/* Tokenize len bytes of text.  add_special adds BOS/EOS as the vocab says;
+/* Tokenize len bytes of text.  add_special adds BOS/EOS as the vocab says
+ * (WordPiece: [CLS] first and [SEP] last, always);
  * parse_special turns control-token texts into their ids (chat prompts).
  * *ids is allocated with fr_malloc (caller frees with fr_free).
  * Returns 0, FR_ENOMEM or FR_EINVAL. */
 int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_special,
                 bool parse_special, int32_t **ids, size_t *n_ids);
 
-/* The bytes token id contributes to the output text (SPM "▁" → " ",
+/* The bytes token id contributes to the output text (SPM and WordPiece
+ * "▁" → " ",
  * byte tokens → their byte, gpt2 code points → bytes).  Control tokens give
  * nothing unless `special`.  Returns the number of bytes needed; writes at
  * most cap bytes (no NUL).  A bad id gives 0. */

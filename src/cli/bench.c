@@ -154,6 +154,11 @@ int fr_cli_bench(int argc, char **argv) {
     }
     stage = model;
     if ((rc = fr_model_open(model, &m))) goto fail;
+    stage = "bench";
+    if (fr_model_is_encoder(m)) {
+        rc = fr_errf(FR_EUNSUPP, "%s: an encoder; measure it with frugal bench-embed", model);
+        goto fail;
+    }
     const fr_hparams *hp = fr_model_hparams(m);
     long n_ctx = p > n ? p : n;
     if (n_ctx < 1) n_ctx = 1;

@@ -14,6 +14,9 @@ int fr_cli_tokenize(int argc, char **argv);
 int fr_cli_inspect(int argc, char **argv);
 int fr_cli_mkmodel(int argc, char **argv);
 int fr_cli_bench(int argc, char **argv);
+int fr_cli_bench_embed(int argc, char **argv);
+int fr_cli_embed(int argc, char **argv);
+int fr_cli_rerank(int argc, char **argv);
 int fr_cli_quantize(int argc, char **argv);
 int fr_cli_serve(int argc, char **argv);
 

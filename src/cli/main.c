@@ -21,6 +21,9 @@ static const struct {
     {"tokenize", fr_cli_tokenize, "tokenize -m FILE [--add-special] [--parse-special] (TEXT | --file F)"},
     {"inspect", fr_cli_inspect, "inspect FILE : metadata and tensor table"},
     {"bench", fr_cli_bench, "bench -m FILE [-p 512] [-n 128] [-t N] [-r 3] [--json] | bench --membw : speed"},
+    {"embed", fr_cli_embed, "embed -m FILE [-t N] [--pooling P] [--no-normalize] TEXT... : one JSON vector per line"},
+    {"rerank", fr_cli_rerank, "rerank -m FILE --query Q [-t N] DOC... : 'index score' per line, best first"},
+    {"bench-embed", fr_cli_bench_embed, "bench-embed -m FILE [--batch 32] [--words 16] [-t N] [-r 3] [--json] : encoder speed"},
     {"quantize", fr_cli_quantize, "quantize [--output-type T] [--embd-type T] [-t N] IN OUT TYPE : quantize a model"},
     {"mkmodel", fr_cli_mkmodel, "mkmodel --arch A --shape S --type T [--vocab FILE] OUT : random-weight model"},
 };

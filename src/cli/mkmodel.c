@@ -9,6 +9,15 @@
  * biases, NEOX RoPE, tied output).  The tokenizer is copied from --vocab
  * FILE, or generated: an SPM vocabulary of the shape's size with byte
  * fallback tokens and letter pieces, enough to encode and decode any text.
+ *
+ * Encoders: --arch bert (all-MiniLM-L6-v2's shape "minilm-l6", or "tiny",
+ * tiny-bert's) and --arch nomic-bert (nomic-embed-text-v1.5's shape
+ * "nomic-embed", or "tiny": fused QKV, RoPE, gated SiLU FFN).  --pooling
+ * mean (default) | cls | last | none | rank; rank adds the classifier head
+ * (cls, cls.output with one output) of a cross-encoder reranker.  The
+ * vocabulary is copied from --vocab FILE (a WordPiece one, e.g. bert-bge),
+ * or generated: WordPiece pieces of the shape's size ([PAD] [UNK] [CLS]
+ * [SEP] [MASK], characters, letter strings with and without "▁").
  */
 #include <math.h>
 #include <stdio.h>
@@ -157,6 +166,65 @@ out:
     return rc;
 }
 
+/* The generated WordPiece vocabulary (model "bert"): [PAD] [UNK] [CLS]
+ * [SEP] [MASK], then printable ASCII with and without "▁", then letter
+ * strings with and without "▁", up to n_vocab. */
+static int gen_vocab_wpm(fr_gguf_writer *w, int n_vocab) {
+    char **toks = fr_calloc((size_t)n_vocab, sizeof *toks);
+    int32_t *types = fr_calloc((size_t)n_vocab, sizeof *types);
+    int rc = FR_ENOMEM, n = 0;
+    if (!toks || !types) goto out;
+    char buf[64];
+#define PUSH(str, ty)                                                         \
+    do {                                                                      \
+        if (n >= n_vocab) break;                                              \
+        if (!(toks[n] = fr_strdup(str))) goto out;                            \
+        types[n++] = (ty);                                                    \
+    } while (0)
+    PUSH("[PAD]", 3);
+    PUSH("[UNK]", 3);
+    PUSH("[CLS]", 3);
+    PUSH("[SEP]", 3);
+    PUSH("[MASK]", 3);
+    for (int c = 0x21; c < 0x7f; c++) {
+        snprintf(buf, sizeof buf, "\xe2\x96\x81%c", c);
+        PUSH(buf, 1);
+        snprintf(buf, sizeof buf, "%c", c);
+        PUSH(buf, 1);
+    }
+    for (int len = 2; n < n_vocab && len < 8; len++) {
+        long count = 1;
+        for (int i = 0; i < len; i++) count *= 26;
+        for (long k = 0; k < count && n < n_vocab; k++) {
+            char str[16];
+            long x = k;
+            for (int i = len - 1; i >= 0; i--) { str[i] = (char)('a' + x % 26); x /= 26; }
+            str[len] = 0;
+            snprintf(buf, sizeof buf, "\xe2\x96\x81%s", str);
+            PUSH(buf, 1);
+            PUSH(str, 1);
+        }
+    }
+#undef PUSH
+    if (n < n_vocab) { rc = fr_errf(FR_EINVAL, "vocabulary of %d is too large to generate", n_vocab); goto out; }
+    if ((rc = fr_gguf_writer_set_str(w, "tokenizer.ggml.model", "bert")) ||
+        (rc = fr_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", FR_GGUF_I32, types, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.token_type_count", 2)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 1)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 2)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.seperator_token_id", 3)) ||
+        (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.mask_token_id", 4)))
+        goto out;
+    rc = 0;
+out:
+    for (int i = 0; toks && i < n_vocab; i++) fr_free(toks[i]);
+    fr_free(toks);
+    fr_free(types);
+    return rc;
+}
+
 /* Copy the tokenizer of FILE; returns its vocabulary size in *n_vocab. */
 static int copy_vocab(fr_gguf_writer *w, const char *path, int *n_vocab) {
     fr_gguf *g = NULL;
@@ -204,6 +272,109 @@ static int file_type_of(int t) {
     case FR_TYPE_Q8_0: return 7;
     default: return 0;
     }
+}
+
+/* ---- encoders ---- */
+
+typedef struct enc_shape {
+    const char *arch, *name;
+    int n_embd, n_layer, n_head, n_ff, n_vocab, n_ctx;
+    float eps, rope_base;
+} enc_shape;
+
+static const enc_shape enc_shapes[] = {
+    {"bert", "tiny", 256, 2, 4, 1024, 30522, 512, 1e-12f, 0},
+    {"bert", "minilm-l6", 384, 6, 12, 1536, 30522, 512, 1e-12f, 0},
+    {"nomic-bert", "tiny", 256, 2, 4, 768, 30522, 2048, 1e-12f, 1000.0f},
+    {"nomic-bert", "nomic-embed", 768, 12, 12, 3072, 30522, 2048, 1e-12f, 1000.0f},
+};
+
+static const char *const pooling_names[] = {"none", "mean", "cls", "last", "rank"};
+
+static int build_encoder(const enc_shape *s, int wtype, int pooling, const char *vocab,
+                         uint64_t seed, const char *out) {
+    builder b = {0};
+    b.wtype = wtype;
+    rng_state = seed;
+    int rc = fr_gguf_writer_create(&b.w);
+    if (rc) return rc;
+    const char *arch = s->arch;
+    bool nomic = !strcmp(arch, "nomic-bert");
+    int n_vocab = s->n_vocab, E = s->n_embd, F = s->n_ff;
+    char key[128], name[128];
+    b.row = fr_malloc(sizeof(float) * (size_t)(3 * E > F ? 3 * E : F));
+    if (!b.row) { rc = FR_ENOMEM; goto done; }
+    if (vocab) rc = copy_vocab(b.w, vocab, &n_vocab);
+    else rc = gen_vocab_wpm(b.w, n_vocab);
+    if (rc) goto done;
+
+    snprintf(name, sizeof name, "frugal random %s %s %s%s", arch, s->name, fr_type_name(wtype),
+             pooling == 4 ? " reranker" : "");
+#define SETU(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_u32(b.w, key, (uint32_t)(v)))) goto done; } while (0)
+#define SETF(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_f32(b.w, key, (v)))) goto done; } while (0)
+    if ((rc = fr_gguf_writer_set_str(b.w, "general.architecture", arch)) ||
+        (rc = fr_gguf_writer_set_str(b.w, "general.name", name)) ||
+        (rc = fr_gguf_writer_set_u32(b.w, "general.file_type", (uint32_t)file_type_of(wtype))) ||
+        (rc = fr_gguf_writer_set_u32(b.w, "general.quantization_version", 2)))
+        goto done;
+    SETU("context_length", s->n_ctx);
+    SETU("embedding_length", E);
+    SETU("block_count", s->n_layer);
+    SETU("feed_forward_length", F);
+    SETU("attention.head_count", s->n_head);
+    SETU("pooling_type", pooling);
+    SETU("vocab_size", n_vocab);
+    SETF("attention.layer_norm_epsilon", s->eps);
+    if (nomic) SETF("rope.freq_base", s->rope_base);
+    snprintf(key, sizeof key, "%s.attention.causal", arch);
+    if ((rc = fr_gguf_writer_set_bool(b.w, key, false))) goto done;
+#undef SETU
+#undef SETF
+
+    const float sd = 0.02f;
+    if ((rc = add_tensor(&b, "token_embd.weight", wtype, E, n_vocab, sd, 0)) ||
+        (rc = add_tensor(&b, "token_types.weight", FR_TYPE_F32, E, 2, sd, 0)) ||
+        (!nomic && (rc = add_tensor(&b, "position_embd.weight", FR_TYPE_F32, E, s->n_ctx, sd, 0))) ||
+        (rc = add_tensor(&b, "token_embd_norm.weight", FR_TYPE_F32, E, 1, 0, 1.0f)) ||
+        (rc = add_tensor(&b, "token_embd_norm.bias", FR_TYPE_F32, E, 1, sd, 0)))
+        goto done;
+    for (int l = 0; l < s->n_layer; l++) {
+        struct { const char *t; int cols, rows; int kind; } parts[] = {
+            /* kind: 0 matrix, 1 bias (random), 2 norm weight (ones); bert only 3, nomic only 4 */
+            {"attn_q.weight", E, E, 3}, {"attn_q.bias", E, 1, 3 + 10},
+            {"attn_k.weight", E, E, 3}, {"attn_k.bias", E, 1, 3 + 10},
+            {"attn_v.weight", E, E, 3}, {"attn_v.bias", E, 1, 3 + 10},
+            {"attn_qkv.weight", E, 3 * E, 4},
+            {"attn_output.weight", E, E, 0}, {"attn_output.bias", E, 1, 3 + 10},
+            {"attn_output_norm.weight", E, 1, 2}, {"attn_output_norm.bias", E, 1, 1},
+            {"ffn_up.weight", E, F, 0}, {"ffn_up.bias", F, 1, 3 + 10},
+            {"ffn_gate.weight", E, F, 4},
+            {"ffn_down.weight", F, E, 0}, {"ffn_down.bias", E, 1, 3 + 10},
+            {"layer_output_norm.weight", E, 1, 2}, {"layer_output_norm.bias", E, 1, 1},
+        };
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+            int kind = parts[i].kind;
+            if ((kind % 10 == 3 && nomic) || (kind % 10 == 4 && !nomic)) continue;
+            snprintf(name, sizeof name, "blk.%d.%s", l, parts[i].t);
+            if (kind == 2) rc = add_tensor(&b, name, FR_TYPE_F32, parts[i].cols, 1, 0, 1.0f);
+            else if (kind == 1 || kind == 13) rc = add_tensor(&b, name, FR_TYPE_F32, parts[i].cols, 1, sd, 0);
+            else rc = add_tensor(&b, name, wtype, parts[i].cols, parts[i].rows, sd, 0);
+            if (rc) goto done;
+        }
+    }
+    if (pooling == 4 &&
+        ((rc = add_tensor(&b, "cls.weight", wtype, E, E, sd, 0)) ||
+         (rc = add_tensor(&b, "cls.bias", FR_TYPE_F32, E, 1, sd, 0)) ||
+         (rc = add_tensor(&b, "cls.output.weight", FR_TYPE_F32, E, 1, 0.2f, 0)) ||
+         (rc = add_tensor(&b, "cls.output.bias", FR_TYPE_F32, 1, 1, sd, 0))))
+        goto done;
+    rc = fr_gguf_writer_save(b.w, out);
+done:
+    for (size_t i = 0; i < b.n_bufs; i++) fr_free(b.bufs[i]);
+    fr_free(b.bufs);
+    fr_free(b.row);
+    fr_gguf_writer_destroy(b.w);
+    return rc;
 }
 
 static int build(const char *arch, const shape *s, int wtype, const char *vocab, uint64_t seed,
@@ -287,6 +458,7 @@ done:
 
 int fr_cli_mkmodel(int argc, char **argv) {
     const char *arch = "llama", *shape_name = "tiny", *type_name = "q8_0", *vocab = NULL, *out = NULL;
+    const char *pooling_name = NULL;
     long seed = 42;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -294,21 +466,48 @@ int fr_cli_mkmodel(int argc, char **argv) {
         else if (!strcmp(a, "--shape") && v) { shape_name = v; i++; }
         else if (!strcmp(a, "--type") && v) { type_name = v; i++; }
         else if (!strcmp(a, "--vocab") && v) { vocab = v; i++; }
+        else if (!strcmp(a, "--pooling") && v) { pooling_name = v; i++; }
         else if (!strcmp(a, "--seed")) { if (!fr_cli_int(a, v, 0, 0x7fffffffffffffffL, &seed)) return 2; i++; }
         else if (a[0] == '-') return fr_cli_usage("mkmodel: unknown option or missing value '%s'", a);
         else if (!out) out = a;
         else return fr_cli_usage("mkmodel: one output file only (got '%s' too)", a);
     }
     if (!out) return fr_cli_usage("mkmodel: output file required");
+    int t = fr_type_from_name(type_name);
+    if (t != FR_TYPE_F32 && t != FR_TYPE_F16 && t != FR_TYPE_Q8_0 && t != FR_TYPE_Q4_0)
+        return fr_cli_usage("mkmodel: --type must be f32, f16, q8_0 or q4_0 (got '%s')", type_name);
+    if (!strcmp(arch, "bert") || !strcmp(arch, "nomic-bert")) {
+        const enc_shape *es = NULL;
+        for (size_t i = 0; i < sizeof enc_shapes / sizeof enc_shapes[0]; i++)
+            if (!strcmp(enc_shapes[i].arch, arch) && !strcmp(enc_shapes[i].name, shape_name))
+                es = &enc_shapes[i];
+        if (!es)
+            return fr_cli_usage("mkmodel: --shape for %s must be %s (got '%s')", arch,
+                                strcmp(arch, "bert") ? "tiny or nomic-embed" : "tiny or minilm-l6",
+                                shape_name);
+        int pooling = 1;
+        if (pooling_name) {
+            pooling = -1;
+            for (int i = 0; i < 5; i++)
+                if (!strcmp(pooling_names[i], pooling_name)) pooling = i;
+            if (pooling < 0)
+                return fr_cli_usage("mkmodel: --pooling must be none, mean, cls, last or rank "
+                                    "(got '%s')", pooling_name);
+        }
+        int rc = build_encoder(es, t, pooling, vocab, (uint64_t)seed, out);
+        if (rc) {
+            remove(out);
+            return fr_cli_fail(rc, out);
+        }
+        return 0;
+    }
+    if (pooling_name) return fr_cli_usage("mkmodel: --pooling is for encoders (bert, nomic-bert)");
     if (strcmp(arch, "llama") && strcmp(arch, "qwen2"))
-        return fr_cli_usage("mkmodel: --arch must be llama or qwen2 (got '%s')", arch);
+        return fr_cli_usage("mkmodel: --arch must be llama, qwen2, bert or nomic-bert (got '%s')", arch);
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(shapes[i].name, shape_name)) s = &shapes[i];
     if (!s) return fr_cli_usage("mkmodel: --shape must be tiny, tinyllama-1.1b, qwen2-0.5b or llama-3.2-1b (got '%s')", shape_name);
-    int t = fr_type_from_name(type_name);
-    if (t != FR_TYPE_F32 && t != FR_TYPE_F16 && t != FR_TYPE_Q8_0 && t != FR_TYPE_Q4_0)
-        return fr_cli_usage("mkmodel: --type must be f32, f16, q8_0 or q4_0 (got '%s')", type_name);
     int rc = build(arch, s, t, vocab, (uint64_t)seed, out);
     if (rc) {
         remove(out);

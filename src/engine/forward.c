@@ -188,6 +188,7 @@ size_t fr_ctx_estimate_bytes_seqs(const fr_model *m, int32_t n_ctx, int32_t n_se
                                   int n_threads) {
     size_t bytes[B_COUNT], total = sizeof(fr_ctx);
     if (n_ctx < 0 || n_seq < 1 || n_threads < 1) return 0;
+    if (m->hp.encoder) return SIZE_MAX; /* no decoder context fits an encoder */
     if (!plan(m, resolve_n_ctx(m, n_ctx), n_seq, n_threads, bytes)) return SIZE_MAX;
     for (int i = 0; i < B_COUNT; i++)
         if (!fr_add_ok(total, bytes[i], &total)) return SIZE_MAX;
@@ -207,6 +208,9 @@ int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool,
     const fr_hparams *hp = &m->hp;
     if (n_ctx < 0) return fr_errf(FR_EINVAL, "context size %d is negative", (int)n_ctx);
     if (n_seq < 1) return fr_errf(FR_EINVAL, "%d sequences: at least 1", (int)n_seq);
+    if (hp->encoder)
+        return fr_errf(FR_EUNSUPP, "%s: %s is an encoder: it embeds (fr_enc_create), it does not "
+                       "generate", fr_gguf_path(m->gguf), hp->arch);
     n_ctx = resolve_n_ctx(m, n_ctx);
 
     size_t bytes[B_COUNT];

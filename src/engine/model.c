@@ -1,5 +1,6 @@
 /*
- * model.c — load a llama or qwen2 decoder from GGUF (GGUF.md §3–§4).
+ * model.c — load a llama or qwen2 decoder, or a bert or nomic-bert encoder,
+ * from GGUF (GGUF.md §3–§4).
  *
  * fr_model_open maps the file, reads the hyperparameters with llama.cpp's
  * defaults, finds every tensor the architecture needs and checks its shape
@@ -24,6 +25,19 @@
  *
  * Per-layer arrays (variable heads or n_ff per layer), fused attn_qkv and
  * mixture-of-experts files are refused with FR_EUNSUPP.
+ *
+ * Encoders (bert, nomic-bert; hp.encoder): the same size keys, and
+ *   norm_eps     {arch}.attention.layer_norm_epsilon      required
+ *   pooling      {arch}.pooling_type                      default 0 (none)
+ *   causal       {arch}.attention.causal                  must be false if present
+ *   n_head_kv    must equal n_head
+ *   nomic-bert:  rope.freq_base (default 10000), rope.dimension_count, NEOX
+ * Tensors: token_embd, token_types (optional, any number of rows), position_embd
+ * {n_embd, n_ctx_train} (bert only), token_embd_norm.{weight,bias}; per layer
+ * attn_q/k/v (+bias) or fused attn_qkv (+bias), attn_output (+bias),
+ * attn_output_norm.{weight,bias}, ffn_up (+bias), ffn_gate (nomic-bert),
+ * ffn_down (+bias), layer_output_norm.{weight,bias}; optional rank head
+ * cls (+bias) and cls.output (+bias, any number of rows).
  */
 #include <math.h>
 #include <stdio.h>
@@ -70,6 +84,17 @@ static int key_f32(loader *ld, const char *suffix, bool required, float def, flo
     int rc = fr_gguf_get_f32(ld->m->gguf, key, out);
     if (rc == FR_ENOENT) {
         if (required) return fr_errf(FR_EFORMAT, "%s: missing key '%s'", ld->path, key);
+        *out = def;
+        return 0;
+    }
+    return rc;
+}
+
+static int key_bool(loader *ld, const char *suffix, bool def, bool *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", ld->arch, suffix);
+    int rc = fr_gguf_get_bool(ld->m->gguf, key, out);
+    if (rc == FR_ENOENT) {
         *out = def;
         return 0;
     }
@@ -151,11 +176,19 @@ static int read_hparams(loader *ld) {
                        "[2, head_dim %d]", ld->path, u, hp->head_dim);
     hp->n_rot = (int32_t)u;
 
-    if ((rc = key_f32(ld, "attention.layer_norm_rms_epsilon", true, 0, &hp->rms_eps)) < 0)
-        return rc;
-    if (!(hp->rms_eps >= 0) || !isfinite(hp->rms_eps))
-        return fr_errf(FR_EFORMAT, "%s: bad layer_norm_rms_epsilon %g", ld->path,
-                       (double)hp->rms_eps);
+    if (hp->encoder) {
+        if ((rc = key_f32(ld, "attention.layer_norm_epsilon", true, 0, &hp->norm_eps)) < 0)
+            return rc;
+        if (!(hp->norm_eps >= 0) || !isfinite(hp->norm_eps))
+            return fr_errf(FR_EFORMAT, "%s: bad layer_norm_epsilon %g", ld->path,
+                           (double)hp->norm_eps);
+    } else {
+        if ((rc = key_f32(ld, "attention.layer_norm_rms_epsilon", true, 0, &hp->rms_eps)) < 0)
+            return rc;
+        if (!(hp->rms_eps >= 0) || !isfinite(hp->rms_eps))
+            return fr_errf(FR_EFORMAT, "%s: bad layer_norm_rms_epsilon %g", ld->path,
+                           (double)hp->rms_eps);
+    }
     if ((rc = key_f32(ld, "rope.freq_base", false, 10000.0f, &hp->rope_base)) < 0) return rc;
     if (!(hp->rope_base > 0) || !isfinite(hp->rope_base))
         return fr_errf(FR_EFORMAT, "%s: bad rope.freq_base %g", ld->path, (double)hp->rope_base);
@@ -181,7 +214,26 @@ static int read_hparams(loader *ld) {
         return fr_errf(FR_EUNSUPP, "%s: rope scaling type '%s' is not supported", ld->path,
                        stype);
     }
-    hp->rope_type = strcmp(ld->arch, "qwen2") == 0 ? 2 : 0;
+    hp->rope_type = strcmp(ld->arch, "qwen2") == 0 || strcmp(ld->arch, "nomic-bert") == 0 ? 2
+                    : strcmp(ld->arch, "bert") == 0                                          ? -1
+                                                                                            : 0;
+    if (hp->encoder) {
+        if (hp->n_head_kv != hp->n_head)
+            return fr_errf(FR_EUNSUPP, "%s: encoder with head_count_kv %d != head_count %d",
+                           ld->path, hp->n_head_kv, hp->n_head);
+        bool causal;
+        if ((rc = key_bool(ld, "attention.causal", false, &causal)) < 0) return rc;
+        if (causal)
+            return fr_errf(FR_EUNSUPP, "%s: %s.attention.causal = true: causal encoders are not "
+                           "supported", ld->path, ld->arch);
+        if ((rc = key_u32(ld, "pooling_type", false, 0, &u)) < 0) return rc;
+        if (u > FR_POOLING_RANK)
+            return fr_errf(FR_EUNSUPP, "%s: %s.pooling_type %u is not supported (0..4)",
+                           ld->path, ld->arch, u);
+        hp->pooling = (int)u;
+        if (hp->n_ctx_train < 1)
+            return fr_errf(FR_EFORMAT, "%s: context_length %d", ld->path, hp->n_ctx_train);
+    }
 
     if ((rc = key_u32(ld, "expert_count", false, 0, &u)) < 0) return rc;
     if (u > 0)
@@ -241,6 +293,21 @@ static int find_weight(loader *ld, const char *name, int64_t cols, int64_t rows,
     w->row_bytes = rb;
     w->nbytes = t->nbytes;
     return 0;
+}
+
+/* A matrix {cols, any number of rows >= 1} (token types, classifier
+ * outputs): a 1-D {cols} tensor is one row. */
+static int find_rows(loader *ld, const char *name, int64_t cols, bool required, fr_weight *w) {
+    memset(w, 0, sizeof *w);
+    const fr_gguf_tensor *t = fr_gguf_find_tensor(ld->m->gguf, name);
+    if (!t) {
+        if (required) return fr_errf(FR_EFORMAT, "%s: missing tensor '%s'", ld->path, name);
+        return 0;
+    }
+    int64_t rows = t->ne[1];
+    if (t->n_dims > 2 || t->ne[0] != cols || rows < 1 || rows > MAX_DIM)
+        return bad_shape(ld, t, cols, rows < 1 || rows > MAX_DIM ? 1 : rows);
+    return find_weight(ld, name, cols, rows, true, w);
 }
 
 /* A 1-D F32 vector {n} (norm weights, biases, rope factors). */
@@ -309,6 +376,70 @@ static int find_tensors(loader *ld) {
     return 0;
 }
 
+static int find_tensors_enc(loader *ld) {
+    fr_model *m = ld->m;
+    fr_hparams *hp = &m->hp;
+    int64_t n_embd = hp->n_embd, n_ff = hp->n_ff, n_vocab = hp->n_vocab;
+    int64_t n_q = (int64_t)hp->n_head * hp->head_dim, n_qkv = 3 * n_q;
+    bool nomic = !strcmp(ld->arch, "nomic-bert");
+    char name[64];
+    int rc;
+
+    if ((rc = find_weight(ld, "token_embd.weight", n_embd, n_vocab, true, &m->tok_embd)) < 0 ||
+        (rc = find_rows(ld, "token_types.weight", n_embd, false, &m->tok_types)) < 0 ||
+        (rc = find_weight(ld, "position_embd.weight", n_embd, hp->n_ctx_train, !nomic,
+                          &m->pos_embd)) < 0 ||
+        (rc = find_vec(ld, "token_embd_norm.weight", n_embd, true, &m->tok_norm)) < 0 ||
+        (rc = find_vec(ld, "token_embd_norm.bias", n_embd, true, &m->tok_norm_b)) < 0 ||
+        (rc = find_weight(ld, "cls.weight", n_embd, n_embd, false, &m->cls)) < 0 ||
+        (rc = find_vec(ld, "cls.bias", n_embd, false, &m->cls_b)) < 0 ||
+        (rc = find_rows(ld, "cls.output.weight", n_embd, false, &m->cls_out)) < 0)
+        return rc;
+    if (nomic && m->pos_embd.data)
+        return fr_errf(FR_EUNSUPP, "%s: nomic-bert with position_embd.weight", ld->path);
+    hp->n_cls_out = m->cls_out.data ? (int32_t)m->cls_out.rows : 1;
+    if ((rc = find_vec(ld, "cls.output.bias", hp->n_cls_out, false, &m->cls_out_b)) < 0) return rc;
+    if (hp->pooling == FR_POOLING_RANK && !m->cls.data && !m->cls_out.data)
+        return fr_errf(FR_EFORMAT, "%s: rank pooling without a classifier head (cls.weight, "
+                       "cls.output.weight)", ld->path);
+
+    for (int32_t il = 0; il < hp->n_layer; il++) {
+        fr_layer *L = &m->layers[il];
+#define NAME(s) (snprintf(name, sizeof name, "blk.%d." s, (int)il), name)
+        bool fused = !fr_gguf_find_tensor(m->gguf, NAME("attn_q.weight")) &&
+                     fr_gguf_find_tensor(m->gguf, NAME("attn_qkv.weight"));
+        if (fused) {
+            if ((rc = find_weight(ld, NAME("attn_qkv.weight"), n_embd, n_qkv, true, &L->wqkv)) < 0 ||
+                (rc = find_vec(ld, NAME("attn_qkv.bias"), n_qkv, false, &L->bqkv)) < 0)
+                return rc;
+        } else if ((rc = find_weight(ld, NAME("attn_q.weight"), n_embd, n_q, true, &L->wq)) < 0 ||
+                   (rc = find_weight(ld, NAME("attn_k.weight"), n_embd, n_q, true, &L->wk)) < 0 ||
+                   (rc = find_weight(ld, NAME("attn_v.weight"), n_embd, n_q, true, &L->wv)) < 0 ||
+                   (rc = find_vec(ld, NAME("attn_q.bias"), n_q, false, &L->bq)) < 0 ||
+                   (rc = find_vec(ld, NAME("attn_k.bias"), n_q, false, &L->bk)) < 0 ||
+                   (rc = find_vec(ld, NAME("attn_v.bias"), n_q, false, &L->bv)) < 0) {
+            return rc;
+        }
+        if ((rc = find_weight(ld, NAME("attn_output.weight"), n_q, n_embd, true, &L->wo)) < 0 ||
+            (rc = find_vec(ld, NAME("attn_output.bias"), n_embd, false, &L->bo)) < 0 ||
+            (rc = find_vec(ld, NAME("attn_output_norm.weight"), n_embd, true, &L->attn_out_norm)) < 0 ||
+            (rc = find_vec(ld, NAME("attn_output_norm.bias"), n_embd, true, &L->attn_out_norm_b)) < 0 ||
+            (rc = find_weight(ld, NAME("ffn_up.weight"), n_embd, n_ff, true, &L->w_up)) < 0 ||
+            (rc = find_vec(ld, NAME("ffn_up.bias"), n_ff, false, &L->b_up)) < 0 ||
+            (rc = find_weight(ld, NAME("ffn_gate.weight"), n_embd, n_ff, nomic, &L->w_gate)) < 0 ||
+            (rc = find_weight(ld, NAME("ffn_down.weight"), n_ff, n_embd, true, &L->w_down)) < 0 ||
+            (rc = find_vec(ld, NAME("ffn_down.bias"), n_embd, false, &L->b_down)) < 0 ||
+            (rc = find_vec(ld, NAME("layer_output_norm.weight"), n_embd, true, &L->out_norm)) < 0 ||
+            (rc = find_vec(ld, NAME("layer_output_norm.bias"), n_embd, true, &L->out_norm_b)) < 0)
+            return rc;
+        if (!nomic && L->w_gate.data)
+            return fr_errf(FR_EUNSUPP, "%s: tensor '%s': a gated FFN in a bert file is not "
+                           "supported", ld->path, NAME("ffn_gate.weight"));
+#undef NAME
+    }
+    return 0;
+}
+
 /* The vocabulary size: the length of tokenizer.ggml.tokens. */
 static int read_n_vocab(loader *ld) {
     int et;
@@ -338,20 +469,23 @@ int fr_model_open(const char *path, fr_model **out) {
     rc = fr_gguf_get_str(m->gguf, "general.architecture", &arch);
     if (rc == FR_ENOENT) rc = fr_errf(FR_EFORMAT, "%s: missing key 'general.architecture'", path);
     if (rc < 0) goto fail;
-    if (!((arch.len == 5 && !memcmp(arch.s, "llama", 5)) ||
-          (arch.len == 5 && !memcmp(arch.s, "qwen2", 5)))) {
-        rc = fr_errf(FR_EUNSUPP, "%s: architecture '%.*s' is not supported (llama, qwen2)",
-                     path, (int)(arch.len > 64 ? 64 : arch.len), arch.s);
+    static const char *const archs[] = {"llama", "qwen2", "bert", "nomic-bert"};
+    size_t ai = 0;
+    while (ai < 4 && !(arch.len == strlen(archs[ai]) && !memcmp(arch.s, archs[ai], arch.len))) ai++;
+    if (ai == 4) {
+        rc = fr_errf(FR_EUNSUPP, "%s: architecture '%.*s' is not supported (llama, qwen2, bert, "
+                     "nomic-bert)", path, (int)(arch.len > 64 ? 64 : arch.len), arch.s);
         goto fail;
     }
     memcpy(ld.arch, arch.s, arch.len);
     ld.arch[arch.len] = 0;
+    m->hp.encoder = ai >= 2;
 
     if ((rc = read_hparams(&ld)) < 0) goto fail;
     if ((rc = read_n_vocab(&ld)) < 0) goto fail;
     m->layers = fr_calloc((size_t)m->hp.n_layer, sizeof *m->layers);
     if (!m->layers) { rc = FR_ENOMEM; goto fail; }
-    if ((rc = find_tensors(&ld)) < 0) goto fail;
+    if ((rc = m->hp.encoder ? find_tensors_enc(&ld) : find_tensors(&ld)) < 0) goto fail;
     if ((rc = fr_vocab_load(m->gguf, &m->vocab)) < 0) goto fail;
     if (fr_vocab_n_tokens(m->vocab) != m->hp.n_vocab) {
         rc = fr_errf(FR_EFORMAT, "%s: tokenizer has %d tokens, token_embd.weight has %d rows",
@@ -380,11 +514,16 @@ const fr_gguf *fr_model_gguf(const fr_model *m) { return m->gguf; }
 size_t fr_model_heap_bytes(const fr_model *m) { return m->heap_bytes; }
 
 size_t fr_model_weight_bytes(const fr_model *m) {
-    size_t total = m->tok_embd.row_bytes + m->output.nbytes;
+    size_t total = m->tok_embd.row_bytes + m->output.nbytes + m->cls.nbytes + m->cls_out.nbytes;
     for (int32_t il = 0; il < m->hp.n_layer; il++) {
         const fr_layer *L = &m->layers[il];
-        total += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wo.nbytes + L->w_gate.nbytes +
-                 L->w_up.nbytes + L->w_down.nbytes;
+        total += L->wq.nbytes + L->wk.nbytes + L->wv.nbytes + L->wqkv.nbytes + L->wo.nbytes +
+                 L->w_gate.nbytes + L->w_up.nbytes + L->w_down.nbytes;
     }
     return total;
 }
+
+bool fr_model_is_encoder(const fr_model *m) { return m->hp.encoder; }
+int32_t fr_model_n_embd(const fr_model *m) { return m->hp.n_embd; }
+int32_t fr_model_n_ctx_train(const fr_model *m) { return m->hp.n_ctx_train; }
+int fr_model_pooling(const fr_model *m) { return m->hp.pooling; }

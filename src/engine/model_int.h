@@ -1,6 +1,7 @@
 /*
  * model_int.h — the layout of fr_model and fr_ctx, shared by model.c
- * (loading), forward.c (the forward pass) and their tests.
+ * (loading), forward.c (the decoder forward pass), encoder.c (bert,
+ * nomic-bert) and their tests.
  *
  * Dimension names used in the shape comments:
  *   n_embd   width of the residual stream
@@ -39,9 +40,20 @@ typedef struct fr_layer {
     const float *bv;             /* [n_kv] or NULL */
     const float *bo;             /* [n_embd] or NULL */
     const float *ffn_norm;       /* [n_embd] */
-    fr_weight w_gate;            /* [n_ff][n_embd] */
+    fr_weight w_gate;            /* [n_ff][n_embd] (bert: zeroed) */
     fr_weight w_up;              /* [n_ff][n_embd] */
     fr_weight w_down;            /* [n_embd][n_ff] */
+
+    /* encoders (post-LayerNorm blocks; attn_norm and ffn_norm are NULL) */
+    fr_weight wqkv;              /* [n_q + 2·n_kv][n_embd] fused Q,K,V, or zeroed
+                                    (then wq, wk, wv) */
+    const float *bqkv;           /* [n_q + 2·n_kv] or NULL */
+    const float *attn_out_norm;  /* [n_embd] LayerNorm after attention + residual */
+    const float *attn_out_norm_b;/* [n_embd] */
+    const float *b_up;           /* [n_ff] or NULL */
+    const float *b_down;         /* [n_embd] or NULL */
+    const float *out_norm;       /* [n_embd] LayerNorm after the FFN + residual */
+    const float *out_norm_b;     /* [n_embd] */
 } fr_layer;
 
 struct fr_model {
@@ -55,6 +67,16 @@ struct fr_model {
     const float *rope_freqs;     /* [n_rot/2] or NULL */
     bool tied_output;
     fr_layer *layers;            /* [n_layer], fr_malloc'd */
+
+    /* encoders (hp.encoder): output_norm and output are unused */
+    fr_weight tok_types;         /* [n_types][n_embd] (row 0 is added), or zeroed */
+    fr_weight pos_embd;          /* [n_ctx_train][n_embd] (bert), zeroed (nomic: RoPE) */
+    const float *tok_norm;       /* [n_embd] LayerNorm of the embeddings */
+    const float *tok_norm_b;     /* [n_embd] */
+    fr_weight cls;               /* [n_embd][n_embd] rank head, or zeroed */
+    const float *cls_b;          /* [n_embd] or NULL */
+    fr_weight cls_out;           /* [n_cls_out][n_embd], or zeroed */
+    const float *cls_out_b;      /* [n_cls_out] or NULL */
     size_t heap_bytes;           /* counted heap the model holds (vocab, tables) */
 };
 

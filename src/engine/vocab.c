@@ -1,8 +1,9 @@
 /*
  * vocab.c — loading a tokenizer from GGUF keys, the special-token
  * pre-pass, tokenize dispatch, token -> text and the streaming
- * detokenizer.  The two tokenizer algorithms live in vocab_spm.c
- * (SentencePiece BPE, "llama") and vocab_bpe.c (byte-level BPE, "gpt2").
+ * detokenizer.  The tokenizer algorithms live in vocab_spm.c
+ * (SentencePiece BPE, "llama"), vocab_bpe.c (byte-level BPE, "gpt2") and
+ * vocab_wpm.c (WordPiece, "bert").
  * Everything follows llama.cpp's llama-vocab.cpp as GGUF.md §5 describes.
  *
  * Memory: the vocab copies what it needs out of the GGUF (texts into one
@@ -419,20 +420,40 @@ static int vocab_load(fr_vocab *v, const fr_gguf *g) {
         v->kind = FR_VOCAB_SPM;
     } else if (str_is(model, "gpt2")) {
         v->kind = FR_VOCAB_BPE;
+    } else if (str_is(model, "bert")) {
+        v->kind = FR_VOCAB_WPM;
     } else {
         return fr_errf(FR_EUNSUPP, "%s: tokenizer model '%.*s' is not supported", gname(g),
                        (int)(model.len > 64 ? 64 : model.len), model.s);
     }
-    strcpy(v->model, v->kind == FR_VOCAB_SPM ? "llama" : "gpt2");
+    strcpy(v->model, v->kind == FR_VOCAB_SPM ? "llama" : v->kind == FR_VOCAB_BPE ? "gpt2" : "bert");
     strcpy(v->pre, "default");
 
     rc = load_tokens(v, g);
     if (rc) return rc;
 
     bool llama3 = false;
+    v->sep = v->mask = -1;
     if (v->kind == FR_VOCAB_SPM) {
         v->bos = 1, v->eos = 2, v->unk = 0;
         v->add_bos = true, v->add_eos = false, v->add_space_prefix = true;
+    } else if (v->kind == FR_VOCAB_WPM) {
+        /* [CLS] is the bos id (cls_token_id is not read, as llama.cpp) */
+        v->bos = 101, v->eos = -1, v->unk = 100, v->sep = 102, v->mask = 103;
+        v->add_bos = true, v->add_eos = false, v->add_space_prefix = false;
+        v->lowercase = true;
+        fr_gguf_str pre;
+        rc = fr_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
+        if (rc == 0 && pre.len > 0 && pre.len < sizeof v->pre) {
+            memcpy(v->pre, pre.s, (size_t)pre.len);
+            v->pre[pre.len] = 0;
+        } else if (rc != 0 && rc != FR_ENOENT) {
+            return rc;
+        }
+        if ((rc = load_bool(g, "tokenizer.ggml.normalizer.lowercase", &v->lowercase))) return rc;
+        v->strip_accents = v->lowercase;
+        if ((rc = load_bool(g, "tokenizer.ggml.normalizer.strip_accents", &v->strip_accents)))
+            return rc;
     } else {
         rc = load_merges(v, g);
         if (rc) return rc;
@@ -458,10 +479,14 @@ static int vocab_load(fr_vocab *v, const fr_gguf *g) {
         }
         if (llama3) v->add_bos = true;
     }
-    v->pad = v->eot = v->eom = -1;
+    v->pad = v->kind == FR_VOCAB_WPM ? 0 : -1;
+    v->eot = v->eom = -1;
     if (v->bos >= v->n_tokens) v->bos = -1;
     if (v->eos >= v->n_tokens) v->eos = -1;
     if (v->unk >= v->n_tokens) v->unk = -1;
+    if (v->sep >= v->n_tokens) v->sep = -1;
+    if (v->mask >= v->n_tokens) v->mask = -1;
+    if (v->pad >= v->n_tokens) v->pad = -1;
 
     if ((rc = load_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix)) ||
         (rc = load_id(v, g, "tokenizer.ggml.bos_token_id", &v->bos)) ||
@@ -470,6 +495,8 @@ static int vocab_load(fr_vocab *v, const fr_gguf *g) {
         (rc = load_id(v, g, "tokenizer.ggml.padding_token_id", &v->pad)) ||
         (rc = load_id(v, g, "tokenizer.ggml.eot_token_id", &v->eot)) ||
         (rc = load_id(v, g, "tokenizer.ggml.eom_token_id", &v->eom)) ||
+        (rc = load_id(v, g, "tokenizer.ggml.seperator_token_id", &v->sep)) ||
+        (rc = load_id(v, g, "tokenizer.ggml.mask_token_id", &v->mask)) ||
         (rc = load_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos)) ||
         (rc = load_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos)))
         return rc;
@@ -478,6 +505,10 @@ static int vocab_load(fr_vocab *v, const fr_gguf *g) {
     rc = build_special(v);
     if (rc) return rc;
     build_byte_tokens(v);
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        uint32_t n = v->tok_off[i + 1] - v->tok_off[i];
+        if (n > v->max_token_len) v->max_token_len = n;
+    }
     return 0;
 }
 
@@ -502,6 +533,7 @@ const char *fr_vocab_model_name(const fr_vocab *v) { return v->model; }
 const char *fr_vocab_pre_name(const fr_vocab *v) { return v->pre; }
 int32_t fr_vocab_bos(const fr_vocab *v) { return v->bos; }
 int32_t fr_vocab_eos(const fr_vocab *v) { return v->eos; }
+int32_t fr_vocab_sep(const fr_vocab *v) { return v->sep; }
 bool fr_vocab_add_bos(const fr_vocab *v) { return v->add_bos && v->bos >= 0; }
 bool fr_vocab_add_eos(const fr_vocab *v) { return v->add_eos && v->eos >= 0; }
 
@@ -642,7 +674,10 @@ int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_specia
     out.n = 0;
     rc = partition(v, text, len, parse_special, &f);
     if (rc) goto done;
-    if (add_special && v->add_bos && v->bos >= 0 && (rc = fr__idvec_push(&out, v->bos))) goto done;
+    /* WordPiece always frames add_special input as [CLS] ... [SEP] */
+    bool wpm = v->kind == FR_VOCAB_WPM;
+    if (add_special && (v->add_bos || wpm) && v->bos >= 0 && (rc = fr__idvec_push(&out, v->bos)))
+        goto done;
     bool prev_special = true;   /* SPM: the first fragment gets the prefix space */
     for (size_t i = 0; i < f.n; i++) {
         const fr__vocab_frag *fr = &f.v[i];
@@ -653,12 +688,15 @@ int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_specia
             rc = spm_fragment(v, text + fr->off, fr->len, v->add_space_prefix && prev_special,
                               &buf, &cap, &out);
             prev_special = false;
+        } else if (wpm) {
+            rc = fr__vocab_wpm_tokenize(v, text + fr->off, fr->len, &out);
         } else {
             rc = fr__vocab_bpe_tokenize(v, text + fr->off, fr->len, &out);
         }
         if (rc) goto done;
     }
-    if (add_special && v->add_eos && v->eos >= 0) rc = fr__idvec_push(&out, v->eos);
+    if (add_special && v->add_eos && v->eos >= 0 && (rc = fr__idvec_push(&out, v->eos))) goto done;
+    if (add_special && wpm && v->sep >= 0) rc = fr__idvec_push(&out, v->sep);
 done:
     fr_free(f.v);
     fr_free(buf);
@@ -692,7 +730,7 @@ size_t fr_token_to_piece(const fr_vocab *v, int32_t id, bool special, char *buf,
         put(buf, cap, &pos, s, n);
         return pos;
     }
-    if (v->kind == FR_VOCAB_SPM) {
+    if (v->kind == FR_VOCAB_SPM || v->kind == FR_VOCAB_WPM) {
         if (t == FR_TOKEN_BYTE) {
             /* "<0xNN>" */
             char hex[3] = {n > 3 ? s[3] : 0, n > 4 ? s[4] : 0, 0};
@@ -736,8 +774,9 @@ void fr_detok_init(fr_detok *d, const fr_vocab *v) {
     d->first = true;
     /* llama.cpp strips one leading space of the first piece whenever the
      * vocab adds a prefix space (SPM by default; any vocab whose GGUF sets
-     * tokenizer.ggml.add_space_prefix) */
-    d->strip_space = v && v->add_space_prefix;
+     * tokenizer.ggml.add_space_prefix); WordPiece words all start with
+     * "▁", so the text would otherwise start with a space */
+    d->strip_space = v && (v->add_space_prefix || v->kind == FR_VOCAB_WPM);
 }
 
 int fr_detok_push(fr_detok *d, const fr_vocab *v, int32_t id, char *out, size_t cap) {
@@ -751,7 +790,8 @@ int fr_detok_push(fr_detok *d, const fr_vocab *v, int32_t id, char *out, size_t 
         memmove(out + np, out + np + 1, n - 1);
         n--;
     }
-    d->first = false;
+    /* WordPiece: [CLS] (no text) does not end the first piece */
+    if (n > 0 || v->kind != FR_VOCAB_WPM) d->first = false;
     size_t total = np + n, i = 0;
     const uint8_t *p = (const uint8_t *)out;
     while (i < total) {

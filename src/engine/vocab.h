@@ -1,6 +1,6 @@
 /*
- * vocab.h — tokenizers: SentencePiece BPE ("llama") and byte-level BPE
- * ("gpt2") with llama.cpp's pre-tokenizers; WordPiece ("bert") later.
+ * vocab.h — tokenizers: SentencePiece BPE ("llama"), byte-level BPE
+ * ("gpt2") with llama.cpp's pre-tokenizers, and WordPiece ("bert").
  *
  * A vocab is built from a GGUF file's tokenizer.* keys and owns copies of
  * everything it needs (it does not keep the fr_gguf).  Immutable after

@@ -1,7 +1,8 @@
 /*
  * vocab_int.h — the layout of a loaded vocabulary, shared by vocab.c
  * (loading, special tokens, decoding), vocab_spm.c (SentencePiece BPE),
- * vocab_bpe.c (byte-level BPE and its pre-tokenizers) and the tests.
+ * vocab_bpe.c (byte-level BPE and its pre-tokenizers), vocab_wpm.c
+ * (WordPiece) and the tests.
  * Nothing outside engine/vocab*.c and tests should include it.
  *
  * Invariants after fr_vocab_load: every token id in [0, n_tokens) has its
@@ -14,7 +15,7 @@
 
 #include "engine/vocab.h"
 
-enum { FR_VOCAB_SPM = 1, FR_VOCAB_BPE = 2 };
+enum { FR_VOCAB_SPM = 1, FR_VOCAB_BPE = 2, FR_VOCAB_WPM = 3 };
 
 #define FR_VOCAB_MAX_REGEX 6
 
@@ -35,7 +36,7 @@ typedef struct fr__idvec {
 } fr__idvec;
 
 struct fr_vocab {
-    int kind;                   /* FR_VOCAB_SPM or FR_VOCAB_BPE */
+    int kind;                   /* FR_VOCAB_SPM, FR_VOCAB_BPE or FR_VOCAB_WPM */
     char model[16];             /* tokenizer.ggml.model */
     char pre[64];               /* tokenizer.ggml.pre ("default" if absent) */
     int32_t n_tokens;
@@ -63,7 +64,10 @@ struct fr_vocab {
     int32_t n_special;
 
     int32_t bos, eos, unk, pad, eot, eom;
+    int32_t sep, mask;          /* WPM: [SEP] (ends add_special input), [MASK]; else -1 */
     bool add_bos, add_eos, add_space_prefix;
+    bool lowercase, strip_accents;      /* WPM normalizer */
+    uint32_t max_token_len;     /* bytes of the longest token text */
     bool ignore_merges;         /* BPE: a piece that is a token is kept whole */
 
     int n_regex;                /* BPE pre-tokenizer: split regexes in order */
@@ -88,6 +92,12 @@ int fr__idvec_push(fr__idvec *o, int32_t id);
  * already escaped ("▁" for spaces, prefix space added).  0 or FR_ENOMEM. */
 int fr__vocab_spm_tokenize(const fr_vocab *v, const char *text, size_t len, fr__idvec *out);
 int fr__vocab_bpe_tokenize(const fr_vocab *v, const char *text, size_t len, fr__idvec *out);
+int fr__vocab_wpm_tokenize(const fr_vocab *v, const char *text, size_t len, fr__idvec *out);
+
+/* For tests: the words WordPiece makes of text (normalized, each without
+ * the "▁" prefix), calling cb for each.  0 or FR_ENOMEM. */
+int fr__vocab_wpm_split(const fr_vocab *v, const char *text, size_t len,
+                        void (*cb)(void *ctx, const char *word, size_t len), void *ctx);
 
 /* Set up v's pre-tokenizer from v->pre: the regex list and ignore_merges.
  * FR_EUNSUPP (detail names the pre-tokenizer) for an unknown name;

@@ -2,8 +2,8 @@
  * ops.c — the plain C twins of the forward-pass ops (ops.h) and the
  * dispatch between them and the SIMD versions (ops_avx512.c).
  *
- * The twins are written for clarity: one element at a time, libm's expf,
- * the RMSNorm sum in double.  The SIMD table is chosen once (pthread_once):
+ * The twins are written for clarity: one element at a time, libm's expf
+ * and tanhf, the RMSNorm and LayerNorm sums in double.  The SIMD table is chosen once (pthread_once):
  * AVX-512 F/BW/VL (ops_avx512.c), else AVX2+FMA+F16C (ops_avx2.c), else
  * the twins; fr_ops_get() returns it unless the kernels run a lower level
  * (fr_kernels_isa() "ref": the twins; "avx2": the AVX2 table).
@@ -102,6 +102,33 @@ void fr__ref_att_pv(int nk, int hd, const float *v, int R, int rp, const float *
     }
 }
 
+void fr__ref_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n,
+                       float eps) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += x[i];
+    float mean = (float)(sum / (double)n);
+    double sum2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        sum2 += (double)(d * d);
+    }
+    float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) {
+        float v = (x[i] - mean) * scale * w[i];
+        y[i] = b ? v + b[i] : v;
+    }
+}
+
+#define GELU_COEF_A 0.044715f
+#define SQRT_2_OVER_PI 0.79788456080286535587989211986876f
+
+void fr__ref_gelu(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * v * (1.0f + GELU_COEF_A * v * v)));
+    }
+}
+
 static const fr_ops ref_table = {
     .rmsnorm = fr__ref_rmsnorm,
     .add = fr__ref_add,
@@ -112,6 +139,8 @@ static const fr_ops ref_table = {
     .att_qk = fr__ref_att_qk,
     .att_softmax = fr__ref_att_softmax,
     .att_pv = fr__ref_att_pv,
+    .layernorm = fr__ref_layernorm,
+    .gelu = fr__ref_gelu,
 };
 
 static fr_ops avx2_table, avx512_table, best_table;
@@ -134,6 +163,8 @@ static void init_once(void) {
         .att_qk = fr__avx2_att_qk,
         .att_softmax = fr__avx2_att_softmax,
         .att_pv = fr__avx2_att_pv,
+        .layernorm = fr__avx2_layernorm,
+        .gelu = fr__avx2_gelu,
     };
     avx512_table = (fr_ops){
         .rmsnorm = fr__avx512_rmsnorm,
@@ -145,6 +176,8 @@ static void init_once(void) {
         .att_qk = fr__avx512_att_qk,
         .att_softmax = fr__avx512_att_softmax,
         .att_pv = fr__avx512_att_pv,
+        .layernorm = fr__avx512_layernorm,
+        .gelu = fr__avx512_gelu,
     };
     if (have_avx512) {
         best_table = avx512_table;

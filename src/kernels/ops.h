@@ -1,7 +1,8 @@
 /*
  * ops.h — the forward pass's float operations besides the weight matmuls:
  * RMSNorm, residual adds, RoPE, SiLU·up, half-to-float rows of the KV
- * cache, and the three steps of a tiled (flash-attention style) attention.
+ * cache, the three steps of a tiled (flash-attention style) attention, and
+ * for the encoders (bert) LayerNorm and GELU.
  *
  * Each op has a plain C twin in ops.c and, where the CPU allows, a SIMD
  * version (ops_avx512.c, else ops_avx2.c), chosen once from fr_cpu().
@@ -80,6 +81,18 @@ typedef struct fr_ops {
      * v: [nk][hd]; orow[r] points at row r's hd outputs. */
     void (*att_pv)(int nk, int hd, const float *v, int R, int rp, const float *st,
                    const float *corr, float *const *orow);
+
+    /* LayerNorm as ggml_norm then ·w + b: μ = Σx/n, d_i = x_i − μ,
+     * σ² = Σd²/n (both sums in double), y_i = d_i·(1/sqrtf(σ² + eps))·w_i
+     * + b_i.  b may be NULL (no bias).  y may equal x. */
+    void (*layernorm)(float *y, const float *x, const float *w, const float *b, int64_t n,
+                      float eps);
+
+    /* x[i] = GELU(x[i]) in the tanh form ggml uses:
+     * 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))).  (ggml's CPU path reads
+     * an f16 table; this is the formula in f32.)  The SIMD versions compute
+     * the same value as x / (1 + e^(−2u)), which has no cancellation. */
+    void (*gelu)(float *x, int64_t n);
 } fr_ops;
 
 /* The active table (the twins when the kernels run their twins). */

@@ -270,3 +270,61 @@ void fr__avx2_att_pv(int nk, int hd, const float *v, int R, int rp, const float 
             }
         }
 }
+
+/* ---- encoders: LayerNorm, GELU ---- */
+
+void fr__avx2_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n,
+                        float eps) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
+    }
+    __m256d a = _mm256_add_pd(a0, a1);
+    __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    double sum = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    for (int64_t t = i; t < n; t++) sum += x[t];
+    float mean = (float)(sum / (double)n);
+    const __m256 mv = _mm256_set1_ps(mean);
+    a0 = a1 = _mm256_setzero_pd();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv);
+        __m256 dd = _mm256_mul_ps(d, d);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(dd)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(dd, 1)));
+    }
+    a = _mm256_add_pd(a0, a1);
+    s2 = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    double sum2 = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+    for (int64_t t = i; t < n; t++) {
+        float d = x[t] - mean;
+        sum2 += (double)(d * d);
+    }
+    float scf = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+    const __m256 sc = _mm256_set1_ps(scf);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), sc);
+        v = _mm256_mul_ps(v, _mm256_loadu_ps(w + i));
+        if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++) {
+        float v = (x[i] - mean) * scf * w[i];
+        y[i] = b ? v + b[i] : v;
+    }
+}
+
+void fr__avx2_gelu(float *x, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), a = _mm256_set1_ps(0.044715f);
+    const __m256 m2c = _mm256_set1_ps(-2.0f * 0.79788456080286535587989211986876f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        /* −2u = −2·√(2/π)·v·(1 + a·v²);  GELU = v·sigmoid(2u) */
+        __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(v, v), a, one);
+        __m256 e = exp256(_mm256_mul_ps(_mm256_mul_ps(m2c, v), inner));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+    if (i < n) fr__ref_gelu(x + i, n - i);
+}

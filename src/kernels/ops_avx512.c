@@ -290,3 +290,52 @@ void fr__avx512_att_pv(int nk, int hd, const float *v, int R, int rp, const floa
 }
 
 #undef PV
+
+/* ---- encoders: LayerNorm, GELU ---- */
+
+void fr__avx512_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n,
+                          float eps) {
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)));
+    }
+    double sum = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+    for (int64_t t = i; t < n; t++) sum += x[t];
+    float mean = (float)(sum / (double)n);
+    const __m512 mv = _mm512_set1_ps(mean);
+    a0 = a1 = _mm512_setzero_pd();
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), mv);
+        __m512 dd = _mm512_mul_ps(d, d);
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(dd)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dd), 1))));
+    }
+    double sum2 = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+    for (int64_t t = i; t < n; t++) {
+        float d = x[t] - mean;
+        sum2 += (double)(d * d);
+    }
+    const __m512 sc = _mm512_set1_ps(1.0f / sqrtf((float)(sum2 / (double)n) + eps));
+    for (i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv), sc);
+        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, w + i));
+        if (b) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, b + i));
+        _mm512_mask_storeu_ps(y + i, k, v);
+    }
+}
+
+void fr__avx512_gelu(float *x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), a = _mm512_set1_ps(0.044715f);
+    const __m512 m2c = _mm512_set1_ps(-2.0f * 0.79788456080286535587989211986876f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        /* −2u = −2·√(2/π)·v·(1 + a·v²);  GELU = v·sigmoid(2u) */
+        __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(v, v), a, one);
+        __m512 e = exp512(_mm512_mul_ps(_mm512_mul_ps(m2c, v), inner));
+        _mm512_mask_storeu_ps(x + i, k, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+}

@@ -26,6 +26,9 @@ void fr__ref_att_softmax(int nk, int R, int rp, float *st, const int32_t *nv, fl
                          float *corr);
 void fr__ref_att_pv(int nk, int hd, const float *v, int R, int rp, const float *st,
                     const float *corr, float *const *orow);
+void fr__ref_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n,
+                       float eps);
+void fr__ref_gelu(float *x, int64_t n);
 
 void fr__avx512_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void fr__avx512_add(float *y, const float *x, int64_t n);
@@ -40,6 +43,9 @@ void fr__avx512_att_softmax(int nk, int R, int rp, float *st, const int32_t *nv,
                             float *l, float *corr);
 void fr__avx512_att_pv(int nk, int hd, const float *v, int R, int rp, const float *st,
                        const float *corr, float *const *orow);
+void fr__avx512_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n,
+                          float eps);
+void fr__avx512_gelu(float *x, int64_t n);
 
 void fr__avx2_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void fr__avx2_add(float *y, const float *x, int64_t n);
@@ -54,6 +60,9 @@ void fr__avx2_att_softmax(int nk, int R, int rp, float *st, const int32_t *nv, f
                           float *corr);
 void fr__avx2_att_pv(int nk, int hd, const float *v, int R, int rp, const float *st,
                      const float *corr, float *const *orow);
+void fr__avx2_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n,
+                        float eps);
+void fr__avx2_gelu(float *x, int64_t n);
 
 /* exp(x) for 8 lanes, within 2 ulp of expf above −87.3 (AVX2; for tests). */
 void fr__avx2_exp8(const float *x, float *y);

@@ -83,5 +83,65 @@ check "chat run on qwen2 mkmodel exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
 "$BIN" mkmodel --arch mamba --shape tiny "$TMP/x.gguf" 2>/dev/null; rc=$?
 check "mkmodel rejects an unknown arch" [ $rc -eq 2 ]
 
+# embed: one JSON vector per line; the first has the reference's dimension
+# and cosine >= 0.999 with llama.cpp's embedding of refs case 0
+B=$TD/models/tiny-bert-q8_0.gguf
+t0=$(python3 -c "import json;d=json.load(open('$TD/refs/tiny-bert-q8_0.json'));print(d['cases'][0]['text'])")
+t1=$(python3 -c "import json;d=json.load(open('$TD/refs/tiny-bert-q8_0.json'));print(d['cases'][1]['text'])")
+"$BIN" embed -m "$B" --threads 2 "$t0" "$t1" >"$TMP/embd" 2>"$TMP/err"; rc=$?
+check "embed exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+check "embed prints one line per text" [ "$(wc -l <"$TMP/embd")" -eq 2 ]
+res=$(python3 - "$TMP/embd" "$TD/refs/tiny-bert-q8_0.json" <<'PY'
+import json, math, sys
+lines = open(sys.argv[1]).read().splitlines()
+ref = json.load(open(sys.argv[2]))['cases']
+out = []
+for i in range(2):
+    v = json.loads(lines[i]); w = ref[i]['embedding']
+    if len(v) != len(w): print("dim %d != %d" % (len(v), len(w))); sys.exit()
+    d = sum(a * b for a, b in zip(v, w)); n = math.sqrt(sum(a * a for a in v) * sum(b * b for b in w))
+    out.append(d / n if n else 0)
+print("%.6f %.6f" % tuple(out))
+PY
+)
+check "embed cosine vs llama.cpp >= 0.999 (got $res)" python3 -c "import sys; c=[float(x) for x in '$res'.split()]; sys.exit(0 if len(c) == 2 and min(c) >= 0.999 else 1)"
+"$BIN" embed -m "$M" "hello" >/dev/null 2>"$TMP/err"; rc=$?
+check "embed refuses a decoder with one line" [ $rc -ne 0 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ]
+
+# rerank: "index score" lines, best first, in the reference's order
+R=$TD/models/tiny-bert-rerank-q8_0.gguf
+python3 -c "import json;d=json.load(open('$TD/refs/tiny-bert-rerank-q8_0.json'))['cases'][0];print(d['query']);[print(x) for x in d['documents']]" >"$TMP/rr"
+want=$(python3 -c "import json;d=json.load(open('$TD/refs/tiny-bert-rerank-q8_0.json'))['cases'][0];s=d['scores'];print(' '.join(str(i) for i in sorted(range(len(s)), key=lambda i: -s[i])))")
+mapfile -t rr <"$TMP/rr"
+"$BIN" rerank -m "$R" --query "${rr[0]}" --threads 2 "${rr[@]:1}" >"$TMP/rank" 2>"$TMP/err"; rc=$?
+check "rerank exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+got=$(awk '{printf "%s%s", (NR > 1 ? " " : ""), $1}' "$TMP/rank")
+check "rerank order matches llama.cpp (got '$got', want '$want')" [ "$got" = "$want" ]
+check "rerank prints index and score" grep -Eq '^[0-9]+ -?[0-9]+\.[0-9]+$' "$TMP/rank"
+"$BIN" rerank -m "$B" --query q doc >/dev/null 2>"$TMP/err"; rc=$?
+check "rerank refuses an embedding model" [ $rc -ne 0 ] && grep -q "not a reranker" "$TMP/err"
+
+# mkmodel: a MiniLM-L6-shaped bert with the bert-bge vocabulary embeds; a
+# reranker variant reranks; a generated vocabulary works too
+"$BIN" mkmodel --arch bert --shape minilm-l6 --type q8_0 --vocab "$TD/vocab/ggml-vocab-bert-bge.gguf" "$TMP/minilm.gguf" 2>"$TMP/err"; rc=$?
+check "mkmodel bert minilm-l6 exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+"$BIN" embed -m "$TMP/minilm.gguf" "Hello world" "A second sentence." >"$TMP/embd" 2>"$TMP/err"; rc=$?
+check "embed on the mkmodel bert exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+dims=$(python3 -c "import json,sys;print(' '.join(str(len(json.loads(l))) for l in open('$TMP/embd')))")
+check "mkmodel bert gives two 384-dim vectors (got '$dims')" [ "$dims" = "384 384" ]
+"$BIN" mkmodel --arch bert --shape minilm-l6 --type q8_0 --pooling rank "$TMP/rr.gguf" 2>"$TMP/err"; rc=$?
+check "mkmodel bert --pooling rank exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+"$BIN" rerank -m "$TMP/rr.gguf" --query "a question" "one" "two" "three" >"$TMP/rank" 2>"$TMP/err"; rc=$?
+check "rerank on the mkmodel reranker exits 0 with 3 lines ($(cat "$TMP/err"))" [ $rc -eq 0 ] && [ "$(wc -l <"$TMP/rank")" -eq 3 ]
+"$BIN" bench-embed -m "$TMP/minilm.gguf" --batch 4 --words 8 -r 1 -t 2 >"$TMP/bench" 2>"$TMP/err"; rc=$?
+check "bench-embed exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+check "bench-embed prints the x1 and x4 cases" grep -q "embed x4" "$TMP/bench"
+
+# nomic-bert (fused QKV, RoPE, gated FFN) from mkmodel embeds too
+"$BIN" mkmodel --arch nomic-bert --shape tiny --type f16 "$TMP/nomic.gguf" 2>"$TMP/err"; rc=$?
+check "mkmodel nomic-bert exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+"$BIN" embed -m "$TMP/nomic.gguf" --pooling cls "Hello world" >"$TMP/embd" 2>"$TMP/err"; rc=$?
+check "embed on the mkmodel nomic-bert exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ] && [ "$(wc -l <"$TMP/embd")" -eq 1 ]
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

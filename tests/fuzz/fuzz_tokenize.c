@@ -2,10 +2,11 @@
  * fuzz_tokenize.c — any bytes (invalid UTF-8 included) through the
  * tokenizers and back.
  *
- * Three vocabularies are loaded once from $FRUGAL_TESTDATA (default
+ * Four vocabularies are loaded once from $FRUGAL_TESTDATA (default
  * ../shared/testdata): llama-spm (SentencePiece), gpt2-pre-llama-bpe
- * (byte-level BPE, llama3 split, ignore_merges) and deepseek-coder (five
- * split regexes, user-defined tokens).  If one cannot be loaded the target
+ * (byte-level BPE, llama3 split, ignore_merges), deepseek-coder (five
+ * split regexes, user-defined tokens) and bert-bge (WordPiece: NFD,
+ * lowercase, punctuation split, [UNK] words).  If one cannot be loaded the target
  * stops at once with a message (a fuzzer that tests nothing must not look
  * like one that finds nothing).  Each input is tokenized with parse_special off and on;
  * every id must be in range and every id must detokenize without error.
@@ -24,8 +25,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define N_VOCABS 3
-static const char *const names[N_VOCABS] = {"llama-spm", "gpt2-pre-llama-bpe", "deepseek-coder"};
+#define N_VOCABS 4
+static const char *const names[N_VOCABS] = {"llama-spm", "gpt2-pre-llama-bpe", "deepseek-coder",
+                                            "bert-bge"};
 static fr_gguf *ggufs[N_VOCABS];
 static fr_vocab *vocabs[N_VOCABS];
 static int loaded;   /* 0 = not tried, 1 = tried */

@@ -18,6 +18,13 @@
  *                        relative to |x_i| + |x_pair|;
  *   TOL_SOFTMAX_REL 1e-6 att_softmax: exp within 2 ulp; the maxima and the
  *                        zeroed (masked) weights must be identical;
+ *   TOL_NORM_REL 1e-6    layernorm too, relative to |(x−μ)·scale·w| + |b|
+ *                        (the double sums in another order move the mean and
+ *                        the scale by an ulp);
+ *   TOL_GELU 1e-6        gelu, relative to max(|x|, 1e-3): the SIMD form
+ *                        x/(1 + e^(−2u)) against the twin's tanhf formula,
+ *                        whose 1 + tanh cancels for negative x (an absolute
+ *                        error of a few 1e-8·|x|);
  *   exact (0)            add, scale, f16_rows (one rounding / none).
  * Each SIMD table the CPU has (AVX2, AVX-512) is compared in turn; one it
  * lacks is skipped with a message; the twins are checked either way.
@@ -40,6 +47,7 @@
 #define TOL_DOT_REL 1e-5
 #define TOL_SOFTMAX_REL 1e-6
 #define TOL_ROPE_REL 2.5e-7
+#define TOL_GELU 1e-6
 
 /* The SIMD table under test (each one the CPU has, in turn) and its name. */
 static const fr_ops *simd_table;
@@ -99,6 +107,24 @@ static void test_ref_values(void) {
     r->att_pv(3, 2, v, 1, 1, st, &corr, orow);
     CHECK_NEAR(o[0], 1 + 3 * exp(-0.5), 1e-6);
     CHECK_NEAR(o[1], 2 + 4 * exp(-0.5), 1e-6);
+    /* layernorm of (1, 2, 3, 6): mean 3, variance 3.5 */
+    float lx[4] = {1, 2, 3, 6}, lw[4] = {1, 2, 1, 1}, lb[4] = {0, 0, 1, -1}, ly[4];
+    r->layernorm(ly, lx, lw, lb, 4, 0.0f);
+    CHECK_NEAR(ly[0], -2 / sqrt(3.5), 1e-6);
+    CHECK_NEAR(ly[1], -2 / sqrt(3.5), 1e-6);
+    CHECK_NEAR(ly[2], 1, 1e-6);
+    CHECK_NEAR(ly[3], 3 / sqrt(3.5) - 1, 1e-6);
+    r->layernorm(lx, lx, lw, NULL, 4, 0.5f); /* in place, no bias, eps */
+    CHECK_NEAR(lx[3], 3 / sqrt(4.0), 1e-6);
+    /* gelu: 0 at 0, ~x for large x, ~0 for very negative x, and the
+     * tanh formula in between */
+    float gx[5] = {0, 1, -1, 12, -12};
+    r->gelu(gx, 5);
+    CHECK_NEAR(gx[0], 0, 0);
+    CHECK_NEAR(gx[1], 0.5 * (1 + tanh(0.7978845608 * (1 + 0.044715))), 1e-6);
+    CHECK_NEAR(gx[2], -0.5 * (1 - tanh(0.7978845608 * (1 + 0.044715))), 1e-6);
+    CHECK_NEAR(gx[3], 12, 1e-6);
+    CHECK_NEAR(gx[4], 0, 1e-6);
     uint16_t h[3] = {0x3c00, 0xc000, 0x3555};
     float hf[3];
     r->f16_rows(h, 1, 3, 1, hf);
@@ -201,6 +227,42 @@ static void test_rows(void) {
             if (!(e <= worst)) worst = e; /* NaN too */
         }
         CHECK_MSG(worst <= TOL_SILU_REL, "silu_mul n=%lld: rel %g", (long long)n, worst);
+
+        /* layernorm with and without bias, out of place and in place; a
+         * large common offset makes the mean matter */
+        for (int64_t i = 0; i < n; i++) x[i] = ktest_normal(2.0f) + 5.0f;
+        x[0] = 60.0f;
+        for (int nb = 0; nb < 2; nb++) {
+            const float *bias = nb ? u : NULL;
+            r->layernorm(a, x, w, bias, n, 1e-12f);
+            memcpy(b, x, (size_t)n * sizeof *b);
+            s->layernorm(b, b, w, bias, n, 1e-12f);
+            double mean = 0, var = 0;
+            for (int64_t i = 0; i < n; i++) mean += x[i];
+            mean /= (double)n;
+            for (int64_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+            double sc = n > 1 ? 1 / sqrt(var / (double)n + 1e-12) : 0;
+            worst = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double mag = fabs((x[i] - mean) * sc * w[i]) + (bias ? fabs(bias[i]) : 0) + 1e-30;
+                double e = fabs((double)a[i] - b[i]) / mag;
+                if (!(e <= worst)) worst = e;
+            }
+            CHECK_MSG(worst <= TOL_NORM_REL, "%s layernorm n=%lld bias %d: rel %g", simd_name,
+                      (long long)n, nb, worst);
+        }
+
+        /* gelu over [-12, 12] plus far tails */
+        for (int64_t i = 0; i < n; i++) x[i] = a[i] = b[i] = ktest_uniform(-12.0f, 12.0f);
+        if (n > 3) x[1] = a[1] = b[1] = -200.0f, x[2] = a[2] = b[2] = 200.0f;
+        r->gelu(a, n);
+        s->gelu(b, n);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double e = fabs((double)a[i] - b[i]) / fmax(fabs(x[i]), 1e-3);
+            if (!(e <= worst)) worst = e; /* NaN too */
+        }
+        CHECK_MSG(worst <= TOL_GELU, "%s gelu n=%lld: rel %g", simd_name, (long long)n, worst);
     }
     fr_free(x);
     fr_free(w);
