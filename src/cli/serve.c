@@ -74,7 +74,8 @@ static int start_models(serve_state *st) {
     int rc = fr_compute_create((int)c->threads, &st->compute);
     if (rc) return rc;
     st->llm = (fr_llm_env){.compute = st->compute, .n_ctx = (int32_t)c->ctx,
-                           .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue};
+                           .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue,
+                           .batch_tokens = (int32_t)c->batch_tokens};
     mc.loader = fr_llm_loader(&st->llm);
     FR_DEBUG("models: dir %s, %zu from the INI file, budget %llu bytes, max loaded %d, %lld threads",
              mc.models_dir ? mc.models_dir : "(none)", mc.n_models, (unsigned long long)mc.budget_bytes,
@@ -157,6 +158,7 @@ int fr_cli_serve(int argc, char **argv) {
         .conn_timeout_ms = c->conn_timeout_ms,
         .manager = st.manager,
         .request_timeout_ms = c->request_timeout_ms,
+        .embed_cache_bytes = (size_t)c->embed_cache,
     };
     if ((rc = fr_server_create(&sc, &st.server))) {
         fr_cli_fail(rc, "serve");

@@ -85,6 +85,10 @@ static const opt opts[] = {
      INT64_MAX, "DUR", "on SIGTERM, wait DUR for requests to finish; -1 forever (30s)"},
     {"server", "conn_timeout", "--conn-timeout", "FRUGAL_CONN_TIMEOUT", K_DUR, F(conn_timeout_ms), 1, INT64_MAX,
      "DUR", "drop a connection that sends no complete request within DUR (30s)"},
+    {"server", "batch_tokens", "--batch-tokens", "FRUGAL_BATCH_TOKENS", K_INT, F(batch_tokens), 16, 1 << 20,
+     "N", "embedding and rerank inputs merged into one forward pass, in tokens (2048)"},
+    {"memory", "embed_cache", "--embed-cache", "FRUGAL_EMBED_CACHE", K_SIZE, F(embed_cache), 0, (int64_t)1 << 40,
+     "SIZE", "LRU cache of embedding vectors, counted in the budget; 0 = none (32M)"},
     {"server", "request_timeout", "--request-timeout", "FRUGAL_REQUEST_TIMEOUT", K_DUR, F(request_timeout_ms),
      -1, INT64_MAX, "DUR", "end a generation after DUR with finish_reason length; -1 never (10m)"},
     {"server", "max_loaded", "--max-loaded", "FRUGAL_MAX_LOADED", K_INT, F(max_loaded), 0, 1024, "N",
@@ -128,6 +132,8 @@ int fr_serve_config_init(fr_serve_config *c) {
     c->drain_timeout_ms = 30000;
     c->conn_timeout_ms = 30000;
     c->request_timeout_ms = 10 * 60 * 1000;
+    c->batch_tokens = 2048;
+    c->embed_cache = 32 << 20;
     c->log_level = FR_LOG_INFO;
     return 0;
 }

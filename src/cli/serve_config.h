@@ -49,6 +49,8 @@ typedef struct fr_serve_config {
     int64_t drain_timeout_ms;   /* --drain-timeout; -1 = wait forever */
     int64_t conn_timeout_ms;    /* --conn-timeout */
     int64_t request_timeout_ms; /* --request-timeout: a generation's deadline; -1 none */
+    int64_t batch_tokens;       /* --batch-tokens: tokens per encoder forward pass */
+    uint64_t embed_cache;       /* --embed-cache: bytes of the vector cache */
     int64_t log_level;          /* FR_LOG_*: --log-level (FRUGAL_LOG) */
     char *config_path;          /* the INI file read, or NULL */
 

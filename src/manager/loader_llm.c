@@ -15,6 +15,8 @@
  */
 #include "manager/loader_llm.h"
 
+#include <sys/stat.h>
+
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -31,11 +33,29 @@ fr_sched_config fr_llm_sched_config(const fr_llm_env *env, const fr_model_cfg *c
     };
 }
 
+fr_embed_config fr_llm_embed_config(const fr_llm_env *env) {
+    return (fr_embed_config){.batch_tokens = env->batch_tokens, .n_queue = env->queue};
+}
+
 static int probe(void *ud, const fr_model_cfg *cfg, unsigned *caps, fr_usage *est) {
     fr_llm_env *env = ud;
     fr_model *m = NULL;
     int rc = fr_model_open(cfg->path, &m);
     if (rc) return rc;
+    if (fr_model_is_encoder(m)) {
+        fr_embed_config ec = fr_llm_embed_config(env);
+        size_t b = fr_embed_sched_estimate_bytes(m, &ec, fr_compute_threads(env->compute));
+        int pooling = fr_model_pooling(m);
+        *caps = pooling == FR_POOLING_RANK ? FR_CAP_RERANK : FR_CAP_EMBEDDING;
+        est->weights_mapped = est->weights_resident = fr_gguf_file_size(fr_model_gguf(m));
+        est->kv = 0;
+        est->scratch = b + fr_model_heap_bytes(m);
+        fr_model_close(m);
+        if (b == SIZE_MAX)
+            return fr_errf(FR_EUNSUPP, "%s: this encoder cannot be run (pooling %d)", cfg->path,
+                           pooling);
+        return 0;
+    }
     fr_sched_config sc = fr_llm_sched_config(env, cfg);
     size_t sched = fr_sched_estimate_bytes(m, &sc, fr_compute_threads(env->compute));
     if (sched == SIZE_MAX) {
@@ -55,12 +75,30 @@ static int probe(void *ud, const fr_model_cfg *cfg, unsigned *caps, fr_usage *es
     return 0;
 }
 
+static uint64_t file_tag(const char *path) {
+    struct stat st;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = path; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    if (stat(path, &st) == 0) {
+        uint64_t v[3] = {(uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+        for (int i = 0; i < 3; i++) h = (h ^ v[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
 static int load(void *ud, const fr_model_cfg *cfg, void **obj) {
     fr_llm_env *env = ud;
     fr_llm *l = fr_calloc(1, sizeof *l);
     if (!l) return FR_ENOMEM;
     int rc = fr_model_open(cfg->path, &l->model);
     if (rc) goto fail;
+    l->file_tag = file_tag(cfg->path);
+    if (fr_model_is_encoder(l->model)) {
+        fr_embed_config ec = fr_llm_embed_config(env);
+        if ((rc = fr_embed_sched_create(l->model, env->compute, &ec, &l->embed))) goto fail;
+        *obj = l;
+        return 0;
+    }
     fr_gguf_str tmpl;
     char *src = NULL;
     if (fr_gguf_get_str(fr_model_gguf(l->model), "tokenizer.chat_template", &tmpl) == 0 &&
@@ -89,6 +127,7 @@ static void unload(void *ud, void *obj) {
     (void)ud;
     fr_llm *l = obj;
     fr_sched_destroy(l->sched);
+    fr_embed_sched_destroy(l->embed);
     fr_model_close(l->model);
     fr_free(l);
 }
@@ -99,13 +138,16 @@ static void usage(void *ud, void *obj, fr_usage *u) {
     const fr_gguf *g = fr_model_gguf(l->model);
     u->weights_mapped = fr_gguf_file_size(g);
     u->weights_resident = fr_resident_bytes(fr_gguf_base(g), fr_gguf_file_size(g));
-    u->kv = fr_sched_kv_bytes(l->sched);
-    u->scratch = fr_sched_bytes(l->sched) - u->kv + fr_model_heap_bytes(l->model);
+    u->kv = l->sched ? fr_sched_kv_bytes(l->sched) : 0;
+    u->scratch = (l->sched ? fr_sched_bytes(l->sched) - u->kv : fr_embed_sched_bytes(l->embed)) +
+                 fr_model_heap_bytes(l->model);
 }
 
 static void cancel(void *ud, void *obj) {
     (void)ud;
-    fr_sched_cancel_all(((fr_llm *)obj)->sched);
+    fr_llm *l = obj;
+    if (l->sched) fr_sched_cancel_all(l->sched);
+    else fr_embed_cancel_all(l->embed);
 }
 
 fr_loader fr_llm_loader(fr_llm_env *env) {

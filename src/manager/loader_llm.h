@@ -1,16 +1,19 @@
 /*
- * loader_llm.h — the manager's loader for language models (llama, qwen2):
- * a GGUF file becomes an open fr_model (weights mapped read-only) with its
- * scheduler (KV slots, batch thread) on the machine's compute turn.
+ * loader_llm.h — the manager's loader for GGUF models: a decoder (llama,
+ * qwen2) becomes an open fr_model (weights mapped read-only) with its
+ * scheduler (KV slots, batch thread); an encoder (bert, nomic-bert) an
+ * open fr_model with its embedding batcher; both on the machine's compute
+ * turn.
  *
  * The loader's object is an fr_llm; handlers get it from fr_handle_obj
- * and submit requests to its scheduler.
+ * and submit requests to its scheduler (decoders) or batcher (encoders).
  */
 #ifndef FR_MANAGER_LOADER_LLM_H
 #define FR_MANAGER_LOADER_LLM_H
 
 #include "engine/model.h"
 #include "manager/manager.h"
+#include "sched/embed.h"
 #include "sched/sched.h"
 
 /* What every language model shares; must outlive the manager. */
@@ -20,20 +23,29 @@ typedef struct fr_llm_env {
     int32_t parallel;           /* slots when its cfg says 0 (--parallel) */
     int32_t queue;              /* waiting requests per model (--queue) */
     int32_t chunk;              /* prompt tokens per sequence per step; 0 = 256 */
+    int32_t batch_tokens;       /* encoders: tokens per forward pass (--batch-tokens) */
 } fr_llm_env;
 
 typedef struct fr_llm {
     fr_model *model;
-    fr_sched *sched;
+    fr_sched *sched;            /* decoders, else NULL */
+    fr_embed_sched *embed;      /* encoders, else NULL */
+    uint64_t file_tag;          /* hash of the file's path, size and mtime: a
+                                   cache key that changes when the file does */
     int chat_kind;              /* fr_chat_kind from tokenizer.chat_template
                                    (chatml when absent or not recognised) */
 } fr_llm;
 
 /* The loader (ud = env).  probe opens the file's header and vocabulary
- * only to size it: capabilities completion + chat; estimate = the file
- * (mapped), the KV cache for ctx × parallel, the scheduler's scratch and
- * the model's heap. */
+ * only to size it: a decoder has capabilities completion + chat and an
+ * estimate of the file (mapped), the KV cache for ctx × parallel, the
+ * scheduler's scratch and the model's heap; an encoder has embedding (or
+ * rerank, with rank pooling) and the file, the batcher's scratch and the
+ * heap. */
 fr_loader fr_llm_loader(fr_llm_env *env);
+
+/* The batcher configuration an encoder gets from env. */
+fr_embed_config fr_llm_embed_config(const fr_llm_env *env);
 
 /* The scheduler configuration a model gets from its cfg and env. */
 fr_sched_config fr_llm_sched_config(const fr_llm_env *env, const fr_model_cfg *cfg);

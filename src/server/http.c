@@ -64,6 +64,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/sysinfo.h"
+#include "base/lru.h"
 #include "server/server_int.h"
 
 #define DEFAULT_MAX_BODY (1u << 20)
@@ -590,6 +591,7 @@ static void free_server(fr_server *s) {
         fr_metrics_remove_collector(s->metrics, fr__collect_models, s->models_metrics);
         fr__models_metrics_destroy(s->models_metrics);
     }
+    fr_lru_destroy(s->embed_cache);
     for (size_t i = 0; s->keys && i < s->cfg.n_api_keys; i++) fr_free(s->keys[i]);
     fr_free(s->keys);
     fr_free(s->key_lens);
@@ -643,7 +645,10 @@ int fr__server_create_routes(const fr_server_config *cfg, const fr_route *routes
     if (!s->metrics) goto fail;
     if ((rc = register_metrics(s))) goto fail;
     if (cfg->manager) {
-        if ((rc = fr__models_metrics_create(s->metrics, cfg->manager, &s->models_metrics))) goto fail;
+        if (cfg->embed_cache_bytes && (rc = fr_lru_create(cfg->embed_cache_bytes, &s->embed_cache)))
+            goto fail;
+        if ((rc = fr__models_metrics_create(s->metrics, cfg->manager, s->embed_cache, &s->models_metrics)))
+            goto fail;
         if ((rc = fr_metrics_add_collector(s->metrics, fr__collect_models, s->models_metrics))) {
             fr__models_metrics_destroy(s->models_metrics);
             s->models_metrics = NULL;

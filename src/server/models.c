@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/lru.h"
 #include "base/mem.h"
 #include "base/parse.h"
 #include "manager/loader_llm.h"
@@ -252,16 +253,27 @@ static void counter_to(fr_metric *m, double total, const char *l1) {
  * register: it runs under the registry's lock). */
 struct fr_models_metrics {
     fr_manager *mg;
+    fr_lru *cache;
+    fr_metric *cache_hits, *cache_misses, *cache_bytes, *cache_entries;
     fr_metric *bytes, *level, *pct, *psi, *loaded, *loads, *fails, *load_s, *evict, *shed;
     fr_metric *slots, *busy, *queued, *steps;
 };
 
-int fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_models_metrics **out) {
+int fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_lru *cache, fr_models_metrics **out) {
     fr_models_metrics *c = fr_calloc(1, sizeof *c);
     if (!c) return FR_ENOMEM;
     c->mg = mg;
+    c->cache = cache;
     int rc;
-    if ((rc = fr_metric_gauge(r, "frugal_memory_bytes", "Bytes by kind: budget, used, heap, "
+    if ((rc = fr_metric_counter(r, "frugal_embed_cache_hits_total", "Embedding vectors served from the cache",
+                                NULL, &c->cache_hits)) ||
+        (rc = fr_metric_counter(r, "frugal_embed_cache_misses_total", "Embedding vectors not in the cache",
+                                NULL, &c->cache_misses)) ||
+        (rc = fr_metric_gauge(r, "frugal_embed_cache_bytes", "Bytes the embedding cache holds", NULL,
+                              &c->cache_bytes)) ||
+        (rc = fr_metric_gauge(r, "frugal_embed_cache_entries", "Vectors the embedding cache holds", NULL,
+                              &c->cache_entries)) ||
+        (rc = fr_metric_gauge(r, "frugal_memory_bytes", "Bytes by kind: budget, used, heap, "
                               "weights_mapped, weights_resident, kv, scratch", "kind", &c->bytes)) ||
         (rc = fr_metric_gauge(r, "frugal_memory_level",
                               "Memory level: 0 ok, 1 warning, 2 critical, 3 emergency", NULL, &c->level)) ||
@@ -295,8 +307,16 @@ void fr__models_metrics_destroy(fr_models_metrics *c) { fr_free(c); }
 
 static void collect_sched(void *ud, const char *id, void *obj) {
     fr_models_metrics *c = ud;
+    const fr_llm *l = obj;
+    if (l->embed) {
+        fr_embed_stats es;
+        fr_embed_stats_get(l->embed, &es);
+        fr_metric_set(c->queued, es.queued, id);
+        counter_to(c->steps, (double)es.batches, id);
+        return;
+    }
     fr_sched_stats st;
-    fr_sched_stats_get(((fr_llm *)obj)->sched, &st);
+    fr_sched_stats_get(l->sched, &st);
     fr_metric_set(c->slots, st.slots, id);
     fr_metric_set(c->busy, st.slots_busy, id);
     fr_metric_set(c->queued, st.queued, id);
@@ -349,4 +369,12 @@ void fr__collect_models(void *ud, fr_metrics *r) {
         counter_to(c->evict, (double)rep.evictions[i], fr_evict_reason_name(i));
     counter_to(c->shed, (double)rep.sheds_budget, "budget");
     counter_to(c->shed, (double)rep.sheds_emergency, "emergency");
+    if (c->cache) {
+        fr_lru_stats ls;
+        fr_lru_stats_get(c->cache, &ls);
+        counter_to(c->cache_hits, (double)ls.hits, NULL);
+        counter_to(c->cache_misses, (double)ls.misses, NULL);
+        fr_metric_set(c->cache_bytes, (double)ls.bytes, NULL);
+        fr_metric_set(c->cache_entries, (double)ls.entries, NULL);
+    }
 }

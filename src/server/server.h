@@ -35,6 +35,7 @@ typedef struct fr_server_config {
     fr_manager *manager;            /* the models; NULL = none offered (not owned) */
     int64_t request_timeout_ms;     /* a generation's deadline unless the request says
                                        "timeout"; <= 0 = none */
+    size_t embed_cache_bytes;       /* the LRU cache of embedding vectors; 0 = none */
     fr_metrics *metrics;            /* where requests are counted; NULL = fr_metrics_default() */
 } fr_server_config;
 

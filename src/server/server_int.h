@@ -50,6 +50,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/lru.h"
 #include "base/mem.h"
 #include "base/metrics.h"
 #include "server/server.h"
@@ -96,11 +97,15 @@ int fr__h_model_unload(fr_req *rq);
 int fr__h_models_plan(fr_req *rq);
 int fr__h_memory(fr_req *rq);
 int fr__h_memory_unload(fr_req *rq);
+/* embed.c */
+int fr__h_embeddings(fr_req *rq);
+int fr__h_rerank(fr_req *rq);
 /* The /metrics collector of the models (models.c): families registered
  * at create; fr__collect_models(ud = that object) refreshes them from the
  * manager's and schedulers' reports at every render. */
 typedef struct fr_models_metrics fr_models_metrics;
-int  fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_models_metrics **out);
+int  fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_lru *cache,
+                               fr_models_metrics **out);
 void fr__models_metrics_destroy(fr_models_metrics *c);
 void fr__collect_models(void *ud, fr_metrics *r);
 
@@ -127,6 +132,7 @@ struct fr_server {
     fr_metrics *metrics;
     fr_metric *m_requests, *m_duration, *m_in_flight, *m_conns, *m_conns_total;
     fr_models_metrics *models_metrics; /* with a manager: its collector's state */
+    fr_lru *embed_cache;     /* vectors by (model file, input); NULL = none */
 
     pthread_mutex_t mu;             /* guards in_flight, conns and the watchdog */
     pthread_cond_t cond;            /* in_flight changed, conns changed, stop */
@@ -255,6 +261,14 @@ int fr__reply_error(fr_req *rq, int status, const char *code, const char *param,
  * "model_not_found", FR_ETOOLONG "context_length_exceeded", FR_EBUSY
  * "overloaded", ...). */
 int fr__reply_err(fr_req *rq, int err, const char *param);
+/* A JSON string of n bytes that need not be valid UTF-8 (generated text,
+ * a client's bytes quoted in a message): valid UTF-8 passes as it is;
+ * each maximal invalid subpart (a byte token of a random model, a
+ * character cut by a stop string or a length limit) becomes U+FFFD, as a
+ * browser's TextDecoder decodes the same bytes — JSON holds only Unicode.
+ * NUL bytes are kept.  New reference, or NULL (no memory). */
+json_t *fr__json_text(const char *p, size_t n);
+
 /* The error object alone ({"error": {...}}), for streams and tests; new
  * reference or NULL. */
 json_t *fr__error_json(int status, const char *code, const char *param, const char *message);

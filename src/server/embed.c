@@ -1,0 +1,431 @@
+/*
+ * embed.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
+ * (the shape of Jina's and Cohere's rerank APIs, as llama.cpp's server
+ * and text-embeddings-inference answer it).
+ *
+ * A request: parse and validate (400 naming the field) → acquire the model
+ * (404, 503) → tokenize every input ([CLS] text [SEP]; for rerank
+ * [CLS] query [SEP] document), 413 for an input over the model's context
+ * unless "truncate": true → look each embedding up in the vector cache →
+ * the misses go to the model's batcher in one call (fr_embed_run), which
+ * merges them with other requests' inputs into forward passes → store the
+ * new vectors in the cache → reply.
+ *
+ * The cache key is the model's file tag (path, size, mtime: a changed file
+ * never serves old vectors), a byte for the kind of input, and the input
+ * (the text, or the token ids).  The value is the vector and the input's
+ * token count (for usage).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/err.h"
+#include "base/lru.h"
+#include "base/mem.h"
+#include "manager/loader_llm.h"
+#include "server/server_int.h"
+
+#define MAX_INPUTS 2048
+
+/* One input: where its tokens are, where its vector goes. */
+typedef struct item {
+    const char *text;           /* a text input, or NULL */
+    size_t len;
+    int32_t *ids;               /* its tokens (fr_malloc'd by tokenize, or the request's) */
+    size_t n_ids;
+    bool own_ids;
+    bool cached;
+} item;
+
+typedef struct embed_req {
+    fr_req *rq;
+    const char *model;
+    fr_handle *h;
+    fr_llm *llm;
+    item *items;
+    size_t n;
+    float *vecs;                /* [n][n_out] */
+    int32_t n_out;
+} embed_req;
+
+static void release(embed_req *e) {
+    for (size_t i = 0; e->items && i < e->n; i++)
+        if (e->items[i].own_ids) fr_free(e->items[i].ids);
+    fr_free(e->vecs);
+    if (e->h) fr_manager_release(e->h);
+    e->h = NULL;
+}
+
+static int bad_input(fr_req *rq, const char *param, const char *fmt, size_t i) {
+    return fr__reply_error(rq, 400, "invalid_value", param, fmt, i);
+}
+
+/* input: a string, an array of strings, an array of token ids, or an
+ * array of arrays of token ids. */
+static int parse_input(fr_req *rq, json_t *in, embed_req *e) {
+    if (!in) return fr__reply_error(rq, 400, "missing_field", "input", "input is required");
+    json_t *one = NULL;
+    size_t n;
+    if (json_is_string(in)) {
+        one = in;
+        n = 1;
+    } else if (json_is_array(in)) {
+        n = json_array_size(in);
+        if (n == 0) return fr__reply_error(rq, 400, "invalid_value", "input", "input must not be empty");
+        if (json_is_integer(json_array_get(in, 0))) {  /* one sequence of token ids */
+            one = in;
+            n = 1;
+        }
+    } else {
+        return fr__reply_error(rq, 400, "invalid_value", "input",
+                               "input must be a string, an array of strings or an array of token-id arrays");
+    }
+    if (n > MAX_INPUTS)
+        return fr__reply_error(rq, 400, "invalid_value", "input", "input has %zu items, at most %d", n,
+                               MAX_INPUTS);
+    if (!(e->items = fr__req_alloc(rq, n * sizeof *e->items))) return FR_ENOMEM;
+    memset(e->items, 0, n * sizeof *e->items);
+    e->n = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = one ? one : json_array_get(in, i);
+        item *it = &e->items[i];
+        if (json_is_string(x)) {
+            if (json_string_length(x) == 0) return bad_input(rq, "input", "input[%zu] is an empty string", i);
+            it->text = json_string_value(x);
+            it->len = json_string_length(x);
+        } else if (json_is_array(x) && json_array_size(x) > 0) {
+            size_t k = json_array_size(x);
+            if (!(it->ids = fr__req_alloc(rq, k * sizeof *it->ids))) return FR_ENOMEM;
+            for (size_t t = 0; t < k; t++) {
+                json_t *v = json_array_get(x, t);
+                if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
+                    return bad_input(rq, "input", "input[%zu] must hold token ids (non-negative integers)", i);
+                it->ids[t] = (int32_t)json_integer_value(v);
+            }
+            it->n_ids = k;
+        } else {
+            return bad_input(rq, "input", "input[%zu] must be a non-empty string or an array of token ids", i);
+        }
+    }
+    return 0;
+}
+
+static int get_flag(fr_req *rq, json_t *body, const char *key, bool *out) {
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v))
+        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be true or false", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* Acquire the model and check it can do `cap`. */
+static int acquire(fr_req *rq, embed_req *e, unsigned cap, const char *what) {
+    fr_manager *mg = fr__req_manager(rq);
+    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
+                                    "model '%.128s' not found: no models are offered", e->model);
+    int rc = fr_manager_acquire(mg, e->model, -2, &e->h);
+    if (rc == FR_ENOENT)
+        return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found", e->model);
+    if (rc) return fr__reply_err(rq, rc, "model");
+    if (!(fr_handle_caps(e->h) & cap)) {
+        release(e);
+        return fr__reply_error(rq, 400, "invalid_value", "model", "model '%.128s' does not do %s", e->model,
+                               what);
+    }
+    e->llm = fr_handle_obj(e->h);
+    e->n_out = fr_embed_n_out(e->llm->embed);
+    return 0;
+}
+
+/* The cache key of item it: file tag, kind, bytes. */
+static size_t cache_key(const embed_req *e, const item *it, unsigned char *buf, size_t cap) {
+    size_t n = it->text ? it->len : it->n_ids * sizeof(int32_t);
+    if (9 + n > cap) return 0;
+    memcpy(buf, &e->llm->file_tag, 8);
+    buf[8] = it->text ? 't' : 'i';
+    memcpy(buf + 9, it->text ? (const void *)it->text : (const void *)it->ids, n);
+    return 9 + n;
+}
+
+/* Tokenize (texts), check the context, look up the cache, run the misses.
+ * Replies itself on input errors (returns 1 then). */
+static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
+    const fr_model *m = fr_embed_sched_model(e->llm->embed);
+    int32_t max = fr_embed_max_seq_tokens(e->llm->embed);
+    size_t vbytes = (size_t)e->n_out * sizeof(float);
+    if (!(e->vecs = fr_malloc(e->n * (vbytes + sizeof(int32_t))))) return FR_ENOMEM;
+    fr_lru *cache = rq->srv->embed_cache;
+    size_t kcap = 0;
+    unsigned char *key = NULL, *val = fr__req_alloc(rq, vbytes + sizeof(int32_t));
+    if (!val) return FR_ENOMEM;
+    fr_enc_seq *seqs = fr__req_alloc(rq, e->n * sizeof *seqs);
+    size_t *which = fr__req_alloc(rq, e->n * sizeof *which);
+    if (!seqs || !which) return FR_ENOMEM;
+    size_t n_miss = 0;
+    *tokens = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        item *it = &e->items[i];
+        if (cache) {
+            size_t need = 9 + (it->text ? it->len : it->n_ids * sizeof(int32_t));
+            if (need > kcap) {
+                kcap = need * 2;
+                if (!(key = fr__req_alloc(rq, kcap))) return FR_ENOMEM;
+            }
+            size_t kl = cache_key(e, it, key, kcap);
+            if (kl && fr_lru_get(cache, key, kl, val, vbytes + sizeof(int32_t))) {
+                memcpy(e->vecs + i * (size_t)e->n_out, val, vbytes);
+                int32_t nt;
+                memcpy(&nt, val + vbytes, sizeof nt);
+                *tokens += (uint64_t)nt;
+                it->cached = true;
+                continue;
+            }
+        }
+        if (it->text) {
+            bool cut = false;
+            int rc = fr_enc_tokenize(m, it->text, it->len, truncate ? max : 0, &it->ids, &it->n_ids, &cut);
+            if (rc) return rc;
+            it->own_ids = true;
+        } else if (truncate && it->n_ids > (size_t)max) {
+            it->n_ids = fr_enc_truncate(m, it->ids, it->n_ids, max);
+        }
+        if (it->n_ids > (size_t)max) {
+            fr__reply_error(rq, 413, "context_length_exceeded", "input",
+                            "input[%zu] is %zu tokens; model '%.128s' takes at most %d (send "
+                            "\"truncate\": true to cut it)", i, it->n_ids, e->model, (int)max);
+            return 1;
+        }
+        *tokens += it->n_ids;
+        seqs[n_miss] = (fr_enc_seq){it->ids, (int32_t)it->n_ids};
+        which[n_miss++] = i;
+    }
+    if (n_miss) {
+        float *out = fr_malloc(n_miss * vbytes);
+        if (!out) return FR_ENOMEM;
+        double retry = 0;
+        int rc = fr_embed_run(e->llm->embed, seqs, (int32_t)n_miss, out, &retry);
+        if (rc) {
+            fr_free(out);
+            if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
+            return rc;
+        }
+        for (size_t k = 0; k < n_miss; k++) {
+            item *it = &e->items[which[k]];
+            memcpy(e->vecs + which[k] * (size_t)e->n_out, out + k * (size_t)e->n_out, vbytes);
+            if (!cache) continue;
+            size_t need = 9 + (it->text ? it->len : it->n_ids * sizeof(int32_t));
+            if (need > kcap) {
+                kcap = need * 2;
+                if (!(key = fr__req_alloc(rq, kcap))) break;
+            }
+            size_t kl = cache_key(e, it, key, kcap);
+            int32_t nt = (int32_t)it->n_ids;
+            memcpy(val, out + k * (size_t)e->n_out, vbytes);
+            memcpy(val + vbytes, &nt, sizeof nt);
+            if (kl) fr_lru_put(cache, key, kl, val, vbytes + sizeof nt);
+        }
+        fr_free(out);
+    }
+    return 0;
+}
+
+static char *base64(const void *p, size_t n, size_t *out_len) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *s = p;
+    size_t len = (n + 2) / 3 * 4;
+    char *o = fr_malloc(len + 1), *w = o;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+        *w++ = tab[v >> 18 & 63];
+        *w++ = tab[v >> 12 & 63];
+        *w++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *w++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *w = 0;
+    *out_len = len;
+    return o;
+}
+
+static const char *model_of(fr_req *rq, json_t *body) {
+    json_t *m = json_object_get(body, "model");
+    if (!m) {
+        fr__reply_error(rq, 400, "missing_field", "model", "model is required");
+        return NULL;
+    }
+    if (!json_is_string(m) || json_string_length(m) == 0) {
+        fr__reply_error(rq, 400, "invalid_value", "model", "model must be a non-empty string");
+        return NULL;
+    }
+    return json_string_value(m);
+}
+
+int fr__h_embeddings(fr_req *rq) {
+    json_t *body = fr__req_json(rq);
+    if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+    embed_req e = {.rq = rq};
+    if (!(e.model = model_of(rq, body))) return 0;
+    fr__req_set_model(rq, e.model);
+    int rc = parse_input(rq, json_object_get(body, "input"), &e);
+    if (rc || rq->status) return rc;
+    bool b64 = false, truncate = false;
+    json_t *fmt = json_object_get(body, "encoding_format");
+    if (fmt && !json_is_null(fmt)) {
+        const char *f = json_string_value(fmt);
+        if (!f || (strcmp(f, "float") && strcmp(f, "base64")))
+            return fr__reply_error(rq, 400, "invalid_value", "encoding_format",
+                                   "encoding_format must be \"float\" or \"base64\"");
+        b64 = strcmp(f, "base64") == 0;
+    }
+    json_t *dims = json_object_get(body, "dimensions");
+    if ((rc = get_flag(rq, body, "truncate", &truncate)) || rq->status) return rc;
+    if ((rc = acquire(rq, &e, FR_CAP_EMBEDDING, "embeddings")) || rq->status) return rc;
+    if (dims && !json_is_null(dims) && (!json_is_integer(dims) || json_integer_value(dims) != e.n_out)) {
+        release(&e);
+        return fr__reply_error(rq, 400, "invalid_value", "dimensions",
+                               "model '%.128s' gives vectors of %d dimensions", e.model, (int)e.n_out);
+    }
+    uint64_t tokens = 0;
+    rc = compute(rq, &e, truncate, &tokens);
+    if (rc || rq->status) {
+        release(&e);
+        return rc > 0 ? 0 : rc;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < e.n; i++) {
+        const float *v = e.vecs + i * (size_t)e.n_out;
+        json_t *emb;
+        if (b64) {
+            size_t len;
+            char *s = base64(v, (size_t)e.n_out * sizeof(float), &len);
+            emb = s ? json_stringn_nocheck(s, len) : NULL;
+            fr_free(s);
+        } else {
+            emb = json_array();
+            for (int32_t k = 0; k < e.n_out; k++) json_array_append_new(emb, json_real(v[k]));
+        }
+        json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
+                                              (json_int_t)i, "embedding", emb));
+    }
+    fr__req_set_tokens(rq, (int32_t)tokens, 0);
+    release(&e);
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data,
+                                             "model", e.model, "usage", "prompt_tokens", (json_int_t)tokens,
+                                             "total_tokens", (json_int_t)tokens));
+}
+
+typedef struct ranked {
+    size_t index;
+    float score;
+} ranked;
+
+static int by_score(const void *a, const void *b) {
+    const ranked *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+int fr__h_rerank(fr_req *rq) {
+    json_t *body = fr__req_json(rq);
+    if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+    embed_req e = {.rq = rq};
+    if (!(e.model = model_of(rq, body))) return 0;
+    fr__req_set_model(rq, e.model);
+    json_t *q = json_object_get(body, "query"), *docs = json_object_get(body, "documents");
+    if (!q) return fr__reply_error(rq, 400, "missing_field", "query", "query is required");
+    if (!json_is_string(q) || json_string_length(q) == 0)
+        return fr__reply_error(rq, 400, "invalid_value", "query", "query must be a non-empty string");
+    if (!docs) return fr__reply_error(rq, 400, "missing_field", "documents", "documents is required");
+    size_t n = json_array_size(docs);
+    if (!json_is_array(docs) || n == 0)
+        return fr__reply_error(rq, 400, "invalid_value", "documents", "documents must be a non-empty array of strings");
+    if (n > MAX_INPUTS)
+        return fr__reply_error(rq, 400, "invalid_value", "documents", "%zu documents, at most %d", n, MAX_INPUTS);
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(docs, i);
+        /* Cohere and Jina also accept {"text": ...} */
+        if (json_is_object(d)) d = json_object_get(d, "text");
+        if (!json_is_string(d))
+            return fr__reply_error(rq, 400, "invalid_value", "documents", "documents[%zu] must be a string", i);
+    }
+    long long top_n = (long long)n;
+    json_t *tn = json_object_get(body, "top_n");
+    if (tn && !json_is_null(tn)) {
+        if (!json_is_integer(tn) || json_integer_value(tn) < 1)
+            return fr__reply_error(rq, 400, "invalid_value", "top_n", "top_n must be an integer of at least 1");
+        if (json_integer_value(tn) < top_n) top_n = json_integer_value(tn);
+    }
+    bool ret_docs = false, truncate = false;
+    int rc;
+    if ((rc = get_flag(rq, body, "return_documents", &ret_docs)) || rq->status) return rc;
+    if ((rc = get_flag(rq, body, "truncate", &truncate)) || rq->status) return rc;
+    if ((rc = acquire(rq, &e, FR_CAP_RERANK, "reranking")) || rq->status) return rc;
+
+    const fr_model *m = fr_embed_sched_model(e.llm->embed);
+    int32_t max = fr_embed_max_seq_tokens(e.llm->embed);
+    if (!(e.items = fr__req_alloc(rq, n * sizeof *e.items))) {
+        release(&e);
+        return FR_ENOMEM;
+    }
+    memset(e.items, 0, n * sizeof *e.items);
+    e.n = n;
+    fr_enc_seq *seqs = fr__req_alloc(rq, n * sizeof *seqs);
+    float *scores = fr__req_alloc(rq, n * (size_t)e.n_out * sizeof *scores);
+    ranked *rk = fr__req_alloc(rq, n * sizeof *rk);
+    if (!seqs || !scores || !rk) {
+        release(&e);
+        return FR_ENOMEM;
+    }
+    uint64_t tokens = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(docs, i);
+        if (json_is_object(d)) d = json_object_get(d, "text");
+        item *it = &e.items[i];
+        bool cut = false;
+        rc = fr_enc_rerank_tokens(m, json_string_value(q), json_string_length(q), json_string_value(d),
+                                  json_string_length(d), truncate ? max : 0, &it->ids, &it->n_ids, &cut);
+        if (rc) {
+            release(&e);
+            return rc;
+        }
+        it->own_ids = true;
+        if (it->n_ids > (size_t)max) {
+            release(&e);
+            return fr__reply_error(rq, 413, "context_length_exceeded", "documents",
+                                   "query and documents[%zu] are %zu tokens; model '%.128s' takes at most %d "
+                                   "(send \"truncate\": true to cut them)", i, it->n_ids, e.model, (int)max);
+        }
+        seqs[i] = (fr_enc_seq){it->ids, (int32_t)it->n_ids};
+        tokens += it->n_ids;
+    }
+    double retry = 0;
+    rc = fr_embed_run(e.llm->embed, seqs, (int32_t)n, scores, &retry);
+    if (rc) {
+        release(&e);
+        if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
+        return fr__reply_err(rq, rc, NULL);
+    }
+    for (size_t i = 0; i < n; i++) rk[i] = (ranked){i, scores[i * (size_t)e.n_out]};
+    qsort(rk, n, sizeof *rk, by_score);
+    json_t *results = json_array();
+    for (long long i = 0; i < top_n; i++) {
+        json_t *r = json_pack("{s:I, s:f}", "index", (json_int_t)rk[i].index, "relevance_score",
+                              (double)rk[i].score);
+        if (ret_docs) {
+            json_t *d = json_array_get(docs, rk[i].index);
+            if (json_is_object(d)) d = json_object_get(d, "text");
+            json_object_set_new(r, "document", json_pack("{s:O}", "text", d));
+        }
+        json_array_append_new(results, r);
+    }
+    fr__req_set_tokens(rq, (int32_t)tokens, 0);
+    release(&e);
+    char id[40];
+    snprintf(id, sizeof id, "rerank-%s", rq->id);
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:o, s:s, s:{s:I, s:I}}", "id", id, "object", "list",
+                                             "results", results, "model", e.model, "usage", "prompt_tokens",
+                                             (json_int_t)tokens, "total_tokens", (json_int_t)tokens));
+}
