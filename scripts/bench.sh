@@ -27,6 +27,13 @@ make_model qw-f16.gguf "$BIN" mkmodel --arch qwen2 --shape qwen2-0.5b --type f16
     --vocab "${FRUGAL_TESTDATA:-../shared/testdata}/vocab/ggml-vocab-gpt-2.gguf" "$DIR/qw-f16.gguf"
 make_model qw-q4_0.gguf "$BIN" quantize "$DIR/qw-f16.gguf" "$DIR/qw-q4_0.gguf" q4_0
 
+VOCAB_BGE="${FRUGAL_TESTDATA:-../shared/testdata}/vocab/ggml-vocab-bert-bge.gguf"
+make_model minilm-f16.gguf "$BIN" mkmodel --arch bert --shape minilm-l6 --type f16 --vocab "$VOCAB_BGE" "$DIR/minilm-f16.gguf"
+make_model minilm-q8_0.gguf "$BIN" quantize "$DIR/minilm-f16.gguf" "$DIR/minilm-q8_0.gguf" q8_0
+make_model minilm-rank-f16.gguf "$BIN" mkmodel --arch bert --shape minilm-l6 --pooling rank --type f16 \
+    --vocab "$VOCAB_BGE" "$DIR/minilm-rank-f16.gguf"
+make_model minilm-rank-q8_0.gguf "$BIN" quantize "$DIR/minilm-rank-f16.gguf" "$DIR/minilm-rank-q8_0.gguf" q8_0
+
 # name | file | llama.cpp pp512 | llama.cpp tg128 (2 threads, this machine, from DEVELOPERS notes)
 models="llama 1.1B Q4_0|tl-q4_0.gguf|205|45
 llama 1.1B Q8_0|tl-q8_0.gguf|90|27
@@ -49,6 +56,22 @@ while IFS='|' read -r name file lpp ltg; do
     rows="$rows| $name | $(awk "BEGIN{printf \"%.0f\", $size/1048576}") MiB | $pp ± $ppsd | $lpp | $(awk "BEGIN{printf \"%.0f%%\", 100*$pp/$lpp}") | $tg ± $tgsd | $ltg | $(awk "BEGIN{printf \"%.0f%%\", 100*$tg/$ltg}") | $(awk "BEGIN{printf \"%.1f\", $bpt/1e6}") MB | $roof% | $(awk "BEGIN{printf \"%.0f\", $rss/1048576}") MiB |
 "
 done <<<"$models"
+
+# encoders: MiniLM-L6 shape, 16-word sentences, one at a time and in batches of 32
+echo "bench: embeddings" >&2
+emb_rows=""
+for f in minilm-q8_0.gguf minilm-rank-q8_0.gguf; do
+    ej=$("$BIN" bench-embed -m "$DIR/$f" -t "$THREADS" -r "$REPS" --json)
+    while IFS= read -r line; do
+        case $line in *'"test"'*) ;; *) continue ;; esac
+        t=$(printf '%s' "$line" | sed 's/.*"test": "\([^"]*\)".*/\1/')
+        v=$(printf '%s' "$line" | sed 's/.*"avg_inputs_per_s": \([0-9.]*\).*/\1/')
+        sd=$(printf '%s' "$line" | sed 's/.*"stddev": \([0-9.]*\).*/\1/')
+        case $t in "embed x1") ref=139 ;; "embed x32") ref=258 ;; *) ref="—" ;; esac
+        emb_rows="$emb_rows| $f | $t | $(awk "BEGIN{printf \"%.0f ± %.0f\", $v, $sd}") | $ref |
+"
+    done <<<"$ej"
+done
 
 # the server: streams against the 1.1B Q4_0 shape (tests/server/bench-serve.mjs)
 echo "bench: serve" >&2
@@ -90,6 +113,18 @@ $rows
   process, so its buffer is not counted); the target is file size + KV cache +
   64 MiB.
 
+## Embeddings and reranking
+
+\`frugal bench-embed -m MODEL -t $THREADS -r $REPS --json\` on MiniLM-L6-shaped models (n_embd 384,
+6 layers, 12 heads, n_ff 1536, the bert-bge vocabulary) made by \`frugal mkmodel --arch bert
+--shape minilm-l6 [--pooling rank]\` and \`frugal quantize ... q8_0\`: 128 sentences of 16
+words, encoded one at a time (x1) and 32 per forward pass (x32); for the reranker each input
+is a (query, document) pair.  llama.cpp (llama-embedding, same shape, Q8_0, from the project
+notes): 139 sentences/s one at a time, 258/s in batches of 32.
+
+| model | case | inputs/s | llama.cpp |
+| --- | --- | --- | --- |
+$emb_rows
 ## Server
 
 \`node tests/server/bench-serve.mjs build/frugal tl-q4_0.gguf --threads $THREADS --tokens 128
