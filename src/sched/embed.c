@@ -58,6 +58,7 @@ struct fr_embed_sched {
     bool stop;
     job *head, *tail;
     int32_t queued;
+    int32_t callers;             /* fr_embed_run calls waiting for their job */
     uint64_t requests, sequences, tokens, batches, rejected;
     double gap_ewma, last_done;
 };
@@ -142,6 +143,8 @@ void fr_embed_sched_destroy(fr_embed_sched *s) {
     }
     pthread_mutex_lock(&s->mu);
     fail_all(s, FR_ESHUTDOWN);
+    /* the failed callers still need s->mu to return: wait until they have */
+    while (s->callers > 0) pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     fr_enc_destroy(s->enc);
     fr_free(s->batch);
@@ -217,9 +220,11 @@ int fr_embed_run(fr_embed_sched *s, const fr_enc_seq *seqs, int32_t n, float *ou
         else s->head = &j;
         s->tail = &j;
         s->queued++;
+        s->callers++;
         pthread_cond_signal(&s->cv);
         while (!j.finished) pthread_cond_wait(&j.cv, &s->mu);
         rc = j.rc;
+        if (--s->callers == 0 && s->stop) pthread_cond_broadcast(&s->cv);   /* destroy waits */
     }
     pthread_mutex_unlock(&s->mu);
     pthread_cond_destroy(&j.cv);

@@ -40,7 +40,9 @@ size_t fr_embed_sched_estimate_bytes(const fr_model *m, const fr_embed_config *c
  * encoder), FR_ENOMEM. */
 int  fr_embed_sched_create(fr_model *m, fr_compute *compute, const fr_embed_config *cfg,
                            fr_embed_sched **out);
-/* Fails the waiting requests with FR_ESHUTDOWN, stops the thread, frees. */
+/* Fails the waiting requests with FR_ESHUTDOWN (and waits until their
+ * fr_embed_run calls have returned), stops the thread, frees.  No call may
+ * start once it has begun. */
 void fr_embed_sched_destroy(fr_embed_sched *s);
 
 size_t  fr_embed_sched_bytes(const fr_embed_sched *s);

@@ -37,6 +37,7 @@ typedef struct item {
     size_t n_ids;
     bool own_ids;
     bool cached;
+    bool cut;                   /* a truncated text: not cached (its key is the whole text) */
 } item;
 
 typedef struct embed_req {
@@ -185,8 +186,10 @@ static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
             }
         }
         if (it->text) {
-            bool cut = false;
-            int rc = fr_enc_tokenize(m, it->text, it->len, truncate ? max : 0, &it->ids, &it->n_ids, &cut);
+            /* max_tokens 0 would mean n_ctx_train (a silent cut): without
+             * truncate, take every token so that a long input is a 413 */
+            int rc = fr_enc_tokenize(m, it->text, it->len, truncate ? max : INT32_MAX, &it->ids, &it->n_ids,
+                                     &it->cut);
             if (rc) return rc;
             it->own_ids = true;
         } else if (truncate && it->n_ids > (size_t)max) {
@@ -210,12 +213,14 @@ static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
         if (rc) {
             fr_free(out);
             if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
-            return rc;
+            if (rc != FR_EINVAL) return rc;
+            fr__reply_err(rq, rc, "input");     /* a token id out of range: name the field */
+            return 1;
         }
         for (size_t k = 0; k < n_miss; k++) {
             item *it = &e->items[which[k]];
             memcpy(e->vecs + which[k] * (size_t)e->n_out, out + k * (size_t)e->n_out, vbytes);
-            if (!cache) continue;
+            if (!cache || it->cut) continue;
             size_t need = 9 + (it->text ? it->len : it->n_ids * sizeof(int32_t));
             if (need > kcap) {
                 kcap = need * 2;
@@ -386,7 +391,8 @@ int fr__h_rerank(fr_req *rq) {
         item *it = &e.items[i];
         bool cut = false;
         rc = fr_enc_rerank_tokens(m, json_string_value(q), json_string_length(q), json_string_value(d),
-                                  json_string_length(d), truncate ? max : 0, &it->ids, &it->n_ids, &cut);
+                                  json_string_length(d), truncate ? max : INT32_MAX, &it->ids, &it->n_ids,
+                                  &cut);
         if (rc) {
             release(&e);
             return rc;

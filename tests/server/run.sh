@@ -19,6 +19,8 @@
 #   pressure.sh  memory levels from fake /proc and /sys files (FRUGAL_SYSROOT)
 #   load.sh      32 concurrent streams on --parallel 4 --queue 8 (load.mjs)
 #   badinput.sh  bad requests, disconnects and slow clients
+#   embed.sh     embeddings and rerank: the openai client and llama.cpp's
+#                references, batching, the vector cache, bad input, eviction
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -248,7 +250,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput; do
+for suite in openai budget pressure load badinput embed; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?
