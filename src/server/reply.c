@@ -6,6 +6,9 @@
  * carries: X-Request-Id, Retry-After on a 503, Connection: close while
  * draining, and the handler's extra headers.  One reply per request:
  * a second one is a bug (FR_EINTERNAL, logged).
+ *
+ * fr__json_text makes any bytes a JSON string (U+FFFD for what is not
+ * UTF-8): generated text, and error messages that quote a client's bytes.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -79,6 +82,62 @@ int fr__reply_json(fr_req *rq, int status, json_t *body) {
     return fr__queue(rq, status, r);
 }
 
+/* Length of the valid UTF-8 character at p (n bytes left), or 0 with
+ * *bad = the bytes of the longest prefix that could still have begun one
+ * (at least 1): the "maximal subpart" that WHATWG's decoder (and Python's
+ * errors="replace") turns into one U+FFFD. */
+static size_t utf8_char(const unsigned char *p, size_t n, size_t *bad) {
+    unsigned char c = p[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;   /* the second byte's range */
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *bad = 1;
+        return 0;
+    }
+    size_t k = 1;
+    for (; k < need && k < n; k++) {
+        unsigned char b = p[k];
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
+    }
+    if (k == need) return need;
+    *bad = k;
+    return 0;
+}
+
+json_t *fr__json_text(const char *p, size_t n) {
+    const unsigned char *u = (const unsigned char *)p;
+    size_t i = 0, bad = 0, k;
+    while (i < n && (k = utf8_char(u + i, n - i, &bad)) > 0) i += k;
+    if (i == n) return json_stringn_nocheck(p, n);
+    char *out = fr_malloc(3 * n + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (i = 0; i < n;) {
+        if ((k = utf8_char(u + i, n - i, &bad)) > 0) {
+            memcpy(out + o, p + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i += bad;
+        }
+    }
+    json_t *j = json_stringn_nocheck(out, o);
+    fr_free(out);
+    return j;
+}
+
 static const char *status_code(int status) {
     switch (status) {
     case 400: return "invalid_value";
@@ -94,7 +153,12 @@ static const char *status_code(int status) {
 }
 
 json_t *fr__error_json(int status, const char *code, const char *param, const char *message) {
-    return json_pack("{s:{s:s, s:s, s:s?, s:s}}", "error", "message", message ? message : "",
+    /* The message may quote a client's bytes (a model id from the path,
+     * jansson's text of a malformed body) or be cut inside a character:
+     * made valid UTF-8, since json_pack refuses anything else and the
+     * reply would be lost. */
+    if (!message) message = "";
+    return json_pack("{s:{s:o, s:s, s:s?, s:s}}", "error", "message", fr__json_text(message, strlen(message)),
                      "type", status >= 500 ? "server_error" : "invalid_request_error",
                      "param", param, "code", code ? code : status_code(status));
 }
