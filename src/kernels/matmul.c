@@ -23,13 +23,19 @@
  *    faster than four interleaved row streams (26 vs 14 GB/s, Q4_0, two
  *    threads), although vec_dot4 wins when the rows sit in cache.  Where
  *    the ISA has a decode GEMV for the type (fr__kernels_gemv: Q4_0, Q8_0,
- *    Q4_K, Q6_K, F16 on AVX-512), phase 1 instead prepares the one
- *    activation row in the GEMV's own layout (blocks shared by the
- *    threads) and each chunk is one call of its `rows`.  Chunks hold a
- *    multiple of 4 rows, so which kernel computes which output depends
- *    only on (M, N), never on the thread count: y is reproducible.
+ *    Q4_K, Q6_K, F16 on AVX-512) and N is small (below GEMV_MAX_N: the
+ *    decode step of a few sequences batched together), phase 1 instead
+ *    prepares each activation row in the GEMV's own layout (blocks shared
+ *    by the threads) and each chunk is one call of its `rows` per
+ *    activation row: the first streams the chunk's weights from memory,
+ *    the others find them in L2, so N sequences cost little more than one,
+ *    and each row's result is exactly what N = 1 gives (the same kernel
+ *    on the same prepared row): batching does not change the answers.
+ *    Chunks hold a multiple of 4 rows, so which kernel computes which
+ *    output depends only on (M, N), never on the thread count: y is
+ *    reproducible.
  *
- * Batches of N ≥ GEMM_MIN_N rows with Q4_0, Q8_0, Q4_K or Q6_K weights,
+ * Larger batches (N ≥ GEMV_MAX_N) with Q4_0, Q8_0, Q4_K or Q6_K weights,
  * when the AVX-512 table is active, take the tiled int8 GEMM instead
  * (gemm_avx512.c; see "batches on AVX-512 VNNI" below): phase 1 converts
  * into the GEMM's token tiles, phase 2 hands out panels of 16 rows.
@@ -49,13 +55,17 @@
 #define CHUNK_GEMV 64   /* weight rows per chunk when N == 1 */
 #define CHUNK_GEMM 16   /* weight rows per chunk when N > 1 */
 #define T_TILE     16   /* activation rows per tile inside a chunk */
+#define GEMV_MAX_N 7    /* below this many rows the decode GEMV runs per row (measured:
+                          Q4_0 and Q8_0, 2048×5632, 2 threads: it beats the
+                          tiled GEMM up to 6 rows, the GEMM wins from 8) */
 
 typedef struct mm_ctx {
     const fr_type_ops *wops;   /* weight type */
     const fr_type_ops *aops;   /* vec_dot_type (activations) */
     fr__vec_dot4_fn dot4;      /* four rows at once, or NULL */
     fr__vec_dot4x4_fn dot4x4;  /* four rows × four activations, or NULL */
-    const fr__gemv *gemv;      /* N == 1 on a prepared activation, or NULL */
+    const fr__gemv *gemv;      /* N < GEMV_MAX_N on prepared activations, or NULL */
+    size_t prep;               /* bytes of one prepared activation row (64-aligned) */
     const unsigned char *W;    /* [M][wrow bytes] */
     size_t wrow;
     const float *x;            /* [N][K] */
@@ -71,10 +81,36 @@ typedef struct mm_ctx {
     _Alignas(64) atomic_llong next_chunk;
 } mm_ctx;
 
+/* Bytes of one activation row prepared for gemv, rounded up to 64. */
+static size_t prep_bytes(const fr__gemv *gemv, int64_t K) {
+    return (gemv->size(K) + 63) & ~(size_t)63;
+}
+
+static bool use_gemv(const fr__gemv *gemv, int64_t N) { return gemv && N < GEMV_MAX_N; }
+
+/* This thread's share of preparing N rows of x for gemv into work (row t
+ * at t·prep): the N·K/blck blocks cut into nth ranges. */
+static void prepare_rows(const fr__gemv *gemv, const float *x, int64_t K, int64_t N,
+                         unsigned char *work, size_t prep, int ith, int nth) {
+    const int64_t nb = K / gemv->blck, total = nb * N;
+    for (int64_t i = total * ith / nth, end = total * (ith + 1) / nth; i < end;) {
+        const int64_t t = i / nb, b = i % nb;
+        const int64_t e = end - i < nb - b ? b + (end - i) : nb;
+        gemv->prepare(x + t * K, K, b, e, work + (size_t)t * prep);
+        i += e - b;
+    }
+}
+
+/* Rows [r0, r1) of W against the N prepared rows. */
+static void gemv_chunk(const fr__gemv *gemv, int64_t K, const unsigned char *W, size_t wrow, int64_t r0,
+                       int64_t r1, const unsigned char *work, size_t prep, int64_t N, float *y, int64_t ldy) {
+    for (int64_t t = 0; t < N; t++)
+        gemv->rows(K, W + (size_t)r0 * wrow, wrow, r1 - r0, work + (size_t)t * prep, y + t * ldy + r0);
+}
+
 static void convert_share(mm_ctx *c, int ith, int nth) {
-    if (c->gemv) { /* one row, prepared for the GEMV: blocks shared by the threads */
-        const int64_t nb = c->K / c->gemv->blck;
-        c->gemv->prepare(c->x, c->K, nb * ith / nth, nb * (ith + 1) / nth, c->work);
+    if (c->gemv) { /* rows prepared for the GEMV: their blocks shared by the threads */
+        prepare_rows(c->gemv, c->x, c->K, c->N, c->work, c->prep, ith, nth);
         return;
     }
     const int64_t nb = c->K / c->ablk, total = nb * c->N;
@@ -95,7 +131,7 @@ static void do_chunk(const mm_ctx *c, int64_t ch) {
     const int64_t r0 = ch * c->chunk;
     const int64_t r1 = r0 + c->chunk < c->M ? r0 + c->chunk : c->M;
     if (c->gemv) {
-        c->gemv->rows(c->K, c->W + (size_t)r0 * c->wrow, c->wrow, r1 - r0, c->work, c->y + r0);
+        gemv_chunk(c->gemv, c->K, c->W, c->wrow, r0, r1, c->work, c->prep, c->N, c->y, c->ldy);
         return;
     }
     for (int64_t t0 = 0; t0 < c->N; t0 += T_TILE) {
@@ -149,7 +185,8 @@ static void matmul_task(void *arg, int ith, int nth) {
  * rows from an atomic counter (thread i starts with panel i).  Each panel
  * reads its weight rows once and runs them against every token. */
 
-#define GEMM_MIN_N 4   /* fewer rows: packing a panel costs more than it saves */
+#define GEMM_MIN_N 4   /* fewer rows: packing a panel costs more than it saves
+                          (types with a decode GEMV take it below GEMV_MAX_N) */
 
 typedef struct gemm_ctx {
     fr__gemm g;
@@ -186,7 +223,7 @@ static void gemm_task(void *arg, int ith, int nth) {
  * is active (kernels.c installs that one only on CPUs with AVX-512
  * F/BW/VL and VNNI, which gemm_avx512.c needs). */
 static bool gemm_use(int wtype, int64_t N) {
-    return N >= GEMM_MIN_N && gemm_type(wtype);
+    return N >= GEMM_MIN_N && gemm_type(wtype) && !use_gemv(fr__kernels_gemv(wtype), N);
 }
 
 static void gemm_run(fr_pool *pool, int wtype, const void *W, size_t wrow, int64_t K, int64_t M,
@@ -206,9 +243,12 @@ size_t fr_matmul_work_size(int wtype, int64_t K, int64_t N) {
     size_t row, total;
     if (!fr_type_row_size(ops->vec_dot_type, K, &row) || !fr_mul_ok(row, (size_t)N, &total))
         return 0;
-    const fr__gemv *gemv = N == 1 ? fr__kernels_gemv_best(wtype) : NULL; /* whichever table is active */
-    if (gemv && gemv->size(K) > total) total = gemv->size(K);
-    if (gemm_use(wtype, N)) { /* whichever table is active when fr_matmul runs */
+    /* whichever table is active; and a buffer sized for N must serve any
+     * smaller batch too, so the GEMV rows count up to min(N, GEMV_MAX_N-1) */
+    const fr__gemv *gemv = fr__kernels_gemv_best(wtype);
+    const int64_t gn = N < GEMV_MAX_N ? N : GEMV_MAX_N - 1;
+    if (gemv && prep_bytes(gemv, K) * (size_t)gn > total) total = prep_bytes(gemv, K) * (size_t)gn;
+    if (N >= GEMM_MIN_N && gemm_type(wtype)) { /* whichever table is active when fr_matmul runs */
         const size_t g = gemm_act_size(wtype, K, N);
         if (!g) return 0;
         if (g > total) total = g;
@@ -225,7 +265,7 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     FR_ASSERT(aops && aops->quantize);
     mm_ctx c = {
         .wops = wops, .aops = aops, .dot4 = N > 1 ? fr__kernels_dot4(wtype) : NULL,
-        .dot4x4 = fr__kernels_dot4x4(wtype), .gemv = N == 1 ? fr__kernels_gemv(wtype) : NULL,
+        .dot4x4 = fr__kernels_dot4x4(wtype), .gemv = fr__kernels_gemv(wtype),
         .W = W, .x = x, .K = K, .M = M, .N = N,
         .ldy = ldy, .y = y, .pool = pool,
         .ablk = fr_type_get(wops->vec_dot_type)->blck,
@@ -233,6 +273,8 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     FR_ASSERT(ldy >= M && K % fr_type_get(wtype)->blck == 0 && K % c.ablk == 0);
     FR_ASSERT(fr_type_row_size(wtype, K, &c.wrow));
     FR_ASSERT(fr_type_row_size(wops->vec_dot_type, K, &c.arow));
+    if (!use_gemv(c.gemv, N)) c.gemv = NULL;
+    else c.prep = prep_bytes(c.gemv, K);
     if (gemm_use(wtype, N) && strcmp(fr_kernels_isa(), "avx512") == 0) {
         FR_ASSERT(work);
         gemm_run(pool, wtype, W, c.wrow, K, M, x, N, y, ldy, work, aops->quantize);
@@ -246,7 +288,7 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     const int nth = fr_pool_size(pool);
     /* chunks are multiples of 4 rows, so the 4-row groups (and with them
      * which kernel computes which row) do not depend on the thread count */
-    c.chunk = N == 1 ? CHUNK_GEMV : CHUNK_GEMM;
+    c.chunk = c.gemv || N == 1 ? CHUNK_GEMV : CHUNK_GEMM;
     if ((M + c.chunk - 1) / c.chunk < 4 * nth) {
         c.chunk = M / (4 * nth) & ~(int64_t)3;
         if (c.chunk < 4) c.chunk = 4;
@@ -259,11 +301,11 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
 /* ---- several matrices on one input: y_i = W_i·x (decode) ----
  *
  * The Q, K and V projections (and gate and up) read the same normed
- * input.  With one activation row and a decode GEMV for the type, one
- * pool run prepares the row once and hands out chunks of all the
- * matrices' rows from one counter: one wake-up and one barrier instead of
- * one per matrix, and no thread idles at the end of a small matrix.
- * Anything else runs fr_matmul per matrix. */
+ * input.  When the GEMV path applies (a decode GEMV for the type, N below
+ * GEMV_MAX_N), one pool run prepares the rows once and hands out chunks of
+ * all the matrices' rows from one counter: one wake-up and one barrier
+ * instead of one per matrix, and no thread idles at the end of a small
+ * matrix.  Anything else runs fr_matmul per matrix. */
 
 #define MULTI_MAX 4
 
@@ -271,7 +313,8 @@ typedef struct mm_multi {
     const fr__gemv *gemv;
     const float *x;
     unsigned char *work;
-    int64_t K;
+    size_t prep;
+    int64_t K, N;
     size_t wrow;
     int n;
     fr_mm_part part[MULTI_MAX];
@@ -283,8 +326,7 @@ typedef struct mm_multi {
 
 static void multi_task(void *arg, int ith, int nth) {
     mm_multi *c = arg;
-    const int64_t nb = c->K / c->gemv->blck;
-    c->gemv->prepare(c->x, c->K, nb * ith / nth, nb * (ith + 1) / nth, c->work);
+    prepare_rows(c->gemv, c->x, c->K, c->N, c->work, c->prep, ith, nth);
     fr_pool_barrier(c->pool);
     int p = 0;
     for (int64_t ch = ith; ch < c->first[c->n];
@@ -294,20 +336,20 @@ static void multi_task(void *arg, int ith, int nth) {
         const fr_mm_part *pt = &c->part[p];
         const int64_t r0 = (ch - c->first[p]) * c->chunk;
         const int64_t r1 = r0 + c->chunk < pt->M ? r0 + c->chunk : pt->M;
-        c->gemv->rows(c->K, (const unsigned char *)pt->W + (size_t)r0 * c->wrow, c->wrow, r1 - r0,
-                      c->work, pt->y + r0);
+        gemv_chunk(c->gemv, c->K, pt->W, c->wrow, r0, r1, c->work, c->prep, c->N, pt->y, pt->M);
     }
 }
 
 void fr_matmul_multi(fr_pool *pool, int wtype, int64_t K, const fr_mm_part *parts, int n_parts,
                      const float *x, int64_t N, void *work) {
-    const fr__gemv *gemv = N == 1 ? fr__kernels_gemv(wtype) : NULL;
-    if (!gemv || n_parts > MULTI_MAX) {
+    const fr__gemv *gemv = fr__kernels_gemv(wtype);
+    if (!use_gemv(gemv, N) || n_parts > MULTI_MAX) {
         for (int i = 0; i < n_parts; i++)
             fr_matmul(pool, wtype, parts[i].W, K, parts[i].M, x, N, parts[i].y, parts[i].M, work);
         return;
     }
-    mm_multi c = {.gemv = gemv, .x = x, .work = work, .K = K, .n = n_parts, .pool = pool};
+    mm_multi c = {.gemv = gemv, .x = x, .work = work, .prep = prep_bytes(gemv, K), .K = K, .N = N,
+                  .n = n_parts, .pool = pool};
     FR_ASSERT(fr_type_row_size(wtype, K, &c.wrow) && K % gemv->blck == 0 && work);
     const int nth = fr_pool_size(pool);
     int64_t rows = 0;

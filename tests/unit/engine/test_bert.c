@@ -216,7 +216,13 @@ static void golden_rerank(const char *name, fr_model *m, fr_pool *pool, const ch
         double worst = 0;
         for (size_t d = 0; out && d < nd; d++)
             if (fabs(out[d] - alone[d]) > worst) worst = fabs(out[d] - alone[d]);
-        CHECK_MSG(out && worst <= 1e-4, "%s [%s] q%zu: batch differs by %g", name, mode, ci,
+        /* The batch and the single documents may take different matmul
+         * kernels (GEMV rows below 7 tokens, the tiled GEMM above), whose
+         * float rounding differs; the Q8 rounding of every layer's
+         * activations amplifies that, so a quantized model gets the bound
+         * of two correct runs (a tenth of the 0.3 against llama.cpp). */
+        double tol = strstr(name, "q8_0") ? 0.03 : 1e-4;
+        CHECK_MSG(out && worst <= tol, "%s [%s] q%zu: batch differs by %g", name, mode, ci,
                   worst);
         printf("%-22s %-12s q%zu: %zu documents in one batch, max|diff| with one by one %.2g\n",
                name, mode, ci, nd, worst);

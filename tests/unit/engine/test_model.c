@@ -820,7 +820,15 @@ static void batch_model(const fixture *fx, fr_pool *pool) {
                 compare(lg, ref, nv, &cosr, &mxr);
                 printf("%-18s batch p%d: cosine vs alone %.7f (max|diff| %.5f), vs llama.cpp %.7f\n",
                        fx->name, s, cos1, mx1, cosr);
-                CHECK_MSG(cos1 >= 0.99999, "%s p%d: batch vs alone cosine %.7f", fx->name, s, cos1);
+                /* f32 weights: the same arithmetic but for summation order.
+                 * Quantized weights: the batch and the single run may take
+                 * different matmul kernels (GEMV rows below 7 tokens, the
+                 * tiled GEMM above) whose float rounding differs, and the
+                 * Q8 rounding of every layer's activations amplifies it; the
+                 * bound is then that of two correct runs, well inside the
+                 * golden bound against llama.cpp checked next. */
+                double near = fx->cos_min >= 0.99999 ? 0.99999 : 0.9999;
+                CHECK_MSG(cos1 >= near, "%s p%d: batch vs alone cosine %.7f", fx->name, s, cos1);
                 CHECK_MSG(cosr >= fx->cos_min, "%s p%d: batch vs llama.cpp cosine %.7f", fx->name,
                           s, cosr);
             }

@@ -206,12 +206,20 @@ int main(void) {
     fr_kernels_force_ref(false);
     CHECK_INT(fr_mem_in_use(), mem0);
 
-    /* work size: zero for F32 weights, N rows of the activation type otherwise */
+    /* work size: zero for F32 weights, N rows of the activation type
+     * otherwise; where the CPU has decode GEMVs (AVX-512: Q4_0, Q8_0,
+     * Q4_K, Q6_K, F16), up to 6 rows prepared in the GEMV's layout, each
+     * rounded up to 64 bytes (Q4_0: 40 bytes a block; Q8_K family: 292 a
+     * super-block; F16: 4 bytes an element) */
+    const bool gemv = strcmp(fr_kernels_best_isa(), "avx512") == 0;
     CHECK_INT(fr_matmul_work_size(FR_TYPE_F32, 64, 3), 0);
-    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_0, 64, 3), 3 * 2 * 34);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_0, 64, 3), gemv ? 3 * 128 : 3 * 2 * 34);
     CHECK_INT(fr_matmul_work_size(FR_TYPE_Q4_1, 64, 3), 3 * 2 * 36);
-    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q6_K, 512, 2), 2 * 2 * 292);
-    CHECK_INT(fr_matmul_work_size(FR_TYPE_F16, 10, 2), 2 * 10 * 2);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_Q6_K, 512, 2), gemv ? 2 * 640 : 2 * 2 * 292);
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_F16, 10, 2), gemv ? 2 * 64 : 2 * 10 * 2);
+    /* a size for N serves every smaller batch: F16 at 7 rows needs the
+     * room of 6 prepared GEMV rows (6·4·K) more than 7 half rows */
+    CHECK_INT(fr_matmul_work_size(FR_TYPE_F16, 64, 7), gemv ? 6 * 256 : 7 * 64 * 2);
     /* from 4 rows on, GEMM types need room for the GEMM's token tiles
      * (kernels_int.h): tiles of 12 tokens × blocks × a 12-token record,
      * 12·(32+4+4) bytes per 32-block, 12·(256+4+64) per super-block */
