@@ -20,7 +20,7 @@ WERROR   ?= 1
 OPT      ?= -O2
 TESTDATA ?= $(abspath ../shared/testdata)
 
-PKGS     := libpcre2-8 libutf8proc libmicrohttpd jansson inih
+PKGS     := libpcre2-8 libutf8proc libmicrohttpd jansson inih sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -48,7 +48,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                 -mavx512vnni -mavx512bf16
 
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/kernels/*.c src/engine/*.c src/sched/*.c \
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/kernels/*.c src/engine/*.c src/sched/*.c src/search/*.c \
                           src/manager/*.c src/server/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
