@@ -129,6 +129,12 @@ typedef struct fr__gemv {
     size_t (*size)(int64_t n);
     void (*prepare)(const float *x, int64_t n, int64_t b0, int64_t b1, void *prep);
     void (*rows)(int64_t n, const void *w, size_t stride, int64_t nrows, const void *prep, float *y);
+    /* Optional (NULL: rows per activation): the same for na (1..4)
+     * prepared activations at once, y[t][r] for activation t; each weight
+     * block is loaded and unpacked once for all of them.  Each y[t][r]
+     * equals what `rows` gives for activation t, bit for bit. */
+    void (*rows4)(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep, int na,
+                  float *const *y);
 } fr__gemv;
 
 /* The active table's GEMV for a weight type, or NULL (kernels.c). */

@@ -55,9 +55,11 @@
 #define CHUNK_GEMV 64   /* weight rows per chunk when N == 1 */
 #define CHUNK_GEMM 16   /* weight rows per chunk when N > 1 */
 #define T_TILE     16   /* activation rows per tile inside a chunk */
-#define GEMV_MAX_N 7    /* below this many rows the decode GEMV runs per row (measured:
-                          Q4_0 and Q8_0, 2048×5632, 2 threads: it beats the
-                          tiled GEMM up to 6 rows, the GEMM wins from 8) */
+/* Below this many rows the decode GEMV runs per row rather than the tiled
+ * GEMM (measured, Q4_0 and Q8_0 2048×5632, 2 threads: one row at a time it
+ * wins up to 6 rows; with rows4, four at a time, up to 8). */
+#define GEMV_MAX_N   7
+#define GEMV4_MAX_N  9
 
 typedef struct mm_ctx {
     const fr_type_ops *wops;   /* weight type */
@@ -86,7 +88,9 @@ static size_t prep_bytes(const fr__gemv *gemv, int64_t K) {
     return (gemv->size(K) + 63) & ~(size_t)63;
 }
 
-static bool use_gemv(const fr__gemv *gemv, int64_t N) { return gemv && N < GEMV_MAX_N; }
+static bool use_gemv(const fr__gemv *gemv, int64_t N) {
+    return gemv && N < (gemv->rows4 ? GEMV4_MAX_N : GEMV_MAX_N);
+}
 
 /* This thread's share of preparing N rows of x for gemv into work (row t
  * at t·prep): the N·K/blck blocks cut into nth ranges. */
@@ -101,10 +105,24 @@ static void prepare_rows(const fr__gemv *gemv, const float *x, int64_t K, int64_
     }
 }
 
-/* Rows [r0, r1) of W against the N prepared rows. */
+/* Rows [r0, r1) of W against the N prepared rows: four at a time where
+ * the GEMV has rows4 (each weight block unpacked once for four), else one
+ * by one (the chunk's weights then come from L2 after the first). */
 static void gemv_chunk(const fr__gemv *gemv, int64_t K, const unsigned char *W, size_t wrow, int64_t r0,
                        int64_t r1, const unsigned char *work, size_t prep, int64_t N, float *y, int64_t ldy) {
-    for (int64_t t = 0; t < N; t++)
+    int64_t t = 0;
+    if (gemv->rows4 && N > 1)
+        for (; t < N; t += 4) {
+            const int na = N - t < 4 ? (int)(N - t) : 4;
+            const void *p[4];
+            float *out[4];
+            for (int i = 0; i < na; i++) {
+                p[i] = work + (size_t)(t + i) * prep;
+                out[i] = y + (t + i) * ldy + r0;
+            }
+            gemv->rows4(K, W + (size_t)r0 * wrow, wrow, r1 - r0, p, na, out);
+        }
+    for (; t < N; t++)
         gemv->rows(K, W + (size_t)r0 * wrow, wrow, r1 - r0, work + (size_t)t * prep, y + t * ldy + r0);
 }
 
@@ -244,9 +262,10 @@ size_t fr_matmul_work_size(int wtype, int64_t K, int64_t N) {
     if (!fr_type_row_size(ops->vec_dot_type, K, &row) || !fr_mul_ok(row, (size_t)N, &total))
         return 0;
     /* whichever table is active; and a buffer sized for N must serve any
-     * smaller batch too, so the GEMV rows count up to min(N, GEMV_MAX_N-1) */
+     * smaller batch too, so the GEMV rows count up to the most it takes */
     const fr__gemv *gemv = fr__kernels_gemv_best(wtype);
-    const int64_t gn = N < GEMV_MAX_N ? N : GEMV_MAX_N - 1;
+    const int64_t gmax = gemv && gemv->rows4 ? GEMV4_MAX_N - 1 : GEMV_MAX_N - 1;
+    const int64_t gn = N < gmax ? N : gmax;
     if (gemv && prep_bytes(gemv, K) * (size_t)gn > total) total = prep_bytes(gemv, K) * (size_t)gn;
     if (N >= GEMM_MIN_N && gemm_type(wtype)) { /* whichever table is active when fr_matmul runs */
         const size_t g = gemm_act_size(wtype, K, N);

@@ -277,7 +277,106 @@ static void gemv_q4_0_rows(int64_t n, const void *w, size_t stride, int64_t nrow
         y[r] = gemv_q4_0_row(nb, (const uint8_t *)w + (size_t)r * stride, qs, da, off);
 }
 
-const fr__gemv fr__avx512_gemv_q4_0 = {32, gemv_q4_0_size, gemv_q4_0_prepare, gemv_q4_0_rows};
+/* Up to four activations against one row (rows4): the weight loads, the
+ * nibble masks and the block scales are shared; every activation keeps
+ * its own accumulators and goes through exactly the operations of
+ * gemv_q4_0_row, so each result equals it bit for bit. */
+static inline __attribute__((always_inline)) void gemv_q4_0_row4(int64_t nb, const uint8_t *x,
+                                                                 const int8_t *const *qs,
+                                                                 const float *const *da,
+                                                                 const float *const *off, const int na,
+                                                                 float *out) {
+    const __m512i mask = _mm512_set_epi64((long long)0xF0F0F0F0F0F0F0F0ull, (long long)0xF0F0F0F0F0F0F0F0ull,
+                                          0x0F0F0F0F0F0F0F0Fll, 0x0F0F0F0F0F0F0F0Fll,
+                                          (long long)0xF0F0F0F0F0F0F0F0ull, (long long)0xF0F0F0F0F0F0F0F0ull,
+                                          0x0F0F0F0F0F0F0F0Fll, 0x0F0F0F0F0F0F0F0Fll);
+    const __m512i didx = _mm512_setr_epi32(0 | 9 << 16, 18 | 27 << 16, 36 | 45 << 16, 54 | 63 << 16,
+                                           0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i sidx = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 1, 3, 5, 7, 1, 3, 5, 7);
+    __m512 acc[4];
+    __m256 acco[4];
+    for (int t = 0; t < 4; t++) {
+        acc[t] = _mm512_setzero_ps();
+        acco[t] = _mm256_setzero_ps();
+    }
+    int64_t b = 0;
+    /* the weight half of q4_0_pair: the two blocks' codes, masked */
+#define WQ(k, two)                                                                                     \
+    _mm512_and_si512(_mm512_mask_broadcast_i32x4(                                                     \
+                         _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(x + 18 * (b + 2 * (k)) + 2))), \
+                         0xFF00, _mm_maskz_loadu_epi8((two) ? 0xFFFF : 0, x + 18 * (b + 2 * (k)) + 20)),  \
+                     mask)
+#define ACT(t, k, two) _mm512_maskz_loadu_epi8((two) ? ~0ull : 0xFFFFFFFFull, qs[t] + 32 * (b + 2 * (k)))
+    for (; b + 8 <= nb; b += 8) {
+        const __m256 dw = scales8(x + 18 * b, didx);
+        _mm_prefetch((const char *)x + 18 * b + PF_DIST, _MM_HINT_T0);
+        _mm_prefetch((const char *)x + 18 * b + PF_DIST + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)x + 18 * b + PF_DIST + 128, _MM_HINT_T0);
+        const __m512i w0 = WQ(0, 1), w1 = WQ(1, 1), w2 = WQ(2, 1), w3 = WQ(3, 1);
+        for (int t = 0; t < na; t++) {
+            acco[t] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(off[t] + b), acco[t]);
+            const __m512 sc = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(da[t] + b)));
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p0 = _mm512_dpbusd_epi32(z, w0, ACT(t, 0, 1)), p1 = _mm512_dpbusd_epi32(z, w1, ACT(t, 1, 1));
+            const __m512i p2 = _mm512_dpbusd_epi32(z, w2, ACT(t, 2, 1)), p3 = _mm512_dpbusd_epi32(z, w3, ACT(t, 3, 1));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce_pairs(p0, p1, p2, p3)),
+                                     _mm512_permutexvar_ps(sidx, sc), acc[t]);
+        }
+    }
+    if (b < nb) {
+        const int cnt = (int)(nb - b), bytes = 18 * cnt;
+        const __mmask64 ma = bytes >= 64 ? ~0ull : (1ull << bytes) - 1;
+        const __mmask64 mb = bytes <= 64 ? 0 : bytes >= 128 ? ~0ull : (1ull << (bytes - 64)) - 1;
+        const __m512i xa = _mm512_maskz_loadu_epi8(ma, x + 18 * b), xc = _mm512_maskz_loadu_epi8(mb, x + 18 * b + 64);
+        const __m256 dw = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(xa, didx, xc)));
+        const __mmask8 mf = (__mmask8)((1u << cnt) - 1);
+        for (int t = 0; t < na; t++) {
+            acco[t] = _mm256_fmadd_ps(dw, _mm256_maskz_loadu_ps(mf, off[t] + b), acco[t]);
+            const __m512 sc = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_maskz_loadu_ps(mf, da[t] + b)));
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p0 = q4_0_pair(x + 18 * b, qs[t] + 32 * b, mask, cnt > 1);
+            const __m512i p1 = cnt > 2 ? q4_0_pair(x + 18 * (b + 2), qs[t] + 32 * (b + 2), mask, cnt > 3) : z;
+            const __m512i p2 = cnt > 4 ? q4_0_pair(x + 18 * (b + 4), qs[t] + 32 * (b + 4), mask, cnt > 5) : z;
+            const __m512i p3 = cnt > 6 ? q4_0_pair(x + 18 * (b + 6), qs[t] + 32 * (b + 6), mask, 0) : z;
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce_pairs(p0, p1, p2, p3)),
+                                     _mm512_permutexvar_ps(sidx, sc), acc[t]);
+        }
+    }
+#undef ACT
+#undef WQ
+    const __m512 fold = _mm512_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f,
+                                       1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f);
+    for (int t = 0; t < na; t++) {
+        const __m512 v = _mm512_mul_ps(acc[t], fold);
+        out[t] = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)),
+                                          acco[t]));
+    }
+}
+
+static void gemv_q4_0_rows4(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep,
+                            int na, float *const *y) {
+    const int64_t nb = n / 32;
+    const int8_t *qs[4];
+    const float *da[4], *off[4];
+    for (int t = 0; t < na; t++) {
+        qs[t] = prep[t];
+        da[t] = (const float *)(qs[t] + 32 * nb);
+        off[t] = da[t] + nb;
+    }
+    float out[4];
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)w + (size_t)r * stride;
+        switch (na) { /* a constant count lets the compiler unroll */
+        case 1: gemv_q4_0_row4(nb, x, qs, da, off, 1, out); break;
+        case 2: gemv_q4_0_row4(nb, x, qs, da, off, 2, out); break;
+        case 3: gemv_q4_0_row4(nb, x, qs, da, off, 3, out); break;
+        default: gemv_q4_0_row4(nb, x, qs, da, off, 4, out); break;
+        }
+        for (int t = 0; t < na; t++) y[t][r] = out[t];
+    }
+}
+
+const fr__gemv fr__avx512_gemv_q4_0 = {32, gemv_q4_0_size, gemv_q4_0_prepare, gemv_q4_0_rows, gemv_q4_0_rows4};
 
 /* Q8_0.  Same prepared layout as Q4_0, with off_b = −128·d·Σ qs_b: the
  * weight codes XOR 0x80 are the unsigned c + 128, so one vpdpbusd per two
@@ -362,7 +461,96 @@ static void gemv_q8_0_rows(int64_t n, const void *w, size_t stride, int64_t nrow
         y[r] = gemv_q8_0_row(nb, (const uint8_t *)w + (size_t)r * stride, qs, da, off);
 }
 
-const fr__gemv fr__avx512_gemv_q8_0 = {32, gemv_q4_0_size, gemv_q8_0_prepare, gemv_q8_0_rows};
+/* rows4 for Q8_0: as gemv_q4_0_row4, the weight loads and scales shared,
+ * each activation's operations those of gemv_q8_0_row. */
+static inline __attribute__((always_inline)) void gemv_q8_0_row4(int64_t nb, const uint8_t *x,
+                                                                 const int8_t *const *qs,
+                                                                 const float *const *da,
+                                                                 const float *const *off, const int na,
+                                                                 float *out) {
+    const __m512i sidx = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 1, 3, 5, 7, 1, 3, 5, 7);
+    const __mmask64 all[4] = {~0ull, ~0ull, ~0ull, ~0ull};
+    __m512 acc[4];
+    __m256 acco[4];
+    for (int t = 0; t < 4; t++) {
+        acc[t] = _mm512_setzero_ps();
+        acco[t] = _mm256_setzero_ps();
+    }
+    int64_t b = 0;
+#define WQ(k, two)                                                                                            \
+    _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(                           \
+                                            (const __m256i *)(x + 34 * (b + 2 * (k)) + 2))),                  \
+                                        _mm256_maskz_loadu_epi8((two) ? ~0u : 0, x + 34 * (b + 2 * (k)) + 36), 1), \
+                     _mm512_set1_epi8((char)0x80))
+#define ACT(t, k, two) _mm512_maskz_loadu_epi8((two) ? ~0ull : 0xFFFFFFFFull, qs[t] + 32 * (b + 2 * (k)))
+    for (; b + 8 <= nb; b += 8) {
+        const uint8_t *xg = x + 34 * b;
+        for (int l = 0; l < 5; l++) _mm_prefetch((const char *)xg + PF_DIST + 64 * l, _MM_HINT_T0);
+        const __m256 dw = q8_0_scales8(xg, all);
+        const __m512i w0 = WQ(0, 1), w1 = WQ(1, 1), w2 = WQ(2, 1), w3 = WQ(3, 1);
+        for (int t = 0; t < na; t++) {
+            acco[t] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(off[t] + b), acco[t]);
+            const __m512 sc = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(da[t] + b)));
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p0 = _mm512_dpbusd_epi32(z, w0, ACT(t, 0, 1)), p1 = _mm512_dpbusd_epi32(z, w1, ACT(t, 1, 1));
+            const __m512i p2 = _mm512_dpbusd_epi32(z, w2, ACT(t, 2, 1)), p3 = _mm512_dpbusd_epi32(z, w3, ACT(t, 3, 1));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce_pairs(p0, p1, p2, p3)),
+                                     _mm512_permutexvar_ps(sidx, sc), acc[t]);
+        }
+    }
+#undef ACT
+#undef WQ
+    if (b < nb) {
+        const int cnt = (int)(nb - b), bytes = 34 * cnt;
+        __mmask64 m[4];
+        for (int l = 0; l < 4; l++) {
+            const int left = bytes - 64 * l;
+            m[l] = left <= 0 ? 0 : left >= 64 ? ~0ull : (1ull << left) - 1;
+        }
+        const __m256 dw = q8_0_scales8(x + 34 * b, m);
+        const __mmask8 mf = (__mmask8)((1u << cnt) - 1);
+        for (int t = 0; t < na; t++) {
+            acco[t] = _mm256_fmadd_ps(dw, _mm256_maskz_loadu_ps(mf, off[t] + b), acco[t]);
+            const __m512 sc = _mm512_castps256_ps512(_mm256_mul_ps(dw, _mm256_maskz_loadu_ps(mf, da[t] + b)));
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p0 = q8_0_pair(x + 34 * b, qs[t] + 32 * b, cnt > 1);
+            const __m512i p1 = cnt > 2 ? q8_0_pair(x + 34 * (b + 2), qs[t] + 32 * (b + 2), cnt > 3) : z;
+            const __m512i p2 = cnt > 4 ? q8_0_pair(x + 34 * (b + 4), qs[t] + 32 * (b + 4), cnt > 5) : z;
+            const __m512i p3 = cnt > 6 ? q8_0_pair(x + 34 * (b + 6), qs[t] + 32 * (b + 6), 0) : z;
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(reduce_pairs(p0, p1, p2, p3)),
+                                     _mm512_permutexvar_ps(sidx, sc), acc[t]);
+        }
+    }
+    for (int t = 0; t < na; t++)
+        out[t] = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(acc[t]),
+                                                        _mm512_extractf32x8_ps(acc[t], 1)),
+                                          acco[t]));
+}
+
+static void gemv_q8_0_rows4(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep,
+                            int na, float *const *y) {
+    const int64_t nb = n / 32;
+    const int8_t *qs[4];
+    const float *da[4], *off[4];
+    for (int t = 0; t < na; t++) {
+        qs[t] = prep[t];
+        da[t] = (const float *)(qs[t] + 32 * nb);
+        off[t] = da[t] + nb;
+    }
+    float out[4];
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)w + (size_t)r * stride;
+        switch (na) {
+        case 1: gemv_q8_0_row4(nb, x, qs, da, off, 1, out); break;
+        case 2: gemv_q8_0_row4(nb, x, qs, da, off, 2, out); break;
+        case 3: gemv_q8_0_row4(nb, x, qs, da, off, 3, out); break;
+        default: gemv_q8_0_row4(nb, x, qs, da, off, 4, out); break;
+        }
+        for (int t = 0; t < na; t++) y[t][r] = out[t];
+    }
+}
+
+const fr__gemv fr__avx512_gemv_q8_0 = {32, gemv_q4_0_size, gemv_q8_0_prepare, gemv_q8_0_rows, gemv_q8_0_rows4};
 
 /* F16.  The activation is rounded to f16 (as the F16 vec_dot_type) and kept
  * as floats, so each row converts only its own halves: one vcvtph2ps and
@@ -406,7 +594,7 @@ static void gemv_f16_rows(int64_t n, const void *w, size_t stride, int64_t nrows
         y[r] = gemv_f16_row(n, (const uint16_t *)((const char *)w + (size_t)r * stride), prep);
 }
 
-const fr__gemv fr__avx512_gemv_f16 = {1, gemv_f16_size, gemv_f16_prepare, gemv_f16_rows};
+const fr__gemv fr__avx512_gemv_f16 = {1, gemv_f16_size, gemv_f16_prepare, gemv_f16_rows, NULL};
 
 /* ---- K-quants: Q8_K activations, prepared per 256-element super-block ----
  *
@@ -512,7 +700,7 @@ static void gemv_q6_K_rows(int64_t n, const void *w, size_t stride, int64_t nrow
         y[r] = gemv_q6_K_row(nb, (const fr_block_q6_K *)((const char *)w + (size_t)r * stride), qs, d, bs);
 }
 
-const fr__gemv fr__avx512_gemv_q6_K = {256, gemv_q8_K_size, gemv_q6_K_prepare, gemv_q6_K_rows};
+const fr__gemv fr__avx512_gemv_q6_K = {256, gemv_q8_K_size, gemv_q6_K_prepare, gemv_q6_K_rows, NULL};
 
 /* Q4_K's 12 scale bytes → bytes 0..7 scales, 8..15 mins (as x86_avx2.c's
  * q4_K_scales_mins, in xmm lanes).  With u0, u1, u2 the three dwords:
@@ -583,4 +771,4 @@ static void gemv_q4_K_rows(int64_t n, const void *w, size_t stride, int64_t nrow
         y[r] = gemv_q4_K_row(nb, (const fr_block_q4_K *)((const char *)w + (size_t)r * stride), qs, d, sa);
 }
 
-const fr__gemv fr__avx512_gemv_q4_K = {256, gemv_q8_K_size, gemv_q4_K_prepare, gemv_q4_K_rows};
+const fr__gemv fr__avx512_gemv_q4_K = {256, gemv_q8_K_size, gemv_q4_K_prepare, gemv_q4_K_rows, NULL};

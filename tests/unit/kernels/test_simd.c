@@ -254,6 +254,43 @@ static void check_gemv_q8_0(const char *name, int type, const fr__gemv *g, doubl
 /* F16 GEMV: the prepared activation is the twin's f16 rounding of x, as
  * floats (exact); y[r] within TOL_FDOT_REL·mag of the twin's vec_dot_f16
  * on those halves and bit-identical to the single-row result. */
+/* rows4 (where a GEMV has it) against rows: for 1..4 activations at once,
+ * every result equal bit for bit to the one-activation kernel's, over row
+ * lengths with and without a partial group of blocks. */
+static void check_gemv_rows4(const char *name, int type, const fr__gemv *g) {
+    if (!g->rows4) return;
+    const int64_t ls[] = {32, 96, 224, 288, 896, 2048};
+    const int nr = 7;
+    int bad = 0;
+    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+        const int64_t n = ls[li];
+        const size_t rb = row_bytes(type, n), ps = (g->size(n) + 63) & ~(size_t)63;
+        unsigned char *w = fr_malloc(nr * rb), *prep = fr_malloc_aligned(4 * ps);
+        float *x = fr_malloc(4 * (size_t)n), *y1 = fr_malloc(4 * nr * sizeof(float)),
+              *y4 = fr_malloc(4 * nr * sizeof(float));
+        for (int r = 0; r < nr; r++) ktest_weight_row(type, w + r * rb, n, x);
+        for (int t = 0; t < 4; t++) {
+            ktest_fill(x, n, t == 1 ? 1e-3f : t == 2 ? 1e3f : 1.0f);
+            g->prepare(x, n, 0, n / g->blck, prep + (size_t)t * ps);
+            g->rows(n, w, rb, nr, prep + (size_t)t * ps, y1 + t * nr);
+        }
+        for (int na = 1; na <= 4; na++) {
+            const void *p[4];
+            float *out[4];
+            for (int t = 0; t < na; t++) {
+                p[t] = prep + (size_t)t * ps;
+                out[t] = y4 + t * nr;
+            }
+            memset(y4, 0, 4 * nr * sizeof(float));
+            g->rows4(n, w, rb, nr, p, na, out);
+            if (memcmp(y4, y1, (size_t)na * nr * sizeof(float)) && bad++ < 3)
+                fprintf(stderr, "  %s rows4 n=%lld na=%d differs from rows\n", name, (long long)n, na);
+        }
+        fr_free(y4); fr_free(y1); fr_free(x); fr_free_aligned(prep); fr_free(w);
+    }
+    CHECK_MSG(bad == 0, "%s: rows4 differs from rows in %d cases", name, bad);
+}
+
 static void check_gemv_f16(const char *name, const fr__gemv *g) {
     const int64_t ls[] = {1, 7, 8, 31, 33, 64, 100, 130, 1000, 2048};
     const int nr = 3;
@@ -557,6 +594,8 @@ int main(void) {
                      fr__ref_vec_dot_q4_0_q8_0);
         check_gemv_q8_0("avx512 gemv_q4_0", FR_TYPE_Q4_0, &fr__avx512_gemv_q4_0, TOL_DOT_REL);
         check_gemv_q8_0("avx512 gemv_q8_0", FR_TYPE_Q8_0, &fr__avx512_gemv_q8_0, TOL_DOT_REL);
+        check_gemv_rows4("avx512 gemv_q4_0", FR_TYPE_Q4_0, &fr__avx512_gemv_q4_0);
+        check_gemv_rows4("avx512 gemv_q8_0", FR_TYPE_Q8_0, &fr__avx512_gemv_q8_0);
         check_gemv_f16("avx512 gemv_f16", &fr__avx512_gemv_f16);
         check_gemv_q8_K("avx512 gemv_q4_K", FR_TYPE_Q4_K, &fr__avx512_gemv_q4_K);
         check_gemv_q8_K("avx512 gemv_q6_K", FR_TYPE_Q6_K, &fr__avx512_gemv_q6_K);
