@@ -124,6 +124,15 @@ $rows
 - *peak RSS*: VmHWM of the bench process (the bandwidth probe runs in a child
   process, so its buffer is not counted); the target is file size + KV cache +
   64 MiB.
+- Where decode time goes (perf, qwen2 0.5B Q4_0): three quarters in the
+  decode GEMVs, which stream a large matrix from memory at 32-33 GB/s here but
+  the 896-wide rows of this shape at about 25 GB/s (short rows: the per-row
+  work is not hidden behind the loads), and 18 GB/s for the 896×896
+  projections, where a pool run's fixed cost counts; hence its lower
+  roofline.  The larger shapes run near the bandwidth of the mapping.
+- Figures on this machine move by 5-10% between runs (a virtual machine
+  whose bandwidth the probe sees anywhere from 30 to 58 GB/s); compare ratios
+  from one run, and rerun before drawing conclusions from a few percent.
 
 ## Embeddings and reranking
 
