@@ -700,7 +700,76 @@ static void gemv_q6_K_rows(int64_t n, const void *w, size_t stride, int64_t nrow
         y[r] = gemv_q6_K_row(nb, (const fr_block_q6_K *)((const char *)w + (size_t)r * stride), qs, d, bs);
 }
 
-const fr__gemv fr__avx512_gemv_q6_K = {256, gemv_q8_K_size, gemv_q6_K_prepare, gemv_q6_K_rows, NULL};
+/* rows4 for Q6_K: the 6-bit codes of a super-block rebuilt once for every
+ * activation; each activation's operations those of gemv_q6_K_row. */
+static inline __attribute__((always_inline)) void gemv_q6_K_row4(int64_t nb, const fr_block_q6_K *x,
+                                                                 const int8_t *const *qs,
+                                                                 const float *const *da,
+                                                                 const int16_t *const *bs, const int na,
+                                                                 float *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const __m512i sidx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512 acc[4];
+    for (int t = 0; t < 4; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++, x++) {
+        _mm_prefetch((const char *)x + PF_DIST, _MM_HINT_T0);
+        _mm_prefetch((const char *)x + PF_DIST + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)x + PF_DIST + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)x + PF_DIST + 192, _MM_HINT_T0);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
+        const __m512i sc = _mm512_permutexvar_epi32(sidx, _mm512_cvtepi8_epi32(sc8));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        __m512i q[4];
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512(x->ql + 64 * h);
+            const __m512i hz = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+            q[2 * h] = _mm512_ternarylogic_epi32(l, m4, _mm512_and_si512(_mm512_sllv_epi64(hz, shl), m30), 0xEA);
+            q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4,
+                                                     _mm512_and_si512(_mm512_srlv_epi64(hz, shr), m30), 0xEA);
+        }
+        const float dw = f16(x->d);
+        for (int t = 0; t < na; t++) {
+            const int8_t *a = qs[t] + 256 * b;
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i p0 = _mm512_dpbusd_epi32(z, q[0], _mm512_loadu_si512(a));
+            const __m512i p1 = _mm512_dpbusd_epi32(z, q[1], _mm512_loadu_si512(a + 64));
+            const __m512i p2 = _mm512_dpbusd_epi32(z, q[2], _mm512_loadu_si512(a + 128));
+            const __m512i p3 = _mm512_dpbusd_epi32(z, q[3], _mm512_loadu_si512(a + 192));
+            __m512i isum = _mm512_mullo_epi32(reduce_pairs(p0, p1, p2, p3), sc);
+            const __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(bs[t] + 16 * b)), sc16);
+            isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(off, 5)));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dw * da[t][b]), acc[t]);
+        }
+    }
+    for (int t = 0; t < na; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+static void gemv_q6_K_rows4(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep,
+                            int na, float *const *y) {
+    const int64_t nb = n / 256;
+    const int8_t *qs[4];
+    const float *d[4];
+    const int16_t *bs[4];
+    for (int t = 0; t < na; t++) {
+        qs[t] = prep[t];
+        d[t] = (const float *)(qs[t] + 256 * nb);
+        bs[t] = (const int16_t *)(d[t] + nb);
+    }
+    float out[4];
+    for (int64_t r = 0; r < nrows; r++) {
+        const fr_block_q6_K *x = (const fr_block_q6_K *)((const char *)w + (size_t)r * stride);
+        switch (na) {
+        case 1: gemv_q6_K_row4(nb, x, qs, d, bs, 1, out); break;
+        case 2: gemv_q6_K_row4(nb, x, qs, d, bs, 2, out); break;
+        case 3: gemv_q6_K_row4(nb, x, qs, d, bs, 3, out); break;
+        default: gemv_q6_K_row4(nb, x, qs, d, bs, 4, out); break;
+        }
+        for (int t = 0; t < na; t++) y[t][r] = out[t];
+    }
+}
+
+const fr__gemv fr__avx512_gemv_q6_K = {256, gemv_q8_K_size, gemv_q6_K_prepare, gemv_q6_K_rows, gemv_q6_K_rows4};
 
 /* Q4_K's 12 scale bytes → bytes 0..7 scales, 8..15 mins (as x86_avx2.c's
  * q4_K_scales_mins, in xmm lanes).  With u0, u1, u2 the three dwords:

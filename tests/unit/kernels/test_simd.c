@@ -259,10 +259,13 @@ static void check_gemv_q8_0(const char *name, int type, const fr__gemv *g, doubl
  * lengths with and without a partial group of blocks. */
 static void check_gemv_rows4(const char *name, int type, const fr__gemv *g) {
     if (!g->rows4) return;
-    const int64_t ls[] = {32, 96, 224, 288, 896, 2048};
+    const int64_t ls32[] = {32, 96, 224, 288, 896, 2048}, ls256[] = {256, 768, 2048};
+    const bool k = g->blck == 256;
+    const int64_t *ls = k ? ls256 : ls32;
+    const size_t nls = k ? 3 : 6;
     const int nr = 7;
     int bad = 0;
-    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+    for (size_t li = 0; li < nls; li++) {
         const int64_t n = ls[li];
         const size_t rb = row_bytes(type, n), ps = (g->size(n) + 63) & ~(size_t)63;
         unsigned char *w = fr_malloc(nr * rb), *prep = fr_malloc_aligned(4 * ps);
@@ -596,6 +599,7 @@ int main(void) {
         check_gemv_q8_0("avx512 gemv_q8_0", FR_TYPE_Q8_0, &fr__avx512_gemv_q8_0, TOL_DOT_REL);
         check_gemv_rows4("avx512 gemv_q4_0", FR_TYPE_Q4_0, &fr__avx512_gemv_q4_0);
         check_gemv_rows4("avx512 gemv_q8_0", FR_TYPE_Q8_0, &fr__avx512_gemv_q8_0);
+        check_gemv_rows4("avx512 gemv_q6_K", FR_TYPE_Q6_K, &fr__avx512_gemv_q6_K);
         check_gemv_f16("avx512 gemv_f16", &fr__avx512_gemv_f16);
         check_gemv_q8_K("avx512 gemv_q4_K", FR_TYPE_Q4_K, &fr__avx512_gemv_q4_K);
         check_gemv_q8_K("avx512 gemv_q6_K", FR_TYPE_Q6_K, &fr__avx512_gemv_q6_K);
