@@ -214,7 +214,9 @@ typedef struct fr_search_params {
     int mode;                   /* FR_SEARCH_HYBRID */
     int fusion;                 /* FR_FUSION_RRF */
     int32_t rrf_k;              /* 60: score = Σ_legs 1 / (rrf_k + rank), ranks from 1 */
-    double w_bm25, w_vector;    /* linear: Σ w · (s - min) / (max - min) per leg; 0.5, 0.5 */
+    double w_bm25, w_vector;    /* linear: Σ w · (s - min) / (max - min) per leg; 0.5, 0.5
+                                   (a hit missing from a leg gets 0 for it; a leg whose
+                                   scores are all equal gives 1) */
     int32_t candidates;         /* per leg; 100 */
     const char *filter;         /* JSON object of scalars: metadata key = value for each; NULL none */
     const char *rerank;         /* a reranker model, or NULL */
@@ -245,7 +247,8 @@ typedef struct fr_search_result {
     fr_search_hit *hits;        /* best first */
     size_t n;
     double took_ms;
-    char **dropped_terms;       /* query terms the common-term cut dropped */
+    char **dropped_terms;       /* query terms the common-term cut dropped (as the
+                                   tokenizer makes them, before stemming) */
     size_t n_dropped;
     int32_t bm25_candidates, vector_candidates;
     size_t vector_exact;        /* float32 rescorings the exact top-k took */
