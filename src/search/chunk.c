@@ -78,13 +78,26 @@ static bool is_cjk_stop(const unsigned char *s, size_t n) {
                       (s[0] == 0xEF && s[1] == 0xBC && (s[2] == 0x81 || s[2] == 0x9F)));
 }
 
-/* ) ] } " ' ” ’ » : may follow a sentence's end mark. */
+/* A closing quote or bracket, which may follow a sentence's end mark:
+ * ) ] } " ' ” ’ » and the CJK 〉 》 」 』 】 〕 ） ］ ｝ (the character at
+ * s[0..n), n its length). */
+static bool is_closer(const unsigned char *s, size_t n) {
+    if (n == 1) return s[0] == ')' || s[0] == ']' || s[0] == '}' || s[0] == '"' || s[0] == '\'';
+    if (n == 2) return s[0] == 0xC2 && s[1] == 0xBB;
+    if (n != 3) return false;
+    if (s[0] == 0xE2 && s[1] == 0x80) return s[2] == 0x9D || s[2] == 0x99;
+    if (s[0] == 0xE3 && s[1] == 0x80)
+        return s[2] == 0x89 || s[2] == 0x8B || s[2] == 0x8D || s[2] == 0x8F || s[2] == 0x91 || s[2] == 0x95;
+    return (s[0] == 0xEF && s[1] == 0xBC && (s[2] == 0x89 || s[2] == 0xBD)) ||
+           (s[0] == 0xEF && s[1] == 0xBD && s[2] == 0x9D);
+}
+
+/* Bytes of the closer that ends s[start..end), or 0. */
 static size_t closer_len(const unsigned char *s, size_t start, size_t end) {
     size_t n = end - start;
-    unsigned char c = s[end - 1];
-    if (c == ')' || c == ']' || c == '}' || c == '"' || c == '\'') return 1;
-    if (n >= 3 && s[end - 3] == 0xE2 && s[end - 2] == 0x80 && (c == 0x9D || c == 0x99)) return 3;
-    if (n >= 2 && s[end - 2] == 0xC2 && c == 0xBB) return 2;
+    if (is_closer(s + end - 1, 1)) return 1;
+    if (n >= 2 && is_closer(s + end - 2, 2)) return 2;
+    if (n >= 3 && is_closer(s + end - 3, 3)) return 3;
     return 0;
 }
 
@@ -171,9 +184,14 @@ static int split_long(chunker *ck, size_t start, size_t end, uint8_t brk) {
         int rc = count_span(ck, p, q, &t);
         if (rc) return rc;
         while (t > ck->size && q - p > char_len(ck, p)) {
+            /* advance() rounds up to a character boundary, which can be q
+             * again ([1-byte char][3-byte char] halves to 2 bytes, rounded
+             * up to 4): then take the first character alone */
+            size_t was = q;
             step = (q - p) / 2;
             if (step < 1) step = 1;
-            q = advance(ck, p, end, step);
+            q = advance(ck, p, was, step);
+            if (q == was) q = p + char_len(ck, p);
             if ((rc = count_span(ck, p, q, &t))) return rc;
         }
         if ((rc = push_atom(ck, p, q, t, q == end ? brk : BRK_NONE))) return rc;
@@ -192,7 +210,10 @@ static int make_atoms(chunker *ck) {
             size_t c = char_len(ck, i);
             bool stop = is_cjk_stop(s + i, c);
             i += c;
-            if (stop) break;
+            if (!stop) continue;
+            /* the closing quotes and brackets after it stay with the sentence */
+            while (i < n && is_closer(s + i, c = char_len(ck, i))) i += c;
+            break;
         }
         size_t we = i;
         while (i < n && is_blank(s[i])) i++;
