@@ -17,12 +17,14 @@ static const struct {
     const char *help;
 } commands[] = {
     {"serve", fr_cli_serve, "serve [--models DIR] [--host H] [--port N] [--config F] ... : HTTP API (serve --help)"},
+    {"index", fr_cli_index, "index add|search|rm|ls|check [--data DIR] ... : document search (index --help)"},
     {"run", fr_cli_run, "run -m FILE -p TEXT [-n N] [--chat] [sampling] : generate text"},
     {"tokenize", fr_cli_tokenize, "tokenize -m FILE [--add-special] [--parse-special] (TEXT | --file F)"},
     {"inspect", fr_cli_inspect, "inspect FILE : metadata and tensor table"},
     {"bench", fr_cli_bench, "bench -m FILE [-p 512] [-n 128] [-t N] [-r 3] [--json] | bench --membw : speed"},
     {"embed", fr_cli_embed, "embed -m FILE [-t N] [--pooling P] [--no-normalize] TEXT... : one JSON vector per line"},
     {"rerank", fr_cli_rerank, "rerank -m FILE --query Q [-t N] DOC... : 'index score' per line, best first"},
+    {"bench-search", fr_cli_bench_search, "bench-search [--chunks 100000] [--dim 384] [--queries 200] [--data DIR] [--keep] [--json] : index speed"},
     {"bench-embed", fr_cli_bench_embed, "bench-embed -m FILE [--batch 32] [--words 16] [-t N] [-r 3] [--json] : encoder speed"},
     {"quantize", fr_cli_quantize, "quantize [--output-type T] [--embd-type T] [-t N] IN OUT TYPE : quantize a model"},
     {"mkmodel", fr_cli_mkmodel, "mkmodel --arch A --shape S --type T [--vocab FILE] OUT : random-weight model"},

@@ -9,7 +9,8 @@
  * server's threads inherit the mask) and taken by the main thread with
  * sigwait, so no handler runs in signal context.
  *
- * Start-up errors of the configuration print one line and exit 2; errors
+ * Start-up errors of the configuration (the data directory of the
+ * document index among them) print one line and exit 2; errors
  * starting the server (address in use) print one line and exit 1.
  *
  * The line "frugal: listening on http://HOST:PORT" goes to stderr once the
@@ -39,6 +40,7 @@ typedef struct serve_state {
     fr_compute *compute;        /* the one compute pool */
     fr_llm_env llm;             /* what every language model shares */
     fr_manager *manager;
+    fr_server_search *search;   /* the document index (opened at its first use) */
     fr_server *server;
 } serve_state;
 
@@ -64,31 +66,37 @@ static void manager_config(const fr_serve_config *c, fr_manager_config *mc) {
 }
 
 /* Start the models: the compute pool and the manager (which scans the
- * directory and loads the preloads). */
-static int start_models(serve_state *st) {
-    const fr_serve_config *c = &st->cfg;
+ * directory and loads the preloads).  Shared with `frugal index` (cli.h). */
+int fr_cli_models_start(const fr_serve_config *c, fr_compute **compute, fr_llm_env *llm,
+                        fr_manager **manager) {
     fr_manager_config mc;
     manager_config(c, &mc);
     if (!c->models_dir && !c->n_models)
         FR_INFO("no models directory (--models) and no [model] sections: no models are offered");
-    int rc = fr_compute_create((int)c->threads, &st->compute);
+    int rc = fr_compute_create((int)c->threads, compute);
     if (rc) return rc;
-    st->llm = (fr_llm_env){.compute = st->compute, .n_ctx = (int32_t)c->ctx,
-                           .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue,
-                           .batch_tokens = (int32_t)c->batch_tokens};
-    mc.loader = fr_llm_loader(&st->llm);
+    *llm = (fr_llm_env){.compute = *compute, .n_ctx = (int32_t)c->ctx,
+                        .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue,
+                        .batch_tokens = (int32_t)c->batch_tokens};
+    mc.loader = fr_llm_loader(llm);
     FR_DEBUG("models: dir %s, %zu from the INI file, budget %llu bytes, max loaded %d, %lld threads",
              mc.models_dir ? mc.models_dir : "(none)", mc.n_models, (unsigned long long)mc.budget_bytes,
              (int)mc.max_loaded, (long long)c->threads);
-    return fr_manager_create(&mc, &st->manager);
+    return fr_manager_create(&mc, manager);
 }
 
-static void stop_models(serve_state *st) {
-    fr_manager_destroy(st->manager);
-    st->manager = NULL;
-    fr_compute_destroy(st->compute);
-    st->compute = NULL;
+void fr_cli_models_stop(fr_compute **compute, fr_manager **manager) {
+    fr_manager_destroy(*manager);
+    *manager = NULL;
+    fr_compute_destroy(*compute);
+    *compute = NULL;
 }
+
+static int start_models(serve_state *st) {
+    return fr_cli_models_start(&st->cfg, &st->compute, &st->llm, &st->manager);
+}
+
+static void stop_models(serve_state *st) { fr_cli_models_stop(&st->compute, &st->manager); }
 
 /* SIGHUP: look for new or vanished model files. */
 static int serve_rescan(serve_state *st) {
@@ -133,6 +141,14 @@ int fr_cli_serve(int argc, char **argv) {
     if ((rc = fr_serve_config_args(c, argc, argv, &help))) return config_error(&st, rc);
     if ((rc = fr_serve_config_finish(c))) return config_error(&st, rc);
     if (c->models_dir && (rc = check_models_dir(c->models_dir))) return config_error(&st, rc);
+    /* The data directory: a bad one (or an existing index that cannot be
+     * opened) is a configuration error, exit 2 with one line, before the
+     * models start and log.  The check opens an existing index without
+     * models and closes it; the server's own is opened below. */
+    if ((rc = fr_server_search_create(c->data_dir, (size_t)c->search_cache, NULL, &st.search)))
+        return config_error(&st, rc);
+    fr_server_search_destroy(st.search);
+    st.search = NULL;
     fr_log_set_level((int)c->log_level);
 
     /* Before any thread exists: the signals are taken by sigwait below. */
@@ -149,6 +165,12 @@ int fr_cli_serve(int argc, char **argv) {
         fr_cli_fail(rc, "models");
         goto out;
     }
+    /* A missing data directory is made at the first write, so servers
+     * that never index leave nothing behind. */
+    if ((rc = fr_server_search_create(c->data_dir, (size_t)c->search_cache, st.manager, &st.search))) {
+        fr_cli_fail(rc, "data");
+        goto out;
+    }
     fr_server_config sc = {
         .host = c->host,
         .port = (int)c->port,
@@ -159,6 +181,7 @@ int fr_cli_serve(int argc, char **argv) {
         .manager = st.manager,
         .request_timeout_ms = c->request_timeout_ms,
         .embed_cache_bytes = (size_t)c->embed_cache,
+        .search = st.search,
     };
     if ((rc = fr_server_create(&sc, &st.server))) {
         fr_cli_fail(rc, "serve");
@@ -188,6 +211,7 @@ int fr_cli_serve(int argc, char **argv) {
     }
 out:
     fr_server_destroy(st.server);
+    fr_server_search_destroy(st.search);
     stop_models(&st);
     fr_serve_config_deinit(c);
     return exit_code;

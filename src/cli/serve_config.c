@@ -16,6 +16,9 @@
  *   budget = 6G | 75%         warning = 80       critical = 90
  *   emergency = 95
  *
+ *   [search]
+ *   data = ./data             cache = 256M
+ *
  *   [model "tiny"]            (one section per model; the name is its id)
  *   path = tiny.gguf          (required)         alias = small
  *   ctx = 4096                parallel = 2       keep_alive = -1
@@ -103,6 +106,10 @@ static const opt opts[] = {
      "memory use that evicts idle models (90)"},
     {"memory", "emergency", "--mem-emergency", "FRUGAL_MEM_EMERGENCY", K_PCT, F(mem_emergency), 1, 100, "PCT",
      "memory use that evicts every idle model and refuses loads (95)"},
+    {"search", "data", "--data", "FRUGAL_DATA", K_PATH, F(data_dir), 0, 0, "DIR",
+     "the document index (DIR/frugal.db), made at the first write (./data)"},
+    {"search", "cache", "--search-cache", "FRUGAL_SEARCH_CACHE", K_SIZE, F(search_cache), 0, (int64_t)1 << 40,
+     "SIZE", "int8 copies of the index's vectors kept in memory; 0 = the default (256M)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 _Static_assert(N_OPTS <= 64, "ini_seen is a 64-bit mask");
@@ -134,6 +141,7 @@ int fr_serve_config_init(fr_serve_config *c) {
     c->request_timeout_ms = 10 * 60 * 1000;
     c->batch_tokens = 2048;
     c->embed_cache = 32 << 20;
+    if (!(c->data_dir = fr_strdup("./data"))) return FR_ENOMEM;
     c->log_level = FR_LOG_INFO;
     return 0;
 }
@@ -156,6 +164,7 @@ void fr_serve_config_deinit(fr_serve_config *c) {
     fr_free(c->host);
     fr_free(c->api_key_file);
     fr_free(c->config_path);
+    fr_free(c->data_dir);
     free_keys(c);
     for (size_t i = 0; i < c->n_models; i++) free_model(&c->models[i]);
     fr_free(c->models);
@@ -272,7 +281,7 @@ static int set_opt(fr_serve_config *c, const opt *o, const char *where, const ch
 
 /* ---- INI ---- */
 
-enum { SEC_NONE, SEC_SERVER, SEC_MEMORY, SEC_MODEL };
+enum { SEC_NONE, SEC_SERVER, SEC_MEMORY, SEC_SEARCH, SEC_MODEL };
 
 typedef struct ini_state {
     fr_serve_config *c;
@@ -304,9 +313,10 @@ static void ini_section(ini_state *st, const char *str) {
     st->section_text = sec;
     if (!strcmp(sec, "server")) { st->section = SEC_SERVER; return; }
     if (!strcmp(sec, "memory")) { st->section = SEC_MEMORY; return; }
+    if (!strcmp(sec, "search")) { st->section = SEC_SEARCH; return; }
     const char *p = sec;
     if (strncmp(p, "model", 5) || (p[5] != ' ' && p[5] != '\t')) {
-        st->rc = fr_errf(FR_EINVAL, "%s:%d: unknown section [%.60s] (want [server], [memory] or [model \"name\"])",
+        st->rc = fr_errf(FR_EINVAL, "%s:%d: unknown section [%.60s] (want [server], [memory], [search] or [model \"name\"])",
                  st->name, st->line, sec);
         return;
     }
@@ -426,7 +436,7 @@ static int on_key(void *user, const char *section_ignored, const char *key, cons
         st->rc = ini_model_key(st, where, key, value);
         return st->rc ? 0 : 1;
     }
-    const char *sec = st->section == SEC_SERVER ? "server" : "memory";
+    const char *sec = st->section == SEC_SERVER ? "server" : st->section == SEC_SEARCH ? "search" : "memory";
     for (size_t i = 0; i < N_OPTS; i++) {
         if (strcmp(opts[i].section, sec) || strcmp(opts[i].key, key)) continue;
         if ((st->c->ini_seen & (1ull << i)) && opts[i].kind != K_KEYS)
@@ -600,7 +610,7 @@ int fr_serve_config_finish(fr_serve_config *c) {
 void fr_serve_config_usage(FILE *f) {
     fprintf(f, "usage: frugal serve [options]\n\n"
                "Settings come from flags, then FRUGAL_* variables, then the INI file, then defaults.\n\n"
-               "  --config FILE (FRUGAL_CONFIG)\n      INI file: [server], [memory], [model \"name\"] sections\n");
+               "  --config FILE (FRUGAL_CONFIG)\n      INI file: [server], [memory], [search], [model \"name\"] sections\n");
     for (size_t i = 0; i < N_OPTS; i++)
         fprintf(f, "  %s %s (%s; [%s] %s)\n      %s\n", opts[i].flag, opts[i].arg, opts[i].env, opts[i].section,
                 opts[i].key, opts[i].help);

@@ -13,8 +13,8 @@
  *   --keep-alive: bad duration '5 minutes' (want a duration like ...)
  *   FRUGAL_PORT: 70000 is out of range (want an integer from 0 to 65535)
  *
- * The INI file has [server], [memory] and one [model "name"] section per
- * model (see serve_config.c for the keys).  Relative paths in it are
+ * The INI file has [server], [memory], [search] and one [model "name"]
+ * section per model (see serve_config.c for the keys).  Relative paths in it are
  * taken from the file's folder.
  *
  * Nothing here is thread-safe; it runs once, at start-up.
@@ -51,6 +51,8 @@ typedef struct fr_serve_config {
     int64_t request_timeout_ms; /* --request-timeout: a generation's deadline; -1 none */
     int64_t batch_tokens;       /* --batch-tokens: tokens per encoder forward pass */
     uint64_t embed_cache;       /* --embed-cache: bytes of the vector cache */
+    char *data_dir;             /* --data: the document index's directory (./data) */
+    uint64_t search_cache;      /* --search-cache: bytes of int8 vectors in memory; 0 = 256M */
     int64_t log_level;          /* FR_LOG_*: --log-level (FRUGAL_LOG) */
     char *config_path;          /* the INI file read, or NULL */
 

@@ -548,12 +548,22 @@ static int bm25_leg(sctx *x) {
     }
     sqlite3_finalize(st);
     if (rc || !match[0]) goto out;
-    snprintf(sql, sizeof sql,
-             "SELECT fts_%lld.rowid, bm25(fts_%lld), c.doc FROM fts_%lld"
-             " JOIN chunks c ON c.id = fts_%lld.rowid%s"
-             " WHERE fts_%lld MATCH ?1%s ORDER BY bm25(fts_%lld), fts_%lld.rowid LIMIT ?2",
-             id, id, id, id, x->nf ? " JOIN documents d ON d.id = c.doc" : "", id, x->fsql, id,
-             id);
+    /* Without a filter the join to chunks (for the document) comes after
+     * the LIMIT: FTS5 scores every match, and joining each of them first
+     * cost as much again (a query term in 5% of 1M chunks: 100 ms joined
+     * first, 61 ms joined after; 9 and 5 ms at 100k). */
+    if (x->nf)
+        snprintf(sql, sizeof sql,
+                 "SELECT fts_%lld.rowid, bm25(fts_%lld), c.doc FROM fts_%lld"
+                 " JOIN chunks c ON c.id = fts_%lld.rowid JOIN documents d ON d.id = c.doc"
+                 " WHERE fts_%lld MATCH ?1%s ORDER BY bm25(fts_%lld), fts_%lld.rowid LIMIT ?2",
+                 id, id, id, id, id, x->fsql, id, id);
+    else
+        snprintf(sql, sizeof sql,
+                 "SELECT t.r, t.s, c.doc FROM (SELECT rowid AS r, bm25(fts_%lld) AS s FROM fts_%lld"
+                 " WHERE fts_%lld MATCH ?1 ORDER BY s, r LIMIT ?2) t JOIN chunks c ON c.id = t.r"
+                 " ORDER BY t.s, t.r",
+                 id, id, id);
     if ((rc = fr__ix_prepare(x->c, sql, &st))) goto out;
     sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, p->candidates);

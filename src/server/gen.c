@@ -14,6 +14,10 @@
  * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
  * released with the request's keep_alive when the request is over.
  *
+ * Other handlers generate through the same path: fr__gen_chat (the ask
+ * route of search.c) passes a chat body of its own and hooks that reshape
+ * the non-streamed reply and add one event at the end of a stream.
+ *
  * Everything a request allocates for its own bookkeeping comes from the
  * request's arena, except the generation's output, which the scheduler
  * hands over as fr_malloc'd pieces and which is freed piece by piece.
@@ -79,6 +83,9 @@ typedef struct gen_run {
     size_t text_offset;         /* text completions' logprobs.text_offset */
     double queue_ms, ttft_ms, total_ms;
     int finish;                 /* the last reported */
+    const fr_gen_hooks *hk;     /* another handler's (fr__gen_chat), or NULL */
+    bool hk_done;               /* hk->fin has run */
+    bool streaming;             /* the stream's fin owns the end of the request */
 } gen_run;
 
 /* ---- parsing ---- */
@@ -294,8 +301,7 @@ static int parse_keep_alive(fr_req *rq, json_t *body, int64_t *out) {
 
 /* Fill q from the body; a non-zero return means a reply went (or an
  * error code for the dispatcher). */
-static int parse(fr_req *rq, int kind, gen_req *q) {
-    json_t *body = fr__req_json(rq);
+static int parse(fr_req *rq, int kind, json_t *body, gen_req *q) {
     if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
     memset(q, 0, sizeof *q);
     q->kind = kind;
@@ -589,7 +595,16 @@ static void record(gen_run *r, const fr_gen_out *o) {
     fr__req_set_queue_ms(r->rq, r->queue_ms);
 }
 
+/* The end of a request for the handler that lent its hooks. */
+static void hook_fin(gen_run *r) {
+    if (r->hk && !r->hk_done) {
+        r->hk_done = true;
+        if (r->hk->fin) r->hk->fin(r->hk->ud);
+    }
+}
+
 static void finish_run(gen_run *r) {
+    hook_fin(r);
     if (r->g) {
         if (r->finish != FR_FINISH_NONE) observe(r, r->finish);
         fr_gen_release(r->g);
@@ -639,6 +654,11 @@ static int pull(fr_sse *st, void *ud) {
                     json_t *ev = envelope(r, true, json_array());
                     json_object_set_new(ev, "usage", usage_json(r));
                     if ((rc = fr__sse_json(st, ev))) return rc;
+                }
+                if (r->hk && r->hk->last_event) {
+                    json_t *ev = envelope(r, true, json_array());
+                    if (ev) json_object_set_new(ev, "usage", usage_json(r));
+                    if ((ev = r->hk->last_event(r->hk->ud, ev)) && (rc = fr__sse_json(st, ev))) return rc;
                 }
                 r->done = true;
                 return FR_SSE_END;
@@ -713,6 +733,7 @@ static int collect(gen_run *r) {
                                                                   finish, false)));
         json_object_del(body, "system_fingerprint");
         json_object_set_new(body, "usage", usage_json(r));
+        if (body && r->hk && r->hk->body) body = r->hk->body(r->hk->ud, body);
         rc = fr__reply_json(rq, 200, body);
     }
     fr_free(text);
@@ -727,15 +748,12 @@ static double deadline_of(const fr_req *rq, const gen_req *q) {
     return t > 0 ? fr_now_s() + t : 0;
 }
 
-static int handle(fr_req *rq, int kind) {
+static int run(fr_req *rq, int kind, json_t *body, gen_run *r) {
     gen_req *q = fr__req_alloc(rq, sizeof *q);
-    gen_run *r = fr__req_alloc(rq, sizeof *r);
-    if (!q || !r) return FR_ENOMEM;
-    int rc = parse(rq, kind, q);
+    if (!q) return FR_ENOMEM;
+    int rc = parse(rq, kind, body, q);
     if (rc || rq->status) return rc > 0 ? 0 : rc;
     fr__req_set_model(rq, q->model);
-    memset(r, 0, sizeof *r);
-    r->rq = rq;
     r->q = q;
     r->created = (long)time(NULL);
     snprintf(r->id, sizeof r->id, "%s-%s", kind == KIND_CHAT ? "chatcmpl" : "cmpl", rq->id);
@@ -800,6 +818,7 @@ static int handle(fr_req *rq, int kind) {
     fr__req_on_gone(rq, on_gone, r);
     if (q->stream) {
         if ((rc = fr__reply_sse(rq, pull, fin, r))) finish_run(r);
+        else r->streaming = true;
         return rc;
     }
     rc = collect(r);
@@ -807,5 +826,21 @@ static int handle(fr_req *rq, int kind) {
     return rc;
 }
 
-int fr__h_chat_completions(fr_req *rq) { return handle(rq, KIND_CHAT); }
-int fr__h_completions(fr_req *rq) { return handle(rq, KIND_TEXT); }
+static int handle(fr_req *rq, int kind, json_t *body, const fr_gen_hooks *hk) {
+    gen_run *r = fr__req_alloc(rq, sizeof *r);
+    if (!r) {
+        if (hk && hk->fin) hk->fin(hk->ud);
+        return FR_ENOMEM;
+    }
+    memset(r, 0, sizeof *r);
+    r->rq = rq;
+    r->hk = hk;
+    int rc = run(rq, kind, body, r);
+    if (!r->streaming) hook_fin(r);     /* every other way out ends here */
+    return rc;
+}
+
+int fr__h_chat_completions(fr_req *rq) { return handle(rq, KIND_CHAT, fr__req_json(rq), NULL); }
+int fr__h_completions(fr_req *rq) { return handle(rq, KIND_TEXT, fr__req_json(rq), NULL); }
+
+int fr__gen_chat(fr_req *rq, json_t *body, const fr_gen_hooks *hk) { return handle(rq, KIND_CHAT, body, hk); }

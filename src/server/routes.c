@@ -36,6 +36,14 @@ const fr_route fr__routes[] = {
     {"POST", "/v1/memory/unload", fr__h_memory_unload, FR_ROUTE_JSON},
     {"GET", "/memory", fr__h_memory, FR_ROUTE_DRAIN_OK},
     {"POST", "/memory/unload", fr__h_memory_unload, FR_ROUTE_JSON},
+    {"POST", "/v1/collections", fr__h_collections_create, FR_ROUTE_JSON},
+    {"GET", "/v1/collections", fr__h_collections_list, 0},
+    {"GET", "/v1/collections/{name}", fr__h_collection_get, 0},
+    {"DELETE", "/v1/collections/{name}", fr__h_collection_delete, 0},
+    {"POST", "/v1/collections/{name}/documents", fr__h_documents_add, FR_ROUTE_JSON},
+    {"DELETE", "/v1/collections/{name}/documents/{id}", fr__h_document_delete, 0},
+    {"POST", "/v1/collections/{name}/search", fr__h_collection_search, FR_ROUTE_JSON},
+    {"POST", "/v1/collections/{name}/ask", fr__h_collection_ask, FR_ROUTE_JSON},
 };
 const size_t fr__n_routes = sizeof fr__routes / sizeof fr__routes[0];
 

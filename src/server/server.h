@@ -23,6 +23,7 @@
 #include "manager/manager.h"
 
 typedef struct fr_server fr_server;
+typedef struct fr_server_search fr_server_search;
 
 typedef struct fr_server_config {
     const char *host;               /* numeric address or name to bind; NULL = "127.0.0.1" */
@@ -37,6 +38,8 @@ typedef struct fr_server_config {
                                        "timeout"; <= 0 = none */
     size_t embed_cache_bytes;       /* the LRU cache of embedding vectors; 0 = none */
     fr_metrics *metrics;            /* where requests are counted; NULL = fr_metrics_default() */
+    fr_server_search *search;       /* the document index of /v1/collections (not owned);
+                                       NULL = those routes answer 404 */
 } fr_server_config;
 
 /* Bind host:port and start serving.  The first call also points
@@ -77,5 +80,22 @@ int fr_server_in_flight(const fr_server *s);
 /* Stop (drains with timeout 0 if fr_server_drain was not called) and free.
  * NULL is fine. */
 void fr_server_destroy(fr_server *s);
+
+/* The document index behind /v1/collections (server/search.c), opened
+ * lazily so that a server that never searches costs nothing: create
+ * checks data_dir (an existing one must be a directory we may write;
+ * a missing one must be creatable: its nearest existing parent is a
+ * directory we may write) and opens the index at once only when
+ * DIR/frugal.db exists already (so a damaged or foreign database is a
+ * start-up error).  Otherwise the directory and the database are made at
+ * the first write (creating a collection or adding documents); reads
+ * before that see no collections.  The index uses mg's models
+ * (fr_search_models_manager; mg may be NULL: no models) and holds at most
+ * cache_bytes of int8 vectors (0 = the index's default).  FR_EIO naming
+ * the directory, or fr_index_open's errors; FR_ENOMEM.  destroy closes
+ * the index (no server may still use it); NULL is fine. */
+int  fr_server_search_create(const char *data_dir, size_t cache_bytes, fr_manager *mg,
+                             fr_server_search **out);
+void fr_server_search_destroy(fr_server_search *ss);
 
 #endif

@@ -100,6 +100,38 @@ int fr__h_memory_unload(fr_req *rq);
 /* embed.c */
 int fr__h_embeddings(fr_req *rq);
 int fr__h_rerank(fr_req *rq);
+/* search.c */
+int fr__h_collections_create(fr_req *rq);
+int fr__h_collections_list(fr_req *rq);
+int fr__h_collection_get(fr_req *rq);
+int fr__h_collection_delete(fr_req *rq);
+int fr__h_documents_add(fr_req *rq);
+int fr__h_document_delete(fr_req *rq);
+int fr__h_collection_search(fr_req *rq);
+int fr__h_collection_ask(fr_req *rq);
+
+/* A chat completion for another handler (gen.c; POST .../ask): body has
+ * the fields of POST /v1/chat/completions (borrowed; it must live until
+ * hooks->fin) and is answered as that route answers it, with three hooks
+ * (each may be NULL; hooks must live until fin too):
+ *   body        non-streaming: turns the chat.completion object into the
+ *               reply's body (steals it; NULL = no memory);
+ *   last_event  streaming: gets a chunk envelope with "choices": [] and
+ *               "usage" (stolen) and returns one more event to send before
+ *               [DONE] (stolen), or NULL for none;
+ *   fin         runs exactly once when the request is over, whatever
+ *               happened (also when fr__gen_chat fails before answering). */
+typedef struct fr_gen_hooks {
+    void *ud;
+    json_t *(*body)(void *ud, json_t *completion);
+    json_t *(*last_event)(void *ud, json_t *envelope);
+    void (*fin)(void *ud);
+} fr_gen_hooks;
+int fr__gen_chat(fr_req *rq, json_t *body, const fr_gen_hooks *hooks);
+/* search.c: set "cited" on each source object (an array of {"marker": n,
+ * ...}) whose [n] the answer cites (also "[1, 3]"); returns the array of
+ * cited markers in source order (new reference). */
+json_t *fr__ask_mark_cited(json_t *sources, const char *answer);
 /* The /metrics collector of the models (models.c): families registered
  * at create; fr__collect_models(ud = that object) refreshes them from the
  * manager's and schedulers' reports at every render. */

@@ -143,5 +143,117 @@ check "mkmodel nomic-bert exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
 "$BIN" embed -m "$TMP/nomic.gguf" --pooling cls "Hello world" >"$TMP/embd" 2>"$TMP/err"; rc=$?
 check "embed on the mkmodel nomic-bert exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ] && [ "$(wc -l <"$TMP/embd")" -eq 1 ]
 
+# index: `frugal index` on a data directory with the real tiny-bert (random
+# weights: a query that is a document's whole text is its nearest vector)
+mkdir -p "$TMP/ixm" "$TMP/docs/notes/deep" "$TMP/docs/.git"
+ln -s "$B" "$TMP/ixm/tiny-bert-q8_0.gguf"
+IX=(--data "$TMP/ixdata")
+printf '# Zebras\n\nZebras graze on the savanna near the river at dawn.\n' >"$TMP/docs/a.md"
+printf 'Quantum computers use qubits to explore many states at once.\n' >"$TMP/docs/notes/b.txt"
+printf 'Sourdough bread needs a starter, flour, water and patience.\n' >"$TMP/docs/notes/deep/c.markdown"
+printf 'Volcanoes erupt when magma rises through the crust.\n' >"$TMP/docs/README"
+printf 'Glaciers carve valleys over thousands of years.\n' >"$TMP/docs/notes/e.text"
+printf 'hidden text\n' >"$TMP/docs/.hidden.md"
+printf 'not indexed\n' >"$TMP/docs/.git/config.md"
+printf 'binary\0data\n' >"$TMP/docs/blob"
+printf '\xff\xfe bad utf-8\n' >"$TMP/docs/notes/latin1.txt"
+printf 'PNG' >"$TMP/docs/picture.png"
+head -c 1100000 /dev/zero | tr '\0' 'a' >"$TMP/docs/big.txt"
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection notes --model tiny-bert-q8_0 "$TMP/docs" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "index add with bad files exits 1 (rc $rc: $(head -c 300 "$TMP/ix.err"))" [ $rc -eq 1 ]
+check "index add names the binary file" grep -q "docs/blob: not text" "$TMP/ix.err"
+check "index add names the file that is not UTF-8" grep -q "latin1.txt: not text" "$TMP/ix.err"
+check "index add names the file over 1 MiB" grep -q "big.txt: too big" "$TMP/ix.err"
+check "index add creates the collection" grep -q "^created collection notes (model tiny-bert-q8_0" "$TMP/ix.out"
+for id in a.md notes/b.txt notes/deep/c.markdown README notes/e.text; do
+    check "index add adds $id" grep -q "^added $id (1 chunk" "$TMP/ix.out"
+done
+check "index add skips hidden files and other extensions" \
+    [ "$(grep -c -e hidden -e config.md -e picture "$TMP/ix.out" "$TMP/ix.err" | awk -F: '{s += $2} END {print s}')" -eq 0 ]
+check "index add prints the summary ($(tail -1 "$TMP/ix.out"))" \
+    grep -q "^8 files: 5 added, 0 replaced, 0 unchanged, 3 failed; 5 chunks" "$TMP/ix.out"
+first() { awk 'NR == 2 {print $3}' "$TMP/ix.s"; }
+"$BIN" index search "${IX[@]}" --collection notes --mode bm25 qubits >"$TMP/ix.s" 2>"$TMP/ix.err"; rc=$?
+check "index search bm25 exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
+check "bm25: the qubits document first (got $(first))" [ "$(first)" = notes/b.txt ]
+check "bm25: the table shows the text" grep -q "Quantum computers use qubits" "$TMP/ix.s"
+q='Sourdough bread needs a starter, flour, water and patience.'
+"$BIN" index search "${IX[@]}" --models "$TMP/ixm" --collection notes --mode vector "$q" >"$TMP/ix.s" 2>"$TMP/ix.err"; rc=$?
+check "index search vector exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
+check "vector: the document with that text first (got $(first))" [ "$(first)" = notes/deep/c.markdown ]
+FRUGAL_MODELS="$TMP/ixm" "$BIN" index search "${IX[@]}" --collection notes "$q" >"$TMP/ix.s" 2>"$TMP/ix.err"; rc=$?
+check "index search hybrid (FRUGAL_MODELS) exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
+check "hybrid: the document with that text first (got $(first))" [ "$(first)" = notes/deep/c.markdown ]
+FRUGAL_DATA="$TMP/ixdata" "$BIN" index search --collection notes --mode bm25 --top-k 2 --json magma >"$TMP/ix.s" 2>"$TMP/ix.err"; rc=$?
+check "index search --json (FRUGAL_DATA) exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
+check "--json: results, best first, with the metadata path" python3 - "$TMP/ix.s" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d["results"]
+ok = 1 <= len(r) <= 2 and r[0]["document_id"] == "README" and r[0]["metadata"]["path"].endswith("docs/README")
+ok = ok and "Volcanoes" in r[0]["text"] and "bm25" in r[0]["scores"] and "took_ms" in d
+sys.exit(0 if ok else 1)
+PY
+"$BIN" index search "${IX[@]}" --collection notes --mode bm25 --filter "{\"path\": \"$TMP/docs/a.md\"}" --json zebras qubits >"$TMP/ix.s" 2>&1
+check "--filter keeps the matching document only" python3 -c "import json,sys; r=json.load(open('$TMP/ix.s'))['results']; sys.exit(0 if [h['document_id'] for h in r] == ['a.md'] else 1)"
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection notes "$TMP/docs" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "re-adding the tree exits 1 again ($(wc -l <"$TMP/ix.err") failures)" [ $rc -eq 1 ] && [ "$(wc -l <"$TMP/ix.err")" -eq 3 ]
+check "re-added files are unchanged" grep -qx "unchanged notes/b.txt" "$TMP/ix.out"
+check "re-add summary: 5 unchanged ($(tail -1 "$TMP/ix.out"))" grep -q "^8 files: 0 added, 0 replaced, 5 unchanged, 3 failed" "$TMP/ix.out"
+rm "$TMP/docs/blob" "$TMP/docs/big.txt" "$TMP/docs/notes/latin1.txt"
+printf 'Quantum computers use qubits; error correction keeps them stable.\n' >"$TMP/docs/notes/b.txt"
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection notes --id-from path "$TMP/docs" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "index add of good files exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
+check "an edited file is replaced" grep -q "^replaced notes/b.txt (1 chunk, 1 embedded)" "$TMP/ix.out"
+check "the others are unchanged" grep -q "^unchanged notes/e.text" "$TMP/ix.out"
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection notes "$TMP/docs/a.md" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "a FILE argument keeps its path as the id, a known text is not embedded again ($(cat "$TMP/ix.out" "$TMP/ix.err"))" \
+    grep -q "^added $TMP/docs/a.md (1 chunk, 0 embedded)" "$TMP/ix.out"
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection notes --id-from name "$TMP/docs/notes/e.text" >"$TMP/ix.out" 2>&1
+check "--id-from name takes the file name" grep -q "^added e.text" "$TMP/ix.out"
+"$BIN" index rm "${IX[@]}" --collection notes e.text notes/e.text "$TMP/docs/a.md" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "index rm exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ] && [ "$(grep -c "^deleted " "$TMP/ix.out")" -eq 3 ]
+"$BIN" index rm "${IX[@]}" --collection notes no-such-doc >/dev/null 2>"$TMP/ix.err"; rc=$?
+check "index rm of a missing id exits 1 with one line" [ $rc -eq 1 ] && [ "$(wc -l <"$TMP/ix.err")" -eq 1 ] && grep -q no-such-doc "$TMP/ix.err"
+"$BIN" index search "${IX[@]}" --collection notes --mode bm25 --json glaciers >"$TMP/ix.s" 2>&1
+check "removed documents are not found ($(head -c 200 "$TMP/ix.s"))" python3 -c "import json,sys; sys.exit(0 if json.load(open('$TMP/ix.s'))['results'] == [] else 1)"
+"$BIN" index ls "${IX[@]}" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "index ls exits 0 ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
+check "index ls shows the model and 4 documents ($(tail -1 "$TMP/ix.out"))" \
+    awk '$1 == "notes" && $2 == "tiny-bert-q8_0" && $3 == 256 && $4 == 4 && $5 == 4 {f = 1} END {exit !f}' "$TMP/ix.out"
+"$BIN" index ls "${IX[@]}" --collection notes --json >"$TMP/ix.out" 2>&1
+check "index ls --json counts" python3 -c "import json,sys; c=json.load(open('$TMP/ix.out'))['data'][0]; sys.exit(0 if (c['name'], c['documents'], c['chunks'], c['dimensions']) == ('notes', 4, 4, 256) and c['text_bytes'] > 0 else 1)"
+"$BIN" index check "${IX[@]}" >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "index check exits 0 ($(cat "$TMP/ix.out" "$TMP/ix.err"))" [ $rc -eq 0 ] && grep -q "consistent" "$TMP/ix.out"
+"$BIN" index check "${IX[@]}" --collection notes >/dev/null 2>&1; rc=$?
+check "index check --collection exits 0" [ $rc -eq 0 ]
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection other "$TMP/docs/a.md" >/dev/null 2>"$TMP/ix.err"; rc=$?
+check "index add to a missing collection without --model exits 2" [ $rc -eq 2 ] && grep -q "give --model" "$TMP/ix.err"
+"$BIN" index add "${IX[@]}" --models "$TMP/ixm" --collection notes --model other-model "$TMP/docs/a.md" >/dev/null 2>"$TMP/ix.err"; rc=$?
+check "index add with another model exits 1 naming it ($(cat "$TMP/ix.err"))" [ $rc -eq 1 ] && grep -q "other-model" "$TMP/ix.err"
+"$BIN" index search "${IX[@]}" --collection nothing --mode bm25 x >/dev/null 2>"$TMP/ix.err"; rc=$?
+check "search of an unknown collection exits 1 with one line ($(cat "$TMP/ix.err"))" [ $rc -eq 1 ] && [ "$(wc -l <"$TMP/ix.err")" -eq 1 ]
+ixbad() {   # what, args...: exit 2 and one line
+    local what=$1; shift
+    "$BIN" index "$@" >/dev/null 2>"$TMP/ix.err"; local rc=$?
+    check "index $what exits 2 with one line (rc $rc: $(cat "$TMP/ix.err"))" [ $rc -eq 2 ] && [ "$(wc -l <"$TMP/ix.err")" -eq 1 ]
+}
+ixbad "without a subcommand: usage" bogus
+ixbad "search without --collection" search "${IX[@]}" qubits
+ixbad "search without a query" search "${IX[@]}" --collection notes
+ixbad "search --mode fuzzy" search "${IX[@]}" --collection notes --mode fuzzy x
+ixbad "search --top-k 0" search "${IX[@]}" --collection notes --top-k 0 x
+ixbad "add without files" add "${IX[@]}" --collection notes --model tiny-bert-q8_0
+ixbad "add --chunk-size x" add "${IX[@]}" --collection notes --chunk-size x "$TMP/docs"
+ixbad "rm with ids and --all" rm "${IX[@]}" --collection notes --all a.md
+ixbad "ls with an unknown option" ls "${IX[@]}" --frobnicate
+ixbad "check with a search option" check "${IX[@]}" --top-k 3
+"$BIN" index --help >"$TMP/ix.out" 2>&1; rc=$?
+check "index --help exits 0" [ $rc -eq 0 ] && grep -q "index <subcommand>" "$TMP/ix.out"
+"$BIN" index rm "${IX[@]}" --collection notes --all >"$TMP/ix.out" 2>"$TMP/ix.err"; rc=$?
+check "index rm --all drops the collection ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ] && grep -q "deleted collection notes" "$TMP/ix.out"
+"$BIN" index ls "${IX[@]}" --json >"$TMP/ix.out" 2>&1
+check "no collection is left" python3 -c "import json,sys; sys.exit(0 if json.load(open('$TMP/ix.out'))['data'] == [] else 1)"
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -21,6 +21,10 @@
 #   badinput.sh  bad requests, disconnects and slow clients
 #   embed.sh     embeddings and rerank: the openai client and llama.cpp's
 #                references, batching, the vector cache, bad input, eviction
+#   durability.sh  kill -9 of the server and of `frugal index add` mid-ingest:
+#                every document whole or absent, the index consistent
+#   search.sh    document search: collections, ingest, every search mode,
+#                rerank, ask, bad input, restart on the same --data
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -250,7 +254,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed; do
+for suite in openai budget pressure load badinput embed durability search; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

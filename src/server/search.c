@@ -1,0 +1,850 @@
+/*
+ * search.c — document search over HTTP (docs/API-search.md): collections,
+ * documents, search and ask, on the index of search/search.h.
+ *
+ *   POST   /v1/collections                        create (201)
+ *   GET    /v1/collections                        list
+ *   GET    /v1/collections/{name}                 one, with its counts
+ *   DELETE /v1/collections/{name}                 drop it
+ *   POST   /v1/collections/{name}/documents       add or replace documents
+ *   DELETE /v1/collections/{name}/documents/{id}  delete one
+ *   POST   /v1/collections/{name}/search          bm25, vector or hybrid
+ *   POST   /v1/collections/{name}/ask             retrieve, then generate
+ *
+ * Handlers validate what they can see in the body (types, ranges, the
+ * document limits of search.h) and answer 400 naming the field before the
+ * index is called, so a bad request changes nothing; the index checks the
+ * rest (its own errors name the field in their detail, which becomes the
+ * message; the param is taken from the detail's leading "field:" when it
+ * has one).  Statuses follow the error table: 400 invalid, 404 unknown
+ * collection or model, 409 a collection that exists, 413 a document over
+ * FR_SEARCH_MAX_DOC_BYTES ("document_too_large"; the body limit comes
+ * first unless --max-body is larger), 503 busy or no memory.
+ *
+ * The index (fr_server_search) is opened lazily: see server.h.  Its mutex
+ * only guards the opening; the index itself is thread-safe.
+ *
+ * Ask: the generation model is acquired once to check that it chats and
+ * to learn its context, which sets the prompt's budget (context − the
+ * answer's max_tokens, or a quarter of the context, − TEMPLATE_TOKENS for
+ * the chat template); fr_index_ask_prompt retrieves and builds the prompt;
+ * then the body is rewritten into a chat completion request (messages =
+ * one user turn holding the prompt; the retrieval fields removed, "top_k"
+ * among them: in ask it is the number of sources) and handed to gen.c's
+ * fr__gen_chat with hooks that add the sources: the last event of a
+ * stream, or the "sources" of the {"answer", ...} reply.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/sysinfo.h"
+#include "manager/loader_llm.h"
+#include "search/search.h"
+#include "server/server_int.h"
+
+#define MAX_DOCS 1000               /* documents per request */
+#define TEMPLATE_TOKENS 64          /* the chat template's own tokens, at most */
+#define ASK_TOP_K 5
+#define ASK_MAX_SOURCES FR_SEARCH_MAX_TOP_K
+#define CHUNK_MIN 16                /* search.h: chunk_size in 16..8192 */
+#define CHUNK_MAX 8192
+
+struct fr_server_search {
+    pthread_mutex_t mu;             /* guards ix while it is opened */
+    char *dir, *db;                 /* DIR, DIR/frugal.db */
+    size_t cache_bytes;
+    fr_search_models models;
+    fr_manager *mg;
+    fr_index *ix;                   /* NULL until opened */
+};
+
+/* ---- the lazily opened index ---- */
+
+/* mkdir -p dir. */
+static int make_dirs(const char *dir) {
+    char p[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof p) return fr_errf(FR_EIO, "data directory '%.200s': bad path", dir);
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != 0) continue;
+        char c = p[i];
+        p[i] = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return fr_errf(FR_EIO, "data directory %s: cannot make %s: %s", dir, p, strerror(errno));
+        p[i] = c;
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return fr_errf(FR_EIO, "data directory %s: not a directory", dir);
+    return 0;
+}
+
+/* An existing directory must be writable; a missing one creatable. */
+static int check_dir(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) return fr_errf(FR_EIO, "data directory %s: not a directory", dir);
+        if (access(dir, R_OK | W_OK | X_OK) != 0)
+            return fr_errf(FR_EIO, "data directory %s: %s", dir, strerror(errno));
+        return 0;
+    }
+    if (errno != ENOENT) return fr_errf(FR_EIO, "data directory %s: %s", dir, strerror(errno));
+    char p[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof p) return fr_errf(FR_EIO, "data directory '%.200s': bad path", dir);
+    memcpy(p, dir, n + 1);
+    for (;;) {     /* the nearest existing parent */
+        while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+        char *slash = strrchr(p, '/');
+        if (!slash) { strcpy(p, "."); }
+        else if (slash == p) p[1] = 0;
+        else *slash = 0;
+        n = strlen(p);
+        if (stat(p, &sb) == 0) break;
+        if (errno != ENOENT || !strcmp(p, ".") || !strcmp(p, "/"))
+            return fr_errf(FR_EIO, "data directory %s: %s: %s", dir, p, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode)) return fr_errf(FR_EIO, "data directory %s: %s is not a directory", dir, p);
+    if (access(p, W_OK | X_OK) != 0)
+        return fr_errf(FR_EIO, "data directory %s: cannot be made in %s: %s", dir, p, strerror(errno));
+    return 0;
+}
+
+static int open_index(fr_server_search *ss) {
+    int rc = make_dirs(ss->dir);
+    if (rc) return rc;
+    fr_index_config ic = {.data_dir = ss->dir, .models = &ss->models, .cache_bytes = ss->cache_bytes};
+    if ((rc = fr_index_open(&ic, &ss->ix))) {
+        ss->ix = NULL;
+        return rc;
+    }
+    FR_INFO("search: index %s opened", ss->db);
+    return 0;
+}
+
+int fr_server_search_create(const char *data_dir, size_t cache_bytes, fr_manager *mg, fr_server_search **out) {
+    *out = NULL;
+    if (!data_dir || !*data_dir) return fr_errf(FR_EINVAL, "data directory: empty path");
+    int rc = check_dir(data_dir);
+    if (rc) return rc;
+    fr_server_search *ss = fr_calloc(1, sizeof *ss);
+    size_t n = strlen(data_dir);
+    if (!ss || !(ss->dir = fr_strdup(data_dir)) || !(ss->db = fr_malloc(n + 11))) {
+        if (ss) fr_free(ss->dir);
+        fr_free(ss);
+        return fr_errf(FR_ENOMEM, "data directory %s: no memory", data_dir);
+    }
+    snprintf(ss->db, n + 11, "%s/frugal.db", data_dir);
+    pthread_mutex_init(&ss->mu, NULL);
+    ss->cache_bytes = cache_bytes;
+    ss->mg = mg;
+    fr_search_models_manager(mg, &ss->models);
+    struct stat sb;
+    if (stat(ss->db, &sb) == 0 && (rc = open_index(ss))) {
+        char d[400];
+        snprintf(d, sizeof d, "%s", fr_errdetail());
+        fr_server_search_destroy(ss);
+        return fr_errf(rc, "data directory %s: %s", data_dir, d);
+    }
+    *out = ss;
+    return 0;
+}
+
+void fr_server_search_destroy(fr_server_search *ss) {
+    if (!ss) return;
+    if (ss->ix) fr_index_close(ss->ix);
+    pthread_mutex_destroy(&ss->mu);
+    fr_free(ss->db);
+    fr_free(ss->dir);
+    fr_free(ss);
+}
+
+/* The index; with create false, NULL (and 0) when none exists yet. */
+static int get_index(fr_req *rq, bool create, fr_index **out) {
+    fr_server_search *ss = rq->srv->cfg.search;
+    *out = NULL;
+    if (!ss) {
+        fr__reply_error(rq, 404, "not_found", NULL, "document search is not enabled on this server");
+        return 1;
+    }
+    pthread_mutex_lock(&ss->mu);
+    int rc = 0;
+    struct stat sb;
+    if (!ss->ix && (create || stat(ss->db, &sb) == 0)) rc = open_index(ss);
+    *out = ss->ix;
+    pthread_mutex_unlock(&ss->mu);
+    return rc;
+}
+
+/* ---- replies ---- */
+
+/* The field a detail starts with ("documents[2].text: ..."), or dflt. */
+static const char *param_of(fr_req *rq, const char *detail, const char *dflt) {
+    size_t n = 0;
+    while (detail[n] && (detail[n] == '_' || detail[n] == '.' || detail[n] == '[' || detail[n] == ']' ||
+                         (detail[n] >= 'a' && detail[n] <= 'z') || (detail[n] >= '0' && detail[n] <= '9')))
+        n++;
+    if (n == 0 || n > 64 || detail[n] != ':') return dflt;
+    char buf[72];
+    memcpy(buf, detail, n);
+    buf[n] = 0;
+    const char *p = fr__req_strdup(rq, buf);
+    return p ? p : dflt;
+}
+
+/* An error of the index: the status of the error table, the detail as
+ * the message, the param from the detail's "field:", else "model" when
+ * the detail names a model ("model 'x' ..."; dflt "rerank" wins then:
+ * the search handler passes it when the detail names the reranker), else
+ * dflt. */
+static int ix_err(fr_req *rq, int rc, const char *dflt) {
+    char d[512];
+    snprintf(d, sizeof d, "%s", *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+    bool names_model = strstr(d, "model '") || strstr(d, "unknown model");
+    bool rr = dflt && !strcmp(dflt, "rerank");
+    const char *param = param_of(rq, d, NULL);
+    if (!param) param = rr ? dflt : names_model ? "model" : dflt;
+    if (rc == FR_ENOENT) {
+        if (names_model && !strstr(d, "collection '"))
+            return fr__reply_error(rq, 404, "model_not_found", rr ? "rerank" : "model", "%s", d);
+        return fr__reply_error(rq, 404, "not_found", param ? param : "name", "%s", d);
+    }
+    if (rc == FR_ETOOLONG && param && !strncmp(param, "documents", 9))
+        return fr__reply_error(rq, 413, "document_too_large", param, "%s", d);
+    if (rc == FR_ECONFLICT) return fr__reply_error(rq, 409, "collection_exists", param ? param : "name", "%s", d);
+    if (rc == FR_EBUSY && !rq->retry_after_s) fr__req_set_retry_after(rq, 1);
+    return fr__reply_err(rq, rc, param);
+}
+
+static json_t *info_json(const fr_collection_info *c) {
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+                     "object", "collection", "name", c->name, "model", c->model, "dimensions", (int)c->dim,
+                     "chunk_size", (int)c->chunk_size, "chunk_overlap", (int)c->chunk_overlap, "stemming",
+                     (int)c->stemming, "documents", (json_int_t)c->documents, "chunks", (json_int_t)c->chunks,
+                     "vectors", (json_int_t)c->vectors, "text_bytes", (json_int_t)c->text_bytes,
+                     "vector_bytes", (json_int_t)c->vector_bytes, "bytes",
+                     (json_int_t)(c->text_bytes + c->vector_bytes), "cached_bytes", (json_int_t)c->cached_bytes,
+                     "created", c->created);
+}
+
+/* A JSON object text from the index, or null. */
+static json_t *meta_json(const char *s) {
+    json_error_t e;
+    json_t *j = s ? json_loads(s, 0, &e) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return json_object();
+    }
+    return j;
+}
+
+/* ---- reading the body ---- */
+
+#define TRY(x) do { int rc_ = (x); if (rc_ || rq->status) return rc_ ? rc_ : 1; } while (0)
+
+static int get_int(fr_req *rq, json_t *body, const char *key, long long lo, long long hi, long long *out,
+                   bool *present) {
+    json_t *v = json_object_get(body, key);
+    if (present) *present = v && !json_is_null(v);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v))
+        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be an integer", key);
+    long long n = json_integer_value(v);
+    if (n < lo || n > hi)
+        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be between %lld and %lld (got %lld)",
+                               key, lo, hi, n);
+    *out = n;
+    return 0;
+}
+
+static int get_num(fr_req *rq, json_t *o, const char *key, const char *param, double lo, double hi,
+                   double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a number", param);
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi))
+        return fr__reply_error(rq, 400, "invalid_value", param, "%s must be between %g and %g (got %g)", param,
+                               lo, hi, d);
+    *out = d;
+    return 0;
+}
+
+static int get_bool(fr_req *rq, json_t *body, const char *key, bool *out) {
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) return fr__reply_error(rq, 400, "invalid_value", key, "%s must be true or false", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* An optional string: NULL when absent or null; "" is refused. */
+static int get_str(fr_req *rq, json_t *body, const char *key, const char **out) {
+    json_t *v = json_object_get(body, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be a non-empty string", key);
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return fr__reply_error(rq, 400, "invalid_value", key, "%s must not hold a NUL character", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int need_body(fr_req *rq, json_t **body) {
+    *body = fr__req_json(rq);
+    if (!*body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+    return 0;
+}
+
+/* The retrieval fields of search and ask (qkey: "query" or "question"). */
+static int parse_search(fr_req *rq, json_t *body, const char *qkey, fr_search_params *sp) {
+    json_t *q = json_object_get(body, qkey);
+    if (!q) return fr__reply_error(rq, 400, "missing_field", qkey, "%s is required", qkey);
+    if (!json_is_string(q)) return fr__reply_error(rq, 400, "invalid_value", qkey, "%s must be a string", qkey);
+    const char *qs = json_string_value(q);
+    size_t i = 0;
+    while (qs[i] == ' ' || qs[i] == '\t' || qs[i] == '\n' || qs[i] == '\r') i++;
+    if (!qs[i]) return fr__reply_error(rq, 400, "invalid_value", qkey, "%s must not be empty", qkey);
+    if (strlen(qs) != json_string_length(q))
+        return fr__reply_error(rq, 400, "invalid_value", qkey, "%s must not hold a NUL character", qkey);
+    sp->query = qs;
+    long long ll = sp->top_k;
+    TRY(get_int(rq, body, "top_k", 1, FR_SEARCH_MAX_TOP_K, &ll, NULL));
+    sp->top_k = (int32_t)ll;
+    const char *mode = NULL, *fusion = NULL;
+    TRY(get_str(rq, body, "mode", &mode));
+    if (mode) {
+        if (!strcmp(mode, "bm25")) sp->mode = FR_SEARCH_BM25;
+        else if (!strcmp(mode, "vector")) sp->mode = FR_SEARCH_VECTOR;
+        else if (!strcmp(mode, "hybrid")) sp->mode = FR_SEARCH_HYBRID;
+        else return fr__reply_error(rq, 400, "invalid_value", "mode", "mode must be bm25, vector or hybrid");
+    }
+    TRY(get_str(rq, body, "fusion", &fusion));
+    if (fusion) {
+        if (!strcmp(fusion, "rrf")) sp->fusion = FR_FUSION_RRF;
+        else if (!strcmp(fusion, "linear")) sp->fusion = FR_FUSION_LINEAR;
+        else return fr__reply_error(rq, 400, "invalid_value", "fusion", "fusion must be rrf or linear");
+    }
+    json_t *w = json_object_get(body, "weights");
+    if (w && !json_is_null(w)) {
+        if (!json_is_object(w))
+            return fr__reply_error(rq, 400, "invalid_value", "weights",
+                                   "weights must be an object {\"bm25\": number, \"vector\": number}");
+        const char *k;
+        json_t *v;
+        json_object_foreach(w, k, v) {
+            if (strcmp(k, "bm25") && strcmp(k, "vector"))
+                return fr__reply_error(rq, 400, "invalid_value", "weights",
+                                       "weights has keys bm25 and vector only (got '%.40s')", k);
+        }
+        TRY(get_num(rq, w, "bm25", "weights.bm25", 0, 1e6, &sp->w_bm25));
+        TRY(get_num(rq, w, "vector", "weights.vector", 0, 1e6, &sp->w_vector));
+        if (sp->w_bm25 + sp->w_vector <= 0)
+            return fr__reply_error(rq, 400, "invalid_value", "weights", "weights must not both be 0");
+    }
+    ll = sp->rrf_k;
+    TRY(get_int(rq, body, "rrf_k", 1, 1000000, &ll, NULL));
+    sp->rrf_k = (int32_t)ll;
+    ll = sp->candidates;
+    TRY(get_int(rq, body, "candidates", 1, FR_SEARCH_MAX_CANDIDATES, &ll, NULL));
+    sp->candidates = (int32_t)ll;
+    json_t *f = json_object_get(body, "filter");
+    if (f && !json_is_null(f)) {
+        if (!json_is_object(f))
+            return fr__reply_error(rq, 400, "invalid_value", "filter",
+                                   "filter must be an object of metadata keys and scalar values");
+        const char *k;
+        json_t *v;
+        json_object_foreach(f, k, v) {
+            if (json_is_object(v) || json_is_array(v) || json_is_null(v))
+                return fr__reply_error(rq, 400, "invalid_value", "filter",
+                                       "filter.%.60s must be a string, a number or a boolean", k);
+            if (!*k || strchr(k, '"') || strchr(k, '\\'))
+                return fr__reply_error(rq, 400, "invalid_value", "filter",
+                                       "filter key '%.60s' must be non-empty, without '\"' or '\\'", k);
+        }
+        if (json_object_size(f)) {
+            char *s = json_dumps(f, JSON_COMPACT);
+            if (!s) return FR_ENOMEM;
+            sp->filter = fr__req_strdup(rq, s);
+            fr_free(s);
+            if (!sp->filter) return FR_ENOMEM;
+        }
+    }
+    TRY(get_str(rq, body, "rerank", &sp->rerank));
+    ll = sp->rerank_top_n;
+    TRY(get_int(rq, body, "rerank_top_n", 1, FR_SEARCH_MAX_TOP_K, &ll, NULL));
+    sp->rerank_top_n = (int32_t)ll;
+    TRY(get_bool(rq, body, "group_by_document", &sp->group_by_document));
+    return 0;
+}
+
+/* The collection name of the path, checked as the index would. */
+static const char *path_name(fr_req *rq) {
+    const char *name = fr__req_param(rq, "name");
+    size_t n = name ? strlen(name) : 0;
+    bool ok = n >= 1 && n <= FR_SEARCH_MAX_NAME;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = name[i];
+        ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+             c == '-';
+    }
+    if (!ok) {
+        fr__reply_error(rq, 404, "not_found", "name", "no collection '%.80s' (names are 1 to %d of A-Z a-z 0-9 _ . -)",
+                        name ? name : "", FR_SEARCH_MAX_NAME);
+        return NULL;
+    }
+    return name;
+}
+
+/* Before a write that may make the data directory: an unknown model is
+ * a 404 that leaves nothing behind (1 when it replied). */
+static int model_known(fr_req *rq, const char *model) {
+    fr_manager *mg = fr__req_manager(rq);
+    fr_model_info mi;
+    if (mg && fr_manager_get(mg, model, &mi) != FR_ENOENT) return 0;
+    int rc = fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found%s", model,
+                             mg ? "" : ": no models are offered");
+    return rc ? rc : 1;
+}
+
+static int no_collection(fr_req *rq, const char *name) {
+    return fr__reply_error(rq, 404, "not_found", "name", "collection '%s' not found", name);
+}
+
+/* ---- collections ---- */
+
+/* The collection fields of a create (also used by documents' implicit create). */
+static int parse_collection(fr_req *rq, json_t *body, fr_collection_params *cp) {
+    long long ll = 0;
+    TRY(get_int(rq, body, "chunk_size", CHUNK_MIN, CHUNK_MAX, &ll, NULL));
+    cp->chunk_size = (int32_t)ll;
+    ll = -1;
+    TRY(get_int(rq, body, "chunk_overlap", 0, CHUNK_MAX / 2, &ll, NULL));
+    cp->chunk_overlap = (int32_t)ll;
+    TRY(get_bool(rq, body, "stemming", &cp->stemming));
+    return 0;
+}
+
+int fr__h_collections_create(fr_req *rq) {
+    json_t *body;
+    TRY(need_body(rq, &body));
+    fr_collection_params cp = {0};
+    json_t *n = json_object_get(body, "name");
+    if (!n) return fr__reply_error(rq, 400, "missing_field", "name", "name is required");
+    TRY(get_str(rq, body, "name", &cp.name));
+    if (!json_object_get(body, "model")) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
+    TRY(get_str(rq, body, "model", &cp.model));
+    TRY(parse_collection(rq, body, &cp));
+    fr__req_set_model(rq, cp.model);
+    TRY(model_known(rq, cp.model));
+    fr_index *ix;
+    TRY(get_index(rq, true, &ix));
+    fr_collection_info info;
+    int rc = fr_index_collection_create(ix, &cp, &info);
+    if (rc) return ix_err(rq, rc, "name");
+    return fr__reply_json(rq, 201, info_json(&info));
+}
+
+int fr__h_collections_list(fr_req *rq) {
+    fr_index *ix;
+    TRY(get_index(rq, false, &ix));
+    fr_collection_info *list = NULL;
+    size_t n = 0;
+    int rc = ix ? fr_index_collection_list(ix, &list, &n) : 0;
+    if (rc) return ix_err(rq, rc, NULL);
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(data, info_json(&list[i]));
+    fr_free(list);
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+int fr__h_collection_get(fr_req *rq) {
+    const char *name = path_name(rq);
+    if (!name) return 0;
+    fr_index *ix;
+    TRY(get_index(rq, false, &ix));
+    if (!ix) return no_collection(rq, name);
+    fr_collection_info info;
+    int rc = fr_index_collection_get(ix, name, &info);
+    if (rc) return ix_err(rq, rc, "name");
+    return fr__reply_json(rq, 200, info_json(&info));
+}
+
+int fr__h_collection_delete(fr_req *rq) {
+    const char *name = path_name(rq);
+    if (!name) return 0;
+    fr_index *ix;
+    TRY(get_index(rq, false, &ix));
+    if (!ix) return no_collection(rq, name);
+    int rc = fr_index_collection_delete(ix, name);
+    if (rc) return ix_err(rq, rc, "name");
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:b}", "object", "collection", "name", name, "deleted", 1));
+}
+
+/* ---- documents ---- */
+
+static bool id_ok(const char *s, size_t n) {
+    if (n > FR_SEARCH_MAX_ID) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 32 || s[i] == 127) return false;
+    return true;
+}
+
+int fr__h_documents_add(fr_req *rq) {
+    const char *name = path_name(rq);
+    if (!name) return 0;
+    json_t *body;
+    TRY(need_body(rq, &body));
+    const char *model = NULL;
+    TRY(get_str(rq, body, "model", &model));
+    if (model) fr__req_set_model(rq, model);
+    json_t *docs = json_object_get(body, "documents");
+    if (!docs) return fr__reply_error(rq, 400, "missing_field", "documents", "documents is required");
+    size_t n = json_array_size(docs);
+    if (!json_is_array(docs) || n == 0)
+        return fr__reply_error(rq, 400, "invalid_value", "documents", "documents must be a non-empty array");
+    if (n > MAX_DOCS)
+        return fr__reply_error(rq, 400, "invalid_value", "documents", "%zu documents, at most %d a request", n,
+                               MAX_DOCS);
+    fr_doc_in *in = fr__req_alloc(rq, n * sizeof *in);
+    fr_add_result *res = fr__req_alloc(rq, n * sizeof *res);
+    if (!in || !res) return FR_ENOMEM;
+    memset(in, 0, n * sizeof *in);
+    memset(res, 0, n * sizeof *res);
+    char param[48];
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(docs, i);
+        if (!json_is_object(d)) {
+            snprintf(param, sizeof param, "documents[%zu]", i);
+            return fr__reply_error(rq, 400, "invalid_value", param, "%s must be an object with a text", param);
+        }
+        json_t *t = json_object_get(d, "text"), *id = json_object_get(d, "id"), *m = json_object_get(d, "metadata");
+        snprintf(param, sizeof param, "documents[%zu].text", i);
+        if (!t) return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+        if (!json_is_string(t)) return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a string", param);
+        if (json_string_length(t) > FR_SEARCH_MAX_DOC_BYTES)
+            return fr__reply_error(rq, 413, "document_too_large", param, "%s is %zu bytes; a document holds at most %u",
+                                   param, json_string_length(t), FR_SEARCH_MAX_DOC_BYTES);
+        in[i].text = json_string_value(t);
+        in[i].len = json_string_length(t);
+        snprintf(param, sizeof param, "documents[%zu].id", i);
+        if (id && !json_is_null(id)) {
+            if (!json_is_string(id) || !id_ok(json_string_value(id), json_string_length(id)) ||
+                strlen(json_string_value(id)) != json_string_length(id))
+                return fr__reply_error(rq, 400, "invalid_value", param,
+                                       "%s must be a string of at most %d bytes without control characters", param,
+                                       FR_SEARCH_MAX_ID);
+            in[i].id = json_string_value(id);
+            for (size_t k = 0; k < i && *in[i].id; k++)
+                if (in[k].id && !strcmp(in[k].id, in[i].id))
+                    return fr__reply_error(rq, 400, "invalid_value", param, "%s '%.80s' is also documents[%zu].id",
+                                           param, in[i].id, k);
+        }
+        snprintf(param, sizeof param, "documents[%zu].metadata", i);
+        if (m && !json_is_null(m)) {
+            if (!json_is_object(m)) return fr__reply_error(rq, 400, "invalid_value", param, "%s must be an object", param);
+            char *s = json_dumps(m, JSON_COMPACT);
+            if (!s) return FR_ENOMEM;
+            size_t sl = strlen(s);
+            in[i].metadata = fr__req_strdup(rq, s);
+            fr_free(s);
+            if (!in[i].metadata) return FR_ENOMEM;
+            if (sl > FR_SEARCH_MAX_META)
+                return fr__reply_error(rq, 400, "invalid_value", param, "%s is %zu bytes of JSON, at most %d", param,
+                                       sl, FR_SEARCH_MAX_META);
+        }
+    }
+    fr_collection_params cp = {.name = name, .model = model};
+    TRY(parse_collection(rq, body, &cp));
+
+    if (model) TRY(model_known(rq, model));
+    fr_index *ix;
+    TRY(get_index(rq, model != NULL, &ix));
+    if (!ix) return fr__reply_error(rq, 404, "not_found", "name",
+                                    "collection '%s' not found (send \"model\" to create it)", name);
+    fr_collection_info info;
+    int rc = fr_index_collection_get(ix, name, &info);
+    bool created = false;
+    if (rc == FR_ENOENT && model) {
+        rc = fr_index_collection_create(ix, &cp, &info);
+        if (rc == FR_ECONFLICT) rc = 0;        /* another request made it meanwhile */
+        else created = rc == 0;
+    } else if (rc == FR_ENOENT) {
+        return fr__reply_error(rq, 404, "not_found", "name",
+                               "collection '%s' not found (send \"model\" to create it)", name);
+    }
+    if (rc) return ix_err(rq, rc, created ? "documents" : "model");
+    size_t done = 0;
+    double t0 = fr_now_s();
+    rc = fr_index_add(ix, name, model, in, n, res, &done);
+    if (rc) {
+        char d[512];
+        snprintf(d, sizeof d, "%s", *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+        /* a collection made for this request and left empty goes again */
+        if (created && done == 0) fr_index_collection_delete(ix, name);
+        if (done) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s (the first %zu documents were stored)", d, done);
+            fr_errf(rc, "%s", msg);
+        } else {
+            fr_errf(rc, "%s", d);
+        }
+        return ix_err(rq, rc, "documents");
+    }
+    json_t *arr = json_array();
+    int64_t chunks = 0, embedded = 0;
+    for (size_t i = 0; i < n; i++) {
+        static const char *const st[] = {"added", "replaced", "unchanged"};
+        int s = res[i].status >= 0 && res[i].status <= 2 ? res[i].status : 0;
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:i}", "id", res[i].id, "status", st[s], "chunks",
+                                             (int)res[i].chunks, "embedded", (int)res[i].embedded));
+        chunks += res[i].chunks;
+        embedded += res[i].embedded;
+    }
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:b, s:o, s:I, s:I, s:f}", "object", "list", "collection", name,
+                                             "created_collection", (int)created, "results", arr, "chunks",
+                                             (json_int_t)chunks, "embedded", (json_int_t)embedded, "took_ms",
+                                             (fr_now_s() - t0) * 1e3));
+}
+
+int fr__h_document_delete(fr_req *rq) {
+    const char *name = path_name(rq);
+    if (!name) return 0;
+    const char *id = fr__req_param(rq, "id");
+    fr_index *ix;
+    TRY(get_index(rq, false, &ix));
+    if (!ix) return no_collection(rq, name);
+    int rc = fr_index_delete(ix, name, id);
+    if (rc) return ix_err(rq, rc, "id");
+    return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:s, s:b}", "object", "document", "id", id, "collection",
+                                             name, "deleted", 1));
+}
+
+/* ---- search ---- */
+
+static json_t *hit_json(const fr_search_hit *h, bool hybrid) {
+    json_t *scores = json_object(), *ranks = json_object();
+    if (h->has_bm25) json_object_set_new(scores, "bm25", json_real(h->bm25));
+    if (h->has_vector) json_object_set_new(scores, "vector", json_real(h->vector));
+    if (h->has_rerank) json_object_set_new(scores, "rerank", json_real(h->rerank));
+    if (h->rank_bm25 > 0) json_object_set_new(ranks, "bm25", json_integer(h->rank_bm25));
+    if (h->rank_vector > 0) json_object_set_new(ranks, "vector", json_integer(h->rank_vector));
+    if (hybrid && h->rank_fused > 0) json_object_set_new(ranks, "fused", json_integer(h->rank_fused));
+    if (h->rank_rerank > 0) json_object_set_new(ranks, "rerank", json_integer(h->rank_rerank));
+    const char *t = h->text ? h->text : "";
+    return json_pack("{s:s, s:I, s:i, s:o, s:o, s:f, s:o, s:o}", "document_id", h->document_id ? h->document_id : "",
+                     "chunk_id", (json_int_t)h->chunk_id, "position", (int)h->position, "text",
+                     fr__json_text(t, strlen(t)), "metadata", meta_json(h->metadata), "score", h->score, "scores",
+                     scores, "ranks", ranks);
+}
+
+static const char *mode_name(int mode) {
+    return mode == FR_SEARCH_BM25 ? "bm25" : mode == FR_SEARCH_VECTOR ? "vector" : "hybrid";
+}
+
+int fr__h_collection_search(fr_req *rq) {
+    const char *name = path_name(rq);
+    if (!name) return 0;
+    json_t *body;
+    TRY(need_body(rq, &body));
+    fr_search_params sp;
+    fr_search_params_init(&sp);
+    sp.collection = name;
+    TRY(parse_search(rq, body, "query", &sp));
+    TRY(get_str(rq, body, "model", &sp.model));
+    fr_index *ix;
+    TRY(get_index(rq, false, &ix));
+    if (!ix) return no_collection(rq, name);
+    fr_search_result *res = NULL;
+    int rc = fr_index_search(ix, &sp, &res);
+    if (rc) return ix_err(rq, rc, sp.rerank && strstr(fr_errdetail(), sp.rerank) ? "rerank" : NULL);
+    json_t *hits = json_array(), *dropped = json_array();
+    for (size_t i = 0; i < res->n; i++) json_array_append_new(hits, hit_json(&res->hits[i], sp.mode == FR_SEARCH_HYBRID));
+    for (size_t i = 0; i < res->n_dropped; i++) {
+        const char *t = res->dropped_terms[i] ? res->dropped_terms[i] : "";
+        json_array_append_new(dropped, fr__json_text(t, strlen(t)));
+    }
+    json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:f, s:o, s:i, s:i}", "object", "list", "collection", name, "mode",
+                            mode_name(sp.mode), "results", hits, "took_ms", res->took_ms, "dropped_terms", dropped,
+                            "bm25_candidates", (int)res->bm25_candidates, "vector_candidates",
+                            (int)res->vector_candidates);
+    fr_search_result_free(res);
+    return fr__reply_json(rq, 200, out);
+}
+
+/* ---- ask ---- */
+
+typedef struct ask_run {
+    fr_ask_prompt *ap;
+    json_t *chat;               /* the chat completion request (owned) */
+    json_t *sources;            /* (owned) */
+    const char *collection;
+    fr_gen_hooks hk;
+} ask_run;
+
+static json_t *sources_json(const fr_ask_prompt *ap) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < ap->n_sources; i++) {
+        const fr_ask_source *s = &ap->sources[i];
+        const char *t = s->text ? s->text : "";
+        json_array_append_new(a, json_pack("{s:i, s:I, s:s, s:o, s:o, s:f}", "marker", (int)s->marker, "chunk_id",
+                                           (json_int_t)s->chunk_id, "document_id", s->document_id ? s->document_id : "",
+                                           "text", fr__json_text(t, strlen(t)), "metadata", meta_json(s->metadata),
+                                           "score", s->score));
+    }
+    return a;
+}
+
+/* Mark the sources the answer cites: "cited": true on each whose [n]
+ * (also inside "[1, 3]" or "[2][4]") appears in the text, and the list
+ * of the cited markers, in marker order. */
+json_t *fr__ask_mark_cited(json_t *sources, const char *answer) {
+    size_t n = json_array_size(sources);
+    bool seen[ASK_MAX_SOURCES + 1] = {0};
+    for (const char *p = answer ? answer : ""; (p = strchr(p, '[')); ) {
+        p++;
+        for (;;) {
+            long v = 0;
+            int digits = 0;
+            while (*p >= '0' && *p <= '9' && digits < 6) v = v * 10 + (*p++ - '0'), digits++;
+            if (!digits) break;
+            if (v >= 1 && v <= ASK_MAX_SOURCES) seen[v] = true;
+            if (*p == ',') { p++; while (*p == ' ') p++; continue; }
+            break;
+        }
+    }
+    json_t *cited = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(sources, i);
+        json_int_t m = json_integer_value(json_object_get(s, "marker"));
+        bool c = m >= 1 && m <= ASK_MAX_SOURCES && seen[m];
+        json_object_set_new(s, "cited", json_boolean(c));
+        if (c) json_array_append_new(cited, json_integer(m));
+    }
+    return cited;
+}
+
+static json_t *ask_body(void *ud, json_t *c) {
+    ask_run *a = ud;
+    json_t *choice = json_array_get(json_object_get(c, "choices"), 0);
+    json_t *msg = json_object_get(choice, "message");
+    json_t *cited = fr__ask_mark_cited(a->sources, json_string_value(json_object_get(msg, "content")));
+    json_t *out = json_pack("{s:O?, s:s, s:O?, s:O?, s:s, s:O?, s:O?, s:O, s:O?, s:{s:i, s:i, s:f}}", "id",
+                            json_object_get(c, "id"), "object", "collection.answer", "created",
+                            json_object_get(c, "created"), "model", json_object_get(c, "model"), "collection",
+                            a->collection, "answer", json_object_get(msg, "content"), "finish_reason",
+                            json_object_get(choice, "finish_reason"), "sources", a->sources, "usage",
+                            json_object_get(c, "usage"), "retrieval", "sources", (int)a->ap->n_sources, "skipped",
+                            (int)a->ap->n_skipped, "took_ms", a->ap->took_ms);
+    json_object_set_new(out, "cited", cited);
+    json_decref(c);
+    return out;
+}
+
+static json_t *ask_last(void *ud, json_t *ev) {
+    ask_run *a = ud;
+    if (!ev) return NULL;
+    json_object_set(ev, "sources", a->sources);
+    return ev;
+}
+
+static void ask_fin(void *ud) {
+    ask_run *a = ud;
+    json_decref(a->chat);
+    json_decref(a->sources);
+    fr_ask_prompt_free(a->ap);
+    a->chat = a->sources = NULL;
+    a->ap = NULL;
+}
+
+/* The retrieval fields that are not a chat completion's. */
+static const char *const ask_only[] = {"question", "top_k", "mode", "fusion", "weights", "rrf_k", "candidates",
+                                       "filter", "rerank", "rerank_top_n", "group_by_document", "instructions",
+                                       "embedding_model", "messages", "prompt"};
+
+int fr__h_collection_ask(fr_req *rq) {
+    const char *name = path_name(rq);
+    if (!name) return 0;
+    json_t *body;
+    TRY(need_body(rq, &body));
+    fr_ask_params p;
+    fr_ask_params_init(&p);
+    p.search.collection = name;
+    p.search.top_k = ASK_TOP_K;
+    TRY(parse_search(rq, body, "question", &p.search));
+    if (!json_object_get(body, "model")) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
+    TRY(get_str(rq, body, "model", &p.model));
+    TRY(get_str(rq, body, "embedding_model", &p.search.model));
+    TRY(get_str(rq, body, "instructions", &p.instructions));
+    long long mt = 0;
+    bool have_mt;
+    TRY(get_int(rq, body, "max_tokens", 1, 1 << 20, &mt, &have_mt));
+    if (!have_mt) TRY(get_int(rq, body, "max_completion_tokens", 1, 1 << 20, &mt, &have_mt));
+    fr__req_set_model(rq, p.model);
+    fr_index *ix;
+    TRY(get_index(rq, false, &ix));
+    if (!ix) return no_collection(rq, name);
+    fr_collection_info info;
+    int rc = fr_index_collection_get(ix, name, &info);
+    if (rc) return ix_err(rq, rc, "name");
+
+    /* the generation model: it must chat; its context sets the budget */
+    fr_manager *mg = fr__req_manager(rq);
+    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
+                                    "model '%.128s' not found: no models are offered", p.model);
+    fr_handle *h = NULL;
+    rc = fr_manager_acquire(mg, p.model, -2, &h);
+    if (rc == FR_ENOENT) return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found", p.model);
+    if (rc) return fr__reply_err(rq, rc, "model");
+    fr_llm *llm = fr_handle_obj(h);
+    if (!(fr_handle_caps(h) & FR_CAP_CHAT) || !llm || !llm->sched) {
+        fr_manager_release(h);
+        return fr__reply_error(rq, 400, "invalid_value", "model", "model '%.128s' does not do chat completions",
+                               p.model);
+    }
+    int32_t n_ctx = fr_sched_n_ctx(llm->sched);
+    fr_manager_release(h);
+    int64_t reserve = have_mt ? mt : n_ctx / 4;
+    int64_t budget = (int64_t)n_ctx - reserve - TEMPLATE_TOKENS;
+    if (budget < 16)
+        return fr__reply_error(rq, 413, "context_length_exceeded", have_mt ? "max_tokens" : "model",
+                               "the context of model '%.128s' holds %d tokens: %lld for the answer and %d for the "
+                               "chat template leave no room for the sources", p.model, (int)n_ctx,
+                               (long long)reserve, TEMPLATE_TOKENS);
+    p.budget_tokens = (int32_t)budget;
+
+    ask_run *a = fr__req_alloc(rq, sizeof *a);
+    if (!a) return FR_ENOMEM;
+    memset(a, 0, sizeof *a);
+    a->collection = name;
+    if ((rc = fr_index_ask_prompt(ix, &p, &a->ap))) {
+        if (rc == FR_ETOOLONG)
+            return fr__reply_error(rq, 413, "context_length_exceeded", "question", "%s", fr_errdetail());
+        return ix_err(rq, rc, p.search.rerank && strstr(fr_errdetail(), p.search.rerank) ? "rerank" : NULL);
+    }
+    a->chat = json_copy(body);
+    a->sources = sources_json(a->ap);
+    json_t *msgs = json_pack("[{s:s, s:o}]", "role", "user", "content",
+                             fr__json_text(a->ap->prompt, strlen(a->ap->prompt)));
+    if (!a->chat || !a->sources || !msgs) {
+        json_decref(msgs);
+        ask_fin(a);
+        return FR_ENOMEM;
+    }
+    for (size_t i = 0; i < sizeof ask_only / sizeof *ask_only; i++) json_object_del(a->chat, ask_only[i]);
+    json_object_set_new(a->chat, "messages", msgs);
+    a->hk = (fr_gen_hooks){.ud = a, .body = ask_body, .last_event = ask_last, .fin = ask_fin};
+    return fr__gen_chat(rq, a->chat, &a->hk);
+}
