@@ -87,7 +87,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(TEST_LIBS)
 
-$(BUILD)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(LIB)
+$(BUILD)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c tests/fuzz/fuzz_http.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(LIB) $(LDLIBS)
 
@@ -127,12 +127,23 @@ FUZZ_CC     ?= clang
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
                -Isrc -Iinclude $(PKG_CFLAGS)
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+# The library is compiled once with coverage (fuzzer-no-link) and the
+# sanitizers into build/fuzz-lib/libfrugal.a; each target links it.
+FUZZ_LIB_CFLAGS := $(subst -fsanitize=fuzzer,-fsanitize=fuzzer-no-link,$(FUZZ_CFLAGS))
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build/fuzz-lib/%.o)
+FUZZ_LIB    := build/fuzz-lib/libfrugal.a
 fuzz: $(FUZZ_BIN)
 fuzz-smoke: fuzz
 	@FRUGAL_TESTDATA=$(TESTDATA) scripts/fuzz-smoke.sh
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+build/fuzz-lib/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $(LIB_SRC) $< -o $@ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_http.h $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $< $(FUZZ_LIB) -o $@ $(LDLIBS)
 
 # ---- benchmarks and demo ----
 bench: $(BIN)

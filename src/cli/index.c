@@ -61,6 +61,7 @@
 #include "manager/loader_llm.h"
 #include "manager/manager.h"
 #include "search/search.h"
+#include "server/server.h"
 
 #define BATCH_DOCS 16               /* documents per fr_index_add call */
 #define BATCH_BYTES (4u << 20)      /* ...or text bytes, whichever comes first */
@@ -676,40 +677,9 @@ static char *query_text(const ix_opts *o) {
     return q;
 }
 
-/* The body of the server's search reply (src/server/search.c): the
- * scores and ranks a hit has, "fused" in hybrid mode only. */
-static json_t *hit_json(const fr_search_hit *h, bool hybrid) {
-    json_t *scores = json_object(), *ranks = json_object();
-    if (h->has_bm25) json_object_set_new(scores, "bm25", json_real(h->bm25));
-    if (h->has_vector) json_object_set_new(scores, "vector", json_real(h->vector));
-    if (h->has_rerank) json_object_set_new(scores, "rerank", json_real(h->rerank));
-    if (h->rank_bm25 > 0) json_object_set_new(ranks, "bm25", json_integer(h->rank_bm25));
-    if (h->rank_vector > 0) json_object_set_new(ranks, "vector", json_integer(h->rank_vector));
-    if (hybrid && h->rank_fused > 0) json_object_set_new(ranks, "fused", json_integer(h->rank_fused));
-    if (h->rank_rerank > 0) json_object_set_new(ranks, "rerank", json_integer(h->rank_rerank));
-    json_t *meta = h->metadata ? json_loads(h->metadata, 0, NULL) : NULL;
-    if (!json_is_object(meta)) { json_decref(meta); meta = json_object(); }
-    return json_pack("{s:s, s:I, s:i, s:s, s:o, s:f, s:o, s:o}", "document_id",
-                     h->document_id ? h->document_id : "", "chunk_id", (json_int_t)h->chunk_id, "position",
-                     (int)h->position, "text", h->text ? h->text : "", "metadata", meta, "score", h->score,
-                     "scores", scores, "ranks", ranks);
-}
-
+/* The server's search reply (fr_server_search_json), on one line. */
 static int print_json(const ix_opts *o, const fr_search_result *r) {
-    static const char *const modes[] = {"hybrid", "bm25", "vector"};
-    json_t *hits = json_array(), *dropped = json_array();
-    for (size_t i = 0; hits && i < r->n; i++)
-        if (json_array_append_new(hits, hit_json(&r->hits[i], o->mode == FR_SEARCH_HYBRID))) {
-            json_decref(hits);
-            hits = NULL;
-        }
-    for (size_t i = 0; dropped && i < r->n_dropped; i++)
-        json_array_append_new(dropped, json_string(r->dropped_terms[i] ? r->dropped_terms[i] : ""));
-    json_t *root = hits && dropped
-        ? json_pack("{s:s, s:s, s:s, s:o, s:f, s:o, s:i, s:i}", "object", "list", "collection", o->collection,
-                    "mode", modes[o->mode], "results", hits, "took_ms", r->took_ms, "dropped_terms", dropped,
-                    "bm25_candidates", (int)r->bm25_candidates, "vector_candidates", (int)r->vector_candidates)
-        : (json_decref(hits), json_decref(dropped), NULL);
+    json_t *root = fr_server_search_json(o->collection, o->mode, r);
     if (!root) return FR_ENOMEM;
     int rc = json_dumpf(root, stdout, JSON_COMPACT) ? FR_EIO : 0;
     putchar('\n');
@@ -804,18 +774,6 @@ static int cmd_rm(const ix_opts *o, fr_index *ix) {
     return code;
 }
 
-/* A collection as GET /v1/collections/{name} shows it. */
-static json_t *info_json(const fr_collection_info *c) {
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
-                     "object", "collection", "name", c->name, "model", c->model, "dimensions", (int)c->dim,
-                     "chunk_size", (int)c->chunk_size, "chunk_overlap", (int)c->chunk_overlap, "stemming",
-                     (int)c->stemming, "documents", (json_int_t)c->documents, "chunks", (json_int_t)c->chunks,
-                     "vectors", (json_int_t)c->vectors, "text_bytes", (json_int_t)c->text_bytes,
-                     "vector_bytes", (json_int_t)c->vector_bytes, "bytes",
-                     (json_int_t)(c->text_bytes + c->vector_bytes), "cached_bytes", (json_int_t)c->cached_bytes,
-                     "created", c->created);
-}
-
 static int cmd_ls(const ix_opts *o, fr_index *ix) {
     fr_collection_info one, *list = NULL;
     size_t n = 0;
@@ -829,7 +787,7 @@ static int cmd_ls(const ix_opts *o, fr_index *ix) {
     }
     if (o->json) {
         json_t *a = json_array();
-        for (size_t i = 0; a && i < n; i++) json_array_append_new(a, info_json(&list[i]));
+        for (size_t i = 0; a && i < n; i++) json_array_append_new(a, fr_server_collection_json(&list[i]));
         json_t *root = a ? json_pack("{s:s, s:o}", "object", "list", "data", a) : NULL;
         if (root) json_dumpf(root, stdout, JSON_COMPACT);
         putchar('\n');

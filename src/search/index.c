@@ -295,6 +295,9 @@ static int conn_open(fr_index *ix, sqlite3 **out) {
     sqlite3_extended_result_codes(db, 1);
     ix_conn tmp = {db, false, false, NULL, 0};
     if ((rc = fr__ix_exec(&tmp, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"))) {
+        int prim = sqlite3_errcode(db) & 0xff;
+        if (prim == SQLITE_NOTADB || prim == SQLITE_CORRUPT)
+            rc = fr_errf(FR_EFORMAT, "index: %s is not an SQLite database", ix->path);
         sqlite3_close(db);
         return rc;
     }
@@ -306,6 +309,11 @@ static int conn_open(fr_index *ix, sqlite3 **out) {
 static int schema_setup(fr_index *ix, ix_conn *c) {
     sqlite3_stmt *st;
     int rc;
+    /* 8 KiB pages for a new database (a no-op on an existing one): a
+     * float32 vector of 384 dimensions is a 1,536-byte row, two to a 4 KiB
+     * page with a quarter of it empty, five to an 8 KiB page.  It must be
+     * set before the file switches to WAL. */
+    if ((rc = fr__ix_exec(c, "PRAGMA page_size=8192"))) return rc;
     /* WAL is persistent in the file; asking needs no write lock when it is set */
     if ((rc = fr__ix_prepare(c, "PRAGMA journal_mode=WAL", &st))) return rc;
     rc = sqlite3_step(st);
@@ -775,42 +783,34 @@ static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
     r->chunks += nc;
     r->vectors += nv;
     r->fts_rows += nf;
-    if (nd != co->documents)
-        problem(r, "collection '%s': %lld documents, its count says %lld", co->name, (long long)nd,
-                (long long)co->documents);
-    if (nc != co->chunks)
-        problem(r, "collection '%s': %lld chunks, its count says %lld", co->name, (long long)nc,
-                (long long)co->chunks);
-    if (nv != co->vectors)
-        problem(r, "collection '%s': %lld vectors, its count says %lld", co->name, (long long)nv,
-                (long long)co->vectors);
+    const struct { int64_t n, count; const char *what; } counts[] = {
+        {nd, co->documents, "documents"}, {nc, co->chunks, "chunks"}, {nv, co->vectors, "vectors"},
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
+        if (counts[i].n != counts[i].count)
+            problem(r, "collection '%s': %lld %s, its count says %lld", co->name, (long long)counts[i].n,
+                    counts[i].what, (long long)counts[i].count);
     if (nf != nc)
         problem(r, "collection '%s': %lld FTS rows for %lld chunks", co->name, (long long)nf,
                 (long long)nc);
 
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM fts_%lld f WHERE NOT EXISTS"
-             " (SELECT 1 FROM chunks c WHERE c.id = f.rowid AND c.coll = ?1)", id);
-    if ((rc = q_int(c, sql, co->id, &n))) return rc;
-    if (n) problem(r, "collection '%s': %lld FTS rows belong to no chunk", co->name, (long long)n);
-    if ((rc = q_int(c,
-                    "SELECT count(*) FROM vectors v WHERE coll = ?1 AND NOT EXISTS"
-                    " (SELECT 1 FROM chunks c WHERE c.vec = v.id)",
-                    co->id, &n)))
-        return rc;
-    if (n) problem(r, "collection '%s': %lld vectors belong to no chunk", co->name, (long long)n);
-    if ((rc = q_int(c,
-                    "SELECT count(*) FROM vectors v WHERE coll = ?1 AND NOT EXISTS"
-                    " (SELECT 1 FROM vec_f32 f WHERE f.id = v.id)",
-                    co->id, &n)))
-        return rc;
-    if (n) problem(r, "collection '%s': %lld vectors lack their float32 copy", co->name, (long long)n);
-    if ((rc = q_int(c,
-                    "SELECT count(*) FROM chunks c WHERE coll = ?1 AND NOT EXISTS"
-                    " (SELECT 1 FROM documents d WHERE d.id = c.doc AND d.coll = c.coll)",
-                    co->id, &n)))
-        return rc;
-    if (n) problem(r, "collection '%s': %lld chunks belong to no document", co->name, (long long)n);
+    /* rows that belong to nothing: each query counts them (?1 = the
+     * collection; %lld, in the first, its FTS table's number) */
+    static const struct { const char *sql, *what; } orphans[] = {
+        {"SELECT count(*) FROM fts_%lld f WHERE NOT EXISTS"
+         " (SELECT 1 FROM chunks c WHERE c.id = f.rowid AND c.coll = ?1)", "FTS rows belong to no chunk"},
+        {"SELECT count(*) FROM vectors v WHERE coll = ?1 AND NOT EXISTS"
+         " (SELECT 1 FROM chunks c WHERE c.vec = v.id)", "vectors belong to no chunk"},
+        {"SELECT count(*) FROM vectors v WHERE coll = ?1 AND NOT EXISTS"
+         " (SELECT 1 FROM vec_f32 f WHERE f.id = v.id)", "vectors lack their float32 copy"},
+        {"SELECT count(*) FROM chunks c WHERE coll = ?1 AND NOT EXISTS"
+         " (SELECT 1 FROM documents d WHERE d.id = c.doc AND d.coll = c.coll)", "chunks belong to no document"},
+    };
+    for (size_t i = 0; i < sizeof orphans / sizeof *orphans; i++) {
+        snprintf(sql, sizeof sql, orphans[i].sql, id);      /* the others have no %: id is ignored */
+        if ((rc = q_int(c, sql, co->id, &n))) return rc;
+        if (n) problem(r, "collection '%s': %lld %s", co->name, (long long)n, orphans[i].what);
+    }
 
     /* each document: positions 0..n-1, its count, each chunk's FTS text =
      * the document's bytes, its vector's hash and sizes */

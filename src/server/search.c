@@ -226,7 +226,7 @@ static int ix_err(fr_req *rq, int rc, const char *dflt) {
     return fr__reply_err(rq, rc, param);
 }
 
-static json_t *info_json(const fr_collection_info *c) {
+json_t *fr_server_collection_json(const fr_collection_info *c) {
     return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
                      "object", "collection", "name", c->name, "model", c->model, "dimensions", (int)c->dim,
                      "chunk_size", (int)c->chunk_size, "chunk_overlap", (int)c->chunk_overlap, "stemming",
@@ -301,6 +301,17 @@ static int get_str(fr_req *rq, json_t *body, const char *key, const char **out) 
     return 0;
 }
 
+/* An optional object: NULL when absent or null; anything else but an
+ * object is refused with "KEY must be MUST". */
+static int get_obj(fr_req *rq, json_t *body, const char *key, const char *must, json_t **out) {
+    json_t *v = json_object_get(body, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_object(v)) return fr__reply_error(rq, 400, "invalid_value", key, "%s must be %s", key, must);
+    *out = v;
+    return 0;
+}
+
 static int need_body(fr_req *rq, json_t **body) {
     *body = fr__req_json(rq);
     if (!*body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
@@ -336,11 +347,9 @@ static int parse_search(fr_req *rq, json_t *body, const char *qkey, fr_search_pa
         else if (!strcmp(fusion, "linear")) sp->fusion = FR_FUSION_LINEAR;
         else return fr__reply_error(rq, 400, "invalid_value", "fusion", "fusion must be rrf or linear");
     }
-    json_t *w = json_object_get(body, "weights");
-    if (w && !json_is_null(w)) {
-        if (!json_is_object(w))
-            return fr__reply_error(rq, 400, "invalid_value", "weights",
-                                   "weights must be an object {\"bm25\": number, \"vector\": number}");
+    json_t *w, *f;
+    TRY(get_obj(rq, body, "weights", "an object {\"bm25\": number, \"vector\": number}", &w));
+    if (w) {
         const char *k;
         json_t *v;
         json_object_foreach(w, k, v) {
@@ -359,11 +368,8 @@ static int parse_search(fr_req *rq, json_t *body, const char *qkey, fr_search_pa
     ll = sp->candidates;
     TRY(get_int(rq, body, "candidates", 1, FR_SEARCH_MAX_CANDIDATES, &ll, NULL));
     sp->candidates = (int32_t)ll;
-    json_t *f = json_object_get(body, "filter");
-    if (f && !json_is_null(f)) {
-        if (!json_is_object(f))
-            return fr__reply_error(rq, 400, "invalid_value", "filter",
-                                   "filter must be an object of metadata keys and scalar values");
+    TRY(get_obj(rq, body, "filter", "an object of metadata keys and scalar values", &f));
+    if (f) {
         const char *k;
         json_t *v;
         json_object_foreach(f, k, v) {
@@ -454,7 +460,7 @@ int fr__h_collections_create(fr_req *rq) {
     fr_collection_info info;
     int rc = fr_index_collection_create(ix, &cp, &info);
     if (rc) return ix_err(rq, rc, "name");
-    return fr__reply_json(rq, 201, info_json(&info));
+    return fr__reply_json(rq, 201, fr_server_collection_json(&info));
 }
 
 int fr__h_collections_list(fr_req *rq) {
@@ -465,7 +471,7 @@ int fr__h_collections_list(fr_req *rq) {
     int rc = ix ? fr_index_collection_list(ix, &list, &n) : 0;
     if (rc) return ix_err(rq, rc, NULL);
     json_t *data = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(data, info_json(&list[i]));
+    for (size_t i = 0; i < n; i++) json_array_append_new(data, fr_server_collection_json(&list[i]));
     fr_free(list);
     return fr__reply_json(rq, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
 }
@@ -479,7 +485,7 @@ int fr__h_collection_get(fr_req *rq) {
     fr_collection_info info;
     int rc = fr_index_collection_get(ix, name, &info);
     if (rc) return ix_err(rq, rc, "name");
-    return fr__reply_json(rq, 200, info_json(&info));
+    return fr__reply_json(rq, 200, fr_server_collection_json(&info));
 }
 
 int fr__h_collection_delete(fr_req *rq) {
@@ -654,6 +660,26 @@ static const char *mode_name(int mode) {
     return mode == FR_SEARCH_BM25 ? "bm25" : mode == FR_SEARCH_VECTOR ? "vector" : "hybrid";
 }
 
+json_t *fr_server_search_json(const char *collection, int mode, const fr_search_result *res) {
+    json_t *hits = json_array(), *dropped = json_array();
+    bool ok = hits && dropped;
+    for (size_t i = 0; ok && i < res->n; i++)
+        ok = !json_array_append_new(hits, hit_json(&res->hits[i], mode == FR_SEARCH_HYBRID));
+    for (size_t i = 0; ok && i < res->n_dropped; i++) {
+        const char *t = res->dropped_terms[i] ? res->dropped_terms[i] : "";
+        ok = !json_array_append_new(dropped, fr__json_text(t, strlen(t)));
+    }
+    if (!ok) {
+        json_decref(hits);
+        json_decref(dropped);
+        return NULL;
+    }
+    return json_pack("{s:s, s:s, s:s, s:o, s:f, s:o, s:i, s:i}", "object", "list", "collection", collection,
+                     "mode", mode_name(mode), "results", hits, "took_ms", res->took_ms, "dropped_terms", dropped,
+                     "bm25_candidates", (int)res->bm25_candidates, "vector_candidates",
+                     (int)res->vector_candidates);
+}
+
 int fr__h_collection_search(fr_req *rq) {
     const char *name = path_name(rq);
     if (!name) return 0;
@@ -670,16 +696,7 @@ int fr__h_collection_search(fr_req *rq) {
     fr_search_result *res = NULL;
     int rc = fr_index_search(ix, &sp, &res);
     if (rc) return ix_err(rq, rc, sp.rerank && strstr(fr_errdetail(), sp.rerank) ? "rerank" : NULL);
-    json_t *hits = json_array(), *dropped = json_array();
-    for (size_t i = 0; i < res->n; i++) json_array_append_new(hits, hit_json(&res->hits[i], sp.mode == FR_SEARCH_HYBRID));
-    for (size_t i = 0; i < res->n_dropped; i++) {
-        const char *t = res->dropped_terms[i] ? res->dropped_terms[i] : "";
-        json_array_append_new(dropped, fr__json_text(t, strlen(t)));
-    }
-    json_t *out = json_pack("{s:s, s:s, s:s, s:o, s:f, s:o, s:i, s:i}", "object", "list", "collection", name, "mode",
-                            mode_name(sp.mode), "results", hits, "took_ms", res->took_ms, "dropped_terms", dropped,
-                            "bm25_candidates", (int)res->bm25_candidates, "vector_candidates",
-                            (int)res->vector_candidates);
+    json_t *out = fr_server_search_json(name, sp.mode, res);
     fr_search_result_free(res);
     return fr__reply_json(rq, 200, out);
 }

@@ -98,4 +98,23 @@ int  fr_server_search_create(const char *data_dir, size_t cache_bytes, fr_manage
                              fr_server_search **out);
 void fr_server_search_destroy(fr_server_search *ss);
 
+/* The body of a search reply (docs/API-search.md: POST
+ * /v1/collections/{name}/search) for res, the result of a search of
+ * collection in mode (FR_SEARCH_*): the hits with their scores and ranks
+ * ("fused" in hybrid mode only), the dropped terms, the candidates.  Text
+ * that is not UTF-8 gets U+FFFD, metadata that is not a JSON object
+ * becomes {}.  `frugal index search --json` prints the same.  A new
+ * reference, or NULL when memory runs out; res stays the caller's.
+ * Thread-safe. */
+struct json_t;
+struct fr_search_result;
+struct fr_collection_info;
+struct json_t *fr_server_search_json(const char *collection, int mode, const struct fr_search_result *res);
+
+/* A collection as GET /v1/collections/{name} shows it (docs/API-search.md),
+ * for c from fr_index_collection_get or _list; `frugal index ls --json`
+ * prints the same.  A new reference, or NULL when memory runs out.
+ * Thread-safe. */
+struct json_t *fr_server_collection_json(const struct fr_collection_info *c);
+
 #endif

@@ -76,22 +76,13 @@
  * the corpus in `make replay`; at exit the server, manager and pool are
  * stopped and the counted heap must be back where it started.
  */
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -104,6 +95,8 @@
 #include "manager/manager.h"
 #include "sched/sched.h"
 #include "server/server.h"
+
+#include "fuzz_http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -125,32 +118,16 @@ static const char *const load_ids[8] = {
 };
 static const int caps[8] = {1, 2, 4, 8, 1, 2, 4, 0};   /* 0: no cap */
 
-static bool verbose;                    /* FUZZ_VERBOSE: print each status and reply */
-
 static struct {
     bool started;
     char dir[64];                       /* the scratch models directory */
-    char links[N_MODELS][128];
     fr_compute *compute;
     fr_llm_env env;
     fr_manager *manager;
     fr_metrics *metrics;
     fr_server *server;
-    int port;
     size_t mem0;
 } g;
-
-/* The target cannot run: say why, exit 2. */
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "fuzz_request: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
 
 /* Remove a models directory of ours: its links, then the directory
  * (which fails, harmlessly, if anything else is in it). */
@@ -163,24 +140,6 @@ static void remove_dir(const char *dir) {
     rmdir(dir);
 }
 
-/* A run that crashed never reached teardown: remove the directories of
- * processes that are gone (/tmp/fuzz_request.PID). */
-static void sweep_stale_dirs(void) {
-    DIR *d = opendir("/tmp");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char *end;
-        if (strncmp(e->d_name, "fuzz_request.", 13)) continue;
-        long pid = strtol(e->d_name + 13, &end, 10);
-        if (*end || pid <= 0 || pid == getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive, or not ours */
-        char dir[300];
-        snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
-        remove_dir(dir);
-    }
-    if (d) closedir(d);
-}
-
 static void teardown(void) {
     if (!g.started) return;
     g.started = false;
@@ -190,34 +149,15 @@ static void teardown(void) {
     fr_compute_destroy(g.compute);
     fr_metrics_destroy(g.metrics);
     remove_dir(g.dir);
-    if (fr_mem_in_use() != g.mem0) {
-        fprintf(stderr, "fuzz_request: %lld counted heap bytes still in use after shutdown (%zu before)\n",
-                (long long)fr_mem_in_use(), g.mem0);
-        abort();
-    }
+    fh_check_heap(g.mem0);
 }
 
 static void start(void) {
-    const char *td = getenv("FRUGAL_TESTDATA");
-    if (!td) td = "../shared/testdata";
-    fr_log_set_level(getenv("FUZZ_DEBUG") ? FR_LOG_DEBUG : FR_LOG_ERROR);
-    verbose = getenv("FUZZ_VERBOSE") != NULL;
+    fh.name = "fuzz_request";
+    fh.deadline_s = DEADLINE_S;
+    fh.max_resp = MAX_RESP;
+    fh_scratch_dir(model_files, N_MODELS, remove_dir, g.dir, sizeof g.dir);
     g.mem0 = fr_mem_in_use();
-    char abs[N_MODELS][4096];
-    for (int i = 0; i < N_MODELS; i++) {
-        char rel[1024];
-        snprintf(rel, sizeof rel, "%s/models/%s.gguf", td, model_files[i]);
-        if (!realpath(rel, abs[i]) || access(abs[i], R_OK) != 0)
-            die("cannot read %s: %s (set FRUGAL_TESTDATA)", rel, strerror(errno));
-    }
-    sweep_stale_dirs();
-    snprintf(g.dir, sizeof g.dir, "/tmp/fuzz_request.%d", (int)getpid());
-    remove_dir(g.dir);                      /* a crashed run's, under the same pid */
-    if (mkdir(g.dir, 0700) != 0) die("cannot make the models directory %s: %s", g.dir, strerror(errno));
-    for (int i = 0; i < N_MODELS; i++) {
-        snprintf(g.links[i], sizeof g.links[i], "%s/%s.gguf", g.dir, model_files[i]);
-        if (symlink(abs[i], g.links[i]) != 0) die("cannot link %s: %s", g.links[i], strerror(errno));
-    }
     if (fr_compute_create(1, &g.compute)) die("compute pool: %s", fr_errdetail());
     g.env = (fr_llm_env){.compute = g.compute, .n_ctx = N_CTX, .parallel = 2, .queue = 4, .batch_tokens = 256};
     fr_manager_config mc = {
@@ -231,176 +171,12 @@ static void start(void) {
                            .conn_timeout_ms = 10000, .manager = g.manager, .metrics = g.metrics,
                            .embed_cache_bytes = 1 << 20};
     if (fr_server_create(&sc, &g.server)) die("server: %s", fr_errdetail());
-    g.port = fr_server_port(g.server);
+    fh.port = fr_server_port(g.server);
     g.started = true;
     atexit(teardown);
 }
 
-/* ---- the client ---- */
-
-typedef struct buf { char *p; size_t len, cap; } buf;
-
-static void put(buf *b, const void *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->len + n + 1) nc *= 2;
-        b->p = realloc(b->p, nc);
-        if (!b->p) abort();
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* What was asked, for the messages of a failure. */
-static const char *cur_path;
-static const buf *cur_req;
-
-static void fail_at(const char *what, const buf *resp, const char *at, size_t at_len) {
-    fprintf(stderr, "fuzz_request: %s\n--- request %s (%zu bytes):\n%.*s\n--- response (%zu bytes):\n%.*s\n---\n",
-            what, cur_path, cur_req->len, (int)(cur_req->len > 8000 ? 8000 : cur_req->len), cur_req->p,
-            resp ? resp->len : 0, resp ? (int)(resp->len > 65536 ? 65536 : resp->len) : 0,
-            resp && resp->p ? resp->p : "");
-    if (at) fprintf(stderr, "--- at:\n%.*s\n---\n", (int)(at_len > 8000 ? 8000 : at_len), at);
-    abort();
-}
-
-static void fail(const char *what, const buf *resp) { fail_at(what, resp, NULL, 0); }
-
-/* Send req, read until the server closes.  false: the connection was reset
- * or dropped before any byte came back. */
-static bool exchange(const buf *req, buf *resp) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) fail("socket() failed", NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {(time_t)DEADLINE_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail("cannot connect to the server", NULL);
-    double deadline = now_s() + DEADLINE_S;
-    /* A body the server refuses early (413) may meet a closed socket:
-     * sending stops there and the answer is read all the same. */
-    for (size_t off = 0; off < req->len;) {
-        ssize_t w = send(fd, req->p + off, req->len - off, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) fail("hang: the server takes no more bytes", resp);
-            break;
-        }
-        off += (size_t)w;
-    }
-    bool reset = false;
-    for (;;) {
-        int left = (int)((deadline - now_s()) * 1000);
-        if (left <= 0) fail("hang: no complete response within the deadline", resp);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0) fail("hang: no complete response within the deadline", resp);
-        char tmp[16384];
-        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { reset = true; break; }
-        if (r == 0) break;
-        if (resp->len + (size_t)r > MAX_RESP) fail("the response passed 8 MiB", resp);
-        put(resp, tmp, (size_t)r);
-    }
-    /* An abortive close: no TIME_WAIT left behind, however many inputs run. */
-    struct linger lg = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
-    return !(reset && resp->len == 0);
-}
-
 /* ---- checking the response ---- */
-
-typedef struct http_resp {
-    int status;
-    const char *head;           /* status line and headers, NUL-terminated copy */
-    char ctype[128], retry_after[32];
-    buf body;                   /* de-chunked */
-} http_resp;
-
-static bool header(const char *head, const char *name, char *out, size_t size) {
-    size_t n = strlen(name);
-    for (const char *p = head; *p;) {
-        const char *e = strstr(p, "\r\n");
-        if (!e) e = p + strlen(p);
-        if ((size_t)(e - p) > n && !strncasecmp(p, name, n) && p[n] == ':') {
-            const char *v = p + n + 1;
-            while (*v == ' ') v++;
-            size_t vn = (size_t)(e - v) < size - 1 ? (size_t)(e - v) : size - 1;
-            memcpy(out, v, vn);
-            out[vn] = 0;
-            return true;
-        }
-        p = *e ? e + 2 : e;
-    }
-    return false;
-}
-
-static void parse_http(const buf *raw, http_resp *r, char *head_copy, size_t head_size) {
-    const char *end = raw->p ? strstr(raw->p, "\r\n\r\n") : NULL;
-    if (!end || strncmp(raw->p, "HTTP/1.1 ", 9)) fail("no HTTP/1.1 response head", raw);
-    size_t hl = (size_t)(end - raw->p) + 2;
-    if (hl >= head_size) fail("response head too long", raw);
-    memcpy(head_copy, raw->p, hl);
-    head_copy[hl] = 0;
-    r->head = head_copy;
-    r->status = atoi(raw->p + 9);
-    if (!header(head_copy, "Content-Type", r->ctype, sizeof r->ctype)) r->ctype[0] = 0;
-    if (!header(head_copy, "Retry-After", r->retry_after, sizeof r->retry_after)) r->retry_after[0] = 0;
-    const char *p = end + 4, *stop = raw->p + raw->len;
-    char v[64];
-    if (header(head_copy, "Content-Length", v, sizeof v)) {
-        size_t n = strtoull(v, NULL, 10);
-        if ((size_t)(stop - p) != n) fail("body length differs from Content-Length", raw);
-        put(&r->body, p, n);
-    } else if (header(head_copy, "Transfer-Encoding", v, sizeof v) && strstr(v, "chunked")) {
-        for (;;) {
-            char *e;
-            size_t n = strtoull(p, &e, 16);
-            if (e == p || stop - e < 2 || memcmp(e, "\r\n", 2)) fail("bad chunk header", raw);
-            p = e + 2;
-            if (n == 0) break;
-            if ((size_t)(stop - p) < n + 2 || memcmp(p + n, "\r\n", 2)) fail("truncated chunk", raw);
-            put(&r->body, p, n);
-            p += n + 2;
-        }
-    } else {
-        fail("a response with neither Content-Length nor chunked encoding", raw);
-    }
-    if (!r->body.p) put(&r->body, "", 0);
-}
-
-static void check_error_shape(const http_resp *r, const buf *raw) {
-    json_error_t e;
-    json_t *j = json_loadb(r->body.p, r->body.len, JSON_ALLOW_NUL, &e);
-    json_t *err = json_object_get(j, "error");
-    const char *msg = json_string_value(json_object_get(err, "message"));
-    const char *type = json_string_value(json_object_get(err, "type"));
-    json_t *param = json_object_get(err, "param");
-    if (!json_is_object(err) || !msg || !*msg || !type ||
-        !json_is_string(json_object_get(err, "code")) || !(json_is_string(param) || json_is_null(param)))
-        fail("an error reply without the error shape {error: {message, type, param, code}}", raw);
-    if (strcmp(type, r->status >= 500 ? "server_error" : "invalid_request_error"))
-        fail("an error reply with the wrong type", raw);
-    /* The machine has memory to spare (and ASan aborts rather than return
-     * NULL): "out of memory" means something else failed, e.g. json_pack
-     * refusing a message that is not UTF-8. */
-    if (!strcmp(json_string_value(json_object_get(err, "code")), "out_of_memory"))
-        fail("an out_of_memory reply while memory is plentiful", raw);
-    json_decref(j);
-}
 
 /* A generation's usage: within the context. */
 static void check_usage(json_t *usage, const buf *raw) {
@@ -414,57 +190,33 @@ static void check_usage(json_t *usage, const buf *raw) {
     if (p < 1 || p >= N_CTX || c < 0 || t != p + c || t > N_CTX + 1) fail("usage outside the context", raw);
 }
 
-static void check_stream(const http_resp *r, const buf *raw) {
-    const char *p = r->body.p, *stop = r->body.p + r->body.len;
-    bool done = false;
-    while (p < stop) {
-        const char *nl = memchr(p, '\n', (size_t)(stop - p));
-        if (!nl) fail("a stream whose last line is not terminated", raw);
-        size_t n = (size_t)(nl - p);
-        if (n == 0) { p = nl + 1; continue; }
-        if (done) fail("bytes after data: [DONE]", raw);
-        if (n < 6 || memcmp(p, "data: ", 6)) fail("a stream line that is not data: ...", raw);
-        const char *d = p + 6;
-        size_t dn = n - 6;
-        if (dn == 6 && !memcmp(d, "[DONE]", 6)) done = true;
-        else {
-            json_error_t e;
-            json_t *j = json_loadb(d, dn, JSON_ALLOW_NUL, &e);
-            if (!json_is_object(j)) fail_at("a stream event that is not a JSON object", raw, p, n);
-            json_t *err = json_object_get(j, "error");
-            if (err) {
-                const char *msg = json_string_value(json_object_get(err, "message"));
-                if (!msg || !*msg) fail("a stream error event without a message", raw);
-            }
-            check_usage(json_object_get(j, "usage"), raw);
-            json_decref(j);
-        }
-        p = nl + 1;
+/* A stream event: an error event has a message, a usage stays inside the
+ * context. */
+static void check_event(json_t *j, const buf *raw) {
+    json_t *err = json_object_get(j, "error");
+    if (err) {
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        if (!msg || !*msg) fail("a stream error event without a message", raw);
     }
-    if (!done) fail("a stream that does not end with data: [DONE]", raw);
+    check_usage(json_object_get(j, "usage"), raw);
 }
 
 static void check(const buf *raw, int route) {
     bool gen = route == 0 || route == 2;
     http_resp r = {0};
-    static char head[16384];
-    parse_http(raw, &r, head, sizeof head);
-    if (verbose) fprintf(stderr, "%d %s %.200s\n", r.status, cur_path, r.body.p);
+    parse_http(raw, &r);
+    if (fh.verbose) fprintf(stderr, "%d %s %.200s\n", r.status, fh.cur_path, r.body.p);
     switch (r.status) {
     case 200: case 400: case 404: case 409: case 413: case 503: break;
     default: fail(r.status == 500 ? "a 500: a bug" : "a status API.md does not list for these routes", raw);
     }
-    if (r.status == 503) {
-        char *e;
-        long ra = strtol(r.retry_after, &e, 10);
-        if (!r.retry_after[0] || *e || ra < 1) fail("a 503 without Retry-After", raw);
-    }
+    check_retry_after(&r, raw);
     if (r.status != 200) {
         if (strncmp(r.ctype, "application/json", 16)) fail("an error reply that is not application/json", raw);
         check_error_shape(&r, raw);
     } else if (!strncmp(r.ctype, "text/event-stream", 17)) {
         if (!gen) fail("an event stream from a route that does not stream", raw);
-        check_stream(&r, raw);
+        check_stream(&r, raw, check_event);
     } else {
         if (strncmp(r.ctype, "application/json", 16)) fail("a 200 that is neither JSON nor a stream", raw);
         json_error_t e;
@@ -489,25 +241,6 @@ static void check(const buf *raw, int route) {
 
 /* ---- one input ---- */
 
-/* The body, with "max_tokens":cap put in after the opening brace when it
- * is a JSON object that sets no max_tokens (see the top of the file). */
-static void make_body(const uint8_t *p, size_t n, int cap, buf *out) {
-    json_error_t e;
-    json_t *j = cap ? json_loadb((const char *)p, n, 0, &e) : NULL;
-    if (json_is_object(j) && !json_object_get(j, "max_tokens") && !json_object_get(j, "max_completion_tokens")) {
-        const uint8_t *brace = memchr(p, '{', n);    /* the first byte that is not white space */
-        size_t at = (size_t)(brace - p) + 1;
-        char ins[32];
-        int k = snprintf(ins, sizeof ins, "\"max_tokens\":%d%s", cap, json_object_size(j) ? "," : "");
-        put(out, p, at);
-        put(out, ins, (size_t)k);
-        put(out, p + at, n - at);
-    } else {
-        put(out, p, n);
-    }
-    json_decref(j);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g.started) start();
     if (size < 1) return 0;
@@ -527,14 +260,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     buf body = {0}, req = {0}, resp = {0};
     make_body(data + 1, size - 1, gen ? caps[b >> 5] : 0, &body);
-    char head[1024];
-    int hn = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", path, body.len);
-    put(&req, head, (size_t)hn);
-    if (body.len) put(&req, body.p, body.len);
-    cur_path = path;
-    cur_req = &req;
+    make_request("POST", path, body.p, body.len, &req);
+    fh.cur_path = path;
+    fh.cur_req = &req;
     if (!exchange(&req, &resp)) {
         /* Only a body over the limit may be refused before it is read; the
          * kernel may then reset the connection under the 413. */

@@ -55,22 +55,13 @@
  * replays the corpus in `make replay`; at exit everything is stopped and
  * the counted heap must be back where it started.
  */
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -84,6 +75,8 @@
 #include "sched/sched.h"
 #include "search/search.h"
 #include "server/server.h"
+
+#include "fuzz_http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -101,32 +94,17 @@ static const char *const names[16] = {
     "doc1", "doc2", "%2E%2E%2Fc",
 };
 
-static bool verbose;
-
 static struct {
     bool started;
     char dir[64], data[96];
-    char links[N_MODELS][128];
     fr_compute *compute;
     fr_llm_env env;
     fr_manager *manager;
     fr_metrics *metrics;
     fr_server_search *search;
     fr_server *server;
-    int port;
     size_t mem0;
 } g;
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "fuzz_search: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
 
 /* Remove a scratch directory of ours: the links, the database, the dirs. */
 static void remove_dir(const char *dir) {
@@ -145,22 +123,6 @@ static void remove_dir(const char *dir) {
     rmdir(dir);
 }
 
-static void sweep_stale_dirs(void) {
-    DIR *d = opendir("/tmp");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char *end;
-        if (strncmp(e->d_name, "fuzz_search.", 12)) continue;
-        long pid = strtol(e->d_name + 12, &end, 10);
-        if (*end || pid <= 0 || pid == getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char dir[300];
-        snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
-        remove_dir(dir);
-    }
-    if (d) closedir(d);
-}
-
 static void teardown(void) {
     if (!g.started) return;
     g.started = false;
@@ -171,191 +133,10 @@ static void teardown(void) {
     fr_compute_destroy(g.compute);
     fr_metrics_destroy(g.metrics);
     remove_dir(g.dir);
-    if (fr_mem_in_use() != g.mem0) {
-        fprintf(stderr, "fuzz_search: %lld counted heap bytes still in use after shutdown (%zu before)\n",
-                (long long)fr_mem_in_use(), g.mem0);
-        abort();
-    }
+    fh_check_heap(g.mem0);
 }
 
-/* ---- the client ---- */
-
-typedef struct buf { char *p; size_t len, cap; } buf;
-
-static void put(buf *b, const void *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->len + n + 1) nc *= 2;
-        b->p = realloc(b->p, nc);
-        if (!b->p) abort();
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static const char *cur_path;
-static const buf *cur_req;
-
-static void fail_at(const char *what, const buf *resp, const char *at, size_t at_len) {
-    fprintf(stderr, "fuzz_search: %s\n--- request %s (%zu bytes):\n%.*s\n--- response (%zu bytes):\n%.*s\n---\n",
-            what, cur_path, cur_req ? cur_req->len : 0,
-            cur_req ? (int)(cur_req->len > 8000 ? 8000 : cur_req->len) : 0, cur_req ? cur_req->p : "",
-            resp ? resp->len : 0, resp ? (int)(resp->len > 65536 ? 65536 : resp->len) : 0,
-            resp && resp->p ? resp->p : "");
-    if (at) fprintf(stderr, "--- at:\n%.*s\n---\n", (int)(at_len > 8000 ? 8000 : at_len), at);
-    abort();
-}
-
-static void fail(const char *what, const buf *resp) { fail_at(what, resp, NULL, 0); }
-
-static bool exchange(const buf *req, buf *resp) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) fail("socket() failed", NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {(time_t)DEADLINE_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail("cannot connect to the server", NULL);
-    double deadline = now_s() + DEADLINE_S;
-    for (size_t off = 0; off < req->len;) {
-        ssize_t w = send(fd, req->p + off, req->len - off, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) fail("hang: the server takes no more bytes", resp);
-            break;
-        }
-        off += (size_t)w;
-    }
-    bool reset = false;
-    for (;;) {
-        int left = (int)((deadline - now_s()) * 1000);
-        if (left <= 0) fail("hang: no complete response within the deadline", resp);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0) fail("hang: no complete response within the deadline", resp);
-        char tmp[16384];
-        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { reset = true; break; }
-        if (r == 0) break;
-        if (resp->len + (size_t)r > MAX_RESP) fail("the response passed 8 MiB", resp);
-        put(resp, tmp, (size_t)r);
-    }
-    struct linger lg = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
-    return !(reset && resp->len == 0);
-}
-
-typedef struct http_resp {
-    int status;
-    char ctype[128], retry_after[32];
-    buf body;
-} http_resp;
-
-static bool header(const char *head, const char *name, char *out, size_t size) {
-    size_t n = strlen(name);
-    for (const char *p = head; *p;) {
-        const char *e = strstr(p, "\r\n");
-        if (!e) e = p + strlen(p);
-        if ((size_t)(e - p) > n && !strncasecmp(p, name, n) && p[n] == ':') {
-            const char *v = p + n + 1;
-            while (*v == ' ') v++;
-            size_t vn = (size_t)(e - v) < size - 1 ? (size_t)(e - v) : size - 1;
-            memcpy(out, v, vn);
-            out[vn] = 0;
-            return true;
-        }
-        p = *e ? e + 2 : e;
-    }
-    return false;
-}
-
-static void parse_http(const buf *raw, http_resp *r) {
-    static char head[16384];
-    const char *end = raw->p ? strstr(raw->p, "\r\n\r\n") : NULL;
-    if (!end || strncmp(raw->p, "HTTP/1.1 ", 9)) fail("no HTTP/1.1 response head", raw);
-    size_t hl = (size_t)(end - raw->p) + 2;
-    if (hl >= sizeof head) fail("response head too long", raw);
-    memcpy(head, raw->p, hl);
-    head[hl] = 0;
-    r->status = atoi(raw->p + 9);
-    if (!header(head, "Content-Type", r->ctype, sizeof r->ctype)) r->ctype[0] = 0;
-    if (!header(head, "Retry-After", r->retry_after, sizeof r->retry_after)) r->retry_after[0] = 0;
-    const char *p = end + 4, *stop = raw->p + raw->len;
-    char v[64];
-    if (header(head, "Content-Length", v, sizeof v)) {
-        size_t n = strtoull(v, NULL, 10);
-        if ((size_t)(stop - p) != n) fail("body length differs from Content-Length", raw);
-        put(&r->body, p, n);
-    } else if (header(head, "Transfer-Encoding", v, sizeof v) && strstr(v, "chunked")) {
-        for (;;) {
-            char *e;
-            size_t n = strtoull(p, &e, 16);
-            if (e == p || stop - e < 2 || memcmp(e, "\r\n", 2)) fail("bad chunk header", raw);
-            p = e + 2;
-            if (n == 0) break;
-            if ((size_t)(stop - p) < n + 2 || memcmp(p + n, "\r\n", 2)) fail("truncated chunk", raw);
-            put(&r->body, p, n);
-            p += n + 2;
-        }
-    } else {
-        fail("a response with neither Content-Length nor chunked encoding", raw);
-    }
-    if (!r->body.p) put(&r->body, "", 0);
-}
-
-static void check_error_shape(const http_resp *r, const buf *raw) {
-    json_error_t e;
-    json_t *j = json_loadb(r->body.p, r->body.len, JSON_ALLOW_NUL, &e);
-    json_t *err = json_object_get(j, "error");
-    const char *msg = json_string_value(json_object_get(err, "message"));
-    const char *type = json_string_value(json_object_get(err, "type"));
-    json_t *param = json_object_get(err, "param");
-    if (!json_is_object(err) || !msg || !*msg || !type || !json_is_string(json_object_get(err, "code")) ||
-        !(json_is_string(param) || json_is_null(param)))
-        fail("an error reply without the error shape {error: {message, type, param, code}}", raw);
-    if (strcmp(type, r->status >= 500 ? "server_error" : "invalid_request_error"))
-        fail("an error reply with the wrong type", raw);
-    if (!strcmp(json_string_value(json_object_get(err, "code")), "out_of_memory"))
-        fail("an out_of_memory reply while memory is plentiful", raw);
-    json_decref(j);
-}
-
-static void check_stream(const http_resp *r, const buf *raw) {
-    const char *p = r->body.p, *stop = r->body.p + r->body.len;
-    bool done = false;
-    while (p < stop) {
-        const char *nl = memchr(p, '\n', (size_t)(stop - p));
-        if (!nl) fail("a stream whose last line is not terminated", raw);
-        size_t n = (size_t)(nl - p);
-        if (n == 0) { p = nl + 1; continue; }
-        if (done) fail("bytes after data: [DONE]", raw);
-        if (n < 6 || memcmp(p, "data: ", 6)) fail("a stream line that is not data: ...", raw);
-        const char *d = p + 6;
-        size_t dn = n - 6;
-        if (dn == 6 && !memcmp(d, "[DONE]", 6)) done = true;
-        else {
-            json_error_t e;
-            json_t *j = json_loadb(d, dn, JSON_ALLOW_NUL, &e);
-            if (!json_is_object(j)) fail_at("a stream event that is not a JSON object", raw, p, n);
-            json_decref(j);
-        }
-        p = nl + 1;
-    }
-    if (!done) fail("a stream that does not end with data: [DONE]", raw);
-}
+/* ---- checking the response ---- */
 
 /* A search's results: in order, each with its fields. */
 static void check_results(json_t *j, const buf *raw) {
@@ -379,22 +160,18 @@ static void check_results(json_t *j, const buf *raw) {
 static void check(const buf *raw, int route, size_t n_docs) {
     http_resp r = {0};
     parse_http(raw, &r);
-    if (verbose) fprintf(stderr, "%d %s %.200s\n", r.status, cur_path, r.body.p);
+    if (fh.verbose) fprintf(stderr, "%d %s %.200s\n", r.status, fh.cur_path, r.body.p);
     switch (r.status) {
     case 200: case 201: case 400: case 404: case 409: case 413: case 503: break;
     default: fail(r.status == 500 ? "a 500: a bug" : "a status API.md does not list for these routes", raw);
     }
-    if (r.status == 503) {
-        char *e;
-        long ra = strtol(r.retry_after, &e, 10);
-        if (!r.retry_after[0] || *e || ra < 1) fail("a 503 without Retry-After", raw);
-    }
+    check_retry_after(&r, raw);
     if (r.status >= 300) {
         if (strncmp(r.ctype, "application/json", 16)) fail("an error reply that is not application/json", raw);
         check_error_shape(&r, raw);
     } else if (!strncmp(r.ctype, "text/event-stream", 17)) {
         if (route != 2) fail("an event stream from a route that does not stream", raw);
-        check_stream(&r, raw);
+        check_stream(&r, raw, NULL);
     } else {
         if (strncmp(r.ctype, "application/json", 16)) fail("a 200 that is neither JSON nor a stream", raw);
         json_error_t e;
@@ -413,14 +190,9 @@ static void check(const buf *raw, int route, size_t n_docs) {
 /* One request; returns the status. */
 static int request(const char *method, const char *path, const char *body, size_t len, int route, size_t n_docs) {
     buf req = {0}, resp = {0};
-    char head[1024];
-    int hn = snprintf(head, sizeof head,
-                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", method, path, len);
-    put(&req, head, (size_t)hn);
-    if (len) put(&req, body, len);
-    cur_path = path;
-    cur_req = &req;
+    make_request(method, path, body, len, &req);
+    fh.cur_path = path;
+    fh.cur_req = &req;
     int status = 0;
     if (!exchange(&req, &resp)) {
         if (len <= MAX_BODY) fail("the server dropped the connection without a response", &resp);
@@ -430,7 +202,7 @@ static int request(const char *method, const char *path, const char *body, size_
     }
     free(req.p);
     free(resp.p);
-    cur_req = NULL;
+    fh.cur_req = NULL;
     return status;
 }
 
@@ -446,26 +218,11 @@ static const char seed_docs[] =
     "on the lunar surface and brought rocks back to Earth for study.\", \"metadata\": {\"topic\": \"space\"}}]}";
 
 static void start(void) {
-    const char *td = getenv("FRUGAL_TESTDATA");
-    if (!td) td = "../shared/testdata";
-    fr_log_set_level(getenv("FUZZ_DEBUG") ? FR_LOG_DEBUG : FR_LOG_ERROR);
-    verbose = getenv("FUZZ_VERBOSE") != NULL;
-    char abs[N_MODELS][4096];
-    for (int i = 0; i < N_MODELS; i++) {
-        char rel[1024];
-        snprintf(rel, sizeof rel, "%s/models/%s.gguf", td, model_files[i]);
-        if (!realpath(rel, abs[i]) || access(abs[i], R_OK) != 0)
-            die("cannot read %s: %s (set FRUGAL_TESTDATA)", rel, strerror(errno));
-    }
-    sweep_stale_dirs();
-    snprintf(g.dir, sizeof g.dir, "/tmp/fuzz_search.%d", (int)getpid());
+    fh.name = "fuzz_search";
+    fh.deadline_s = DEADLINE_S;
+    fh.max_resp = MAX_RESP;
+    fh_scratch_dir(model_files, N_MODELS, remove_dir, g.dir, sizeof g.dir);
     snprintf(g.data, sizeof g.data, "%s/data", g.dir);
-    remove_dir(g.dir);
-    if (mkdir(g.dir, 0700) != 0) die("cannot make the scratch directory %s: %s", g.dir, strerror(errno));
-    for (int i = 0; i < N_MODELS; i++) {
-        snprintf(g.links[i], sizeof g.links[i], "%s/%s.gguf", g.dir, model_files[i]);
-        if (symlink(abs[i], g.links[i]) != 0) die("cannot link %s: %s", g.links[i], strerror(errno));
-    }
     /* SQLite's one-time allocations (made at its first use, kept for the
      * process) must not count as a leak: open and close an index once
      * before the heap is measured. */
@@ -487,29 +244,11 @@ static void start(void) {
     fr_server_config sc = {.host = "127.0.0.1", .port = 0, .max_body = MAX_BODY, .conn_timeout_ms = 10000,
                            .manager = g.manager, .metrics = g.metrics, .search = g.search};
     if (fr_server_create(&sc, &g.server)) die("server: %s", fr_errdetail());
-    g.port = fr_server_port(g.server);
+    fh.port = fr_server_port(g.server);
     g.started = true;
     atexit(teardown);
     int s = request("POST", "/v1/collections/c/documents", seed_docs, strlen(seed_docs), 1, 4);
     if (s != 200) die("seeding the collection c: status %d", s);
-}
-
-/* The body, with "max_tokens":2 after the opening brace when it is a JSON
- * object without max_tokens (asks only). */
-static void make_body(const uint8_t *p, size_t n, bool cap, buf *out) {
-    json_error_t e;
-    json_t *j = cap ? json_loadb((const char *)p, n, 0, &e) : NULL;
-    if (json_is_object(j) && !json_object_get(j, "max_tokens") && !json_object_get(j, "max_completion_tokens")) {
-        const uint8_t *brace = memchr(p, '{', n);
-        size_t at = (size_t)(brace - p) + 1;
-        const char *ins = json_object_size(j) ? "\"max_tokens\":2," : "\"max_tokens\":2";
-        put(out, p, at);
-        put(out, ins, strlen(ins));
-        put(out, p + at, n - at);
-    } else {
-        put(out, p, n);
-    }
-    json_decref(j);
 }
 
 /* Documents in a body: the size of its "documents" array (for the check). */
@@ -547,7 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
     }
     buf body = {0};
-    make_body(data + 1, size - 1, route == 2, &body);
+    make_body(data + 1, size - 1, route == 2 ? 2 : 0, &body);
     size_t nd = route == 1 || route == 5 ? n_docs_of(&body) : 0;
     request(method, path, body.p ? body.p : "", body.len, route, nd);
     free(body.p);
