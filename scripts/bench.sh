@@ -77,7 +77,7 @@ print('- Where the time goes (perf, and `--reuse --modes M` runs at 100,000 chun
 print('  (38 MB of codes at about 13 GB/s on one thread: 2-3 ms, half the search) plus reading from SQLite the 216')
 print('  float32 copies the exact top-100 rescores and the chunks of the 100 hits (about 1.7 ms: with `--candidates')
 print('  10`, 36 rescored, the p50 is 2.2 ms).  The scan is exact, so it grows with the collection: 384 MB a search')
-print('  at 1,000,000 chunks, most of its 29 ms.')
+print('  at 1,000,000 chunks, most of its time.')
 print("- BM25 is FTS5 scoring every chunk that holds a query term (bm25() reads each one's length): its cost follows")
 print('  the postings of the terms; one term in 5% of 1,000,000 chunks is 50,000 rows, some 60 ms alone (the p95).')
 print('  The leg joins the chunks table after its LIMIT when there is no metadata filter; joining every match')
@@ -85,9 +85,10 @@ print('  first cost twice as much (p50 38 ms at 1,000,000 chunks, 4 ms at 100,00
 print('  after the other: about their sum.')
 print('- Ingest writes each document in its own transaction: about 70 pages to the WAL for a document of 4')
 print('  chunks (the FTS5 segment of each transaction and its merges, five B-trees).')
-print('- On disk, 3.4 KiB a chunk: the float32 copies nearly 60% (1,536-byte blobs, two to a 4 KiB page, so a')
-print("  quarter of those pages is empty), the int8 copies 14%, the text twice 19% (the documents and FTS5's")
-print('  content table), the FTS5 index 6%.')
+print('- On disk, %.1f KiB a chunk: most of it the float32 copies (1,536 bytes a vector; new databases use 8 KiB' % ((runs[0]["db_bytes"] + runs[0]["wal_bytes"]) / runs[0]["chunks"] / 1024))
+print('  pages, five such rows to a page: with 4 KiB pages two fitted, a quarter of each page was empty, and a chunk')
+print("  took 3.4 KiB), then the int8 copies, the text twice (the documents and FTS5's content table) and the")
+print('  FTS5 index.')
 print('- This machine is shared: while other builds ran, the figures moved by up to 2×; these are from a quiet run.')
 PY
 }
