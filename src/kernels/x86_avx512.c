@@ -353,28 +353,34 @@ static inline __attribute__((always_inline)) void gemv_q4_0_row4(int64_t nb, con
     }
 }
 
-static void gemv_q4_0_rows4(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep,
-                            int na, float *const *y) {
-    const int64_t nb = n / 32;
-    const int8_t *qs[4];
-    const float *da[4], *off[4];
-    for (int t = 0; t < na; t++) {
-        qs[t] = prep[t];
-        da[t] = (const float *)(qs[t] + 32 * nb);
-        off[t] = da[t] + nb;
+/* The rows4 driver of a 32-block type (Q4_0, Q8_0: one prepared layout,
+ * codes then d then off per activation): for each row, ROW4 on up to four
+ * activations, the count made a constant so the compiler unrolls. */
+#define GEMV_ROWS4_Q32(NAME, ROW4)                                                                    \
+    static void NAME(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep, \
+                     int na, float *const *y) {                                                       \
+        const int64_t nb = n / 32;                                                                    \
+        const int8_t *qs[4];                                                                          \
+        const float *da[4], *off[4];                                                                  \
+        for (int t = 0; t < na; t++) {                                                                \
+            qs[t] = prep[t];                                                                          \
+            da[t] = (const float *)(qs[t] + 32 * nb);                                                 \
+            off[t] = da[t] + nb;                                                                      \
+        }                                                                                             \
+        float out[4];                                                                                 \
+        for (int64_t r = 0; r < nrows; r++) {                                                         \
+            const uint8_t *x = (const uint8_t *)w + (size_t)r * stride;                               \
+            switch (na) {                                                                             \
+            case 1: ROW4(nb, x, qs, da, off, 1, out); break;                                          \
+            case 2: ROW4(nb, x, qs, da, off, 2, out); break;                                          \
+            case 3: ROW4(nb, x, qs, da, off, 3, out); break;                                          \
+            default: ROW4(nb, x, qs, da, off, 4, out); break;                                         \
+            }                                                                                         \
+            for (int t = 0; t < na; t++) y[t][r] = out[t];                                            \
+        }                                                                                             \
     }
-    float out[4];
-    for (int64_t r = 0; r < nrows; r++) {
-        const uint8_t *x = (const uint8_t *)w + (size_t)r * stride;
-        switch (na) { /* a constant count lets the compiler unroll */
-        case 1: gemv_q4_0_row4(nb, x, qs, da, off, 1, out); break;
-        case 2: gemv_q4_0_row4(nb, x, qs, da, off, 2, out); break;
-        case 3: gemv_q4_0_row4(nb, x, qs, da, off, 3, out); break;
-        default: gemv_q4_0_row4(nb, x, qs, da, off, 4, out); break;
-        }
-        for (int t = 0; t < na; t++) y[t][r] = out[t];
-    }
-}
+
+GEMV_ROWS4_Q32(gemv_q4_0_rows4, gemv_q4_0_row4)
 
 const fr__gemv fr__avx512_gemv_q4_0 = {32, gemv_q4_0_size, gemv_q4_0_prepare, gemv_q4_0_rows, gemv_q4_0_rows4};
 
@@ -527,28 +533,7 @@ static inline __attribute__((always_inline)) void gemv_q8_0_row4(int64_t nb, con
                                           acco[t]));
 }
 
-static void gemv_q8_0_rows4(int64_t n, const void *w, size_t stride, int64_t nrows, const void *const *prep,
-                            int na, float *const *y) {
-    const int64_t nb = n / 32;
-    const int8_t *qs[4];
-    const float *da[4], *off[4];
-    for (int t = 0; t < na; t++) {
-        qs[t] = prep[t];
-        da[t] = (const float *)(qs[t] + 32 * nb);
-        off[t] = da[t] + nb;
-    }
-    float out[4];
-    for (int64_t r = 0; r < nrows; r++) {
-        const uint8_t *x = (const uint8_t *)w + (size_t)r * stride;
-        switch (na) {
-        case 1: gemv_q8_0_row4(nb, x, qs, da, off, 1, out); break;
-        case 2: gemv_q8_0_row4(nb, x, qs, da, off, 2, out); break;
-        case 3: gemv_q8_0_row4(nb, x, qs, da, off, 3, out); break;
-        default: gemv_q8_0_row4(nb, x, qs, da, off, 4, out); break;
-        }
-        for (int t = 0; t < na; t++) y[t][r] = out[t];
-    }
-}
+GEMV_ROWS4_Q32(gemv_q8_0_rows4, gemv_q8_0_row4)
 
 const fr__gemv fr__avx512_gemv_q8_0 = {32, gemv_q4_0_size, gemv_q8_0_prepare, gemv_q8_0_rows, gemv_q8_0_rows4};
 
