@@ -99,58 +99,78 @@ static int add_tensor(builder *b, const char *name, int type, int64_t ne0, int64
     return fr_gguf_writer_add_tensor(b->w, name, type, ne1 > 1 ? 2 : 1, ne, data);
 }
 
-/* The generated SPM vocabulary: <unk> <s> </s>, 256 byte tokens, "▁",
- * printable ASCII with and without "▁", then letter strings. */
-static int gen_vocab(fr_gguf_writer *w, int n_vocab) {
-    char **toks = fr_calloc((size_t)n_vocab, sizeof *toks);
-    float *scores = fr_calloc((size_t)n_vocab, sizeof *scores);
-    int32_t *types = fr_calloc((size_t)n_vocab, sizeof *types);
-    int rc = FR_ENOMEM, n = 0;
-    if (!toks || !scores || !types) goto out;
+/* A generated vocabulary being filled: tokens, their types and (SPM) scores. */
+typedef struct vgen {
+    char **toks;
+    float *scores;              /* NULL: no scores (WordPiece) */
+    int32_t *types;
+    int n, cap;
+} vgen;
+
+/* Append a token (nothing once cap is reached); false on no memory.  A
+ * normal token (type 1) scores -index, so earlier ones win SPM merges. */
+static bool vpush(vgen *v, const char *str, int32_t type) {
+    if (v->n >= v->cap) return true;
+    if (!(v->toks[v->n] = fr_strdup(str))) return false;
+    v->types[v->n] = type;
+    if (v->scores) v->scores[v->n] = type == 1 ? -(float)v->n : 0.0f;
+    v->n++;
+    return true;
+}
+
+/* The words of both generated vocabularies: printable ASCII with and
+ * without "▁", then letter strings of length 2, 3, ... in base-26 order,
+ * with and without "▁", up to cap. */
+static bool vpush_words(vgen *v) {
     char buf[64];
-#define PUSH(str, ty)                                                         \
-    do {                                                                      \
-        if (n >= n_vocab) break;                                              \
-        if (!(toks[n] = fr_strdup(str))) goto out;                            \
-        types[n] = (ty);                                                      \
-        scores[n] = (ty) == 1 ? -(float)n : 0.0f;                             \
-        n++;                                                                  \
-    } while (0)
-    PUSH("<unk>", 2);
-    PUSH("<s>", 3);
-    PUSH("</s>", 3);
-    for (int i = 0; i < 256; i++) {
-        snprintf(buf, sizeof buf, "<0x%02X>", i);
-        PUSH(buf, 6);
-    }
-    PUSH("\xe2\x96\x81", 1);
     for (int c = 0x21; c < 0x7f; c++) {
         snprintf(buf, sizeof buf, "\xe2\x96\x81%c", c);
-        PUSH(buf, 1);
+        if (!vpush(v, buf, 1)) return false;
         snprintf(buf, sizeof buf, "%c", c);
-        PUSH(buf, 1);
+        if (!vpush(v, buf, 1)) return false;
     }
-    /* letter strings of length 2, 3, ... in base-26 order */
-    for (int len = 2; n < n_vocab && len < 8; len++) {
+    for (int len = 2; v->n < v->cap && len < 8; len++) {
         long count = 1;
         for (int i = 0; i < len; i++) count *= 26;
-        for (long k = 0; k < count && n < n_vocab; k++) {
-            char s[16];
+        for (long k = 0; k < count && v->n < v->cap; k++) {
+            char str[16];
             long x = k;
-            for (int i = len - 1; i >= 0; i--) { s[i] = (char)('a' + x % 26); x /= 26; }
-            s[len] = 0;
-            snprintf(buf, sizeof buf, "\xe2\x96\x81%s", s);
-            PUSH(buf, 1);
-            PUSH(s, 1);
+            for (int i = len - 1; i >= 0; i--) { str[i] = (char)('a' + x % 26); x /= 26; }
+            str[len] = 0;
+            snprintf(buf, sizeof buf, "\xe2\x96\x81%s", str);
+            if (!vpush(v, buf, 1) || !vpush(v, str, 1)) return false;
         }
     }
-#undef PUSH
-    if (n < n_vocab) { rc = fr_errf(FR_EINVAL, "vocabulary of %d is too large to generate", n_vocab); goto out; }
+    return true;
+}
+
+static void vgen_free(vgen *v) {
+    for (int i = 0; v->toks && i < v->cap; i++) fr_free(v->toks[i]);
+    fr_free(v->toks);
+    fr_free(v->scores);
+    fr_free(v->types);
+}
+
+/* The generated SPM vocabulary: <unk> <s> </s>, 256 byte tokens, "▁",
+ * then the words (vpush_words). */
+static int gen_vocab(fr_gguf_writer *w, int n_vocab) {
+    vgen v = {fr_calloc((size_t)n_vocab, sizeof(char *)), fr_calloc((size_t)n_vocab, sizeof(float)),
+              fr_calloc((size_t)n_vocab, sizeof(int32_t)), 0, n_vocab};
+    int rc = FR_ENOMEM;
+    if (!v.toks || !v.scores || !v.types) goto out;
+    if (!vpush(&v, "<unk>", 2) || !vpush(&v, "<s>", 3) || !vpush(&v, "</s>", 3)) goto out;
+    for (int i = 0; i < 256; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "<0x%02X>", i);
+        if (!vpush(&v, buf, 6)) goto out;
+    }
+    if (!vpush(&v, "\xe2\x96\x81", 1) || !vpush_words(&v)) goto out;
+    if (v.n < n_vocab) { rc = fr_errf(FR_EINVAL, "vocabulary of %d is too large to generate", n_vocab); goto out; }
     if ((rc = fr_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama")) ||
         (rc = fr_gguf_writer_set_str(w, "tokenizer.ggml.pre", "default")) ||
-        (rc = fr_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, (uint64_t)n)) ||
-        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.scores", FR_GGUF_F32, scores, (uint64_t)n)) ||
-        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", FR_GGUF_I32, types, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.toks, NULL, (uint64_t)v.n)) ||
+        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.scores", FR_GGUF_F32, v.scores, (uint64_t)v.n)) ||
+        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", FR_GGUF_I32, v.types, (uint64_t)v.n)) ||
         (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) ||
         (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) ||
         (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0)) ||
@@ -159,57 +179,25 @@ static int gen_vocab(fr_gguf_writer *w, int n_vocab) {
         goto out;
     rc = 0;
 out:
-    for (int i = 0; toks && i < n_vocab; i++) fr_free(toks[i]);
-    fr_free(toks);
-    fr_free(scores);
-    fr_free(types);
+    vgen_free(&v);
     return rc;
 }
 
 /* The generated WordPiece vocabulary (model "bert"): [PAD] [UNK] [CLS]
- * [SEP] [MASK], then printable ASCII with and without "▁", then letter
- * strings with and without "▁", up to n_vocab. */
+ * [SEP] [MASK], then the words (vpush_words). */
 static int gen_vocab_wpm(fr_gguf_writer *w, int n_vocab) {
-    char **toks = fr_calloc((size_t)n_vocab, sizeof *toks);
-    int32_t *types = fr_calloc((size_t)n_vocab, sizeof *types);
-    int rc = FR_ENOMEM, n = 0;
-    if (!toks || !types) goto out;
-    char buf[64];
-#define PUSH(str, ty)                                                         \
-    do {                                                                      \
-        if (n >= n_vocab) break;                                              \
-        if (!(toks[n] = fr_strdup(str))) goto out;                            \
-        types[n++] = (ty);                                                    \
-    } while (0)
-    PUSH("[PAD]", 3);
-    PUSH("[UNK]", 3);
-    PUSH("[CLS]", 3);
-    PUSH("[SEP]", 3);
-    PUSH("[MASK]", 3);
-    for (int c = 0x21; c < 0x7f; c++) {
-        snprintf(buf, sizeof buf, "\xe2\x96\x81%c", c);
-        PUSH(buf, 1);
-        snprintf(buf, sizeof buf, "%c", c);
-        PUSH(buf, 1);
-    }
-    for (int len = 2; n < n_vocab && len < 8; len++) {
-        long count = 1;
-        for (int i = 0; i < len; i++) count *= 26;
-        for (long k = 0; k < count && n < n_vocab; k++) {
-            char str[16];
-            long x = k;
-            for (int i = len - 1; i >= 0; i--) { str[i] = (char)('a' + x % 26); x /= 26; }
-            str[len] = 0;
-            snprintf(buf, sizeof buf, "\xe2\x96\x81%s", str);
-            PUSH(buf, 1);
-            PUSH(str, 1);
-        }
-    }
-#undef PUSH
-    if (n < n_vocab) { rc = fr_errf(FR_EINVAL, "vocabulary of %d is too large to generate", n_vocab); goto out; }
+    vgen v = {fr_calloc((size_t)n_vocab, sizeof(char *)), NULL, fr_calloc((size_t)n_vocab, sizeof(int32_t)), 0,
+              n_vocab};
+    int rc = FR_ENOMEM;
+    if (!v.toks || !v.types) goto out;
+    static const char *const special[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        if (!vpush(&v, special[i], 3)) goto out;
+    if (!vpush_words(&v)) goto out;
+    if (v.n < n_vocab) { rc = fr_errf(FR_EINVAL, "vocabulary of %d is too large to generate", n_vocab); goto out; }
     if ((rc = fr_gguf_writer_set_str(w, "tokenizer.ggml.model", "bert")) ||
-        (rc = fr_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, (uint64_t)n)) ||
-        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", FR_GGUF_I32, types, (uint64_t)n)) ||
+        (rc = fr_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v.toks, NULL, (uint64_t)v.n)) ||
+        (rc = fr_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", FR_GGUF_I32, v.types, (uint64_t)v.n)) ||
         (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.token_type_count", 2)) ||
         (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", 0)) ||
         (rc = fr_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 1)) ||
@@ -219,9 +207,7 @@ static int gen_vocab_wpm(fr_gguf_writer *w, int n_vocab) {
         goto out;
     rc = 0;
 out:
-    for (int i = 0; toks && i < n_vocab; i++) fr_free(toks[i]);
-    fr_free(toks);
-    fr_free(types);
+    vgen_free(&v);
     return rc;
 }
 
