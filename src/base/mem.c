@@ -98,6 +98,14 @@ void *fr_malloc_aligned(size_t n) {
     return (void *)a;
 }
 
+bool fr_malloc_aligned_n(void **bufs, const size_t *bytes, size_t n, size_t *total) {
+    for (size_t i = 0; i < n; i++) {
+        if (!(bufs[i] = fr_malloc_aligned(bytes[i]))) return false;
+        *total += bytes[i];
+    }
+    return true;
+}
+
 void fr_free_aligned(void *p) {
     if (!p) return;
     void *raw;

@@ -30,13 +30,17 @@ char *fr_strndup(const char *s, size_t n);
 /* 64-byte aligned allocation (for SIMD buffers), freed with fr_free_aligned. */
 void *fr_malloc_aligned(size_t n);
 void  fr_free_aligned(void *p);
+/* bufs[i] = fr_malloc_aligned(bytes[i]) for i < n, their sizes added to
+ * *total; false at the first that fails (the ones before it stay in
+ * bufs[] for the caller to free, the rest are untouched). */
+bool  fr_malloc_aligned_n(void **bufs, const size_t *bytes, size_t n, size_t *total);
 
+/* The n-th allocation from now fails; -1 = never. */
 void   fr_mem_fail_after(long n);
 /* Bytes the calling thread allocated minus the bytes it freed, since it
  * started: the difference across a call is what that call kept on the
  * heap (when it allocates on this thread only). */
 int64_t fr_mem_thread_net(void);
-void   fr_mem_fail_after_(void); /* (placeholder removed below) */       /* n-th allocation from now fails; -1 = never */
 
 /* Overflow-checked size arithmetic: return true and store the result when it
  * fits in size_t, false otherwise. */

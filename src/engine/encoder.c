@@ -260,12 +260,9 @@ int fr_enc_create(fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling
     e->att_bq = att_bq_of(max_tokens);
     e->att_stride = att_layout(hp, e->att_bq, NULL, NULL);
     e->alloc_bytes = sizeof *e;
-    for (int i = 0; i < B_COUNT; i++) {
-        if (!(e->bufs[i] = fr_malloc_aligned(bytes[i]))) {
-            fr_enc_destroy(e);
-            return FR_ENOMEM;
-        }
-        e->alloc_bytes += bytes[i];
+    if (!fr_malloc_aligned_n(e->bufs, bytes, B_COUNT, &e->alloc_bytes)) {
+        fr_enc_destroy(e);
+        return FR_ENOMEM;
     }
     e->x = e->bufs[B_X];
     e->xb = e->bufs[B_XB];

@@ -226,12 +226,9 @@ int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool,
     c->n_ubatch = ubatch_of(n_ctx, n_seq);
     c->n_threads = fr_pool_size(pool);
     c->alloc_bytes = sizeof *c;
-    for (int i = 0; i < B_COUNT; i++) {
-        if (!(c->bufs[i] = fr_malloc_aligned(bytes[i]))) {
-            fr_ctx_destroy(c);
-            return FR_ENOMEM;
-        }
-        c->alloc_bytes += bytes[i];
+    if (!fr_malloc_aligned_n(c->bufs, bytes, B_COUNT, &c->alloc_bytes)) {
+        fr_ctx_destroy(c);
+        return FR_ENOMEM;
     }
     c->k_cache = c->bufs[B_KCACHE];
     c->v_cache = c->bufs[B_VCACHE];
