@@ -14,6 +14,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "engine/unicode.h"
 
 /* Boundary strengths, weakest first. */
 enum { BRK_NONE, BRK_WORD, BRK_CLAUSE, BRK_SENT, BRK_LINE, BRK_PARA };
@@ -49,23 +50,8 @@ static inline bool is_blank(unsigned char c) {
 }
 
 size_t fr__utf8_char_len(const unsigned char *s, size_t len) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;     /* the allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c == 0xE0) n = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) n = 3;
-    else if (c == 0xED) n = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) n = 3;
-    else if (c == 0xF0) n = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) n = 4;
-    else if (c == 0xF4) n = 4, hi = 0x8F;
-    else return 1;
-    if (len < n || s[1] < lo || s[1] > hi) return 1;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 1;
-    return n;
+    int n = fr__unicode_strict_char(s, len);    /* 0: cut short, -1: invalid */
+    return n > 0 ? (size_t)n : 1;
 }
 
 static size_t char_len(const chunker *ck, size_t i) {
