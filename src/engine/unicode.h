@@ -1,7 +1,7 @@
 /*
  * unicode.h — the small amount of Unicode the tokenizers need (engine
- * internal; include only from engine/vocab*.c, engine/unicode.c, search/chunk.c
- * (strict UTF-8) and tests).
+ * internal; include only from engine/vocab*.c, engine/unicode.c, tests, and
+ * for strict UTF-8 from search/chunk.c and search/index_search.c).
  *
  * - A lenient UTF-8 decoder that behaves like llama.cpp's: the sequence
  *   length comes from the lead byte alone, continuation bytes are checked,

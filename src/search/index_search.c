@@ -43,6 +43,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/sysinfo.h"
+#include "engine/unicode.h"
 #include "search/chunk.h"
 #include "search/index_int.h"
 #include "search/vscan.h"
@@ -338,20 +339,6 @@ typedef struct sctx {
     size_t ndropped;
 } sctx;
 
-static bool utf8_valid(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l = fr__utf8_char_len(u + i, n - i);
-        if (l < 2) return false;
-        i += l;
-    }
-    return true;
-}
-
 static int parse_filter(sctx *x, const char *filter) {
     sqlite3_stmt *st;
     int rc = fr__ix_prepare(x->c, "SELECT json_type(?1)", &st);
@@ -454,7 +441,7 @@ static int check_params(const fr_search_params *p) {
     size_t ql = strlen(p->query);
     if (ql > MAX_QUERY)
         return fr_errf(FR_ETOOLONG, "query: %zu bytes, more than %d", ql, MAX_QUERY);
-    if (!utf8_valid(p->query, ql)) return fr_errf(FR_EINVAL, "query: not valid UTF-8");
+    if (!fr__unicode_valid(p->query, ql)) return fr_errf(FR_EINVAL, "query: not valid UTF-8");
     if (p->top_k < 1 || p->top_k > FR_SEARCH_MAX_TOP_K)
         return fr_errf(FR_EINVAL, "top_k: %d is not in 1..%d", (int)p->top_k, FR_SEARCH_MAX_TOP_K);
     if (p->candidates < 1 || p->candidates > FR_SEARCH_MAX_CANDIDATES)
