@@ -260,6 +260,17 @@ static int file_type_of(int t) {
     }
 }
 
+/* The general.* keys of a generated model. */
+static int write_general(fr_gguf_writer *w, const char *arch, const char *name, int wtype) {
+    int rc;
+    if ((rc = fr_gguf_writer_set_str(w, "general.architecture", arch)) ||
+        (rc = fr_gguf_writer_set_str(w, "general.name", name)) ||
+        (rc = fr_gguf_writer_set_u32(w, "general.file_type", (uint32_t)file_type_of(wtype))) ||
+        (rc = fr_gguf_writer_set_u32(w, "general.quantization_version", 2)))
+        return rc;
+    return 0;
+}
+
 /* ---- encoders ---- */
 
 typedef struct enc_shape {
@@ -298,11 +309,7 @@ static int build_encoder(const enc_shape *s, int wtype, int pooling, const char 
              pooling == 4 ? " reranker" : "");
 #define SETU(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_u32(b.w, key, (uint32_t)(v)))) goto done; } while (0)
 #define SETF(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_f32(b.w, key, (v)))) goto done; } while (0)
-    if ((rc = fr_gguf_writer_set_str(b.w, "general.architecture", arch)) ||
-        (rc = fr_gguf_writer_set_str(b.w, "general.name", name)) ||
-        (rc = fr_gguf_writer_set_u32(b.w, "general.file_type", (uint32_t)file_type_of(wtype))) ||
-        (rc = fr_gguf_writer_set_u32(b.w, "general.quantization_version", 2)))
-        goto done;
+    if ((rc = write_general(b.w, arch, name, wtype))) goto done;
     SETU("context_length", s->n_ctx);
     SETU("embedding_length", E);
     SETU("block_count", s->n_layer);
@@ -384,11 +391,7 @@ static int build(const char *arch, const shape *s, int wtype, const char *vocab,
     snprintf(name, sizeof name, "frugal random %s %s %s", arch, s->name, fr_type_name(wtype));
 #define SETU(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_u32(b.w, key, (uint32_t)(v)))) goto done; } while (0)
 #define SETF(k, v) do { snprintf(key, sizeof key, "%s.%s", arch, k); if ((rc = fr_gguf_writer_set_f32(b.w, key, (v)))) goto done; } while (0)
-    if ((rc = fr_gguf_writer_set_str(b.w, "general.architecture", arch)) ||
-        (rc = fr_gguf_writer_set_str(b.w, "general.name", name)) ||
-        (rc = fr_gguf_writer_set_u32(b.w, "general.file_type", (uint32_t)file_type_of(wtype))) ||
-        (rc = fr_gguf_writer_set_u32(b.w, "general.quantization_version", 2)))
-        goto done;
+    if ((rc = write_general(b.w, arch, name, wtype))) goto done;
     SETU("context_length", s->n_ctx);
     SETU("embedding_length", s->n_embd);
     SETU("block_count", s->n_layer);
