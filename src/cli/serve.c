@@ -178,6 +178,11 @@ int fr_cli_serve(int argc, char **argv) {
         .n_api_keys = c->n_api_keys,
         .max_body = (size_t)c->max_body,
         .conn_timeout_ms = c->conn_timeout_ms,
+        .header_timeout_ms = c->header_timeout_ms,
+        .conn_limit = (unsigned)c->max_conns,
+        .conn_per_ip = (unsigned)c->max_conns_per_ip,
+        .cors_origins = c->cors_origin,
+        .allowed_hosts = c->allowed_host,
         .manager = st.manager,
         .request_timeout_ms = c->request_timeout_ms,
         .embed_cache_bytes = (size_t)c->embed_cache,
@@ -193,6 +198,9 @@ int fr_cli_serve(int argc, char **argv) {
             fr_server_port(st.server));
     fflush(stderr);
     if (c->n_api_keys) FR_INFO("%zu API key%s required", c->n_api_keys, c->n_api_keys == 1 ? "" : "s");
+    if (c->api_key_flag)
+        FR_WARN("--api-key puts the key on the command line, where any user of this machine can read it "
+                "(ps, /proc/PID/cmdline): prefer --api-key-file FILE or the FRUGAL_API_KEY variable");
 
     for (;;) {
         int sig = 0;

@@ -11,6 +11,9 @@
  *   queue = 16                ctx = 2048         max_body = 1M
  *   keep_alive = 5m           drain_timeout = 30s
  *   conn_timeout = 30s        max_loaded = 2     log_level = info
+ *   header_timeout = 10s      max_conns = 1024   max_conns_per_ip = 64
+ *   cors_origin = http://app.example:3000, http://localhost:5173
+ *   allowed_host = frugal.lan
  *
  *   [memory]
  *   budget = 6G | 75%         warning = 80       critical = 90
@@ -88,6 +91,16 @@ static const opt opts[] = {
      INT64_MAX, "DUR", "on SIGTERM, wait DUR for requests to finish; -1 forever (30s)"},
     {"server", "conn_timeout", "--conn-timeout", "FRUGAL_CONN_TIMEOUT", K_DUR, F(conn_timeout_ms), 1, INT64_MAX,
      "DUR", "drop a connection that sends no complete request within DUR (30s)"},
+    {"server", "header_timeout", "--header-timeout", "FRUGAL_HEADER_TIMEOUT", K_DUR, F(header_timeout_ms), 1,
+     INT64_MAX, "DUR", "drop a connection whose request headers are not all in within DUR (10s)"},
+    {"server", "max_conns", "--max-conns", "FRUGAL_MAX_CONNS", K_INT, F(max_conns), 1, 1 << 20, "N",
+     "open connections in all (1024)"},
+    {"server", "max_conns_per_ip", "--max-conns-per-ip", "FRUGAL_MAX_CONNS_PER_IP", K_INT, F(max_conns_per_ip), 1,
+     1 << 20, "N", "open connections from one client address (64)"},
+    {"server", "cors_origin", "--cors-origin", "FRUGAL_CORS_ORIGIN", K_STR, F(cors_origin), 0, 0, "LIST",
+     "web-page origins allowed to call, comma-separated, or * (none: browsers' cross-site requests get 403)"},
+    {"server", "allowed_host", "--allowed-host", "FRUGAL_ALLOWED_HOST", K_STR, F(allowed_host), 0, 0, "LIST",
+     "Host names answered besides loopback ones when bound to loopback, comma-separated"},
     {"server", "batch_tokens", "--batch-tokens", "FRUGAL_BATCH_TOKENS", K_INT, F(batch_tokens), 16, 1 << 20,
      "N", "embedding and rerank inputs merged into one forward pass, in tokens (2048)"},
     {"memory", "embed_cache", "--embed-cache", "FRUGAL_EMBED_CACHE", K_SIZE, F(embed_cache), 0, (int64_t)1 << 40,
@@ -138,6 +151,9 @@ int fr_serve_config_init(fr_serve_config *c) {
     c->mem_emergency = 95;
     c->drain_timeout_ms = 30000;
     c->conn_timeout_ms = 30000;
+    c->header_timeout_ms = 10000;
+    c->max_conns = 1024;
+    c->max_conns_per_ip = 64;
     c->request_timeout_ms = 10 * 60 * 1000;
     c->batch_tokens = 2048;
     c->embed_cache = 32 << 20;
@@ -165,6 +181,8 @@ void fr_serve_config_deinit(fr_serve_config *c) {
     fr_free(c->api_key_file);
     fr_free(c->config_path);
     fr_free(c->data_dir);
+    fr_free(c->cors_origin);
+    fr_free(c->allowed_host);
     free_keys(c);
     for (size_t i = 0; i < c->n_models; i++) free_model(&c->models[i]);
     fr_free(c->models);
@@ -213,6 +231,7 @@ static int set_keys(fr_serve_config *c, const char *where, const char *v, int so
         free_keys(c);
         c->keys_source = source;
     }
+    if (source == SRC_FLAG) c->api_key_flag = true;
     const char *p = v;
     for (;;) {
         while (*p == ' ' || *p == '\t') p++;

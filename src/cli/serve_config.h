@@ -36,6 +36,7 @@ typedef struct fr_serve_config {
     char **api_keys;            /* --api-key (repeatable) plus the key file's lines */
     size_t n_api_keys;
     char *api_key_file;         /* --api-key-file */
+    bool api_key_flag;          /* a key was given with --api-key (so ps shows it) */
     int64_t threads;            /* --threads; 0 = physical cores (fr_serve_config_finish) */
     uint64_t budget_bytes;      /* --memory-budget in bytes, or */
     double budget_pct;          /* as a percentage; both 0 = the manager's default (75%) */
@@ -47,7 +48,12 @@ typedef struct fr_serve_config {
     uint64_t max_body;          /* --max-body in bytes */
     double mem_warning, mem_critical, mem_emergency;   /* percent */
     int64_t drain_timeout_ms;   /* --drain-timeout; -1 = wait forever */
-    int64_t conn_timeout_ms;    /* --conn-timeout */
+    int64_t conn_timeout_ms;    /* --conn-timeout: body deadline and idle timeout */
+    int64_t header_timeout_ms;  /* --header-timeout */
+    int64_t max_conns;          /* --max-conns */
+    int64_t max_conns_per_ip;   /* --max-conns-per-ip */
+    char *cors_origin;          /* --cors-origin: comma-separated; NULL = none */
+    char *allowed_host;         /* --allowed-host: comma-separated; NULL = none */
     int64_t request_timeout_ms; /* --request-timeout: a generation's deadline; -1 none */
     int64_t batch_tokens;       /* --batch-tokens: tokens per encoder forward pass */
     uint64_t embed_cache;       /* --embed-cache: bytes of the vector cache */

@@ -1,31 +1,53 @@
 /*
  * http.c — libmicrohttpd wiring: the daemon, the life of a request, auth,
- * the body limit, the connection watchdog, metrics, the request log and
- * draining.
+ * the origin and host checks, the body limit, the connection watchdog,
+ * metrics, the request log and draining.
  *
- * Threads.  libmicrohttpd runs one listening thread and one thread per
- * connection (MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_
- * THREAD): every callback of a connection — the access handler, the
- * stream reader, the completion callback — runs in that connection's
- * thread, so a handler that blocks holds up nobody else.  We add one
- * thread, the watchdog (below).
+ * Threads.  libmicrohttpd runs its epoll loop on a pool of worker threads,
+ * one per core (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL with
+ * MHD_OPTION_THREAD_POOL_SIZE): they accept, read headers and bodies and
+ * write replies for every connection, and never block.  An idle or slow
+ * connection costs a socket and libmicrohttpd's per-connection memory,
+ * not a thread.  A request whose body is in is dispatched: the connection
+ * is suspended (libmicrohttpd stops watching it) and the handler runs on
+ * a thread of its own, the request thread, which may block (a generation
+ * waits for its tokens).  The handler's reply waits in rq->pending until
+ * the request thread resumes the connection; libmicrohttpd then calls
+ * on_access again and the reply is queued.  For a stream, the request
+ * thread goes on pulling events into the stream's buffer (sse.c) while
+ * the worker sends them.  We add one more thread, the watchdog (below).
+ *
+ * Limits on clients: at most conn_limit connections in all and
+ * conn_per_ip from one address (libmicrohttpd closes the others at once);
+ * a request's headers must arrive within header_timeout and its body
+ * within conn_timeout (the watchdog); a connection on which no byte moves
+ * for conn_timeout (a client that stops reading a reply or a stream) is
+ * closed by libmicrohttpd's idle timeout, which stays on for streams.
+ * libmicrohttpd parses strictly (MHD_OPTION_STRICT_FOR_CLIENT): HTTP/1.1
+ * without Host is refused, and begin() refuses header names with blanks
+ * and values with a bare CR.
  *
  * A request, as libmicrohttpd calls us (on_access):
  *   1. first call, headers complete: create the fr_req (its arena, id and
- *      start time), count it in flight; if a body follows, begin(): route
- *      it (404/405), refuse it while draining (503), check the key (401)
- *      and a declared Content-Length (413) — all before a byte of body is
- *      read.  Without a body, begin() waits for the next call: a reply
- *      queued in the first call makes libmicrohttpd close the connection;
+ *      start time), count it in flight; if a body follows, begin(): check
+ *      the Host (DNS rebinding) and the Origin (cross-site requests; 403),
+ *      answer a CORS preflight, route it (404/405, but 401 first when keys
+ *      are set and none was given), refuse it while draining (503), check
+ *      the key (401) and a declared Content-Length (413) — all before a
+ *      byte of body is read.  Without a body, begin() waits for the next
+ *      call: a reply queued in the first call makes libmicrohttpd close
+ *      the connection;
  *   2. calls with body bytes: append to rq->body.  A body without a
  *      declared length (chunked) that grows past max_body is dropped and
  *      the rest discarded as it comes (libmicrohttpd accepts no reply in
  *      the middle of a body; the watchdog bounds how long that can last),
  *      and the last call answers 413;
  *   3. last call: parse JSON (FR_ROUTE_JSON routes; 400 with line and
- *      column), call the handler, which queues exactly one reply.
- *   on_completed: close the stream (fin), count and log the request, free
- *   it, wake a drain waiting for in_flight to reach 0.
+ *      column, duplicate keys refused), suspend, start the request thread;
+ *   4. the call after the resume: queue the pending reply.
+ *   on_completed: count and log the request, and drop libmicrohttpd's
+ *   reference; whichever side lets go last closes the stream (fin), frees
+ *   the request and wakes a drain waiting for in_flight to reach 0.
  *
  * Paths are routed as received: the unescape callback leaves the URL
  * alone, and routes.c decodes each {param} segment itself, so that an id
@@ -35,17 +57,19 @@
  * The watchdog.  libmicrohttpd's connection timeout counts idle time, so a
  * client that sends one header byte a second never trips it.  Each
  * connection therefore carries a receive window: it opens when the
- * connection is accepted or its previous request completes, and again
- * when the headers are in (for the body); it closes when the handler is
- * called.  The watchdog thread, every 100 ms, shuts down (shutdown(2),
- * never close: the fd stays libmicrohttpd's) the socket of any connection
- * whose window has been open longer than conn_timeout_ms, which makes
- * libmicrohttpd drop it.  Handlers and streams are never cut: their
- * windows are closed.  Connections are registered and unregistered from
- * libmicrohttpd's connection-notify callback, which runs before it closes
- * the socket; the list and the windows are guarded by srv->mu.
+ * connection is accepted or its previous request completes (for the
+ * headers: header_timeout), and again when the headers are in (for the
+ * body: conn_timeout); it closes when the handler is called.  The watchdog
+ * thread, every 100 ms, shuts down (shutdown(2), never close: the fd stays
+ * libmicrohttpd's) the socket of any connection whose window has been open
+ * too long, which makes libmicrohttpd drop it.  Connections are
+ * registered and unregistered from libmicrohttpd's connection-notify
+ * callback, which runs before it closes the socket; the list and the
+ * windows are guarded by srv->mu.
  *
- * Draining: see fr_server_drain in server.h.
+ * Draining: see fr_server_drain in server.h.  libmicrohttpd must not be
+ * stopped while a connection is suspended, so the drain waits for every
+ * request thread to end first.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,6 +81,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,7 +95,11 @@
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define DEFAULT_CONN_TIMEOUT_MS 30000
-#define DEFAULT_CONN_LIMIT 256
+#define DEFAULT_HEADER_TIMEOUT_MS 10000
+#define DEFAULT_CONN_LIMIT 1024
+#define DEFAULT_CONN_PER_IP 64
+#define LISTEN_BACKLOG 1024
+#define REQUEST_THREAD_STACK (1u << 20)  /* handlers keep their big buffers on the heap */
 #define WATCHDOG_PERIOD_MS 100
 #define AFTER_CANCEL_WAIT_MS 10000     /* how long drain waits for cancelled handlers */
 
@@ -79,7 +109,10 @@ struct fr_conn {
     int fd;
     double since;               /* fr_now_s() the receive window opened */
     bool receiving;             /* the window is open */
+    bool headers_in;            /* ... for the body (else for the headers) */
     bool killed;                /* the watchdog shut the socket down */
+    bool line_seen;             /* libmicrohttpd parsed a request line on it */
+    unsigned requests;          /* requests completed on it */
 };
 
 /* Request-duration buckets, seconds: from a /health to a long generation. */
@@ -101,12 +134,46 @@ static void abs_deadline(struct timespec *ts, int64_t ms) {
 
 /* ---- connections and the watchdog ---- */
 
-static void conn_window(fr_server *s, fr_conn *c, bool open) {
+enum { WINDOW_CLOSED, WINDOW_HEADERS, WINDOW_BODY };
+
+static void conn_window(fr_server *s, fr_conn *c, int window) {
     if (!c) return;
     pthread_mutex_lock(&s->mu);
-    c->receiving = open;
+    c->receiving = window != WINDOW_CLOSED;
+    c->headers_in = window == WINDOW_BODY;
     c->since = fr_now_s();
     pthread_mutex_unlock(&s->mu);
+}
+
+/* libmicrohttpd parsed a request line (its return value is the request's
+ * first context: none). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    fr_conn *c = ci ? ci->socket_context : NULL;
+    if (c) c->line_seen = true;
+    return NULL;
+}
+
+/* libmicrohttpd drops a connection whose first request line it cannot
+ * parse at all ("GARBAGE", a URL with a blank) without a word.  A client
+ * deserves to know: when a connection closes before its first request
+ * line was parsed, while its peer is still there and the watchdog did not
+ * cut it, send a 400 before the socket goes.  (MHD_USE_TURBO keeps
+ * libmicrohttpd from shutting the socket's sending side before it tells
+ * us the connection is closing.) */
+static void answer_garbage(fr_server *s, fr_conn *c) {
+    if (c->fd < 0 || c->killed || c->line_seen || c->requests) return;
+    if (fr_now_s() - c->since >= (double)s->cfg.header_timeout_ms / 1000.0) return;   /* idle, not garbage */
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return;     /* the peer left */
+    static const char body[] = "{\"error\":{\"message\":\"malformed request line (want METHOD /path HTTP/1.1)\","
+                               "\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"bad_request\"}}";
+    char msg[320];
+    int len = snprintf(msg, sizeof msg, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
+    if (len > 0 && (size_t)len < sizeof msg && send(c->fd, msg, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) == len)
+        FR_DEBUG("connection fd %d: malformed request line, answered 400", c->fd);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
@@ -132,6 +199,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         fr_conn *c = *socket_context;
         fr_metric_add(s->m_conns, -1, NULL);
         if (!c) return;
+        answer_garbage(s, c);
         pthread_mutex_lock(&s->mu);
         if (c->prev) c->prev->next = c->next;
         else s->conns = c->next;
@@ -144,7 +212,8 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 
 static void *watchdog_main(void *arg) {
     fr_server *s = arg;
-    double limit = (double)s->cfg.conn_timeout_ms / 1000.0;
+    double body_limit = (double)s->cfg.conn_timeout_ms / 1000.0;
+    double header_limit = (double)s->cfg.header_timeout_ms / 1000.0;
     pthread_mutex_lock(&s->mu);
     while (!s->watchdog_stop) {
         struct timespec ts;
@@ -152,8 +221,10 @@ static void *watchdog_main(void *arg) {
         pthread_cond_timedwait(&s->cond, &s->mu, &ts);
         double now = fr_now_s();
         for (fr_conn *c = s->conns; c; c = c->next) {
+            double limit = c->headers_in ? body_limit : header_limit;
             if (!c->receiving || c->killed || c->fd < 0 || now - c->since <= limit) continue;
-            FR_DEBUG("connection fd %d: no complete request in %.1f s, dropped", c->fd, now - c->since);
+            FR_DEBUG("connection fd %d: no complete request %s in %.1f s, dropped", c->fd,
+                     c->headers_in ? "body" : "header", now - c->since);
             shutdown(c->fd, SHUT_RDWR);
             c->killed = true;
         }
@@ -162,23 +233,36 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
+/* Log fields: printable ASCII only, bounded, so that a path cannot forge
+ * log lines. */
+static void clean(char *dst, size_t size, const char *s) {
+    size_t i = 0;
+    for (; s && *s && i + 1 < size; s++) dst[i++] = (*s > 32 && *s < 127) ? *s : '?';
+    dst[i] = 0;
+    if (!i && size > 1) { dst[0] = '-'; dst[1] = 0; }
+}
+
 /* ---- requests ---- */
 
 static fr_req *req_create(fr_server *s, struct MHD_Connection *mc, const char *url, const char *method) {
     fr_req *rq = fr_calloc(1, sizeof *rq);
     if (!rq) return NULL;
     fr_arena_init(&rq->arena, 4096);
+    pthread_mutex_init(&rq->mu, NULL);
+    rq->refs = 1;
+    rq->fd = -1;
     rq->srv = s;
     rq->conn = mc;
     rq->t_start = fr_now_s();
-    rq->method = method;
     rq->route_name = "unmatched";
     rq->prompt_tokens = rq->gen_tokens = -1;
     rq->queue_ms = -1;
     snprintf(rq->id, sizeof rq->id, "req-%llu", (unsigned long long)atomic_fetch_add(&s->next_id, 1));
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     rq->c = ci ? ci->socket_context : NULL;
-    if (!(rq->path = fr__req_strdup(rq, url))) {
+    /* Copies: the request may outlive libmicrohttpd's buffers (req_end). */
+    if (!(rq->path = fr__req_strdup(rq, url)) || !(rq->method = fr__req_strdup(rq, method))) {
+        pthread_mutex_destroy(&rq->mu);
         fr_arena_deinit(&rq->arena);
         fr_free(rq);
         return NULL;
@@ -187,8 +271,11 @@ static fr_req *req_create(fr_server *s, struct MHD_Connection *mc, const char *u
 }
 
 static void req_free(fr_req *rq) {
+    if (rq->pending) MHD_destroy_response(rq->pending);
     if (rq->json) json_decref(rq->json);
+    if (rq->fd >= 0) close(rq->fd);
     fr_free(rq->body);
+    pthread_mutex_destroy(&rq->mu);
     fr_arena_deinit(&rq->arena);
     fr_free(rq);
 }
@@ -239,11 +326,6 @@ const char *fr__req_header(const fr_req *rq, const char *name) {
 
 json_t *fr__req_json(const fr_req *rq) { return rq->json; }
 
-const char *fr__req_body(const fr_req *rq, size_t *len) {
-    if (len) *len = rq->body_len;
-    return rq->body;
-}
-
 fr_manager *fr__req_manager(const fr_req *rq) { return rq->srv->cfg.manager; }
 
 void fr__req_set_model(fr_req *rq, const char *model) {
@@ -272,12 +354,14 @@ static void mark_gone(fr_req *rq) {
 
 bool fr__req_gone(fr_req *rq, int timeout_ms) {
     if (atomic_load(&rq->gone)) return true;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int fd = ci ? ci->connect_fd : -1;
+    /* Our own dup of the socket: libmicrohttpd may close its descriptor
+     * (and the number be reused) while the request thread still asks. */
+    int fd = rq->fd;
     /* Wait in slices so that a server that starts stopping is noticed. */
     int64_t left = timeout_ms < 0 ? 0 : timeout_ms;
     for (;;) {
         if (atomic_load(&rq->srv->stopping)) { mark_gone(rq); return true; }
+        if (atomic_load(&rq->gone)) return true;
         int slice = left > 50 ? 50 : (int)left;
         if (fd >= 0) {
             struct pollfd p = {.fd = fd, .events = POLLRDHUP};
@@ -295,6 +379,8 @@ bool fr__req_gone(fr_req *rq, int timeout_ms) {
         if (left <= 0) return false;
     }
 }
+
+void fr__req_resume(fr_req *rq) { MHD_resume_connection(rq->conn); }
 
 /* ---- auth ---- */
 
@@ -325,6 +411,110 @@ static bool authorised(const fr_req *rq) {
     return ok;
 }
 
+/* ---- who may ask: Host (DNS rebinding) and Origin (cross-site requests) ---- */
+
+/* Split a comma-separated list into owned strings (blanks trimmed, empty
+ * items skipped).  FR_ENOMEM. */
+static int split_list(const char *text, char ***out, size_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    for (const char *p = text; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        size_t n = (size_t)(e - p);
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+        if (n) {
+            char **nv = fr_realloc(*out, (*n_out + 1) * sizeof *nv);
+            if (!nv) return FR_ENOMEM;
+            *out = nv;
+            if (!(nv[*n_out] = fr_strndup(p, n))) return FR_ENOMEM;
+            (*n_out)++;
+        }
+        p = e;
+    }
+    return 0;
+}
+
+static void free_list(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++) fr_free(v[i]);
+    fr_free(v);
+}
+
+/* The host part of a Host header value ("[::1]:8080" -> "::1",
+ * "localhost:80" -> "localhost"), into buf; false when malformed. */
+static bool host_name(const char *h, char *buf, size_t size) {
+    size_t n;
+    if (*h == '[') {
+        const char *e = strchr(h, ']');
+        if (!e || (e[1] && e[1] != ':')) return false;
+        h++;
+        n = (size_t)(e - h);
+    } else {
+        const char *e = strchr(h, ':');
+        n = e ? (size_t)(e - h) : strlen(h);
+    }
+    if (!n || n >= size) return false;
+    memcpy(buf, h, n);
+    buf[n] = 0;
+    return true;
+}
+
+static bool is_loopback_name(const char *h) {
+    if (!strcasecmp(h, "localhost") || !strcmp(h, "::1")) return true;
+    size_t n = strlen(h);
+    if (n > 10 && !strcasecmp(h + n - 10, ".localhost")) return true;
+    struct in_addr a;
+    return inet_pton(AF_INET, h, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Bound to loopback, only a client on this machine can reach us — but a
+ * web page can, through a name it controls that resolves to 127.0.0.1
+ * (DNS rebinding): its requests then carry that name as Host.  So the
+ * Host must name a loopback host or one of --allowed-host. */
+static bool host_allowed(const fr_req *rq) {
+    const fr_server *s = rq->srv;
+    if (!s->loopback) return true;
+    const char *h = fr__req_header(rq, MHD_HTTP_HEADER_HOST);
+    if (!h) return true;                    /* HTTP/1.0 without Host: no browser sends that */
+    char name[256];
+    if (!host_name(h, name, sizeof name)) return false;
+    if (is_loopback_name(name)) return true;
+    for (size_t i = 0; i < s->n_allowed_hosts; i++)
+        if (!strcasecmp(name, s->allowed_hosts[i])) return true;
+    return false;
+}
+
+/* A browser sends Origin with every cross-site request that could change
+ * something (any POST, whatever its content type) and with CORS requests;
+ * curl and the SDKs send none.  Allowed: no Origin, the server's own
+ * origin (same Host), or one listed with --cors-origin. */
+static bool origin_listed(const fr_server *s, const char *origin) {
+    if (s->cors_any) return true;
+    for (size_t i = 0; i < s->n_cors_origins; i++)
+        if (!strcasecmp(origin, s->cors_origins[i])) return true;
+    return false;
+}
+
+static bool same_origin(const fr_req *rq, const char *origin) {
+    const char *host = fr__req_header(rq, MHD_HTTP_HEADER_HOST);
+    if (!host) return false;
+    const char *p = !strncasecmp(origin, "http://", 7) ? origin + 7 : NULL;
+    return p && !strcasecmp(p, host);
+}
+
+/* Headers libmicrohttpd accepts even in strict mode but a proxy may read
+ * otherwise: a blank in a header name (before the colon) and a bare CR in
+ * a value.  Returns the offending name, or NULL. */
+static enum MHD_Result find_bad_header(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                       const char *value, size_t value_size) {
+    const char **bad = cls;
+    for (size_t i = 0; i < key_size; i++)
+        if (key[i] == ' ' || key[i] == '\t' || key[i] == '\r') { *bad = key; return MHD_NO; }
+    if (value && memchr(value, '\r', value_size)) { *bad = key; return MHD_NO; }
+    return MHD_YES;
+}
+
 /* ---- the access handler ---- */
 
 static bool has_body(const fr_req *rq) {
@@ -332,17 +522,83 @@ static bool has_body(const fr_req *rq) {
     return fr__req_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strcmp(cl, "0"));
 }
 
-/* Headers are in: route, refuse early, or wait for the body. */
+/* Answer a CORS preflight (OPTIONS with Access-Control-Request-Method)
+ * from an allowed origin: which methods the path takes, which headers a
+ * client may send. */
+static void preflight(fr_req *rq, const char *origin) {
+    char allow[64] = "";
+    bool known = false;
+    const fr_route *rt = NULL;
+    int rc = fr__route_match(rq, rq->srv->routes, rq->srv->n_routes, "OPTIONS", rq->path, &rt, &known, allow,
+                             sizeof allow);
+    if (rc) { fr__reply_err(rq, rc, NULL); return; }
+    if (!known) { fr__reply_error(rq, 404, "not_found", NULL, "no route %s", rq->path); return; }
+    fr__reply_header(rq, "Access-Control-Allow-Methods", allow);
+    fr__reply_header(rq, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key");
+    fr__reply_header(rq, "Access-Control-Max-Age", "600");
+    fr__reply_text(rq, 204, "text/plain", "", 0);
+    (void)origin;
+}
+
+/* Headers are in: check who asks, route it, refuse early, or wait for the
+ * body. */
 static void begin(fr_req *rq) {
     fr_server *s = rq->srv;
     char allow[64];
     bool known = false;
     const fr_route *rt = NULL;
     rq->begun = true;
-    conn_window(s, rq->c, true);            /* the body gets its own window */
+    conn_window(s, rq->c, WINDOW_BODY);     /* the body gets its own window */
+
+    for (const char *m = rq->method; *m; m++)          /* a token (RFC 9110 5.6.2) */
+        if (*m <= 32 || *m >= 127 || strchr("\"(),/:;<=>?@[\\]{}", *m)) {
+            fr__reply_error(rq, 400, "bad_request", NULL, "malformed request line: the method is not a token");
+            return;
+        }
+    const char *bad = NULL;
+    MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND, find_bad_header, &bad);
+    if (bad) {
+        char name[64];
+        clean(name, sizeof name, bad);
+        fr__reply_error(rq, 400, "bad_request", NULL, "malformed header '%s' (a blank in its name or a bare CR)",
+                        name);
+        return;
+    }
+    if (!host_allowed(rq)) {
+        char host[128];
+        clean(host, sizeof host, fr__req_header(rq, MHD_HTTP_HEADER_HOST));
+        fr__reply_error(rq, 403, "forbidden", NULL,
+                        "Host '%s' is not this server's: bound to a loopback address, it answers only "
+                        "loopback names and those listed with --allowed-host", host);
+        return;
+    }
+    const char *origin = fr__req_header(rq, "Origin");
+    if (origin) {
+        if (!same_origin(rq, origin) && !origin_listed(s, origin)) {
+            char o[128];
+            clean(o, sizeof o, origin);
+            fr__reply_error(rq, 403, "forbidden", NULL,
+                            "requests from web pages of origin '%s' are not allowed (see --cors-origin)", o);
+            return;
+        }
+        fr__reply_header(rq, "Access-Control-Allow-Origin", origin);
+        fr__reply_header(rq, "Vary", "Origin");
+        if (!strcmp(rq->method, "OPTIONS") && fr__req_header(rq, "Access-Control-Request-Method")) {
+            preflight(rq, origin);
+            return;
+        }
+    }
 
     int rc = fr__route_match(rq, s->routes, s->n_routes, rq->method, rq->path, &rt, &known, allow, sizeof allow);
     if (rc) { fr__reply_err(rq, rc, NULL); return; }
+    /* With keys, a client without one learns nothing, not even which
+     * paths exist: 401 comes before 404 and 405. */
+    if (s->cfg.n_api_keys && !(rt && (rt->flags & FR_ROUTE_PUBLIC)) && !authorised(rq)) {
+        fr__reply_header(rq, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+        fr__reply_error(rq, 401, "unauthorized", NULL,
+                        "a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)");
+        return;
+    }
     if (!rt) {
         if (known) {
             fr__reply_header(rq, MHD_HTTP_HEADER_ALLOW, allow);
@@ -355,12 +611,6 @@ static void begin(fr_req *rq) {
     rq->route_name = rt->pattern;
     if (atomic_load(&s->draining) && !(rt->flags & FR_ROUTE_DRAIN_OK)) {
         fr__reply_error(rq, 503, "shutting_down", NULL, "the server is shutting down");
-        return;
-    }
-    if (s->cfg.n_api_keys && !(rt->flags & FR_ROUTE_PUBLIC) && !authorised(rq)) {
-        fr__reply_header(rq, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-        fr__reply_error(rq, 401, "unauthorized", NULL,
-                        "a valid API key is required (Authorization: Bearer KEY or X-API-Key: KEY)");
         return;
     }
     const char *cl = fr__req_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -408,13 +658,49 @@ static void body_append(fr_req *rq, const char *data, size_t n) {
     rq->body[rq->body_len] = 0;
 }
 
-/* The body is complete: parse it and call the handler. */
-static void dispatch(fr_req *rq) {
+static void req_end(fr_req *rq);
+
+/* Let go of rq: libmicrohttpd's side (on_completed) or the request
+ * thread's.  The last one ends it. */
+static void req_release(fr_req *rq) {
+    pthread_mutex_lock(&rq->mu);
+    int left = --rq->refs;
+    pthread_mutex_unlock(&rq->mu);
+    if (!left) req_end(rq);
+}
+
+/* The request thread: the handler, then the stream if it answered with
+ * one.  The connection is suspended until the handler has replied. */
+static void *request_main(void *arg) {
+    fr_req *rq = arg;
+    fr_server *s = rq->srv;
     const fr_route *rt = rq->route;
-    conn_window(rq->srv, rq->c, false);
+    fr_errclear();
+    int rc = rt->fn(rq);
+    if (!rq->pending && !rq->status) {
+        if (rc < 0) fr__reply_err(rq, rc, NULL);
+        else fr__reply_error(rq, 500, "internal_error", NULL, "the handler of %s %s sent no reply", rt->method,
+                             rt->pattern);
+    }
+    fr_sse *st = rq->sse;
+    fr__req_resume(rq);                     /* on_access queues the reply */
+    if (st) fr__sse_produce(st);
+    req_release(rq);
+    pthread_mutex_lock(&s->mu);
+    s->threads--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* The body is complete: parse it and hand the request to its thread. */
+static void dispatch(fr_req *rq) {
+    fr_server *s = rq->srv;
+    const fr_route *rt = rq->route;
+    conn_window(s, rq->c, WINDOW_CLOSED);
     if ((rt->flags & FR_ROUTE_JSON) && rq->body_len) {
         json_error_t e;
-        rq->json = json_loadb(rq->body, rq->body_len, 0, &e);
+        rq->json = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &e);
         if (!rq->json) {
             fr__reply_error(rq, 400, "invalid_json", NULL, "malformed JSON at line %d, column %d: %s", e.line,
                             e.column, e.text);
@@ -425,17 +711,32 @@ static void dispatch(fr_req *rq) {
             return;
         }
     }
-    /* From here the request may take as long as it needs (a generation,
-     * a stream): libmicrohttpd's idle timeout would cut a stream whose
-     * reader waits longer than it, so it is off until the request ends. */
-    MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) rq->fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
     rq->dispatched = true;
-    fr_errclear();
-    int rc = rt->fn(rq);
-    if (rq->status) return;
-    if (rc < 0) fr__reply_err(rq, rc, NULL);
-    else fr__reply_error(rq, 500, "internal_error", NULL, "the handler of %s %s sent no reply", rt->method,
-                         rt->pattern);
+    rq->deferred = true;
+    rq->refs = 2;
+    pthread_mutex_lock(&s->mu);
+    s->threads++;
+    pthread_mutex_unlock(&s->mu);
+    MHD_suspend_connection(rq->conn);
+    pthread_attr_t attr;
+    pthread_t t;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, REQUEST_THREAD_STACK);
+    int e = pthread_create(&t, &attr, request_main, rq);
+    pthread_attr_destroy(&attr);
+    if (e == 0) return;
+    /* No thread: answer here. */
+    MHD_resume_connection(rq->conn);
+    rq->deferred = false;
+    rq->refs = 1;
+    pthread_mutex_lock(&s->mu);
+    s->threads--;
+    pthread_mutex_unlock(&s->mu);
+    FR_WARN("%s: cannot start a request thread: %s", rq->id, strerror(e));
+    fr__reply_error(rq, 503, "overloaded", NULL, "the server cannot start another request now");
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
@@ -455,6 +756,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         if (has_body(rq)) begin(rq);
         return MHD_YES;
     }
+    if (rq->dispatched) {
+        /* Resumed by the request thread: its reply is ready. */
+        if (rq->pending) {
+            struct MHD_Response *r = rq->pending;
+            rq->pending = NULL;
+            rq->deferred = false;
+            if (MHD_queue_response(mc, (unsigned)rq->pending_status, r) != MHD_YES) {
+                FR_ERROR("%s: cannot queue the %d reply for %s", rq->id, rq->pending_status, rq->route_name);
+                MHD_destroy_response(r);
+                return MHD_NO;
+            }
+            MHD_destroy_response(r);        /* the connection holds its own reference */
+        }
+        return rq->status ? MHD_YES : MHD_NO;
+    }
     if (*upload_size) {
         if (!rq->begun) begin(rq);
         if (!rq->status) body_append(rq, upload, *upload_size);
@@ -468,16 +784,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         fr__reply_error(rq, 413, "body_too_large", NULL, "request body is larger than the limit of %zu bytes",
                         s->cfg.max_body);
     if (!rq->status) dispatch(rq);
-    return rq->status ? MHD_YES : MHD_NO;
-}
-
-/* Log fields: printable ASCII only, bounded, so that a path cannot forge
- * log lines. */
-static void clean(char *dst, size_t size, const char *s) {
-    size_t i = 0;
-    for (; s && *s && i + 1 < size; s++) dst[i++] = (*s > 32 && *s < 127) ? *s : '?';
-    dst[i] = 0;
-    if (!i && size > 1) { dst[0] = '-'; dst[1] = 0; }
+    return rq->status || rq->dispatched ? MHD_YES : MHD_NO;
 }
 
 static void log_request(const fr_req *rq, int status, double secs) {
@@ -494,17 +801,16 @@ static void log_request(const fr_req *rq, int status, double secs) {
             secs * 1000.0);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-    fr_server *s = cls;
-    fr_req *rq = *con_cls;
-    if (!rq) return;
-    *con_cls = NULL;
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) mark_gone(rq);
-    if (rq->sse) fr__sse_finish(rq->sse, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
-
-    /* No reply at all: the client went away (or the server stopped) first. */
-    int status = rq->status ? rq->status : 499;
+/* Both sides are done: close the stream, count and log the request, free
+ * it. */
+static void req_end(fr_req *rq) {
+    fr_server *s = rq->srv;
+    if (rq->sse) fr__sse_finish(rq->sse, rq->completed_ok);
+    /* No reply at all, or one the client left before it had it whole
+     * (a non-streamed request: 499, as nginx logs it; a stream keeps its
+     * 200, its end is counted by the generation). */
+    bool left = !rq->completed_ok || atomic_load(&rq->gone);
+    int status = rq->status && (rq->sse || !left) ? rq->status : 499;
     char st[8];
     snprintf(st, sizeof st, "%d", status);
     double secs = fr_now_s() - rq->t_start;
@@ -512,15 +818,28 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     fr_metric_observe(s->m_duration, secs, rq->route_name);
     fr_metric_add(s->m_in_flight, -1, NULL);
     log_request(rq, status, secs);
-    conn_window(s, rq->c, true);            /* waiting for the next request */
-    if (rq->dispatched)
-        MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)((s->cfg.conn_timeout_ms + 999) / 1000));
     req_free(rq);
 
     pthread_mutex_lock(&s->mu);
     s->in_flight--;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->mu);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    fr_server *s = cls;
+    fr_req *rq = *con_cls;
+    if (!rq) return;
+    *con_cls = NULL;
+    pthread_mutex_lock(&rq->mu);
+    rq->completed = true;
+    rq->completed_ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    pthread_mutex_unlock(&rq->mu);
+    if (!rq->completed_ok) mark_gone(rq);
+    conn_window(s, rq->c, WINDOW_HEADERS);  /* waiting for the next request */
+    if (rq->c) rq->c->requests++;
+    req_release(rq);
 }
 
 /* Keep the URL as received; routes.c decodes segments. */
@@ -549,7 +868,7 @@ static int open_listener(const char *host, int port, int *fd_out, int *port_out)
         if (fd < 0) { err = errno; continue; }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 128) == 0) break;
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0) break;
         err = errno;
         close(fd);
         fd = -1;
@@ -586,6 +905,26 @@ static int register_metrics(fr_server *s) {
     return 0;
 }
 
+/* Each connection is a descriptor: raise the soft limit toward the hard
+ * one so that conn_limit connections fit beside the models and the
+ * index, or lower conn_limit to what fits (and say so). */
+static void fit_fd_limit(fr_server *s) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)s->cfg.conn_limit + 256;
+    if (rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        unsigned fit = rl.rlim_cur > 512 ? (unsigned)(rl.rlim_cur - 256) : (unsigned)(rl.rlim_cur / 2);
+        FR_WARN("open-file limit %llu: at most %u connections instead of %u", (unsigned long long)rl.rlim_cur,
+                fit, s->cfg.conn_limit);
+        s->cfg.conn_limit = fit;
+    }
+}
+
 static void free_server(fr_server *s) {
     if (s->models_metrics) {
         fr_metrics_remove_collector(s->metrics, fr__collect_models, s->models_metrics);
@@ -596,6 +935,8 @@ static void free_server(fr_server *s) {
     fr_free(s->keys);
     fr_free(s->key_lens);
     fr_free(s->host);
+    free_list(s->cors_origins, s->n_cors_origins);
+    free_list(s->allowed_hosts, s->n_allowed_hosts);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
     fr_free(s);
@@ -618,7 +959,10 @@ int fr__server_create_routes(const fr_server_config *cfg, const fr_route *routes
     s->n_routes = n_routes;
     if (!s->cfg.max_body) s->cfg.max_body = DEFAULT_MAX_BODY;
     if (s->cfg.conn_timeout_ms <= 0) s->cfg.conn_timeout_ms = DEFAULT_CONN_TIMEOUT_MS;
+    if (s->cfg.header_timeout_ms <= 0) s->cfg.header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
     if (!s->cfg.conn_limit) s->cfg.conn_limit = DEFAULT_CONN_LIMIT;
+    if (!s->cfg.conn_per_ip) s->cfg.conn_per_ip = DEFAULT_CONN_PER_IP;
+    s->cfg.cors_origins = s->cfg.allowed_hosts = NULL;      /* parsed below; not kept */
     s->metrics = cfg->metrics ? cfg->metrics : fr_metrics_default();
     int rc = FR_ENOMEM, fd = -1;
     if (!(s->host = fr_strdup(cfg->host ? cfg->host : "127.0.0.1"))) goto fail;
@@ -642,6 +986,12 @@ int fr__server_create_routes(const fr_server_config *cfg, const fr_route *routes
         }
         s->cfg.api_keys = (const char *const *)s->keys;
     }
+    rc = FR_ENOMEM;
+    if (split_list(cfg->cors_origins, &s->cors_origins, &s->n_cors_origins) ||
+        split_list(cfg->allowed_hosts, &s->allowed_hosts, &s->n_allowed_hosts))
+        goto fail;
+    for (size_t i = 0; i < s->n_cors_origins; i++) s->cors_any |= !strcmp(s->cors_origins[i], "*");
+    s->loopback = is_loopback_name(s->host);
     if (!s->metrics) goto fail;
     if ((rc = register_metrics(s))) goto fail;
     if (cfg->manager) {
@@ -656,18 +1006,26 @@ int fr__server_create_routes(const fr_server_config *cfg, const fr_route *routes
         }
     }
     if ((rc = open_listener(s->host, cfg->port, &fd, &s->port))) goto fail;
+    fit_fd_limit(s);
 
     unsigned timeout_s = (unsigned)((s->cfg.conn_timeout_ms + 999) / 1000);
+    int cores = fr_physical_cores();
+    unsigned workers = cores > 1 ? (unsigned)cores : 1;
     s->daemon = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+            MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_access, s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,           /* first, to catch every message */
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_THREAD_POOL_SIZE, workers,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, s->cfg.conn_limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.conn_per_ip,
+        MHD_OPTION_STRICT_FOR_CLIENT, 1,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s,
         MHD_OPTION_END);
     if (!s->daemon) {
         close(fd);
@@ -699,14 +1057,6 @@ void fr_server_set_cancel_hook(fr_server *s, void (*fn)(void *ud), void *ud) {
 }
 
 bool fr_server_draining(const fr_server *s) { return atomic_load(&((fr_server *)s)->draining); }
-
-int fr_server_in_flight(const fr_server *s) {
-    fr_server *m = (fr_server *)s;
-    pthread_mutex_lock(&m->mu);
-    int n = m->in_flight;
-    pthread_mutex_unlock(&m->mu);
-    return n;
-}
 
 /* Wait (s->mu held) until nothing is in flight or timeout_ms passes (-1:
  * forever); true if nothing is. */
@@ -744,9 +1094,18 @@ int fr_server_drain(fr_server *s, int64_t timeout_ms) {
         if (!wait_idle(s, AFTER_CANCEL_WAIT_MS))
             FR_WARN("drain: %d requests did not end after cancel; stopping anyway", s->in_flight);
     }
-    pthread_mutex_unlock(&s->mu);
     atomic_store(&s->stopping, true);
-    MHD_stop_daemon(s->daemon);             /* closes idle connections, joins their threads */
+    /* A request thread holds its connection suspended until its handler
+     * returns, and libmicrohttpd must not stop with one suspended: wait
+     * for them (they see `stopping` through fr__req_gone). */
+    while (s->threads > 0) {
+        struct timespec ts;
+        abs_deadline(&ts, AFTER_CANCEL_WAIT_MS);
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) == ETIMEDOUT)
+            FR_WARN("drain: %d request threads still running; waiting for them", s->threads);
+    }
+    pthread_mutex_unlock(&s->mu);
+    MHD_stop_daemon(s->daemon);             /* closes the remaining connections */
     s->daemon = NULL;
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     return rc;

@@ -29,7 +29,7 @@ int fr__reply_header(fr_req *rq, const char *name, const char *value) {
 
 int fr__queue(fr_req *rq, int status, struct MHD_Response *resp) {
     if (!resp) return FR_ENOMEM;
-    if (rq->status) {
+    if (rq->status || rq->pending) {
         FR_ERROR("%s: a second reply (%d after %d) for %s: a bug", rq->id, status, rq->status, rq->route_name);
         MHD_destroy_response(resp);
         return FR_EINTERNAL;
@@ -45,6 +45,14 @@ int fr__queue(fr_req *rq, int status, struct MHD_Response *resp) {
         ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v) == MHD_YES;
     }
     if (draining) ok &= MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    if (ok && rq->deferred) {
+        /* On the request thread: the connection is suspended, and the
+         * reply waits for on_access (http.c) to queue it. */
+        rq->pending = resp;
+        rq->pending_status = status;
+        rq->status = status;
+        return 0;
+    }
     if (!ok || MHD_queue_response(rq->conn, (unsigned)status, resp) != MHD_YES) {
         MHD_destroy_response(resp);
         FR_ERROR("%s: cannot queue the %d reply for %s", rq->id, status, rq->route_name);

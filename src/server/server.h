@@ -3,11 +3,15 @@
  * and SSE replies, metrics and draining.  What the rest of frugal calls
  * (frugal serve, tests); the handlers' side is server_int.h.
  *
- * One fr_server is one listening socket served by libmicrohttpd with a
- * thread per connection: a handler may block (a generation waits in its
- * connection's thread; a stream's pull function waits for tokens) without
- * holding up other clients.  A client that is slow to send its request is
- * dropped after conn_timeout_ms of silence.
+ * One fr_server is one listening socket served by libmicrohttpd's epoll
+ * loop on a few worker threads (one per core): an open connection costs a
+ * socket and a few kilobytes, never a thread.  A request whose headers and
+ * body are in runs its handler on a thread of its own while the connection
+ * is suspended, so a handler may block (a generation waits; a stream's
+ * pull function waits for tokens) without holding up other clients.  A
+ * client must send its headers within header_timeout_ms and its body
+ * within conn_timeout_ms, and a connection on which nothing moves (a
+ * client that stops reading a reply) is closed after conn_timeout_ms.
  *
  * Lifecycle: create (binds and starts serving) → drain (stop accepting,
  * let requests in flight finish, cancel the rest) → destroy.
@@ -31,8 +35,14 @@ typedef struct fr_server_config {
     const char *const *api_keys;    /* copied; every route but /health needs one of them */
     size_t n_api_keys;              /* 0 = no auth */
     size_t max_body;                /* request body limit in bytes; 0 = 1 MiB */
-    int64_t conn_timeout_ms;        /* idle connection timeout; 0 = 30 s */
-    unsigned conn_limit;            /* concurrent connections; 0 = 256 */
+    int64_t conn_timeout_ms;        /* body deadline and idle (no bytes moving) timeout; 0 = 30 s */
+    int64_t header_timeout_ms;      /* a request's headers must be in within this; 0 = 10 s */
+    unsigned conn_limit;            /* open connections in all; 0 = 1024 */
+    unsigned conn_per_ip;           /* open connections from one address; 0 = 64 */
+    const char *cors_origins;       /* comma-separated origins allowed to call from a browser
+                                       ("http://app.example:3000"; "*" = any); NULL = none */
+    const char *allowed_hosts;      /* comma-separated Host names accepted besides loopback
+                                       ones when bound to loopback; NULL = none */
     fr_manager *manager;            /* the models; NULL = none offered (not owned) */
     int64_t request_timeout_ms;     /* a generation's deadline unless the request says
                                        "timeout"; <= 0 = none */
@@ -72,10 +82,6 @@ int fr_server_drain(fr_server *s, int64_t timeout_ms);
 
 /* True once fr_server_drain has started.  Thread-safe. */
 bool fr_server_draining(const fr_server *s);
-
-/* Requests being handled now (streams count until their last byte).
- * Thread-safe. */
-int fr_server_in_flight(const fr_server *s);
 
 /* Stop (drains with timeout 0 if fr_server_drain was not called) and free.
  * NULL is fine. */

@@ -23,18 +23,24 @@
  *       return fr__reply_json(rq, 200, o);            // steals o
  *   }
  *
- * A handler runs in its connection's thread and may block; a long wait
- * should poll fr__req_gone(rq, ms) to notice a client that went away.
+ * A handler runs on the request's own thread (http.c) while libmicrohttpd
+ * leaves the connection suspended, and may block; a long wait should poll
+ * fr__req_gone(rq, ms) to notice a client that went away.  Its reply is
+ * handed to libmicrohttpd when it returns.
  *
  * Streaming: fr__reply_sse(rq, pull, fin, ud) answers 200 text/event-
- * stream and returns; libmicrohttpd then calls pull(st, ud) from the
- * connection's thread each time it needs bytes.  pull may block until it
- * has something (waiting in slices and checking fr__sse_gone(st, ms)),
- * appends events with fr__sse_json / fr__sse_data, and returns
- * FR_SSE_MORE, FR_SSE_END (the helper appends "data: [DONE]"), or a
- * negative FR_E* (the helper appends one error event, then [DONE]).
- * fin(ud, completed) runs exactly once when the request is over, whatever
- * happened (completed = the client got [DONE]): release everything there.
+ * stream and returns; after the handler returns, the request's thread
+ * calls pull(st, ud) again and again until the stream ends, and
+ * libmicrohttpd sends what it appended as the client takes it.  pull may
+ * block until it has something (waiting in slices and checking
+ * fr__sse_gone(st, ms), which also sends a ": keep-alive" comment when the
+ * stream has been quiet a while), appends events with fr__sse_json /
+ * fr__sse_data, and returns FR_SSE_MORE, FR_SSE_END (the helper appends
+ * "data: [DONE]"), or a negative FR_E* (the helper appends one error
+ * event, then [DONE]).  The generation is not held back by a slow reader:
+ * its output waits in the stream's buffer.  fin(ud, completed) runs
+ * exactly once when the request is over, whatever happened (completed =
+ * the client got [DONE]): release everything there.
  *
  * Memory: every request has an arena (fr__req_alloc, fr__req_strdup) freed
  * when the request completes; parameters, query values and log fields live
@@ -166,9 +172,16 @@ struct fr_server {
     fr_models_metrics *models_metrics; /* with a manager: its collector's state */
     fr_lru *embed_cache;     /* vectors by (model file, input); NULL = none */
 
-    pthread_mutex_t mu;             /* guards in_flight, conns and the watchdog */
-    pthread_cond_t cond;            /* in_flight changed, conns changed, stop */
-    int in_flight;
+    pthread_mutex_t mu;             /* guards in_flight, threads, conns and the watchdog */
+    pthread_cond_t cond;            /* in_flight or threads changed, conns changed, stop */
+    int in_flight;                  /* requests not yet freed */
+    int threads;                    /* request threads running */
+    char **cors_origins;            /* owned, parsed from cfg.cors_origins */
+    size_t n_cors_origins;
+    bool cors_any;                  /* "*" was listed */
+    char **allowed_hosts;           /* owned, from cfg.allowed_hosts */
+    size_t n_allowed_hosts;
+    bool loopback;                  /* bound to a loopback address: Host is checked */
     fr_conn *conns;                 /* open connections (doubly linked) */
     pthread_t watchdog;
     bool watchdog_started, watchdog_stop;
@@ -196,7 +209,7 @@ struct fr_req {
     fr_conn *c;                     /* the connection's bookkeeping */
     fr_arena arena;                 /* everything below that is a pointer lives here */
     char id[24];                    /* "req-17" */
-    const char *method;             /* libmicrohttpd's, valid for the request */
+    const char *method;             /* "GET", "POST", ... */
     const char *path;               /* as received (percent-encoded), without the query */
     const fr_route *route;          /* NULL when unmatched */
     const char *route_name;         /* route->pattern, or "unmatched" (metrics label) */
@@ -227,6 +240,19 @@ struct fr_req {
     void (*on_gone)(void *ud);
     void *on_gone_ud;
     fr_sse *sse;                    /* the stream, when the reply is one */
+
+    /* The hand-over between libmicrohttpd's thread and the request's own
+     * (http.c): from dispatch until the handler returns the connection is
+     * suspended and the reply waits in `pending`; the request is freed by
+     * whichever of the two sides lets go of it last (refs). */
+    pthread_mutex_t mu;             /* guards the fields below and the stream's buffer */
+    int refs;                       /* libmicrohttpd's + the thread's while it runs */
+    bool deferred;                  /* replies go to pending (the handler runs on its thread) */
+    struct MHD_Response *pending;   /* the reply to queue when the connection resumes */
+    int pending_status;
+    bool completed;                 /* libmicrohttpd is done with the connection: never touch conn */
+    bool completed_ok;              /* ... and the whole reply went out */
+    int fd;                         /* our own dup of the socket, for fr__req_gone; -1 none */
 };
 
 /* Scratch memory for the request's lifetime (freed when it completes):
@@ -243,8 +269,6 @@ const char *fr__req_query(fr_req *rq, const char *key);
 const char *fr__req_header(const fr_req *rq, const char *name);
 /* The parsed JSON body (borrowed; NULL when the body was empty). */
 json_t *fr__req_json(const fr_req *rq);
-/* The raw body (NULL when empty) and its length. */
-const char *fr__req_body(const fr_req *rq, size_t *len);
 /* The models (NULL when the server has no manager). */
 fr_manager *fr__req_manager(const fr_req *rq);
 
@@ -322,8 +346,6 @@ int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud);
 int fr__sse_json(fr_sse *st, json_t *obj);
 /* Append one event with len bytes of data (no newlines in data). */
 int fr__sse_data(fr_sse *st, const char *data, size_t len);
-/* The stream's request (for fr__req_* calls from pull). */
-fr_req *fr__sse_req(fr_sse *st);
 /* fr__req_gone for the stream's request. */
 bool fr__sse_gone(fr_sse *st, int timeout_ms);
 
@@ -333,7 +355,13 @@ bool fr__sse_gone(fr_sse *st, int timeout_ms);
  * Retry-After on 503, X-Request-Id, and Connection: close while
  * draining.  Takes ownership of resp (destroyed here). */
 int fr__queue(fr_req *rq, int status, struct MHD_Response *resp);
-/* The stream's end: called from the request-completed callback. */
+/* The stream's side of the request thread (sse.c): pull until the
+ * stream ends, handing bytes to the reader.  Runs after the handler. */
+void fr__sse_produce(fr_sse *st);
+/* Resume rq's connection, which we suspended (http.c; without rq->mu:
+ * nobody else may end a connection we hold suspended). */
+void fr__req_resume(fr_req *rq);
+/* The stream's end: called once when both sides are done with the request. */
 void fr__sse_finish(fr_sse *st, bool completed);
 
 #endif

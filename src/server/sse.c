@@ -2,10 +2,25 @@
  * sse.c — server-sent event streams (text/event-stream).
  *
  * A stream is a libmicrohttpd response of unknown size (sent chunked)
- * whose content reader is `reader` below.  The reader hands out bytes
- * from a pending buffer; when the buffer is empty it calls the handler's
- * pull function, which blocks until it has events and appends them.  So
- * the only thread involved is the connection's own.
+ * with two sides that meet in one buffer, guarded by the request's mutex:
+ *
+ *   the producer  the request's own thread (http.c), once the handler has
+ *                 returned: fr__sse_produce calls the handler's pull
+ *                 function until the stream ends, appending its events;
+ *   the reader    libmicrohttpd's worker thread (`reader` below), which
+ *                 hands out the buffered bytes as the socket takes them.
+ *                 With nothing buffered and the stream not over, it
+ *                 suspends the connection (`waiting`) and returns 0; the
+ *                 producer resumes it after its next append.
+ *
+ * So a worker never blocks on a generation, and a generation never waits
+ * for a slow client: its output waits here (the buffer is counted memory,
+ * bounded by the request's max_tokens) and the model is free as soon as
+ * the answer is complete.  A client that stops reading is cut by
+ * libmicrohttpd's idle timeout (nothing moved for conn_timeout); a stream
+ * that is idle itself (a request queued for a slot) sends a comment line
+ * ": keep-alive" every keepalive interval so that proxies and clients do
+ * not take the silence for a dead peer.
  *
  * Wire format, one event per chunk of output:
  *
@@ -18,42 +33,66 @@
  *   data: {"error":{"message":...,"type":...,"param":null,"code":...}}\n\n
  *   data: [DONE]\n\n
  *
- * A client that goes away ends the stream without more bytes: the reader
- * checks the socket before every pull and returns END_WITH_ERROR, and the
- * request-completed callback reports the abnormal end; either way fin(ud,
- * false) runs, once, from fr__sse_finish.
+ * A client that goes away ends the stream without more bytes: pull sees
+ * fr__sse_gone, the producer stops, and the reader ends with an error;
+ * fin(ud, false) runs once, from fr__sse_finish, when both sides are done.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/sysinfo.h"
 #include "server/server_int.h"
+
+#define KEEPALIVE_MAX_S 15.0
 
 struct fr_sse {
     fr_req *rq;
     fr_sse_pull_fn pull;
     fr_sse_fin_fn fin;
     void *ud;
+    /* guarded by rq->mu: */
     char *buf;                  /* pending bytes [off, len) */
     size_t off, len, cap;
-    bool oom;
     bool ended;                 /* [DONE] is in the buffer */
-    bool completed;             /* the reader reported end of stream */
+    bool failed;                /* the producer stopped without [DONE]: end with an error */
+    bool waiting;               /* the reader suspended the connection for want of bytes */
+    bool completed;             /* the reader reported the end of the stream */
+    /* the producer's own: */
+    bool oom;                   /* an append failed since the last check */
+    double last;                /* fr_now_s() of the last append */
+    double keepalive_s;
 };
 
 static void append(fr_sse *st, const char *s, size_t n) {
     if (st->oom) return;
+    pthread_mutex_lock(&st->rq->mu);
     if (st->len + n > st->cap) {
         size_t nc = st->cap ? st->cap : 1024;
         while (nc < st->len + n) nc *= 2;
         char *nb = fr_realloc(st->buf, nc);
-        if (!nb) { st->oom = true; return; }
+        if (!nb) {
+            st->oom = true;
+            pthread_mutex_unlock(&st->rq->mu);
+            return;
+        }
         st->buf = nb;
         st->cap = nc;
     }
     memcpy(st->buf + st->len, s, n);
     st->len += n;
+    pthread_mutex_unlock(&st->rq->mu);
+    st->last = fr_now_s();
+}
+
+/* Wake the reader if it is waiting for bytes. */
+static void flush(fr_sse *st) {
+    pthread_mutex_lock(&st->rq->mu);
+    bool wake = st->waiting;
+    st->waiting = false;
+    pthread_mutex_unlock(&st->rq->mu);
+    if (wake) fr__req_resume(st->rq);       /* suspended by us: nobody else can end it meanwhile */
 }
 
 int fr__sse_data(fr_sse *st, const char *data, size_t len) {
@@ -75,9 +114,15 @@ int fr__sse_json(fr_sse *st, json_t *obj) {
     return rc;
 }
 
-fr_req *fr__sse_req(fr_sse *st) { return st->rq; }
-
-bool fr__sse_gone(fr_sse *st, int timeout_ms) { return fr__req_gone(st->rq, timeout_ms); }
+bool fr__sse_gone(fr_sse *st, int timeout_ms) {
+    if (fr__req_gone(st->rq, timeout_ms)) return true;
+    if (fr_now_s() - st->last >= st->keepalive_s && !st->oom) {
+        append(st, ": keep-alive\n\n", 14);
+        st->oom = false;                    /* a lost comment is no loss */
+        flush(st);
+    }
+    return false;
+}
 
 static void append_error(fr_sse *st, int err) {
     const char *d = fr_errdetail();
@@ -92,40 +137,80 @@ static void append_error(fr_sse *st, int err) {
     }
 }
 
-static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    fr_sse *st = cls;
-    while (st->off == st->len) {
-        st->off = st->len = 0;
-        if (st->ended) { st->completed = true; return MHD_CONTENT_READER_END_OF_STREAM; }
-        if (fr__req_gone(st->rq, 0)) return MHD_CONTENT_READER_END_WITH_ERROR;
+void fr__sse_produce(fr_sse *st) {
+    fr_req *rq = st->rq;
+    for (;;) {
+        if (fr__req_gone(rq, 0)) break;
+        pthread_mutex_lock(&rq->mu);
+        size_t mark = st->len;              /* where this pull's events begin */
+        pthread_mutex_unlock(&rq->mu);
         fr_errclear();
         int rc = st->pull(st, st->ud);
         if (st->oom && rc >= 0) rc = fr_errf(FR_ENOMEM, "no memory for the stream's events");
-        if (rc == FR_SSE_MORE) continue;
+        if (rc == FR_SSE_MORE) { flush(st); continue; }
         if (rc != FR_SSE_END) {
-            if (atomic_load(&st->rq->gone)) return MHD_CONTENT_READER_END_WITH_ERROR;
-            if (st->oom) { st->oom = false; st->len = 0; }   /* drop a half-written event */
+            if (atomic_load(&rq->gone)) break;
+            if (st->oom) {                  /* drop a half-written event */
+                st->oom = false;
+                pthread_mutex_lock(&rq->mu);
+                if (st->len > mark) st->len = mark;
+                pthread_mutex_unlock(&rq->mu);
+            }
             append_error(st, rc < 0 ? rc : FR_EINTERNAL);
         }
         append(st, "data: [DONE]\n\n", 14);
-        if (st->oom) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (st->oom) break;
+        pthread_mutex_lock(&rq->mu);
         st->ended = true;
+        pthread_mutex_unlock(&rq->mu);
+        flush(st);
+        return;
     }
-    size_t n = st->len - st->off;
-    if (n > max) n = max;
-    memcpy(buf, st->buf + st->off, n);
-    st->off += n;
-    return (ssize_t)n;
+    pthread_mutex_lock(&rq->mu);
+    st->failed = true;
+    pthread_mutex_unlock(&rq->mu);
+    flush(st);
+}
+
+/* libmicrohttpd's worker wants bytes. */
+static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    fr_sse *st = cls;
+    fr_req *rq = st->rq;
+    pthread_mutex_lock(&rq->mu);
+    ssize_t out;
+    if (st->off < st->len) {
+        size_t n = st->len - st->off;
+        if (n > max) n = max;
+        memcpy(buf, st->buf + st->off, n);
+        st->off += n;
+        if (st->off == st->len) st->off = st->len = 0;
+        out = (ssize_t)n;
+    } else if (st->ended) {
+        st->completed = true;
+        out = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (st->failed) {
+        out = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else {
+        st->waiting = true;
+        MHD_suspend_connection(rq->conn);  /* the producer resumes it */
+        out = 0;
+    }
+    pthread_mutex_unlock(&rq->mu);
+    return out;
 }
 
 int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) {
-    if (rq->status) return fr_errf(FR_EINTERNAL, "%s: stream after a reply", rq->id);
+    if (rq->status || rq->pending) return fr_errf(FR_EINTERNAL, "%s: stream after a reply", rq->id);
     fr_sse *st = fr_calloc(1, sizeof *st);
     if (!st) return FR_ENOMEM;
     st->rq = rq;
     st->pull = pull;
     st->fin = fin;
     st->ud = ud;
+    st->last = fr_now_s();
+    st->keepalive_s = (double)rq->srv->cfg.conn_timeout_ms / 2000.0;
+    if (st->keepalive_s > KEEPALIVE_MAX_S) st->keepalive_s = KEEPALIVE_MAX_S;
+    if (st->keepalive_s < 1) st->keepalive_s = 1;
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, st, NULL);
     if (!r || MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") != MHD_YES ||
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") != MHD_YES ||

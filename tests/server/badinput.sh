@@ -9,7 +9,7 @@
 #   context_length_exceeded, --ctx 32), a client that disconnects
 #   mid-stream (cancelled, its slot free at once with --parallel 1
 #   --queue 0), and a client that sends its headers one byte a second
-#   (dropped by --conn-timeout while another client is served).
+#   (dropped by --header-timeout while another client is served).
 SUITE=badinput
 . "$(dirname "$0")/lib.sh"
 
@@ -153,7 +153,7 @@ check "/metrics: no slot busy after the cancels" [ "$(metric "frugal_slots_busy{
 stop_server
 
 # ---- a client that sends its headers one byte a second ----
-start slow --models "$dir" --ctx 64 --conn-timeout 2s || finish
+start slow --models "$dir" --ctx 64 --header-timeout 2s || finish
 python3 - "$PORT" >"$TMP/slow.out" 2>&1 <<'PY' &
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -185,7 +185,7 @@ while alive $slowpid; do   # serve others for as long as the slow client is conn
 done
 check "other clients are served while the slow one holds a connection ($served served, $refused not)" [ $((served >= 3 && refused == 0)) -eq 1 ]
 wait $slowpid
-check "the slow client is dropped by --conn-timeout 2s ($(cat "$TMP/slow.out"))" grep -q "dropped after" "$TMP/slow.out"
+check "the slow client is dropped by --header-timeout 2s ($(cat "$TMP/slow.out"))" grep -q "dropped after" "$TMP/slow.out"
 secs=$(sed -n 's/.*bytes, \([0-9.]*\) s$/\1/p' "$TMP/slow.out")
 check "dropped after about 2 s, not at the end of its headers (${secs:-?} s)" awk -v t="${secs:-99}" 'BEGIN { exit (t >= 1.5 && t < 6) ? 0 : 1 }'
 check "the server still serves after the slow client" [ "$(post /v1/completions "{\"model\": \"$M\", \"prompt\": \"Hi\", \"max_tokens\": 2}")" = 200 ]

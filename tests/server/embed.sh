@@ -31,7 +31,10 @@ CTX=$("$BIN" inspect "$MODELS/$E.gguf" | awk '$1 == "bert.context_length" {print
 check "bert.context_length read from frugal inspect ($CTX)" [ "${CTX:-0}" -gt 0 ]
 
 # ---- 1. the client tests, nothing from the cache ----
-start embed --models "$dir" --embed-cache 0 --keep-alive -1 || finish
+# The client opens 64 connections at once for its burst besides the ones
+# it keeps alive from earlier requests: more than the default per-address
+# limit of 64 (hardening.sh tests that limit).
+start embed --models "$dir" --embed-cache 0 --keep-alive -1 --max-conns-per-ip 128 || finish
 PORT=$PORT REFS=$TD/refs run_node embed.test.mjs
 hits=$(metric frugal_embed_cache_hits_total)
 check "--embed-cache 0: no cache hit counted (${hits:-none})" [ "${hits:-0}" = 0 ]

@@ -10,7 +10,7 @@
 # flag > env > INI, bad INI key / value / section, bad flag and variable
 # (exit 2, one line naming the place), SIGHUP, SIGTERM and SIGINT drain
 # (exit 0), a client sending its headers one byte a second dropped by a
-# short --conn-timeout while /health keeps answering, and the openai npm
+# short --header-timeout while /health keeps answering, and the openai npm
 # package (installed here with npm ci) loading under node.
 #
 # Then the acceptance suites, one script each (sharing lib.sh):
@@ -25,6 +25,9 @@
 #                every document whole or absent, the index consistent
 #   search.sh    document search: collections, ingest, every search mode,
 #                rerank, ask, bad input, restart on the same --data
+#   hardening.sh connection floods (slowloris.mjs), clients that never read,
+#                cross-site requests and DNS rebinding, strict HTTP parsing,
+#                duplicate keys, 401 before 404, 499 for clients that left
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -196,7 +199,7 @@ printf '\n' >"$TMP/nokeys"
 bad_start "empty key file" "has no keys" --api-key-file "$TMP/nokeys"
 
 # ---- a client that sends its headers one byte a second ----
-start slow --conn-timeout 1s || bad "start with --conn-timeout"
+start slow --header-timeout 1s || bad "start with --header-timeout"
 python3 - "$PORT" >"$TMP/slow.out" 2>&1 <<'PY' &
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -227,7 +230,7 @@ for _ in 1 2 3; do
 done
 check "/health answers while a slow client holds a connection" [ $healthy -eq 1 ]
 wait $slowpid
-check "the slow client is dropped by --conn-timeout ($(cat "$TMP/slow.out"))" grep -q "dropped after" "$TMP/slow.out"
+check "the slow client is dropped by --header-timeout ($(cat "$TMP/slow.out"))" grep -q "dropped after" "$TMP/slow.out"
 stop TERM
 check "slow server exits 0" [ "$RC" -eq 0 ]
 
@@ -254,7 +257,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed durability search; do
+for suite in openai budget pressure load badinput embed durability search hardening; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

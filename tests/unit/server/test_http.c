@@ -124,7 +124,8 @@ static const fr_route test_routes[] = {
 
 static fr_server *start(fr_metrics *m, const char *const *keys, size_t n_keys, int64_t conn_timeout_ms) {
     fr_server_config cfg = {.port = 0, .api_keys = keys, .n_api_keys = n_keys, .max_body = 1024,
-                            .conn_timeout_ms = conn_timeout_ms, .metrics = m};
+                            .conn_timeout_ms = conn_timeout_ms,
+                            .header_timeout_ms = conn_timeout_ms, .metrics = m};
     fr_server *s = NULL;
     int rc = fr__server_create_routes(&cfg, test_routes, sizeof test_routes / sizeof test_routes[0], &s);
     CHECK_MSG(rc == 0, "server create: %s", fr_errdetail());
@@ -232,7 +233,7 @@ static void test_bodies(int port) {
     http_resp_free(&r);
     /* a chunked body that grows past the limit */
     int fd = http_connect(port);
-    const char *h = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *h = "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
     CHECK(http_send(fd, h, strlen(h)));
     char chunk[600];
     int n = snprintf(chunk, sizeof chunk, "200\r\n");
@@ -301,7 +302,7 @@ static void test_streams(int port) {
 
     /* a client that leaves while pull waits: pull notices, fin(false) */
     int fd = http_connect(port);
-    const char *req = "GET /stream?mode=wait HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *req = "GET /stream?mode=wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     CHECK(http_send(fd, req, strlen(req)));
     char buf[256];
     CHECK(recv(fd, buf, sizeof buf, 0) > 0);        /* the headers */
@@ -315,7 +316,7 @@ static void test_gone(int port) {
     atomic_store(&block_saw_gone, 0);
     atomic_store(&gone_hook_calls, 0);
     int fd = http_connect(port);
-    const char *req = "GET /block HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *req = "GET /block HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     CHECK(http_send(fd, req, strlen(req)));
     wait_for(&block_running, 1, 5000);
     close(fd);
@@ -427,7 +428,7 @@ static void test_drain(void) {
 
     /* an idle keep-alive connection, opened before the drain */
     int ka = http_connect(port);
-    const char *hreq = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *hreq = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     http_resp r;
     CHECK(http_send(ka, hreq, strlen(hreq)) && http_read(ka, &r));
     CHECK_INT(r.status, 200);
