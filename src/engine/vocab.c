@@ -1,7 +1,8 @@
 /*
  * vocab.c — loading a tokenizer from GGUF keys, the special-token
- * pre-pass, tokenize dispatch, token -> text and the streaming
- * detokenizer.  The tokenizer algorithms live in vocab_spm.c
+ * pre-pass (over the whole text, or per range for fr_tokenize_mixed, whose
+ * plain ranges keep their special-token texts as text), tokenize
+ * dispatch, token -> text and the streaming detokenizer.  The tokenizer algorithms live in vocab_spm.c
  * (SentencePiece BPE, "llama"), vocab_bpe.c (byte-level BPE, "gpt2") and
  * vocab_wpm.c (WordPiece, "bert").
  * Everything follows llama.cpp's llama-vocab.cpp as GGUF.md §5 describes.

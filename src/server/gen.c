@@ -4,9 +4,9 @@
  *
  * A request goes: parse and validate the body into a gen_req (400 naming
  * the field) → acquire the model from the manager (404 unknown, 503 when
- * it cannot be loaded now) → build the prompt → 413 if it leaves no room
- * in the context → submit to the model's
- * scheduler (503 with Retry-After when its slots and queue are full) →
+ * it cannot be loaded now) → build the prompt (below) → 413 if it leaves
+ * no room in the context → submit to the model's scheduler (503 with
+ * Retry-After when its slots and queue are full) →
  * either wait for the whole answer in this connection's thread, or answer
  * with an event stream whose pull function hands over each piece of text
  * as it comes.  A client that goes away cancels its request at the next
