@@ -238,11 +238,34 @@ int32_t fr_vocab_find(const fr_vocab *v, const char *s, size_t len);
 
 /* Tokenize len bytes of text.  add_special adds BOS/EOS as the vocab says
  * (WordPiece: [CLS] first and [SEP] last, always);
- * parse_special turns control-token texts into their ids (chat prompts).
+ * parse_special turns control-token texts into their ids (a prompt the
+ * caller wrote whole, such as a raw completion prompt; a chat prompt whose
+ * messages come from someone else is fr_chat_tokenize's).  User-defined
+ * tokens are split out either way, as llama.cpp does.
  * *ids is allocated with fr_malloc (caller frees with fr_free).
  * Returns 0, FR_ENOMEM or FR_EINVAL. */
 int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_special,
                 bool parse_special, int32_t **ids, size_t *n_ids);
+
+/* A byte range [off, off + len) of a text. */
+typedef struct fr_span {
+    size_t off, len;
+} fr_span;
+
+/* Tokenize text with special tokens parsed, except in the n_plain ranges
+ * plain[] (in order, not overlapping, inside the text), whose special-token
+ * texts are ordinary text: llama.cpp's parse_special split, for a prompt
+ * made of trusted text (a template) and untrusted text (messages,
+ * documents).  The pre-pass runs per range; then the raw text from one
+ * special token to the next is tokenized as one piece even where it
+ * crosses a range border, so byte-level BPE and SentencePiece merges (and
+ * SPM's prefix space, given only to text at the start or after a special
+ * token) come out as for the same text tokenized whole: when the plain
+ * ranges hold no special token's text the ids equal fr_tokenize's with
+ * parse_special.  Same ownership and errors as fr_tokenize (FR_EINVAL with
+ * a detail for ranges out of order or past len). */
+int fr_tokenize_mixed(const fr_vocab *v, const char *text, size_t len, bool add_special,
+                      const fr_span *plain, size_t n_plain, int32_t **ids, size_t *n_ids);
 
 /* The bytes token id contributes to the output text (SPM and WordPiece
  * "▁" → " ",
@@ -325,9 +348,26 @@ int fr_chat_detect(const char *tmpl);
 /* The kind's name as fr_chat_detect accepts it; "?" for a bad kind. */
 const char *fr_chat_name(int kind);
 
-/* Format messages; *out is fr_malloc'd and NUL-terminated.  The result is
- * meant for fr_tokenize with add_special and parse_special true. */
+/* Format messages; *out is fr_malloc'd and NUL-terminated.  The text is
+ * for reading: tokenizing it with parse_special would turn a message that
+ * contains "</s>" or "<|im_end|>" into that control token, so a prompt is
+ * tokenized with fr_chat_tokenize (or fr_tokenize_mixed with the spans of
+ * fr_chat_apply_spans). */
 int fr_chat_apply(int kind, const fr_chat_msg *msgs, size_t n, bool add_generation_prompt,
                   char **out);
+
+/* fr_chat_apply, and in *spans (fr_malloc'd, NULL when *n_spans is 0) the
+ * byte ranges of *out that came from the messages (roles and contents, as
+ * written there: trimmed where the template trims), in order. */
+int fr_chat_apply_spans(int kind, const fr_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                        char **out, fr_span **spans, size_t *n_spans);
+
+/* Format messages and tokenize the prompt with v: the template's own text
+ * with special tokens parsed (its markers are control tokens when the
+ * vocabulary has them), the messages' text as ordinary text
+ * (fr_tokenize_mixed), BOS as the vocabulary says.  *ids is fr_malloc'd.
+ * Errors as fr_chat_apply and fr_tokenize. */
+int fr_chat_tokenize(const fr_vocab *v, int kind, const fr_chat_msg *msgs, size_t n,
+                     bool add_generation_prompt, int32_t **ids, size_t *n_ids);
 
 #endif

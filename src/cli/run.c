@@ -60,8 +60,10 @@ static int parse(int argc, char **argv, run_opts *o) {
     return 0;
 }
 
-/* Build the token list: plain prompts get BOS as the vocab says; --chat
- * wraps the prompt as one user message in the model's chat template. */
+/* Build the token list: plain prompts get BOS as the vocab says and are
+ * ordinary text (no special-token parsing); --chat wraps the prompt as one
+ * user message in the model's chat template, whose markers alone are
+ * special tokens (fr_chat_tokenize). */
 static int make_prompt(const fr_model *m, const run_opts *o, const char *text, size_t len,
                        int32_t **ids, size_t *n_ids) {
     const fr_vocab *v = fr_model_vocab(m);
@@ -76,12 +78,7 @@ static int make_prompt(const fr_model *m, const run_opts *o, const char *text, s
     fr_free(tmpl_z);
     if (kind < 0) return kind;
     fr_chat_msg msg = {"user", text};
-    char *formatted = NULL;
-    int rc = fr_chat_apply(kind, &msg, 1, true, &formatted);
-    if (rc) return rc;
-    rc = fr_tokenize(v, formatted, strlen(formatted), true, true, ids, n_ids);
-    fr_free(formatted);
-    return rc;
+    return fr_chat_tokenize(v, kind, &msg, 1, true, ids, n_ids);
 }
 
 static int write_logits(const char *path, const float *logits, int32_t n) {

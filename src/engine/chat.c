@@ -8,6 +8,15 @@
  * variant with system support ("bos_token + '[INST]" → BOS inside the
  * history, "content.strip()" → trimmed contents).  The output never holds
  * BOS text; the tokenizer adds it (add_special).
+ *
+ * Special tokens.  The formatter notes where each role and content went
+ * in its output; fr_chat_tokenize parses special tokens in the template's
+ * own text only, so a message holding "</s>", "<|im_end|>" or
+ * "<|eot_id|>" reaches the model as those characters, not as the control
+ * token (llama.cpp's parse_special split).  The raw text between two of
+ * the template's special tokens is still tokenized as one piece
+ * (fr_tokenize_mixed), so an ordinary conversation gives the same ids as
+ * tokenizing the formatted text whole with parse_special.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +24,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "engine/chat.h"
+#include "engine/vocab.h"
 
 static const char *const kind_names[] = {
     [FR_CHAT_CHATML] = "chatml",
@@ -60,6 +70,9 @@ typedef struct sbuf {
     char *s;
     size_t len, cap;
     bool oom;
+    bool want_spans;        /* note the messages' ranges in spans */
+    fr_span *spans;
+    size_t n_spans, cap_spans;
 } sbuf;
 
 static void sb_put(sbuf *b, const char *s, size_t n) {
@@ -81,6 +94,23 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 
 static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
+/* Text from a message (a role or a content): put, and its range noted. */
+static void sb_msg(sbuf *b, const char *s, size_t n) {
+    size_t at = b->len;
+    sb_put(b, s, n);
+    if (b->oom || !b->want_spans || n == 0) return;
+    if (b->n_spans == b->cap_spans) {
+        size_t cap = b->cap_spans ? 2 * b->cap_spans : 16;
+        fr_span *p = fr_realloc(b->spans, cap * sizeof *p);
+        if (!p) { b->oom = true; return; }
+        b->spans = p;
+        b->cap_spans = cap;
+    }
+    b->spans[b->n_spans++] = (fr_span){at, n};
+}
+
+static void sb_msg_str(sbuf *b, const char *s) { sb_msg(b, s, strlen(s)); }
+
 static bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
@@ -92,27 +122,29 @@ static void sb_content(sbuf *b, const char *s, bool trim) {
         while (n && is_space(*s)) s++, n--;
         while (n && is_space(s[n - 1])) n--;
     }
-    sb_put(b, s, n);
+    sb_msg(b, s, n);
 }
 
-int fr_chat_apply(int kind, const fr_chat_msg *msgs, size_t n, bool add_generation_prompt,
-                  char **out) {
+int fr_chat_apply_spans(int kind, const fr_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                        char **out, fr_span **spans, size_t *n_spans) {
     *out = NULL;
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
     if (kind < 0 || kind >= N_KINDS) return fr_errf(FR_EINVAL, "chat: bad template kind %d", kind);
     for (size_t i = 0; i < n; i++)
         if (!msgs[i].role || !msgs[i].content)
             return fr_errf(FR_EINVAL, "chat: message %zu has no %s", i,
                            msgs[i].role ? "content" : "role");
-    sbuf b = {0};
+    sbuf b = {.want_spans = spans && n_spans};
     sb_put(&b, "", 0);
 
     switch (kind) {
     case FR_CHAT_CHATML:
         for (size_t i = 0; i < n; i++) {
             sb_str(&b, "<|im_start|>");
-            sb_str(&b, msgs[i].role);
+            sb_msg_str(&b, msgs[i].role);
             sb_str(&b, "\n");
-            sb_str(&b, msgs[i].content);
+            sb_msg_str(&b, msgs[i].content);
             sb_str(&b, "<|im_end|>\n");
         }
         if (add_generation_prompt) sb_str(&b, "<|im_start|>assistant\n");
@@ -120,7 +152,7 @@ int fr_chat_apply(int kind, const fr_chat_msg *msgs, size_t n, bool add_generati
     case FR_CHAT_LLAMA3:
         for (size_t i = 0; i < n; i++) {
             sb_str(&b, "<|start_header_id|>");
-            sb_str(&b, msgs[i].role);
+            sb_msg_str(&b, msgs[i].role);
             sb_str(&b, "<|end_header_id|>\n\n");
             sb_content(&b, msgs[i].content, true);
             sb_str(&b, "<|eot_id|>");
@@ -162,8 +194,34 @@ int fr_chat_apply(int kind, const fr_chat_msg *msgs, size_t n, bool add_generati
     }
     if (b.oom) {
         fr_free(b.s);
+        fr_free(b.spans);
         return FR_ENOMEM;
     }
     *out = b.s;
+    if (b.want_spans) {
+        *spans = b.spans;
+        *n_spans = b.n_spans;
+    }
     return 0;
+}
+
+int fr_chat_apply(int kind, const fr_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                  char **out) {
+    return fr_chat_apply_spans(kind, msgs, n, add_generation_prompt, out, NULL, NULL);
+}
+
+int fr_chat_tokenize(const fr_vocab *v, int kind, const fr_chat_msg *msgs, size_t n,
+                     bool add_generation_prompt, int32_t **ids, size_t *n_ids) {
+    if (!v || !ids || !n_ids) return FR_EINVAL;
+    *ids = NULL;
+    *n_ids = 0;
+    char *text = NULL;
+    fr_span *spans = NULL;
+    size_t n_spans = 0;
+    int rc = fr_chat_apply_spans(kind, msgs, n, add_generation_prompt, &text, &spans, &n_spans);
+    if (rc) return rc;
+    rc = fr_tokenize_mixed(v, text, strlen(text), true, spans, n_spans, ids, n_ids);
+    fr_free(spans);
+    fr_free(text);
+    return rc;
 }

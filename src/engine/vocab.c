@@ -1,7 +1,8 @@
 /*
  * vocab.c — loading a tokenizer from GGUF keys, the special-token
- * pre-pass, tokenize dispatch, token -> text and the streaming
- * detokenizer.  The tokenizer algorithms live in vocab_spm.c
+ * pre-pass (over the whole text, or per range for fr_tokenize_mixed, whose
+ * plain ranges keep their special-token texts as text), tokenize
+ * dispatch, token -> text and the streaming detokenizer.  The tokenizer algorithms live in vocab_spm.c
  * (SentencePiece BPE, "llama"), vocab_bpe.c (byte-level BPE, "gpt2") and
  * vocab_wpm.c (WordPiece, "bert").
  * Everything follows llama.cpp's llama-vocab.cpp as GGUF.md §5 describes.
@@ -577,10 +578,11 @@ static int frag_reserve(fragvec *f, size_t k) {
 }
 
 /*
- * The special-token pre-pass.  For each special token, longest first,
- * every raw fragment is searched for its text; a hit splits the fragment
- * into left text, the token and right text (which is searched again).
- * Without parse_special only user-defined tokens take part.
+ * The special-token pre-pass over the bytes [off, off + len) of text,
+ * appending to f.  For each special token, longest first, every raw
+ * fragment of the range is searched for its text; a hit splits the
+ * fragment into left text, the token and right text (which is searched
+ * again).  Without parse_special only user-defined tokens take part.
  */
 static uint32_t gram_bit(const char *p) {
     uint32_t x;
@@ -588,12 +590,14 @@ static uint32_t gram_bit(const char *p) {
     return (x * 0x9E3779B1u) >> 16;
 }
 
-static int partition(const fr_vocab *v, const char *text, size_t len, bool parse_special,
-                     fragvec *f) {
+static int partition(const fr_vocab *v, const char *text, size_t off, size_t len,
+                     bool parse_special, fragvec *f) {
     if (!len) return 0;
     int rc = frag_reserve(f, 1);
     if (rc) return rc;
-    f->v[f->n++] = (fr__vocab_frag){0, len, -1};
+    size_t first = f->n;    /* the range's fragments are f->v[first..] */
+    f->v[f->n++] = (fr__vocab_frag){off, len, -1};
+    const char *r = text + off;
     /* With many special tokens (some vocabs have thousands), a bitmap of
      * the text's 4-byte grams rules most of them out without a search. */
     uint64_t *grams = NULL;
@@ -601,7 +605,7 @@ static int partition(const fr_vocab *v, const char *text, size_t len, bool parse
         grams = fr_calloc(1024, sizeof *grams);
         if (!grams) return FR_ENOMEM;
         for (size_t i = 0; i + 4 <= len; i++) {
-            uint32_t b = gram_bit(text + i);
+            uint32_t b = gram_bit(r + i);
             grams[b >> 6] |= 1ull << (b & 63);
         }
     }
@@ -615,8 +619,8 @@ static int partition(const fr_vocab *v, const char *text, size_t len, bool parse
             uint32_t a = gram_bit(s), b = gram_bit(s + slen - 4);
             if (!(grams[a >> 6] >> (a & 63) & 1) || !(grams[b >> 6] >> (b & 63) & 1)) continue;
         }
-        if (!memmem(text, len, s, slen)) continue;
-        for (size_t i = 0; i < f->n; i++) {
+        if (!memmem(r, len, s, slen)) continue;
+        for (size_t i = first; i < f->n; i++) {
             fr__vocab_frag fr = f->v[i];
             if (fr.token >= 0 || fr.len < slen) continue;
             const char *hit = memmem(text + fr.off, fr.len, s, slen);
@@ -660,11 +664,55 @@ static int spm_fragment(const fr_vocab *v, const char *s, size_t n, bool prefix,
     return fr__vocab_spm_tokenize(v, *buf, (size_t)(o - *buf), out);
 }
 
+/*
+ * The pre-pass of a text whose plain ranges are ordinary text: the text
+ * between them with special tokens parsed, the ranges with parse_special
+ * off.  Raw fragments that meet at a range border are then joined, so the
+ * tokenizer sees one piece of text from one special token to the next,
+ * wherever the borders were: a text whose plain ranges hold no special
+ * token's text is split exactly as fr_tokenize with parse_special splits
+ * it (and as llama.cpp splits a chat template's output).
+ */
+static int partition_mixed(const fr_vocab *v, const char *text, size_t len,
+                           const fr_span *plain, size_t n_plain, fragvec *f) {
+    size_t at = 0;
+    int rc = 0;
+    for (size_t k = 0; k <= n_plain && !rc; k++) {
+        size_t end = k < n_plain ? plain[k].off : len;
+        rc = partition(v, text, at, end - at, true, f);
+        if (!rc && k < n_plain) rc = partition(v, text, end, plain[k].len, false, f);
+        if (k < n_plain) at = end + plain[k].len;
+    }
+    if (rc) return rc;
+    size_t j = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        fr__vocab_frag *prev = j ? &f->v[j - 1] : NULL;
+        if (prev && prev->token < 0 && f->v[i].token < 0 && prev->off + prev->len == f->v[i].off)
+            prev->len += f->v[i].len;
+        else
+            f->v[j++] = f->v[i];
+    }
+    f->n = j;
+    return 0;
+}
+
 int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_special,
                 bool parse_special, int32_t **ids, size_t *n_ids) {
-    if (!v || !ids || !n_ids || (!text && len)) return FR_EINVAL;
+    fr_span all = {0, len};
+    return fr_tokenize_mixed(v, text, len, add_special, &all, parse_special ? 0 : 1, ids, n_ids);
+}
+
+int fr_tokenize_mixed(const fr_vocab *v, const char *text, size_t len, bool add_special,
+                      const fr_span *plain, size_t n_plain, int32_t **ids, size_t *n_ids) {
+    if (!v || !ids || !n_ids || (!text && len) || (!plain && n_plain)) return FR_EINVAL;
     *ids = NULL;
     *n_ids = 0;
+    for (size_t k = 0, at = 0; k < n_plain; k++) {
+        if (plain[k].off < at || plain[k].off > len || plain[k].len > len - plain[k].off)
+            return fr_errf(FR_EINVAL, "tokenize: plain range %zu [%zu, +%zu) is out of order or "
+                           "past the text's %zu bytes", k, plain[k].off, plain[k].len, len);
+        at = plain[k].off + plain[k].len;
+    }
     fragvec f = {0};
     fr__idvec out = {0};
     char *buf = NULL;
@@ -672,7 +720,7 @@ int fr_tokenize(const fr_vocab *v, const char *text, size_t len, bool add_specia
     int rc = fr__idvec_push(&out, 0);    /* makes *ids non-NULL even when empty */
     if (rc) goto done;
     out.n = 0;
-    rc = partition(v, text, len, parse_special, &f);
+    rc = partition_mixed(v, text, len, plain, n_plain, &f);
     if (rc) goto done;
     /* WordPiece always frames add_special input as [CLS] ... [SEP] */
     bool wpm = v->kind == FR_VOCAB_WPM;

@@ -19,6 +19,12 @@
  * When no source is taken, the line "(no sources were found)" stands in
  * their place (left out too if even it does not fit).
  *
+ * The caller makes the whole prompt one user message's content, which
+ * fr_chat_tokenize tokenizes as ordinary text: a chunk holding "</s>" or
+ * "<|im_end|>" is those characters to the model, not a control token
+ * that would end the turn.  count_tokens counts without special tokens
+ * too, so the budget counts the prompt as the model will read it.
+ *
  * Budget.  The question and the instructions must fit on their own
  * (FR_ETOOLONG otherwise).  Then the retrieved chunks are taken best
  * first: a chunk whose "[n] text" block would pass the budget is skipped

@@ -4,15 +4,23 @@
  *
  * A request goes: parse and validate the body into a gen_req (400 naming
  * the field) → acquire the model from the manager (404 unknown, 503 when
- * it cannot be loaded now) → build the prompt (chat: the model's template,
- * then tokenize with special tokens parsed; text: tokenize as `frugal run`
- * does) → 413 if it leaves no room in the context → submit to the model's
- * scheduler (503 with Retry-After when its slots and queue are full) →
+ * it cannot be loaded now) → build the prompt (below) → 413 if it leaves
+ * no room in the context → submit to the model's scheduler (503 with
+ * Retry-After when its slots and queue are full) →
  * either wait for the whole answer in this connection's thread, or answer
  * with an event stream whose pull function hands over each piece of text
  * as it comes.  A client that goes away cancels its request at the next
  * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
  * released with the request's keep_alive when the request is over.
+ *
+ * The prompt.  Chat: the model's template with the messages, tokenized by
+ * fr_chat_tokenize: special tokens are parsed in the template's own text
+ * only, so "</s>" or "<|im_end|>" in a message (or in a document that
+ * /ask quotes in one) is ordinary text, never the control token.  Text
+ * completions: the prompt is the client's whole prompt, tokenized with
+ * BOS as the vocabulary says and special tokens parsed, as llama-server
+ * does (a client may write its own template: "<|im_start|>" is then the
+ * token).  A prompt of token ids is taken as it is.
  *
  * Other handlers generate through the same path: fr__gen_chat (the ask
  * route of search.c) passes a chat body of its own and hooks that reshape
@@ -396,19 +404,11 @@ static int build_prompt(fr_req *rq, const gen_req *q, const fr_llm *llm, int32_t
         *n = q->n_prompt_ids;
         return 0;
     }
-    char *formatted = NULL;
-    const char *text = q->prompt;
-    bool special = false;
-    int rc;
-    if (q->kind == KIND_CHAT) {
-        if ((rc = fr_chat_apply(llm->chat_kind, q->msgs, q->n_msgs, true, &formatted))) return rc;
-        text = formatted;
-        special = true;
-    }
     int32_t *tok = NULL;
     size_t nt = 0;
-    rc = fr_tokenize(v, text, strlen(text), true, special, &tok, &nt);
-    fr_free(formatted);
+    int rc = q->kind == KIND_CHAT
+                 ? fr_chat_tokenize(v, llm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
+                 : fr_tokenize(v, q->prompt, strlen(q->prompt), true, true, &tok, &nt);
     if (rc) return rc;
     if (nt == 0) {
         fr_free(tok);

@@ -12,6 +12,9 @@
  * every id must be in range and every id must detokenize without error.
  * For byte-level BPE without special parsing the text must come back
  * byte for byte (every byte has a token there, and we keep invalid bytes).
+ * fr_tokenize_mixed runs too, with two plain ranges placed by the input's
+ * first bytes (ids in range), and with one plain range over everything
+ * (the same ids as fr_tokenize without special parsing).
  */
 #include "base/err.h"
 #include "base/mem.h"
@@ -86,12 +89,36 @@ static void run(const fr_vocab *v, const uint8_t *data, size_t size, bool parse_
     fr_free(ids);
 }
 
+/* Plain ranges: two placed by the first bytes, then one over everything. */
+static void run_mixed(const fr_vocab *v, const uint8_t *data, size_t size) {
+    const char *text = (const char *)data;
+    size_t a = size ? data[0] % (size + 1) : 0;
+    size_t b = size > 1 ? a + data[1] % (size - a + 1) : a;
+    size_t c = size > 2 ? b + data[2] % (size - b + 1) : b;
+    fr_span two[2] = {{0, a}, {b, c - b}};
+    int32_t *ids = NULL, *ref = NULL;
+    size_t n = 0, nr = 0;
+    int rc = fr_tokenize_mixed(v, text, size, true, two, 2, &ids, &n);
+    if (rc && rc != FR_ENOMEM) abort();
+    for (size_t i = 0; !rc && i < n; i++)
+        if (ids[i] < 0 || ids[i] >= fr_vocab_n_tokens(v)) abort();
+    fr_free(ids);
+    ids = NULL;
+    fr_span all = {0, size};
+    rc = fr_tokenize_mixed(v, text, size, true, &all, 1, &ids, &n);
+    int rc2 = fr_tokenize(v, text, size, true, false, &ref, &nr);
+    if (!rc && !rc2 && (n != nr || (n && memcmp(ids, ref, n * sizeof *ids)))) abort();
+    fr_free(ids);
+    fr_free(ref);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!loaded) load_all();
     if (size > 1 << 16) return 0;
     for (int i = 0; i < N_VOCABS; i++) {
         run(vocabs[i], data, size, false, i == 1);
         run(vocabs[i], data, size, true, false);
+        run_mixed(vocabs[i], data, size);
     }
     return 0;
 }

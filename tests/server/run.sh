@@ -28,6 +28,9 @@
 #   hardening.sh connection floods (slowloris.mjs), clients that never read,
 #                cross-site requests and DNS rebinding, strict HTTP parsing,
 #                duplicate keys, 401 before 404, 499 for clients that left
+#   special.sh   special-token texts ("</s>", "<|im_end|>", ...) in chat
+#                messages and in documents quoted by ask are text; a raw
+#                completion prompt's are tokens (as llama-server)
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -257,7 +260,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed durability search hardening; do
+for suite in openai budget pressure load badinput embed durability search special hardening; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?
