@@ -423,8 +423,7 @@ static int load_entry(fr_manager *mg, fr__entry *e) {
     fr_usage u = {0};
     if (rc > 0) rc = FR_EINTERNAL;
     if (rc == 0) mg->loader.usage(mg->loader.ud, obj, &u);
-    else snprintf(msg, sizeof msg, "model '%s': %s", e->id,
-                  *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+    else fr__entry_message(mg, e, *fr_errdetail() ? fr_errdetail() : fr_strerror(rc), msg, sizeof msg);
     pthread_mutex_lock(&mg->mu);
 
     if (rc < 0) {

@@ -140,8 +140,20 @@ void fr__refresh_usage(fr_manager *mg);
 int  fr__entry_create(fr_manager *mg, const fr_model_cfg *cfg, bool from_ini, fr__entry **out);
 void fr__entry_free(fr__entry *e);
 
+/* The name of e's file that clients may see: its path relative to the
+ * models directory when it lies there, else its base name.  Absolute
+ * paths of the server's disk stay in its log, out of HTTP replies. */
+const char *fr__entry_file_name(const fr_manager *mg, const fr__entry *e);
+/* msg = "model '<id>': <detail>" with every occurrence of e's path in
+ * detail replaced by fr__entry_file_name (a path cut off at the end of
+ * detail is dropped).  For the messages that reach clients (a failed
+ * probe or load in GET /v1/models and in the acquire's error). */
+void fr__entry_message(const fr_manager *mg, const fr__entry *e, const char *detail, char *msg,
+                       size_t cap);
+
 /* Probe e's file (outside mu: e not yet published, or e LOADING).
- * Fills caps/estimate; on failure writes the detail to msg. */
+ * Fills caps/estimate; on failure writes the detail to msg
+ * (fr__entry_message: no absolute path). */
 int fr__entry_probe(fr_manager *mg, fr__entry *e, unsigned *caps, fr_usage *est,
                     char *msg, size_t cap);
 
