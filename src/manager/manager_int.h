@@ -64,6 +64,8 @@ struct fr__entry {
                                    load (that load counts its bytes) */
     bool draining;              /* UNLOADING by a forced unload that waits
                                    for its handles to be released */
+    bool unload_idle;           /* a forced unload gave up waiting: unload
+                                   when the last handle goes */
     bool chosen;                /* scratch flag of the admission planner */
     fr__entry *vnext;           /* scratch list of victims */
     int unload_reason;          /* FR_EVICT_*, or -1 (shutdown) */
@@ -91,7 +93,7 @@ struct fr_manager {
     pthread_mutex_t hk_mu;      /* one housekeeping pass at a time (before mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* any state, refs or measuring change */
-    pthread_cond_t hk_cv;       /* wakes the housekeeping thread (stop) */
+    pthread_cond_t hk_cv;       /* wakes the housekeeping thread (stop, hk_now) */
     pthread_t thread;
     bool thread_started;
 
@@ -99,6 +101,8 @@ struct fr_manager {
     fr__entry **entries;        /* [n_entries], sorted by id */
     size_t n_entries, cap_entries;
     bool stopping;
+    bool hk_now;                /* run a housekeeping pass now (an unload that
+                                   fr_manager_release_async left to it) */
     uint64_t tick;
     fr_mem_status st;           /* the last reading */
     double used_pct;
