@@ -342,6 +342,29 @@ static int plan_room(fr_manager *mg, fr__entry *e, bool count_draining, fr__entr
     return FR_EBUDGET;
 }
 
+int fr_manager_admit_bytes(fr_manager *mg, uint64_t bytes, const char *what) {
+    if (!mg || !what) return fr_errf(FR_EINVAL, "fr_manager_admit_bytes: NULL argument");
+    pthread_mutex_lock(&mg->mu);
+    uint64_t held = heap_rest(mg);
+    for (size_t i = 0; i < mg->n_entries; i++) {
+        const fr__entry *x = mg->entries[i];
+        if (x->state == FR_MS_LOADED || x->state == FR_MS_UNLOADING) held = sat_add(held, fr__entry_cost(x));
+        else if (x->state == FR_MS_LOADING && x->admitted) held = sat_add(held, estimate_total(x));
+    }
+    int rc = 0;
+    if (sat_add(held, bytes) > mg->budget) {
+        char nb[32], bb[32], hb[32];
+        fmt_bytes(nb, sizeof nb, bytes);
+        fmt_bytes(bb, sizeof bb, mg->budget);
+        fmt_bytes(hb, sizeof hb, held);
+        mg->sheds_budget++;
+        rc = fr_errf(FR_EBUDGET, "%s needs %s; the memory budget is %s and %s of it is held "
+                     "(models and heap)", what, nb, bb, hb);
+    }
+    pthread_mutex_unlock(&mg->mu);
+    return rc;
+}
+
 /* Record the end of a load attempt started with sequence seq: the new
  * state, the outcome for the waiters, and the detail for the caller. */
 static int finish_load(fr_manager *mg, fr__entry *e, uint64_t seq, int rc, int state, const char *msg) {

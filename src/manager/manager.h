@@ -153,6 +153,16 @@ void *fr_handle_obj(const fr_handle *h);      /* the loader's object */
 const char *fr_handle_id(const fr_handle *h);
 unsigned fr_handle_caps(const fr_handle *h);
 
+/* Admission of request memory known before the work (an embeddings
+ * reply): would bytes more of counted heap fit the budget now, next to
+ * what the models are counted as (the admission rule of loads) and the
+ * rest of the counted heap?  Nothing is evicted for it and nothing is
+ * reserved: the caller allocates what it asked for at once (fr_malloc),
+ * and from then on the heap counts it.  0, or FR_EBUDGET with a detail
+ * "<what> needs N MiB; the memory budget is ..." (counted as a budget
+ * shed).  FR_EINVAL for NULL arguments. */
+int fr_manager_admit_bytes(fr_manager *mg, uint64_t bytes, const char *what);
+
 /* Load without a request (POST /v1/models/{id}/load): as acquire +
  * release, optionally pinning (until fr_manager_unload) and setting the
  * keep-alive. */
