@@ -696,13 +696,15 @@ int fr_manager_unload(fr_manager *mg, const char *id, bool force) {
                     e->state = FR_MS_LOADED;
                     e->unload_idle = true;
                     pthread_cond_broadcast(&mg->cv);
-                    FR_WARN("unload '%s' (request, force): %d request%s still hold it after %d ms; "
-                            "it stays loaded until they end", e->id, (int)e->refs,
-                            e->refs == 1 ? "" : "s", FR_FORCE_UNLOAD_WAIT_MS);
-                    rc = fr_errf(FR_ECONFLICT, "model '%s': %d request%s still hold it %d s after "
-                                 "they were cancelled; it stays loaded and is unloaded as soon as "
-                                 "they end", e->id, (int)e->refs, e->refs == 1 ? "" : "s",
-                                 FR_FORCE_UNLOAD_WAIT_MS / 1000);
+                    bool one = e->refs == 1;
+                    FR_WARN("unload '%s' (request, force): %d request%s still hold%s it after %d ms; "
+                            "it stays loaded until %s", e->id, (int)e->refs, one ? "" : "s",
+                            one ? "s" : "", FR_FORCE_UNLOAD_WAIT_MS, one ? "it ends" : "they end");
+                    rc = fr_errf(FR_ECONFLICT, "model '%s': %d request%s still hold%s it %d s after "
+                                 "the cancel (a client not reading its reply?); it stays loaded and "
+                                 "is unloaded as soon as %s", e->id, (int)e->refs, one ? "" : "s",
+                                 one ? "s" : "", FR_FORCE_UNLOAD_WAIT_MS / 1000,
+                                 one ? "it ends" : "they end");
                     done = true;
                     break;
                 }
