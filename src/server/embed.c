@@ -270,7 +270,7 @@ static void base64_into(const void *p, size_t n, char *o, size_t *out_len) {
  * budget (fr_manager_admit_bytes) with the vectors, allocated, filled,
  * shrunk to its length and handed to libmicrohttpd as it is. */
 
-#define ITEM_HEAD_MAX 64    /* {"object":"embedding","index":<20 digits>,"embedding": */
+#define ITEM_HEAD_MAX 72    /* ,{"object":"embedding","index":<20 digits>,"embedding": (64) */
 #define ITEM_TAIL_MAX 4     /* ]}, or "}, */
 #define REPLY_TAIL_MAX 128  /* ],"model": + usage with two 20-digit numbers */
 
