@@ -66,7 +66,19 @@
  * with FR_EBUSY (503, retry) instead of waiting: the drain waits for
  * handle holders, and a holder that waited for the drain would never
  * release.  For the same reason admission counts a draining model as
- * held and never waits for it.
+ * held and never waits for it.  The wait is bounded
+ * (FR_FORCE_UNLOAD_WAIT_MS): a holder that has not let go by then is not
+ * ending by itself soon, so the model goes back to LOADED (acquires work
+ * again), is flagged unload_idle, and is unloaded by whoever releases its
+ * last handle (or by housekeeping); the call fails with FR_ECONFLICT
+ * saying so.  Language-model requests give their handle back when their
+ * generation ends, not when their client has read the answer (gen.c,
+ * fr_manager_release_async), so a stream nobody reads does not hold a
+ * model past the cancel.
+ *
+ * Releases from a loader's own threads (fr_manager_release_async) never
+ * unload in that thread (the unload would join it): an unload the release
+ * makes due is left to the housekeeping thread, woken at once.
  *
  * No deadlock: every wait in acquire is for a load or an unload that is
  * running in some thread and ends without anyone releasing a handle.
@@ -213,6 +225,7 @@ void fr__unload_list(fr_manager *mg, fr__entry *v) {
         v->state = FR_MS_UNLOADED;
         v->claimed = false;
         v->draining = false;
+        v->unload_idle = false;
         v->expires_ns = 0;
         v->keep_alive_now = -2;
         if (reason >= 0 && reason < FR_EVICT_COUNT) mg->evictions[reason]++;
@@ -329,6 +342,29 @@ static int plan_room(fr_manager *mg, fr__entry *e, bool count_draining, fr__entr
     return FR_EBUDGET;
 }
 
+int fr_manager_admit_bytes(fr_manager *mg, uint64_t bytes, const char *what) {
+    if (!mg || !what) return fr_errf(FR_EINVAL, "fr_manager_admit_bytes: NULL argument");
+    pthread_mutex_lock(&mg->mu);
+    uint64_t held = heap_rest(mg);
+    for (size_t i = 0; i < mg->n_entries; i++) {
+        const fr__entry *x = mg->entries[i];
+        if (x->state == FR_MS_LOADED || x->state == FR_MS_UNLOADING) held = sat_add(held, fr__entry_cost(x));
+        else if (x->state == FR_MS_LOADING && x->admitted) held = sat_add(held, estimate_total(x));
+    }
+    int rc = 0;
+    if (sat_add(held, bytes) > mg->budget) {
+        char nb[32], bb[32], hb[32];
+        fmt_bytes(nb, sizeof nb, bytes);
+        fmt_bytes(bb, sizeof bb, mg->budget);
+        fmt_bytes(hb, sizeof hb, held);
+        mg->sheds_budget++;
+        rc = fr_errf(FR_EBUDGET, "%s needs %s; the memory budget is %s and %s of it is held "
+                     "(models and heap)", what, nb, bb, hb);
+    }
+    pthread_mutex_unlock(&mg->mu);
+    return rc;
+}
+
 /* Record the end of a load attempt started with sequence seq: the new
  * state, the outcome for the waiters, and the detail for the caller. */
 static int finish_load(fr_manager *mg, fr__entry *e, uint64_t seq, int rc, int state, const char *msg) {
@@ -423,8 +459,7 @@ static int load_entry(fr_manager *mg, fr__entry *e) {
     fr_usage u = {0};
     if (rc > 0) rc = FR_EINTERNAL;
     if (rc == 0) mg->loader.usage(mg->loader.ud, obj, &u);
-    else snprintf(msg, sizeof msg, "model '%s': %s", e->id,
-                  *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+    else fr__entry_message(mg, e, *fr_errdetail() ? fr_errdetail() : fr_strerror(rc), msg, sizeof msg);
     pthread_mutex_lock(&mg->mu);
 
     if (rc < 0) {
@@ -524,8 +559,10 @@ int fr_manager_acquire(fr_manager *mg, const char *id, int64_t keep_alive_ms, fr
     return 0;
 }
 
-void fr_manager_release(fr_handle *h) {
-    if (!h) return;
+/* Drop h.  An unload the release makes due (keep-alive 0, a vanished
+ * file, a forced unload that gave up waiting) runs here, or, when defer,
+ * in the housekeeping thread, woken at once. */
+static void release(fr_handle *h, bool defer) {
     fr_manager *mg = h->mg;
     fr__entry *e = h->e;
     fr__entry *list = NULL;
@@ -540,14 +577,31 @@ void fr_manager_release(fr_handle *h) {
             const int64_t max_ms = INT64_C(1000000000000);   /* 31 years: "never" */
             e->keep_alive_now = ka;
             e->expires_ns = ka > 0 && ka < max_ms ? fr_now_ns() + (uint64_t)ka * 1000000u : 0;
-            if (e->removed) fr__mark_unload(e, FR_EVICT_RESCAN, &list);
-            else if (ka == 0 && !pinned(e) && !mg->stopping) fr__mark_unload(e, FR_EVICT_KEEP_ALIVE, &list);
+            int reason = -1;
+            if (e->removed) reason = FR_EVICT_RESCAN;
+            else if (e->unload_idle) reason = FR_EVICT_REQUEST;
+            else if (ka == 0 && !pinned(e) && !mg->stopping) reason = FR_EVICT_KEEP_ALIVE;
+            if (reason >= 0 && defer) {
+                if (reason == FR_EVICT_KEEP_ALIVE) e->expires_ns = fr_now_ns();   /* due now */
+                mg->hk_now = true;
+                pthread_cond_signal(&mg->hk_cv);
+            } else if (reason >= 0) {
+                fr__mark_unload(e, reason, &list);
+            }
         }
     }
     fr__unload_list(mg, list);
     fr__sweep(mg);
     pthread_mutex_unlock(&mg->mu);
     fr_free(h);
+}
+
+void fr_manager_release(fr_handle *h) {
+    if (h) release(h, false);
+}
+
+void fr_manager_release_async(fr_handle *h) {
+    if (h) release(h, true);
 }
 
 void *fr_handle_obj(const fr_handle *h) { return h ? h->obj : NULL; }
@@ -622,8 +676,38 @@ int fr_manager_unload(fr_manager *mg, const char *id, bool force) {
                     mg->loader.cancel(mg->loader.ud, obj);
                     pthread_mutex_lock(&mg->mu);
                 }
-                while (e->refs > 0) pthread_cond_wait(&mg->cv, &mg->mu);
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);      /* mg->cv's clock */
+                until.tv_sec += FR_FORCE_UNLOAD_WAIT_MS / 1000;
+                until.tv_nsec += (long)(FR_FORCE_UNLOAD_WAIT_MS % 1000) * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000L;
+                }
+                int wrc = 0;
+                while (e->refs > 0 && wrc != ETIMEDOUT)
+                    wrc = pthread_cond_timedwait(&mg->cv, &mg->mu, &until);
                 e->draining = false;
+                if (e->refs > 0) {
+                    /* what still holds it does not end by itself soon (a
+                     * client that does not read what it asked for): give
+                     * the model back to the requests that wait for it,
+                     * and unload it when it is next idle */
+                    e->state = FR_MS_LOADED;
+                    e->unload_idle = true;
+                    pthread_cond_broadcast(&mg->cv);
+                    bool one = e->refs == 1;
+                    FR_WARN("unload '%s' (request, force): %d request%s still hold%s it after %d ms; "
+                            "it stays loaded until %s", e->id, (int)e->refs, one ? "" : "s",
+                            one ? "s" : "", FR_FORCE_UNLOAD_WAIT_MS, one ? "it ends" : "they end");
+                    rc = fr_errf(FR_ECONFLICT, "model '%s': %d request%s still hold%s it %d s after "
+                                 "the cancel (a client not reading its reply?); it stays loaded and "
+                                 "is unloaded as soon as %s", e->id, (int)e->refs, one ? "" : "s",
+                                 one ? "s" : "", FR_FORCE_UNLOAD_WAIT_MS / 1000,
+                                 one ? "it ends" : "they end");
+                    done = true;
+                    break;
+                }
             }
             fr__unload_list(mg, e);
             done = true;

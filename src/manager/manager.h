@@ -143,14 +143,36 @@ int fr_manager_rescan(fr_manager *mg);
  * is handed out without any I/O, even at memory emergency. */
 int  fr_manager_acquire(fr_manager *mg, const char *id, int64_t keep_alive_ms, fr_handle **out);
 void fr_manager_release(fr_handle *h);
+/* As fr_manager_release, from any thread, including the loader's own
+ * (a scheduler's loop): it never unloads in the calling thread nor waits
+ * for anything but the manager's lock; an unload the release makes due
+ * (keep_alive 0, a vanished file, a forced unload that gave up) runs in
+ * the housekeeping thread, woken at once. */
+void fr_manager_release_async(fr_handle *h);
 void *fr_handle_obj(const fr_handle *h);      /* the loader's object */
 const char *fr_handle_id(const fr_handle *h);
 unsigned fr_handle_caps(const fr_handle *h);
+
+/* Admission of request memory known before the work (an embeddings
+ * reply): would bytes more of counted heap fit the budget now, next to
+ * what the models are counted as (the admission rule of loads) and the
+ * rest of the counted heap?  Nothing is evicted for it and nothing is
+ * reserved: the caller allocates what it asked for at once (fr_malloc),
+ * and from then on the heap counts it.  0, or FR_EBUDGET with a detail
+ * "<what> needs N MiB; the memory budget is ..." (counted as a budget
+ * shed).  FR_EINVAL for NULL arguments. */
+int fr_manager_admit_bytes(fr_manager *mg, uint64_t bytes, const char *what);
 
 /* Load without a request (POST /v1/models/{id}/load): as acquire +
  * release, optionally pinning (until fr_manager_unload) and setting the
  * keep-alive. */
 int fr_manager_load(fr_manager *mg, const char *id, int64_t keep_alive_ms, bool pin);
+
+/* How long a forced unload waits for the handles of a model after
+ * cancelling its requests (ms).  Requests end within a step of the cancel
+ * and give their handles back then; what still holds the model after this
+ * is not ending soon (a client that does not read its reply). */
+#define FR_FORCE_UNLOAD_WAIT_MS 5000
 
 /* Unload now (pinned or not; a pin from fr_manager_load is dropped).
  * Returns 0 at once when the model is not loaded; waits for a load in
@@ -158,7 +180,10 @@ int fr_manager_load(fr_manager *mg, const char *id, int64_t keep_alive_ms, bool 
  * force.  With force: the model stops taking new references at once
  * (acquires of it fail with FR_EBUSY until it is unloaded; after that they
  * load it again as usual), loader.cancel (if any) is asked to end its
- * requests, the call waits until every handle is released, then unloads.
+ * requests, the call waits up to FR_FORCE_UNLOAD_WAIT_MS for every handle
+ * to be released, then unloads.  If handles remain after that wait, the
+ * model is handed out again at once, is unloaded when its last handle is
+ * released, and the call fails with FR_ECONFLICT (the detail says so).
  * Handles are never invalidated under their holders; the caller must not
  * hold a handle of that model itself. */
 int fr_manager_unload(fr_manager *mg, const char *id, bool force);

@@ -64,6 +64,8 @@ struct fr__entry {
                                    load (that load counts its bytes) */
     bool draining;              /* UNLOADING by a forced unload that waits
                                    for its handles to be released */
+    bool unload_idle;           /* a forced unload gave up waiting: unload
+                                   when the last handle goes */
     bool chosen;                /* scratch flag of the admission planner */
     fr__entry *vnext;           /* scratch list of victims */
     int unload_reason;          /* FR_EVICT_*, or -1 (shutdown) */
@@ -91,7 +93,7 @@ struct fr_manager {
     pthread_mutex_t hk_mu;      /* one housekeeping pass at a time (before mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* any state, refs or measuring change */
-    pthread_cond_t hk_cv;       /* wakes the housekeeping thread (stop) */
+    pthread_cond_t hk_cv;       /* wakes the housekeeping thread (stop, hk_now) */
     pthread_t thread;
     bool thread_started;
 
@@ -99,6 +101,8 @@ struct fr_manager {
     fr__entry **entries;        /* [n_entries], sorted by id */
     size_t n_entries, cap_entries;
     bool stopping;
+    bool hk_now;                /* run a housekeeping pass now (an unload that
+                                   fr_manager_release_async left to it) */
     uint64_t tick;
     fr_mem_status st;           /* the last reading */
     double used_pct;
@@ -140,8 +144,20 @@ void fr__refresh_usage(fr_manager *mg);
 int  fr__entry_create(fr_manager *mg, const fr_model_cfg *cfg, bool from_ini, fr__entry **out);
 void fr__entry_free(fr__entry *e);
 
+/* The name of e's file that clients may see: its path relative to the
+ * models directory when it lies there, else its base name.  Absolute
+ * paths of the server's disk stay in its log, out of HTTP replies. */
+const char *fr__entry_file_name(const fr_manager *mg, const fr__entry *e);
+/* msg = "model '<id>': <detail>" with every occurrence of e's path in
+ * detail replaced by fr__entry_file_name (a path cut off at the end of
+ * detail is dropped).  For the messages that reach clients (a failed
+ * probe or load in GET /v1/models and in the acquire's error). */
+void fr__entry_message(const fr_manager *mg, const fr__entry *e, const char *detail, char *msg,
+                       size_t cap);
+
 /* Probe e's file (outside mu: e not yet published, or e LOADING).
- * Fills caps/estimate; on failure writes the detail to msg. */
+ * Fills caps/estimate; on failure writes the detail to msg
+ * (fr__entry_message: no absolute path). */
 int fr__entry_probe(fr_manager *mg, fr__entry *e, unsigned *caps, fr_usage *est,
                     char *msg, size_t cap);
 

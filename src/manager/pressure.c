@@ -15,15 +15,18 @@
  * A pass (fr_manager_housekeep; the thread runs one every period, tests
  * call it directly):
  *   1. measure every loaded model (loader.usage) and read the memory;
- *   2. unload idle models whose keep-alive expired, and idle models whose
- *      file vanished (rescan);
+ *   2. unload idle models whose keep-alive expired, idle models whose
+ *      file vanished (rescan), and idle models a forced unload gave up
+ *      waiting for;
  *   3. while the level is critical or worse: at emergency (bytes), unload
  *      every idle unpinned model; at critical (bytes), the least recently
  *      used one; read the memory again after each round.  When only PSI
  *      makes it critical, one model per pass: avg10 moves slowly, and
  *      re-reading at once would evict everything for one spike.
  * The loop ends when the level falls below critical or nothing idle is
- * left; busy and pinned models are never touched.
+ * left; busy and pinned models are never touched.  Besides its period, a
+ * pass runs at once when fr_manager_release_async left it an unload
+ * (mg->hk_now).
  *
  * Level changes are logged once per transition (warning and worse at warn
  * level, the return to ok at info), and so is a new cgroup OOM kill.
@@ -121,6 +124,7 @@ void fr_manager_housekeep(fr_manager *mg) {
             fr__entry *e = mg->entries[i];
             if (e->state != FR_MS_LOADED || e->refs > 0) continue;
             if (e->removed) fr__mark_unload(e, FR_EVICT_RESCAN, &list);
+            else if (e->unload_idle) fr__mark_unload(e, FR_EVICT_REQUEST, &list);
             else if (!e->cfg.pin && !e->pin_runtime && e->expires_ns && now >= e->expires_ns)
                 fr__mark_unload(e, FR_EVICT_KEEP_ALIVE, &list);
         }
@@ -145,8 +149,10 @@ void *fr__housekeeping_main(void *arg) {
             ts.tv_nsec -= 1000000000L;
         }
         int rc = 0;
-        while (!mg->stopping && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&mg->hk_cv, &mg->mu, &ts);
+        while (!mg->stopping && !mg->hk_now && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&mg->hk_cv, &mg->mu, &ts);
         if (mg->stopping) break;
+        mg->hk_now = false;
         pthread_mutex_unlock(&mg->mu);
         fr_manager_housekeep(mg);
         pthread_mutex_lock(&mg->mu);

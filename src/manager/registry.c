@@ -72,6 +72,41 @@ void fr__entry_free(fr__entry *e) {
     fr_free(e);
 }
 
+/* ---- file names in messages ---- */
+
+const char *fr__entry_file_name(const fr_manager *mg, const fr__entry *e) {
+    const char *p = e->path;
+    size_t n = mg->models_dir ? strlen(mg->models_dir) : 0;
+    while (n > 1 && mg->models_dir[n - 1] == '/') n--;
+    if (n && !strncmp(p, mg->models_dir, n) && p[n] == '/') {
+        while (p[n] == '/') n++;
+        if (p[n]) return p + n;
+    }
+    const char *slash = strrchr(p, '/');
+    return slash && slash[1] ? slash + 1 : p;
+}
+
+void fr__entry_message(const fr_manager *mg, const fr__entry *e, const char *detail, char *msg,
+                       size_t cap) {
+    const char *name = fr__entry_file_name(mg, e);
+    size_t plen = strlen(e->path), nlen = strlen(name), len = 0;
+    int w = snprintf(msg, cap, "model '%s': ", e->id);
+    len = w < 0 ? 0 : (size_t)w < cap ? (size_t)w : cap - 1;
+    for (const char *s = detail; *s && len + 1 < cap;) {
+        if (plen && !strncmp(s, e->path, plen)) {
+            size_t k = nlen < cap - 1 - len ? nlen : cap - 1 - len;
+            memcpy(msg + len, name, k);
+            len += k;
+            s += plen;
+        } else if (plen > 1 && *s == '/' && !strncmp(s, e->path, strlen(s))) {
+            break;      /* the detail was cut inside the path: leave it out */
+        } else {
+            msg[len++] = *s++;
+        }
+    }
+    msg[len] = 0;
+}
+
 int fr__entry_probe(fr_manager *mg, fr__entry *e, unsigned *caps, fr_usage *est, char *msg, size_t cap) {
     *caps = 0;
     *est = (fr_usage){0};
@@ -79,8 +114,7 @@ int fr__entry_probe(fr_manager *mg, fr__entry *e, unsigned *caps, fr_usage *est,
     fr_errclear();
     int rc = mg->loader.probe(mg->loader.ud, &e->cfg, caps, est);
     if (rc > 0) rc = FR_EINTERNAL;
-    if (rc < 0)
-        snprintf(msg, cap, "model '%s': %s", e->id, *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+    if (rc < 0) fr__entry_message(mg, e, *fr_errdetail() ? fr_errdetail() : fr_strerror(rc), msg, cap);
     return rc;
 }
 

@@ -36,8 +36,10 @@
  *
  * Locking.  s->mu guards the queue, the counters the handlers read
  * (n_active, n_queued, statistics) and the stop flag.  g->mu guards the
- * request's output (text, probabilities, finish, times); the consumer
- * waits on g->cv.  Slots and the scheduler-side fields of a request are
+ * request's output (text, probabilities, finish, times) and its on_end
+ * hook, which runs under it (so fr_gen_release, which disarms the hook
+ * under it, never returns while the hook runs); the consumer waits on
+ * g->cv.  Slots and the scheduler-side fields of a request are
  * touched by the loop thread only.  g->cancel is an atomic flag.  A
  * request has two references (the loop's, the consumer's); it is freed by
  * whichever drops the last.
@@ -76,6 +78,8 @@ struct fr_gen {
     bool ignore_eos;
     int32_t n_probs;
     double deadline;
+    void (*on_end)(void *ud);     /* under mu: NULL once run or disarmed */
+    void *on_end_ud;
     /* output, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -214,6 +218,8 @@ static int gen_create(fr_sched *s, const fr_gen_params *p, fr_gen **out) {
     g->ignore_eos = p->ignore_eos;
     g->n_probs = p->n_probs;
     g->deadline = p->deadline;
+    g->on_end = p->on_end;
+    g->on_end_ud = p->on_end_ud;
     g->prompt = dup_array(p->prompt, (size_t)p->n_prompt, sizeof *g->prompt);
     g->bias_ids = dup_array(p->bias_ids, (size_t)p->n_bias, sizeof *g->bias_ids);
     g->bias = dup_array(p->bias, (size_t)p->n_bias, sizeof *g->bias);
@@ -318,7 +324,7 @@ static bool push_text(fr_gen *g, const char *p, size_t n) {
 /* End a request (loop thread): flush held text unless a stop string or a
  * cancel ended it (text held for a stop string that never came is text
  * after all, and so are the bytes of an unfinished character), record,
- * wake the consumer, drop the loop's reference. */
+ * run the on_end hook, wake the consumer, drop the loop's reference. */
 static void gen_finish(fr_sched *s, fr_gen *g, int finish, int error, bool flush) {
     double now = fr_now_s();
     pthread_mutex_lock(&s->mu);   /* counted before the consumer can look */
@@ -341,6 +347,11 @@ static void gen_finish(fr_sched *s, fr_gen *g, int finish, int error, bool flush
     g->finish = finish;
     g->error = error;
     g->t_done = now;
+    if (g->on_end) {
+        void (*fn)(void *) = g->on_end;
+        g->on_end = NULL;
+        fn(g->on_end_ud);
+    }
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
     gen_unref(g);
@@ -556,6 +567,9 @@ void fr_gen_cancel(fr_gen *g) { atomic_store(&g->cancel, true); }
 
 void fr_gen_release(fr_gen *g) {
     if (!g) return;
+    pthread_mutex_lock(&g->mu);     /* waits for an on_end that runs now */
+    g->on_end = NULL;
+    pthread_mutex_unlock(&g->mu);
     fr_gen_cancel(g);
     gen_unref(g);
 }

@@ -113,6 +113,16 @@ typedef struct fr_gen_params {
     int32_t n_probs;            /* 0: no logprobs; k >= 1: the chosen token's
                                    logprob and the top k (k <= FR_GEN_MAX_PROBS) */
     double deadline;            /* fr_now_s() time; past it: finish "length"; 0 none */
+    /* Optional: called once when the request ends, however it ends (its
+     * output, all of it still unread, is complete by then), from the
+     * scheduler's thread with the request's lock held — unless the
+     * consumer let go first (fr_gen_release disarms it, and once that
+     * returns the hook is not running and never will).  It must not block,
+     * wait for this scheduler or destroy it, nor call fr_gen_* on this
+     * request.  gen.c gives the model back here (fr_manager_release_async)
+     * so that a client that does not read does not hold the model. */
+    void (*on_end)(void *ud);
+    void *on_end_ud;
 } fr_gen_params;
 
 #define FR_GEN_MAX_PROBS 20
@@ -171,7 +181,8 @@ void fr_gen_out_free(fr_gen_out *out);    /* frees text and probs */
 /* Stop generating at the next step (from any thread; idempotent). */
 void fr_gen_cancel(fr_gen *g);
 
-/* The consumer lets go: cancels if still running, drops its reference. */
+/* The consumer lets go: disarms on_end (waiting for it if it runs now),
+ * cancels if still running, drops its reference. */
 void fr_gen_release(fr_gen *g);
 
 #endif

@@ -11,7 +11,13 @@
  * with an event stream whose pull function hands over each piece of text
  * as it comes.  A client that goes away cancels its request at the next
  * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
- * released with the request's keep_alive when the request is over.
+ * released (with the request's keep_alive) as soon as the generation
+ * ends — from the scheduler's thread, by the on_end hook — not when the
+ * client has read the last byte: the rest of the answer is buffered in
+ * the generation (fr_gen), so a stream whose client stopped reading does
+ * not keep its model from a forced unload or an eviction.  Requests with
+ * logprobs keep it until they are over (their token texts come from the
+ * model's vocabulary).
  *
  * The prompt.  Chat: the model's template with the messages, tokenized by
  * fr_chat_tokenize: special tokens are parsed in the template's own text
@@ -580,6 +586,19 @@ static void count_shed(fr_req *rq, const char *reason) {
 
 /* ---- the request's life ---- */
 
+/* The generation ended (the scheduler's thread, with the request's lock
+ * held): give the model back now rather than when the client has read
+ * the answer.  What is left to send waits in the fr_gen, which outlives
+ * the model, so a client that does not read holds no model.  Not armed
+ * for logprobs, whose token texts need the model's vocabulary until the
+ * last chunk is written. */
+static void on_end(void *ud) {
+    gen_run *r = ud;
+    fr_handle *h = r->h;
+    r->h = NULL;
+    fr_manager_release_async(h);
+}
+
 static void on_gone(void *ud) {
     gen_run *r = ud;
     if (r->g) fr_gen_cancel(r->g);
@@ -603,6 +622,8 @@ static void hook_fin(gen_run *r) {
     }
 }
 
+/* The end of the request: the generation is let go first (which disarms
+ * on_end, or waits for it), then the handle if on_end did not take it. */
 static void finish_run(gen_run *r) {
     hook_fin(r);
     if (r->g) {
@@ -797,6 +818,7 @@ static int run(fr_req *rq, int kind, json_t *body, gen_run *r) {
         .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
         .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
         .deadline = deadline_of(rq, q),
+        .on_end = q->logprobs ? NULL : on_end, .on_end_ud = r,
     };
     int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->llm->model));
     for (int32_t i = 0; i < q->n_bias; i++)

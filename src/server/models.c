@@ -143,9 +143,12 @@ int fr__h_model_unload(fr_req *rq) {
     if (f && !json_is_null(f) && !json_is_boolean(f))
         return fr__reply_error(rq, 400, "invalid_value", "force", "force must be true or false");
     fr__req_set_model(rq, id);
-    int rc = fr_manager_unload(mg, id, f && json_is_true(f));
+    bool force = f && json_is_true(f);
+    int rc = fr_manager_unload(mg, id, force);
     if (rc == FR_ENOENT)
         return fr__reply_error(rq, 404, "model_not_found", "id", "model '%.128s' not found", id);
+    if (rc == FR_ECONFLICT && force)    /* still held FR_FORCE_UNLOAD_WAIT_MS after the cancel */
+        return fr__reply_error(rq, 409, "model_in_use", "id", "%s", fr_errdetail());
     if (rc == FR_ECONFLICT)
         return fr__reply_error(rq, 409, "model_in_use", "id",
                                "model '%.128s' has requests in flight; send {\"force\": true} to "

@@ -7,6 +7,10 @@
  * draining, and the handler's extra headers.  One reply per request:
  * a second one is a bug (FR_EINTERNAL, logged).
  *
+ * fr__reply_owned hands a buffer the handler wrote (fr_malloc'd) to
+ * libmicrohttpd without a copy; fr__real_text writes a number as jansson
+ * would, for handlers that write large replies themselves (reply_int.h).
+ *
  * fr__json_text makes any bytes a JSON string (U+FFFD for what is not
  * UTF-8): generated text, and error messages that quote a client's bytes.
  */
@@ -17,6 +21,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "server/reply_int.h"
 #include "server/server_int.h"
 
 int fr__reply_header(fr_req *rq, const char *name, const char *value) {
@@ -88,6 +93,51 @@ int fr__reply_json(fr_req *rq, int status, json_t *body) {
         return FR_ENOMEM;
     }
     return fr__queue(rq, status, r);
+}
+
+int fr__reply_owned(fr_req *rq, int status, const char *content_type, char *buf, size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, buf, fr_free);
+    if (!r) {
+        fr_free(buf);
+        return FR_ENOMEM;
+    }
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+        MHD_destroy_response(r);
+        return FR_ENOMEM;
+    }
+    return fr__queue(rq, status, r);
+}
+
+size_t fr__real_text(double v, char *out) {
+    if (!isfinite(v)) {
+        memcpy(out, "null", 4);
+        return 4;
+    }
+    char b[40];
+    int n = snprintf(b, sizeof b, "%.17g", v);
+    if (n <= 0 || (size_t)n >= sizeof b) return 0;
+    size_t len = (size_t)n;
+    if (!memchr(b, '.', len) && !memchr(b, 'e', len)) {
+        memcpy(b + len, ".0", 3);
+        len += 2;
+    }
+    char *e = memchr(b, 'e', len);
+    if (e) {                                /* "e+07" -> "e7", "e-05" -> "e-5" */
+        char *start = e + 1, *end;
+        if (*start == '+') {
+            memmove(start, start + 1, (size_t)(b + len - start));
+            len--;
+        }
+        if (*start == '-') start++;
+        for (end = start; *end == '0' && end[1]; end++) {}
+        if (end != start) {
+            memmove(start, end, (size_t)(b + len - end));
+            len -= (size_t)(end - start);
+        }
+    }
+    if (len > FR_REAL_TEXT_MAX) len = FR_REAL_TEXT_MAX;     /* cannot happen for %.17g */
+    memcpy(out, b, len);
+    return len;
 }
 
 /* Length of the valid UTF-8 character at p (n bytes left), or 0 with

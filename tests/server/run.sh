@@ -31,6 +31,9 @@
 #   special.sh   special-token texts ("</s>", "<|im_end|>", ...) in chat
 #                messages and in documents quoted by ask are text; a raw
 #                completion prompt's are tokens (as llama-server)
+#   hold.sh      what requests hold and replies show: a stalled stream and
+#                forced unloads, embeddings replies (bytes, budget), no
+#                absolute model paths in errors
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -260,7 +263,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed durability search special hardening; do
+for suite in openai budget pressure load badinput embed durability search special hardening hold; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

@@ -17,6 +17,7 @@
 #include "fake_loader.h"
 
 #include "base/log.h"
+#include "base/sysinfo.h"
 
 static fake F;
 
@@ -651,6 +652,56 @@ static void test_unload(void) {
     fr_manager_destroy(mg);
 }
 
+/* A holder that does not let go when cancelled (a client that does not
+ * read): the forced unload gives up after FR_FORCE_UNLOAD_WAIT_MS, the
+ * model is handed out again at once, and it goes when its last handle
+ * does.  Releases from a loader's thread (release_async) leave the unload
+ * they make due to housekeeping.  And the admission of request bytes. */
+static void test_unload_bounded(void) {
+    reset_fake();
+    fr_manager_config c = test_config(&F, test_path("models"), 1000 * MiB);
+    c.housekeeping_ms = 60000;          /* only release_async's wake-up runs a pass */
+    fr_manager *mg;
+    CHECK_INT(fr_manager_create(&c, &mg), 0);
+    fr_handle *h, *h2;
+    CHECK_INT(fr_manager_acquire(mg, "A", -2, &h), 0);
+    uint64_t t0 = fr_now_ns();
+    CHECK_INT(fr_manager_unload(mg, "A", true), FR_ECONFLICT);
+    double waited_ms = (double)(fr_now_ns() - t0) / 1e6;
+    CHECK_MSG(waited_ms >= FR_FORCE_UNLOAD_WAIT_MS - 50, "gave up after %.0f ms", waited_ms);
+    CHECK(strstr(fr_errdetail(), "stays loaded") != NULL);
+    CHECK_INT(F.cancels, 1);
+    CHECK_INT(model_state(mg, "A"), FR_MS_LOADED);
+    CHECK_INT(fr_manager_acquire(mg, "A", -2, &h2), 0);     /* not FR_EBUSY any more */
+    fr_manager_release(h2);
+    CHECK_INT(model_state(mg, "A"), FR_MS_LOADED);          /* h still holds it */
+    fr_manager_release(h);                                  /* the last: unloaded now */
+    CHECK_INT(model_state(mg, "A"), FR_MS_UNLOADED);
+    use(mg, "A");                                           /* and loads again as usual */
+    CHECK_INT(model_state(mg, "A"), FR_MS_LOADED);
+
+    /* release_async with keep_alive 0: no unload in the caller, housekeeping does it */
+    CHECK_INT(fr_manager_acquire(mg, "B", 0, &h), 0);
+    fr_manager_release_async(h);
+    bool gone = false;
+    for (int i = 0; i < 400 && !gone; i++) {
+        gone = model_state(mg, "B") == FR_MS_UNLOADED;
+        if (!gone) usleep(5000);
+    }
+    CHECK_MSG(gone, "B still %s after release_async with keep_alive 0",
+              fr_model_state_name(model_state(mg, "B")));
+    CHECK_INT(model_state(mg, "A"), FR_MS_LOADED);          /* keep-alive 5 min */
+
+    /* admission of request bytes: A holds 100 MiB of the 1000 */
+    CHECK_INT(fr_manager_admit_bytes(mg, 100 * MiB, "a small reply"), 0);
+    CHECK_INT(fr_manager_admit_bytes(mg, 950 * MiB, "the reply to 9 inputs"), FR_EBUDGET);
+    CHECK(strstr(fr_errdetail(), "the reply to 9 inputs needs 950.0 MiB") != NULL);
+    fr_memory_report r;
+    fr_manager_memory(mg, &r);
+    CHECK_INT(r.sheds_budget, 1);
+    fr_manager_destroy(mg);
+}
+
 /* ---- rescan ---- */
 
 static int n_listed(fr_manager *mg) {
@@ -972,6 +1023,7 @@ int main(void) {
     test_keep_alive();
     test_plan();
     test_unload();
+    test_unload_bounded();
     test_rescan();
     test_measured();
     test_preload();

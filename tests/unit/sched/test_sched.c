@@ -16,6 +16,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -226,6 +227,8 @@ static void test_concurrent(fr_model *m, fr_compute *cmp, const char *name) {
 }
 
 /* Finish reasons and text handling on one slot. */
+static void count_end(void *ud) { atomic_fetch_add((atomic_int *)ud, 1); }
+
 static void test_finish(fr_model *m, fr_compute *cmp) {
     fr_sched_config cfg = {.n_ctx = 64, .n_slots = 1, .n_queue = 2};
     fr_sched *s = NULL;
@@ -287,6 +290,35 @@ static void test_finish(fr_model *m, fr_compute *cmp) {
         } else {
             printf("stop string test skipped: the reference has a near-tie\n");
         }
+    }
+
+    /* on_end: runs once when the request ends, before the consumer has
+     * read anything, and the output is all there after it; a consumer
+     * that lets go first disarms it */
+    {
+        atomic_int ends;
+        atomic_init(&ends, 0);
+        p = greedy(tok, n, 5);
+        p.ignore_eos = true;
+        p.on_end = count_end;
+        p.on_end_ud = &ends;
+        CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
+        for (int i = 0; i < 2000 && atomic_load(&ends) == 0; i++) usleep(1000);
+        CHECK_INT(atomic_load(&ends), 1);
+        collect(g, &r);
+        fr_gen_release(g);
+        CHECK_INT(r.last.finish, FR_FINISH_LENGTH);
+        CHECK_INT(r.last.n_gen, 5);
+        CHECK_INT(atomic_load(&ends), 1);
+        p = greedy(tok, n, 40);
+        p.on_end = count_end;
+        p.on_end_ud = &ends;
+        CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
+        fr_gen_release(g);                  /* before it ends: never runs after this */
+        int seen = atomic_load(&ends);
+        usleep(50000);
+        CHECK_INT(atomic_load(&ends), seen);
+        CHECK(seen == 1 || seen == 2);
     }
 
     /* a deadline already past: finish "length" with nothing generated */
