@@ -99,7 +99,7 @@
 #define DEFAULT_CONN_LIMIT 1024
 #define DEFAULT_CONN_PER_IP 64
 #define LISTEN_BACKLOG 1024
-#define REQUEST_THREAD_STACK (1u << 20)  /* handlers keep their big buffers on the heap */
+#define REQUEST_THREAD_STACK (4u << 20)  /* virtual: only the pages a handler touches are resident */
 #define WATCHDOG_PERIOD_MS 100
 #define AFTER_CANCEL_WAIT_MS 10000     /* how long drain waits for cancelled handlers */
 
