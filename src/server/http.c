@@ -525,7 +525,7 @@ static bool has_body(const fr_req *rq) {
 /* Answer a CORS preflight (OPTIONS with Access-Control-Request-Method)
  * from an allowed origin: which methods the path takes, which headers a
  * client may send. */
-static void preflight(fr_req *rq, const char *origin) {
+static void preflight(fr_req *rq) {
     char allow[64] = "";
     bool known = false;
     const fr_route *rt = NULL;
@@ -537,7 +537,6 @@ static void preflight(fr_req *rq, const char *origin) {
     fr__reply_header(rq, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key");
     fr__reply_header(rq, "Access-Control-Max-Age", "600");
     fr__reply_text(rq, 204, "text/plain", "", 0);
-    (void)origin;
 }
 
 /* Headers are in: check who asks, route it, refuse early, or wait for the
@@ -584,7 +583,7 @@ static void begin(fr_req *rq) {
         fr__reply_header(rq, "Access-Control-Allow-Origin", origin);
         fr__reply_header(rq, "Vary", "Origin");
         if (!strcmp(rq->method, "OPTIONS") && fr__req_header(rq, "Access-Control-Request-Method")) {
-            preflight(rq, origin);
+            preflight(rq);
             return;
         }
     }
