@@ -62,8 +62,33 @@ static void sq_setup(void) {
 
 /* ---- errors and statements ---- */
 
+/* A write that failed for want of space: SQLITE_FULL (a database, WAL or
+ * journal page that could not be written: SQLite's unix VFS says so for
+ * ENOSPC), or an I/O error whose errno says so (growing the WAL index
+ * -shm file, truncating, opening: SQLITE_IOERR_* / SQLITE_CANTOPEN with
+ * ENOSPC, or EDQUOT for a user's quota). */
+static bool no_space(sqlite3 *db, int rc) {
+    int prim = rc & 0xff;
+    if (prim == SQLITE_FULL) return true;
+    if (prim != SQLITE_IOERR && prim != SQLITE_CANTOPEN) return false;
+    int e = db ? sqlite3_system_errno(db) : 0;
+    return e == ENOSPC || e == EDQUOT;
+}
+
+/* FR_ENOSPC, "data directory DIR: no space left on its disk (what: why)",
+ * DIR from the database's path (DIR/frugal.db). */
+static int nospace(const char *path, const char *what, const char *why) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path && *path ? path : "?");
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir && !strcmp(slash, "/frugal.db")) *slash = 0;
+    return fr_errf(FR_ENOSPC, "data directory %s: no space left on its disk (%s: %s)", dir, what, why);
+}
+
 int fr__ix_sqerr(sqlite3 *db, int rc, const char *what) {
     int prim = rc & 0xff, code;
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    if (no_space(db, rc)) return nospace(db ? sqlite3_db_filename(db, "main") : NULL, what, msg);
     switch (prim) {
     case SQLITE_NOMEM: code = FR_ENOMEM; break;
     case SQLITE_BUSY:
@@ -72,7 +97,6 @@ int fr__ix_sqerr(sqlite3 *db, int rc, const char *what) {
     case SQLITE_NOTADB: code = FR_EFORMAT; break;
     default: code = FR_EIO; break;
     }
-    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     return fr_errf(code, "index: %s: %s", what, msg);
 }
 
@@ -114,8 +138,26 @@ fail:
     return rc;
 }
 
+/* Copy the WAL into the database and truncate it (write_mu held); SQLite's
+ * result.  Clears no_space when it worked, sets it when it did not. */
+static int checkpoint(fr_index *ix, ix_conn *c) {
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    ix->no_space = rc != SQLITE_OK;
+    return rc;
+}
+
+int fr__ix_reclaim(fr_index *ix, ix_conn *c) {
+    pthread_mutex_lock(&ix->write_mu);
+    int rc = checkpoint(ix, c);
+    pthread_mutex_unlock(&ix->write_mu);
+    return rc == SQLITE_OK ? 0 : fr__ix_sqerr(c->db, rc, "checkpoint");
+}
+
 int fr__ix_begin_write(fr_index *ix, ix_conn *c) {
     pthread_mutex_lock(&ix->write_mu);
+    /* the disk was full: first give the WAL's old pages back (fr__ix_reclaim);
+     * if that fails too the write goes on and finds out for itself */
+    if (ix->no_space) checkpoint(ix, c);
     int rc = fr__ix_exec(c, "BEGIN IMMEDIATE");
     if (rc) pthread_mutex_unlock(&ix->write_mu);
     return rc;
@@ -124,6 +166,7 @@ int fr__ix_begin_write(fr_index *ix, ix_conn *c) {
 int fr__ix_commit(fr_index *ix, ix_conn *c, bool write) {
     int rc = fr__ix_exec(c, "COMMIT");
     if (rc) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    if (write && rc == FR_ENOSPC) ix->no_space = true;
     if (write) pthread_mutex_unlock(&ix->write_mu);
     return rc;
 }
@@ -286,15 +329,19 @@ static int conn_open(fr_index *ix, sqlite3 **out) {
     int rc = sqlite3_open_v2(ix->path, &db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        int r = fr_errf(rc == SQLITE_NOMEM ? FR_ENOMEM : FR_EIO, "index: cannot open %s: %s",
-                        ix->path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        int r = no_space(db, rc) ? nospace(ix->path, "open", msg)
+                                 : fr_errf(rc == SQLITE_NOMEM ? FR_ENOMEM : FR_EIO,
+                                           "index: cannot open %s: %s", ix->path, msg);
         sqlite3_close(db);
         return r;
     }
     sqlite3_busy_timeout(db, ix->busy_ms);
     sqlite3_extended_result_codes(db, 1);
     ix_conn tmp = {db, false, false, NULL, 0};
-    if ((rc = fr__ix_exec(&tmp, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"))) {
+    /* synchronous: see search.h (Storage) */
+    if ((rc = fr__ix_exec(&tmp, ix->sync_full ? "PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
+                                              : "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"))) {
         int prim = sqlite3_errcode(db) & 0xff;
         if (prim == SQLITE_NOTADB || prim == SQLITE_CORRUPT)
             rc = fr_errf(FR_EFORMAT, "index: %s is not an SQLite database", ix->path);
@@ -371,7 +418,8 @@ static int mkdirs(const char *dir) {
             char keep = buf[i];
             buf[i] = 0;
             if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return fr_errf(FR_EIO, "index: cannot create %s: %s", buf, strerror(errno));
+                return fr_errf(errno == ENOSPC || errno == EDQUOT ? FR_ENOSPC : FR_EIO,
+                               "index: cannot create %s: %s", buf, strerror(errno));
             buf[i] = keep;
         }
     }
@@ -409,6 +457,7 @@ int fr_index_open(const fr_index_config *cfg, fr_index **out) {
     }
     ix->cache_limit = cfg->cache_bytes ? cfg->cache_bytes : (size_t)256 << 20;
     ix->busy_ms = cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 5000;
+    ix->sync_full = cfg->sync_full;
     pthread_mutex_init(&ix->pool_mu, NULL);
     pthread_cond_init(&ix->pool_cv, NULL);
     pthread_mutex_init(&ix->write_mu, NULL);
@@ -441,6 +490,22 @@ void fr_index_close(fr_index *ix) {
     fr_free(ix->dir);
     fr_free(ix->path);
     fr_free(ix);
+}
+
+int fr_index_synchronous(fr_index *ix, int *level) {
+    *level = -1;
+    ix_conn *c;
+    int rc = fr__ix_conn_get(ix, &c);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    if (!(rc = fr__ix_prepare(c, "PRAGMA synchronous", &st))) {
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) *level = sqlite3_column_int(st, 0);
+        else rc = fr__ix_sqerr(c->db, s, "PRAGMA synchronous");
+        sqlite3_finalize(st);
+    }
+    fr__ix_conn_put(ix, c);
+    return rc;
 }
 
 size_t fr_index_cache_bytes(fr_index *ix) {
