@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "base/err.h"
@@ -138,16 +139,40 @@ fail:
     return rc;
 }
 
-/* Copy the WAL into the database and truncate it (write_mu held); SQLite's
- * result.  Clears no_space when it worked, sets it when it did not. */
+/* ---- a full disk: keeping the WAL short ----
+ *
+ * Between checkpoints (SQLite's automatic one comes at 1000 pages, 8 MB)
+ * the WAL holds every version of every page a write touched: a document
+ * of a few KB rewrites ~15 pages (its rows, the chunks', vectors' and FTS
+ * segments' b-trees, their indexes), ~100 KB of WAL, where the database
+ * keeps one copy of each page.  A nearly full disk cannot afford that.
+ * So once a write found the disk full, the index is "tight": every write
+ * transaction checkpoints and truncates the WAL before it starts (giving
+ * back what the WAL held, if the database can grow by its pages) and
+ * after it commits (so the WAL holds one transaction), until the disk
+ * has IX_ROOMY bytes free again. */
+
+#define IX_ROOMY ((uint64_t)64 << 20)
+#define IX_CKPT_BUSY_MS 1000        /* waiting for readers to leave the WAL */
+
+/* TRUNCATE checkpoint (write_mu held); SQLite's result. */
 static int checkpoint(fr_index *ix, ix_conn *c) {
+    sqlite3_busy_timeout(c->db, IX_CKPT_BUSY_MS < ix->busy_ms ? IX_CKPT_BUSY_MS : ix->busy_ms);
     int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    ix->no_space = rc != SQLITE_OK;
+    sqlite3_busy_timeout(c->db, ix->busy_ms);
     return rc;
+}
+
+/* Bytes free for us on the data directory's disk (UINT64_MAX unknown). */
+static uint64_t disk_free(const fr_index *ix) {
+    struct statvfs sv;
+    if (statvfs(ix->dir, &sv) != 0) return UINT64_MAX;
+    return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
 }
 
 int fr__ix_reclaim(fr_index *ix, ix_conn *c) {
     pthread_mutex_lock(&ix->write_mu);
+    ix->tight = true;
     int rc = checkpoint(ix, c);
     pthread_mutex_unlock(&ix->write_mu);
     return rc == SQLITE_OK ? 0 : fr__ix_sqerr(c->db, rc, "checkpoint");
@@ -155,9 +180,7 @@ int fr__ix_reclaim(fr_index *ix, ix_conn *c) {
 
 int fr__ix_begin_write(fr_index *ix, ix_conn *c) {
     pthread_mutex_lock(&ix->write_mu);
-    /* the disk was full: first give the WAL's old pages back (fr__ix_reclaim);
-     * if that fails too the write goes on and finds out for itself */
-    if (ix->no_space) checkpoint(ix, c);
+    if (ix->tight) checkpoint(ix, c);       /* when it fails, the write finds out for itself */
     int rc = fr__ix_exec(c, "BEGIN IMMEDIATE");
     if (rc) pthread_mutex_unlock(&ix->write_mu);
     return rc;
@@ -166,8 +189,15 @@ int fr__ix_begin_write(fr_index *ix, ix_conn *c) {
 int fr__ix_commit(fr_index *ix, ix_conn *c, bool write) {
     int rc = fr__ix_exec(c, "COMMIT");
     if (rc) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    if (write && rc == FR_ENOSPC) ix->no_space = true;
-    if (write) pthread_mutex_unlock(&ix->write_mu);
+    if (write) {
+        if (rc == FR_ENOSPC) {
+            ix->tight = true;
+        } else if (!rc && ix->tight) {
+            checkpoint(ix, c);
+            if (disk_free(ix) >= IX_ROOMY) ix->tight = false;
+        }
+        pthread_mutex_unlock(&ix->write_mu);
+    }
     return rc;
 }
 

@@ -88,8 +88,8 @@ struct fr_index {
     size_t cache_limit;
     int32_t busy_ms;
     bool sync_full;                 /* PRAGMA synchronous=FULL on every connection */
-    bool no_space;                  /* a write found the disk full (write_mu): the next one
-                                       checkpoints first (fr__ix_reclaim) */
+    bool tight;                     /* a write found the disk full (write_mu): writes
+                                       checkpoint the WAL (index.c, "a full disk") */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     ix_conn *conns;
@@ -128,13 +128,10 @@ int  fr__ix_commit(fr_index *ix, ix_conn *c, bool write);
 void fr__ix_rollback(fr_index *ix, ix_conn *c, bool write);
 /* After a write found no space: copy the WAL's pages into the database
  * and truncate the WAL to nothing (SQLite's TRUNCATE checkpoint, under
- * write_mu).  Between checkpoints the WAL holds every version of the
- * pages written (up to ~1000 pages), the database only the last one, so
- * this may give back most of the WAL's space.  0 when the WAL is empty
- * now, else the checkpoint's error (no space to grow the database,
- * another process reading).  While it fails (no_space), every write
- * transaction tries it again first: once space is freed, the WAL's
- * space comes back with it. */
+ * write_mu), and keep the WAL short from now on (index.c, "a full
+ * disk").  0 when the WAL is empty now: the write may be tried again;
+ * else the checkpoint's error (no space to grow the database by the
+ * WAL's pages, another process reading). */
 int  fr__ix_reclaim(fr_index *ix, ix_conn *c);
 /* FR_EINVAL unless 1..64 of [A-Za-z0-9_.-]. */
 int  fr__ix_check_name(const char *name, const char *field);
