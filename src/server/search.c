@@ -19,7 +19,10 @@
  * has one).  Statuses follow the error table: 400 invalid, 404 unknown
  * collection or model, 409 a collection that exists, 413 a document over
  * FR_SEARCH_MAX_DOC_BYTES ("document_too_large"; the body limit comes
- * first unless --max-body is larger), 503 busy or no memory.
+ * first unless --max-body is larger), 503 busy or no memory, 507 a full
+ * disk ("insufficient_storage", FR_ENOSPC).  Adding documents that fails
+ * after some were stored, or on a full disk, answers the error with the
+ * results of every document (stored or "not_stored") in the same body.
  *
  * The index (fr_server_search) is opened lazily: see server.h.  Its mutex
  * only guards the opening; the index itself is thread-safe.
