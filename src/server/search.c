@@ -647,7 +647,7 @@ int fr__h_documents_add(fr_req *rq) {
         if (created && done == 0 && !fr_index_collection_delete(ix, name)) created = false;
         fr_errf(rc, "%s; %zu of %zu documents were stored (see results)", d, done, n);
     }
-    ix_error e;
+    ix_error e = {0};
     if (rc) ix_error_of(rq, rc, "documents", &e);
     json_t *arr = json_array();
     int64_t chunks = 0, embedded = 0;
