@@ -25,6 +25,10 @@
 #                every document whole or absent, the index consistent
 #   search.sh    document search: collections, ingest, every search mode,
 #                rerank, ask, bad input, restart on the same --data
+#   disk.sh      the index on a full disk (a 2 MB tmpfs: 507
+#                insufficient_storage with per-document results, the index
+#                consistent, the rest stored once space is freed) and
+#                --data-sync normal|full
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
