@@ -27,7 +27,8 @@
     X(EBUDGET,  "does not fit in the memory budget",    503)                \
     X(ECONFLICT,"in use",                               409)                \
     X(ESHUTDOWN,"shutting down",                        503)                \
-    X(EINTERNAL,"internal error",                       500)
+    X(EINTERNAL,"internal error",                       500)                \
+    X(ENOSPC,   "no space left on the disk",            507)
 
 enum {
     FR_OK = 0,

@@ -31,7 +31,9 @@
  Settings come from the server's sources, with its precedence (flags >
  * FRUGAL_* variables > the INI file of --config F or FRUGAL_CONFIG >
  * defaults): every subcommand takes --data DIR (FRUGAL_DATA, [search]
- * data; ./data).  The ones that need models (add; search in vector or
+ * data; ./data) and --data-sync normal|full (FRUGAL_DATA_SYNC, [search]
+ * data_sync; normal), as the server: full makes every write it reports
+ * done survive a power cut (SQLite synchronous=FULL).  The ones that need models (add; search in vector or
  * hybrid mode, or with a reranker) start them as `frugal serve` does
  * (fr_cli_models_start in serve.c): --models DIR (FRUGAL_MODELS), the INI
  * file's [model] sections, --threads N and the server's other settings.  Running next to the server is safe: the index
@@ -75,7 +77,7 @@ static const char *const sub_names[SUB_COUNT] = {"add", "search", "rm", "ls", "c
 
 typedef struct ix_opts {
     int sub;
-    const char *data, *models, *config, *collection, *model, *rerank, *filter;
+    const char *data, *models, *config, *collection, *model, *rerank, *filter, *data_sync;
     long threads, chunk_size, chunk_overlap, top_k, candidates;
     int mode, fusion;
     bool stemming, id_from_name, group, json, all;
@@ -94,6 +96,8 @@ static void usage(FILE *f) {
           "  ls [--collection C] [--json]             collections: model, counts, bytes\n"
           "  check [--collection C]                   consistency of the index (exit 1: problems)\n\n"
           "  --data DIR (FRUGAL_DATA)    the index directory, as `frugal serve --data` (./data)\n"
+          "  --data-sync normal|full (FRUGAL_DATA_SYNC)\n"
+          "                              full: every write reported done is on the disk (normal)\n"
           "  --models DIR (FRUGAL_MODELS), --threads N\n"
           "                              the models, found as `frugal serve` finds them\n"
           "  --config F (FRUGAL_CONFIG)  the server's INI file: [model] sections, [search] data\n",
@@ -135,6 +139,12 @@ static int parse(int argc, char **argv, ix_opts *o) {
         i++;                                                                     \
     } while (0)
         if (!strcmp(a, "--data")) { VALUE(ALL); o->data = v; }
+        else if (!strcmp(a, "--data-sync")) {
+            VALUE(ALL);
+            if (strcmp(v, "normal") && strcmp(v, "full"))
+                return fr_cli_usage("index %s: --data-sync: bad value '%s' (want normal or full)", cmd, v);
+            o->data_sync = v;
+        }
         else if (!strcmp(a, "--models")) { VALUE(MODELS); o->models = v; }
         else if (!strcmp(a, "--config")) { VALUE(ALL); o->config = v; }
         else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
@@ -257,6 +267,7 @@ static int config_load(const ix_opts *o, ix_models *m) {
         *paths[i].field = d;
     }
     if (o->threads) c->threads = o->threads;
+    if (o->data_sync) c->data_sync_full = !strcmp(o->data_sync, "full");
     if ((rc = fr_serve_config_finish(c))) {
         fr_cli_fail(rc, "index");
         return 2;
@@ -302,9 +313,14 @@ static void models_stop(ix_models *m) {
 }
 
 static int index_open(const ix_models *m, fr_index **ix) {
-    fr_index_config ic = {.data_dir = m->cfg.data_dir, .models = m->manager ? &m->provider : NULL};
+    fr_index_config ic = {.data_dir = m->cfg.data_dir, .models = m->manager ? &m->provider : NULL,
+                          .sync_full = m->cfg.data_sync_full};
     int rc = fr_index_open(&ic, ix);
     if (rc) return fr_cli_fail(rc, m->cfg.data_dir);
+    int level = -1;
+    fr_index_synchronous(*ix, &level);
+    FR_DEBUG("index: %s/frugal.db opened (synchronous=%s)", m->cfg.data_dir,
+             level == 2 ? "full" : level == 1 ? "normal" : "?");
     return 0;
 }
 
@@ -360,6 +376,7 @@ typedef struct add_state {
     size_t n, bytes;
     int64_t files, added, replaced, unchanged, failed, ignored, chunks, embedded;
     int fatal;                  /* an error that stops the run (database, model): its code */
+    const char *data_dir;
 } add_state;
 
 static void pending_free(pending *p) {
@@ -416,7 +433,13 @@ static void add_docs(add_state *st, pending *p, size_t n) {
         for (size_t i = 0; i < n && !st->fatal; i++) add_docs(st, &p[i], 1);
         return;
     }
-    model_fail(rc, done < n ? p[done].path : "index add");
+    if (rc == FR_ENOSPC) {
+        const char *d = fr_errdetail();
+        fprintf(stderr, "frugal: %s: not stored: %s\n", done < n ? p[done].path : "index add",
+                d && *d ? d : fr_strerror(rc));
+    } else {
+        model_fail(rc, done < n ? p[done].path : "index add");
+    }
     st->failed += (int64_t)(n - done);
     st->fatal = rc;
 }
@@ -624,11 +647,12 @@ static int ensure_collection(add_state *st) {
     return 0;
 }
 
-static int cmd_add(const ix_opts *o, fr_index *ix) {
+static int cmd_add(const ix_opts *o, fr_index *ix, const char *data_dir) {
     add_state *st = fr_calloc(1, sizeof *st);
     if (!st) return fr_cli_fail(FR_ENOMEM, "index add");
     st->ix = ix;
     st->o = o;
+    st->data_dir = data_dir;
     int code = ensure_collection(st);
     if (code) { fr_free(st); return code; }
     fflush(stdout);
@@ -654,6 +678,10 @@ static int cmd_add(const ix_opts *o, fr_index *ix) {
     if (st->ignored) printf("; %lld ignored (not text or Markdown by name)", (long long)st->ignored);
     printf("; %.2f s\n", fr_now_s() - t0);
     fflush(stdout);
+    if (st->fatal == FR_ENOSPC)
+        fprintf(stderr, "frugal: index add: stopped, the disk of data directory %s is full: the files reported "
+                        "added or replaced are stored whole, the others are not; free space and run it again "
+                        "(the stored ones come back unchanged)\n", st->data_dir);
     code = st->failed || st->fatal ? 1 : 0;
     fr_free(st);
     return code;
@@ -853,7 +881,7 @@ int fr_cli_index(int argc, char **argv) {
     if (need_models && (code = models_start(&m))) goto out;
     if ((code = index_open(&m, &ix))) goto out;
     switch (o.sub) {
-    case SUB_ADD: code = cmd_add(&o, ix); break;
+    case SUB_ADD: code = cmd_add(&o, ix, m.cfg.data_dir); break;
     case SUB_SEARCH: code = cmd_search(&o, ix); break;
     case SUB_RM: code = cmd_rm(&o, ix); break;
     case SUB_LS: code = cmd_ls(&o, ix); break;

@@ -145,7 +145,7 @@ int fr_cli_serve(int argc, char **argv) {
      * opened) is a configuration error, exit 2 with one line, before the
      * models start and log.  The check opens an existing index without
      * models and closes it; the server's own is opened below. */
-    if ((rc = fr_server_search_create(c->data_dir, (size_t)c->search_cache, NULL, &st.search)))
+    if ((rc = fr_server_search_create(c->data_dir, (size_t)c->search_cache, c->data_sync_full, NULL, &st.search)))
         return config_error(&st, rc);
     fr_server_search_destroy(st.search);
     st.search = NULL;
@@ -167,7 +167,8 @@ int fr_cli_serve(int argc, char **argv) {
     }
     /* A missing data directory is made at the first write, so servers
      * that never index leave nothing behind. */
-    if ((rc = fr_server_search_create(c->data_dir, (size_t)c->search_cache, st.manager, &st.search))) {
+    if ((rc = fr_server_search_create(c->data_dir, (size_t)c->search_cache, c->data_sync_full, st.manager,
+                                      &st.search))) {
         fr_cli_fail(rc, "data");
         goto out;
     }

@@ -20,7 +20,7 @@
  *   emergency = 95
  *
  *   [search]
- *   data = ./data             cache = 256M
+ *   data = ./data             cache = 256M       data_sync = normal | full
  *
  *   [model "tiny"]            (one section per model; the name is its id)
  *   path = tiny.gguf          (required)         alias = small
@@ -53,7 +53,7 @@
 #include "base/parse.h"
 #include "base/sysinfo.h"
 
-enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BUDGET, K_DUR, K_PCT, K_KEYS, K_LOG };
+enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BUDGET, K_DUR, K_PCT, K_KEYS, K_LOG, K_SYNC };
 enum { SRC_INI = 1, SRC_ENV = 2, SRC_FLAG = 3 };
 
 typedef struct opt {
@@ -123,6 +123,9 @@ static const opt opts[] = {
      "the document index (DIR/frugal.db), made at the first write (./data)"},
     {"search", "cache", "--search-cache", "FRUGAL_SEARCH_CACHE", K_SIZE, F(search_cache), 0, (int64_t)1 << 40,
      "SIZE", "int8 copies of the index's vectors kept in memory; 0 = the default (256M)"},
+    {"search", "data_sync", "--data-sync", "FRUGAL_DATA_SYNC", K_SYNC, F(data_sync_full), 0, 0, "normal|full",
+     "normal: a power cut may lose the last acknowledged writes (never corrupts); full: every "
+     "acknowledged write is on the disk (an fsync each) (normal)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 _Static_assert(N_OPTS <= 64, "ini_seen is a 64-bit mask");
@@ -294,6 +297,9 @@ static int set_opt(fr_serve_config *c, const opt *o, const char *where, const ch
         for (int l = 0; l < 4; l++)
             if (!strcmp(v, level_names[l])) { *(int64_t *)field = l; return 0; }
         return fr_errf(FR_EINVAL, "%s: bad log level '%.40s' (want error, warn, info or debug)", where, v);
+    case K_SYNC:
+        if (!strcmp(v, "normal") || !strcmp(v, "full")) { *(bool *)field = !strcmp(v, "full"); return 0; }
+        return fr_errf(FR_EINVAL, "%s: bad value '%.40s' (want normal or full)", where, v);
     }
     return FR_EINTERNAL;
 }

@@ -59,6 +59,7 @@ typedef struct fr_serve_config {
     uint64_t embed_cache;       /* --embed-cache: bytes of the vector cache */
     char *data_dir;             /* --data: the document index's directory (./data) */
     uint64_t search_cache;      /* --search-cache: bytes of int8 vectors in memory; 0 = 256M */
+    bool data_sync_full;        /* --data-sync full: SQLite synchronous=FULL (else NORMAL) */
     int64_t log_level;          /* FR_LOG_*: --log-level (FRUGAL_LOG) */
     char *config_path;          /* the INI file read, or NULL */
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "base/err.h"
@@ -62,8 +63,33 @@ static void sq_setup(void) {
 
 /* ---- errors and statements ---- */
 
+/* A write that failed for want of space: SQLITE_FULL (a database, WAL or
+ * journal page that could not be written: SQLite's unix VFS says so for
+ * ENOSPC), or an I/O error whose errno says so (growing the WAL index
+ * -shm file, truncating, opening: SQLITE_IOERR_* / SQLITE_CANTOPEN with
+ * ENOSPC, or EDQUOT for a user's quota). */
+static bool no_space(sqlite3 *db, int rc) {
+    int prim = rc & 0xff;
+    if (prim == SQLITE_FULL) return true;
+    if (prim != SQLITE_IOERR && prim != SQLITE_CANTOPEN) return false;
+    int e = db ? sqlite3_system_errno(db) : 0;
+    return e == ENOSPC || e == EDQUOT;
+}
+
+/* FR_ENOSPC, "data directory DIR: no space left on its disk (what: why)",
+ * DIR from the database's path (DIR/frugal.db). */
+static int nospace(const char *path, const char *what, const char *why) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path && *path ? path : "?");
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir && !strcmp(slash, "/frugal.db")) *slash = 0;
+    return fr_errf(FR_ENOSPC, "data directory %s: no space left on its disk (%s: %s)", dir, what, why);
+}
+
 int fr__ix_sqerr(sqlite3 *db, int rc, const char *what) {
     int prim = rc & 0xff, code;
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    if (no_space(db, rc)) return nospace(db ? sqlite3_db_filename(db, "main") : NULL, what, msg);
     switch (prim) {
     case SQLITE_NOMEM: code = FR_ENOMEM; break;
     case SQLITE_BUSY:
@@ -72,7 +98,6 @@ int fr__ix_sqerr(sqlite3 *db, int rc, const char *what) {
     case SQLITE_NOTADB: code = FR_EFORMAT; break;
     default: code = FR_EIO; break;
     }
-    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     return fr_errf(code, "index: %s: %s", what, msg);
 }
 
@@ -114,8 +139,48 @@ fail:
     return rc;
 }
 
+/* ---- a full disk: keeping the WAL short ----
+ *
+ * Between checkpoints (SQLite's automatic one comes at 1000 pages, 8 MB)
+ * the WAL holds every version of every page a write touched: a document
+ * of a few KB rewrites ~15 pages (its rows, the chunks', vectors' and FTS
+ * segments' b-trees, their indexes), ~100 KB of WAL, where the database
+ * keeps one copy of each page.  A nearly full disk cannot afford that.
+ * So once a write found the disk full, the index is "tight": every write
+ * transaction checkpoints and truncates the WAL before it starts (giving
+ * back what the WAL held, if the database can grow by its pages) and
+ * after it commits (so the WAL holds one transaction), until the disk
+ * has IX_ROOMY bytes free again. */
+
+#define IX_ROOMY ((uint64_t)64 << 20)
+#define IX_CKPT_BUSY_MS 1000        /* waiting for readers to leave the WAL */
+
+/* TRUNCATE checkpoint (write_mu held); SQLite's result. */
+static int checkpoint(fr_index *ix, ix_conn *c) {
+    sqlite3_busy_timeout(c->db, IX_CKPT_BUSY_MS < ix->busy_ms ? IX_CKPT_BUSY_MS : ix->busy_ms);
+    int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(c->db, ix->busy_ms);
+    return rc;
+}
+
+/* Bytes free for us on the data directory's disk (UINT64_MAX unknown). */
+static uint64_t disk_free(const fr_index *ix) {
+    struct statvfs sv;
+    if (statvfs(ix->dir, &sv) != 0) return UINT64_MAX;
+    return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+}
+
+int fr__ix_reclaim(fr_index *ix, ix_conn *c) {
+    pthread_mutex_lock(&ix->write_mu);
+    ix->tight = true;
+    int rc = checkpoint(ix, c);
+    pthread_mutex_unlock(&ix->write_mu);
+    return rc == SQLITE_OK ? 0 : fr__ix_sqerr(c->db, rc, "checkpoint");
+}
+
 int fr__ix_begin_write(fr_index *ix, ix_conn *c) {
     pthread_mutex_lock(&ix->write_mu);
+    if (ix->tight) checkpoint(ix, c);       /* when it fails, the write finds out for itself */
     int rc = fr__ix_exec(c, "BEGIN IMMEDIATE");
     if (rc) pthread_mutex_unlock(&ix->write_mu);
     return rc;
@@ -124,7 +189,15 @@ int fr__ix_begin_write(fr_index *ix, ix_conn *c) {
 int fr__ix_commit(fr_index *ix, ix_conn *c, bool write) {
     int rc = fr__ix_exec(c, "COMMIT");
     if (rc) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    if (write) pthread_mutex_unlock(&ix->write_mu);
+    if (write) {
+        if (rc == FR_ENOSPC) {
+            ix->tight = true;
+        } else if (!rc && ix->tight) {
+            checkpoint(ix, c);
+            if (disk_free(ix) >= IX_ROOMY) ix->tight = false;
+        }
+        pthread_mutex_unlock(&ix->write_mu);
+    }
     return rc;
 }
 
@@ -286,15 +359,19 @@ static int conn_open(fr_index *ix, sqlite3 **out) {
     int rc = sqlite3_open_v2(ix->path, &db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        int r = fr_errf(rc == SQLITE_NOMEM ? FR_ENOMEM : FR_EIO, "index: cannot open %s: %s",
-                        ix->path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        int r = no_space(db, rc) ? nospace(ix->path, "open", msg)
+                                 : fr_errf(rc == SQLITE_NOMEM ? FR_ENOMEM : FR_EIO,
+                                           "index: cannot open %s: %s", ix->path, msg);
         sqlite3_close(db);
         return r;
     }
     sqlite3_busy_timeout(db, ix->busy_ms);
     sqlite3_extended_result_codes(db, 1);
     ix_conn tmp = {db, false, false, NULL, 0};
-    if ((rc = fr__ix_exec(&tmp, "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"))) {
+    /* synchronous: see search.h (Storage) */
+    if ((rc = fr__ix_exec(&tmp, ix->sync_full ? "PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
+                                              : "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"))) {
         int prim = sqlite3_errcode(db) & 0xff;
         if (prim == SQLITE_NOTADB || prim == SQLITE_CORRUPT)
             rc = fr_errf(FR_EFORMAT, "index: %s is not an SQLite database", ix->path);
@@ -371,7 +448,8 @@ static int mkdirs(const char *dir) {
             char keep = buf[i];
             buf[i] = 0;
             if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return fr_errf(FR_EIO, "index: cannot create %s: %s", buf, strerror(errno));
+                return fr_errf(errno == ENOSPC || errno == EDQUOT ? FR_ENOSPC : FR_EIO,
+                               "index: cannot create %s: %s", buf, strerror(errno));
             buf[i] = keep;
         }
     }
@@ -409,6 +487,7 @@ int fr_index_open(const fr_index_config *cfg, fr_index **out) {
     }
     ix->cache_limit = cfg->cache_bytes ? cfg->cache_bytes : (size_t)256 << 20;
     ix->busy_ms = cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 5000;
+    ix->sync_full = cfg->sync_full;
     pthread_mutex_init(&ix->pool_mu, NULL);
     pthread_cond_init(&ix->pool_cv, NULL);
     pthread_mutex_init(&ix->write_mu, NULL);
@@ -441,6 +520,22 @@ void fr_index_close(fr_index *ix) {
     fr_free(ix->dir);
     fr_free(ix->path);
     fr_free(ix);
+}
+
+int fr_index_synchronous(fr_index *ix, int *level) {
+    *level = -1;
+    ix_conn *c;
+    int rc = fr__ix_conn_get(ix, &c);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    if (!(rc = fr__ix_prepare(c, "PRAGMA synchronous", &st))) {
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) *level = sqlite3_column_int(st, 0);
+        else rc = fr__ix_sqerr(c->db, s, "PRAGMA synchronous");
+        sqlite3_finalize(st);
+    }
+    fr__ix_conn_put(ix, c);
+    return rc;
 }
 
 size_t fr_index_cache_bytes(fr_index *ix) {

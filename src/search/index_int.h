@@ -87,6 +87,9 @@ struct fr_index {
     bool has_models;
     size_t cache_limit;
     int32_t busy_ms;
+    bool sync_full;                 /* PRAGMA synchronous=FULL on every connection */
+    bool tight;                     /* a write found the disk full (write_mu): writes
+                                       checkpoint the WAL (index.c, "a full disk") */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     ix_conn *conns;
@@ -112,7 +115,10 @@ typedef struct ix_coll {
 /* ---- index.c ---- */
 int  fr__ix_conn_get(fr_index *ix, ix_conn **out);
 void fr__ix_conn_put(fr_index *ix, ix_conn *c);
-/* Map an SQLite failure to FR_E* with a detail "what: sqlite message". */
+/* Map an SQLite failure to FR_E* with a detail "index: what: sqlite
+ * message"; a write that found no space (SQLITE_FULL, or an I/O error
+ * with errno ENOSPC or EDQUOT) is FR_ENOSPC with the detail "data
+ * directory DIR: no space left on its disk (what: sqlite message)". */
 int  fr__ix_sqerr(sqlite3 *db, int rc, const char *what);
 int  fr__ix_exec(ix_conn *c, const char *sql);
 int  fr__ix_prepare(ix_conn *c, const char *sql, sqlite3_stmt **st);
@@ -120,6 +126,13 @@ int  fr__ix_begin_read(ix_conn *c);
 int  fr__ix_begin_write(fr_index *ix, ix_conn *c);   /* takes write_mu */
 int  fr__ix_commit(fr_index *ix, ix_conn *c, bool write);
 void fr__ix_rollback(fr_index *ix, ix_conn *c, bool write);
+/* After a write found no space: copy the WAL's pages into the database
+ * and truncate the WAL to nothing (SQLite's TRUNCATE checkpoint, under
+ * write_mu), and keep the WAL short from now on (index.c, "a full
+ * disk").  0 when the WAL is empty now: the write may be tried again;
+ * else the checkpoint's error (no space to grow the database by the
+ * WAL's pages, another process reading). */
+int  fr__ix_reclaim(fr_index *ix, ix_conn *c);
 /* FR_EINVAL unless 1..64 of [A-Za-z0-9_.-]. */
 int  fr__ix_check_name(const char *name, const char *field);
 /* FR_ENOENT "collection 'x' not found". */

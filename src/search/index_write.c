@@ -621,6 +621,16 @@ done:
     return rc;
 }
 
+/* After FR_ENOSPC: fr__ix_reclaim; true when the WAL was emptied.  The
+ * no-space detail stays the thread's. */
+static bool reclaim(wctx *w) {
+    char d[512];
+    snprintf(d, sizeof d, "%s", fr_errdetail());
+    bool ok = fr__ix_reclaim(w->ix, w->c) == 0;
+    fr_errf(FR_ENOSPC, "%s", d);
+    return ok;
+}
+
 /* ---- the calls ---- */
 
 static int open_coll(fr_index *ix, const char *collection, wctx *w) {
@@ -686,8 +696,15 @@ int fr_index_add(fr_index *ix, const char *collection, const char *model, const 
                 if (n_done) *n_done = done;
                 continue;
             }
+            bool reclaimed = false;
             for (int tries = 0; tries < 4; tries++) {
                 rc = write_doc(&w, &pd[d], res);
+                if (rc == FR_ENOSPC && !reclaimed) {
+                    /* the disk is full: once, give the WAL's old pages back and try again */
+                    reclaimed = true;
+                    if (reclaim(&w)) { tries--; continue; }
+                    break;
+                }
                 if (rc != RETRY) break;
                 fr_free(extra);
                 extra = NULL;

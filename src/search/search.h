@@ -7,10 +7,21 @@
  *
  * Storage: one SQLite database, DIR/frugal.db, in WAL mode (readers never
  * wait for the writer; several processes may share it: the server, and
- * `frugal index` while it runs), synchronous=NORMAL (a crash of the
- * process loses nothing committed; a power cut may lose the last
- * transactions, never half of one), busy timeout 5 s.  Every write is one
+ * `frugal index` while it runs), busy timeout 5 s.  Every write is one
  * transaction: each document is added, replaced or deleted whole.
+ * Durability (fr_index_config.sync_full): by default synchronous=NORMAL,
+ * where a commit is not flushed to the disk (only the WAL's checkpoints
+ * are): a crash of the process loses nothing committed, but a power cut
+ * or a kernel crash may lose the last committed transactions (never half
+ * of one; the database stays consistent).  sync_full sets
+ * synchronous=FULL: every commit is fsync'ed before it returns, so what
+ * was acknowledged survives a power cut, at the price of one fsync a
+ * document.
+ *
+ * A full disk: a write that finds no space (SQLITE_FULL, or an I/O error
+ * with ENOSPC) is FR_ENOSPC, its detail naming the data directory; its
+ * transaction is rolled back, so the index stays as it was before that
+ * document, and writes work again once there is space.
  *
  * Models: the index never loads a model itself.  The caller hands it a
  * provider (fr_search_models): a function that acquires a model by name
@@ -111,15 +122,21 @@ typedef struct fr_index_config {
                                        SIZE_MAX = no limit */
     int32_t busy_timeout_ms;        /* waiting for another process's write; 0 = 5000 */
     int32_t max_connections;        /* SQLite connections in the pool; 0 = 8 */
+    bool sync_full;                 /* PRAGMA synchronous=FULL (every commit on the disk when
+                                       it returns); false: NORMAL (see Storage above) */
 } fr_index_config;
 
 /* Open (creating the directory, the database and its schema when
  * missing).  FR_EIO (directory or database cannot be made or opened),
- * FR_EFORMAT (not a frugal index, or the schema of a newer frugal),
- * FR_ENOMEM. */
+ * FR_ENOSPC (no space to make them), FR_EFORMAT (not a frugal index, or
+ * the schema of a newer frugal), FR_ENOMEM. */
 int  fr_index_open(const fr_index_config *cfg, fr_index **out);
 /* Close every connection and free the caches.  No call may be running. */
 void fr_index_close(fr_index *ix);
+
+/* The synchronous level SQLite reports on the index's connections
+ * (PRAGMA synchronous: 1 NORMAL, 2 FULL). */
+int  fr_index_synchronous(fr_index *ix, int *level);
 
 /* Counted heap the index holds now (vector caches and SQLite's own heap
  * when SQLite was configured to use the counted allocator, as
@@ -151,9 +168,9 @@ typedef struct fr_collection_info {
 
 /* Create a collection.  FR_EINVAL (name, chunk sizes: chunk_size in
  * 16..8192 and at most the model's max_tokens - 2, overlap at most half
- * of it), FR_ECONFLICT (exists), the provider's errors for the model
- * (FR_ENOENT unknown, FR_EUNSUPP not an embedding model).  *out (may be
- * NULL) receives its info. */
+ * of it), FR_ECONFLICT (exists), FR_ENOSPC (the disk is full), the
+ * provider's errors for the model (FR_ENOENT unknown, FR_EUNSUPP not an
+ * embedding model).  *out (may be NULL) receives its info. */
 int fr_index_collection_create(fr_index *ix, const fr_collection_params *p, fr_collection_info *out);
 /* FR_ENOENT when there is no such collection. */
 int fr_index_collection_get(fr_index *ix, const char *name, fr_collection_info *out);
@@ -193,7 +210,8 @@ typedef struct fr_add_result {
  * results (n entries, may be NULL) say what happened to each; *n_done
  * (may be NULL) = documents committed, which on a later failure (the
  * model, the disk) are the first *n_done.  FR_ENOENT (collection), the
- * provider's errors, FR_EIO/FR_EBUSY (database), FR_ENOMEM. */
+ * provider's errors, FR_ENOSPC (the disk is full: the documents from
+ * *n_done on were not stored), FR_EIO/FR_EBUSY (database), FR_ENOMEM. */
 int fr_index_add(fr_index *ix, const char *collection, const char *model, const fr_doc_in *docs,
                  size_t n, fr_add_result *results, size_t *n_done);
 

@@ -206,6 +206,7 @@ static const char *status_code(int status) {
     case 409: return "conflict";
     case 413: return "body_too_large";
     case 503: return "overloaded";
+    case 507: return "insufficient_storage";
     default:  return status >= 500 ? "internal_error" : "invalid_request";
     }
 }
@@ -243,6 +244,7 @@ const char *fr__err_code(int err, const char *param) {
     case FR_ENOMEM:    return "out_of_memory";
     case FR_ECONFLICT: return "model_in_use";
     case FR_ESHUTDOWN: return "shutting_down";
+    case FR_ENOSPC:    return "insufficient_storage";
     default:           return "internal_error";
     }
 }

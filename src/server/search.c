@@ -19,7 +19,10 @@
  * has one).  Statuses follow the error table: 400 invalid, 404 unknown
  * collection or model, 409 a collection that exists, 413 a document over
  * FR_SEARCH_MAX_DOC_BYTES ("document_too_large"; the body limit comes
- * first unless --max-body is larger), 503 busy or no memory.
+ * first unless --max-body is larger), 503 busy or no memory, 507 a full
+ * disk ("insufficient_storage", FR_ENOSPC).  Adding documents that fails
+ * after some were stored, or on a full disk, answers the error with the
+ * results of every document (stored or "not_stored") in the same body.
  *
  * The index (fr_server_search) is opened lazily: see server.h.  Its mutex
  * only guards the opening; the index itself is thread-safe.
@@ -62,6 +65,7 @@ struct fr_server_search {
     pthread_mutex_t mu;             /* guards ix while it is opened */
     char *dir, *db;                 /* DIR, DIR/frugal.db */
     size_t cache_bytes;
+    bool sync_full;                 /* PRAGMA synchronous=FULL */
     fr_search_models models;
     fr_manager *mg;
     fr_index *ix;                   /* NULL until opened */
@@ -80,7 +84,8 @@ static int make_dirs(const char *dir) {
         char c = p[i];
         p[i] = 0;
         if (mkdir(p, 0755) != 0 && errno != EEXIST)
-            return fr_errf(FR_EIO, "data directory %s: cannot make %s: %s", dir, p, strerror(errno));
+            return fr_errf(errno == ENOSPC || errno == EDQUOT ? FR_ENOSPC : FR_EIO,
+                           "data directory %s: cannot make %s: %s", dir, p, strerror(errno));
         p[i] = c;
     }
     struct stat sb;
@@ -123,16 +128,22 @@ static int check_dir(const char *dir) {
 static int open_index(fr_server_search *ss) {
     int rc = make_dirs(ss->dir);
     if (rc) return rc;
-    fr_index_config ic = {.data_dir = ss->dir, .models = &ss->models, .cache_bytes = ss->cache_bytes};
+    fr_index_config ic = {.data_dir = ss->dir, .models = &ss->models, .cache_bytes = ss->cache_bytes,
+                          .sync_full = ss->sync_full};
     if ((rc = fr_index_open(&ic, &ss->ix))) {
         ss->ix = NULL;
         return rc;
     }
-    FR_INFO("search: index %s opened", ss->db);
+    /* the level SQLite reports, not the one asked for */
+    int level = -1;
+    fr_index_synchronous(ss->ix, &level);
+    FR_INFO("search: index %s opened (synchronous=%s)", ss->db,
+            level == 2 ? "full" : level == 1 ? "normal" : level == 3 ? "extra" : level == 0 ? "off" : "?");
     return 0;
 }
 
-int fr_server_search_create(const char *data_dir, size_t cache_bytes, fr_manager *mg, fr_server_search **out) {
+int fr_server_search_create(const char *data_dir, size_t cache_bytes, bool sync_full, fr_manager *mg,
+                            fr_server_search **out) {
     *out = NULL;
     if (!data_dir || !*data_dir) return fr_errf(FR_EINVAL, "data directory: empty path");
     int rc = check_dir(data_dir);
@@ -147,6 +158,7 @@ int fr_server_search_create(const char *data_dir, size_t cache_bytes, fr_manager
     snprintf(ss->db, n + 11, "%s/frugal.db", data_dir);
     pthread_mutex_init(&ss->mu, NULL);
     ss->cache_bytes = cache_bytes;
+    ss->sync_full = sync_full;
     ss->mg = mg;
     fr_search_models_manager(mg, &ss->models);
     struct stat sb;
@@ -202,28 +214,55 @@ static const char *param_of(fr_req *rq, const char *detail, const char *dflt) {
     return p ? p : dflt;
 }
 
-/* An error of the index: the status of the error table, the detail as
- * the message, the param from the detail's "field:", else "model" when
- * the detail names a model ("model 'x' ..."; dflt "rerank" wins then:
- * the search handler passes it when the detail names the reranker), else
- * dflt. */
-static int ix_err(fr_req *rq, int rc, const char *dflt) {
-    char d[512];
-    snprintf(d, sizeof d, "%s", *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+/* An error of the index as it is answered: status, code, param, message. */
+typedef struct ix_error {
+    int status;
+    const char *code, *param;
+    char msg[512];
+} ix_error;
+
+/* The answer to an error of the index: the status of the error table,
+ * the detail as the message, the param from the detail's "field:", else
+ * "model" when the detail names a model ("model 'x' ..."; dflt "rerank"
+ * wins then: the search handler passes it when the detail names the
+ * reranker), else dflt; none for a full disk, which is no field's fault. */
+static void ix_error_of(fr_req *rq, int rc, const char *dflt, ix_error *e) {
+    char *d = e->msg;
+    snprintf(d, sizeof e->msg, "%s", *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
     bool names_model = strstr(d, "model '") || strstr(d, "unknown model");
     bool rr = dflt && !strcmp(dflt, "rerank");
     const char *param = param_of(rq, d, NULL);
     if (!param) param = rr ? dflt : names_model ? "model" : dflt;
+    if (rc == FR_ENOSPC) param = NULL;
+    e->status = fr_errstatus(rc);
+    e->code = fr__err_code(rc, param);
+    e->param = param;
     if (rc == FR_ENOENT) {
-        if (names_model && !strstr(d, "collection '"))
-            return fr__reply_error(rq, 404, "model_not_found", rr ? "rerank" : "model", "%s", d);
-        return fr__reply_error(rq, 404, "not_found", param ? param : "name", "%s", d);
+        e->status = 404;
+        if (names_model && !strstr(d, "collection '")) {
+            e->code = "model_not_found";
+            e->param = rr ? "rerank" : "model";
+        } else {
+            e->code = "not_found";
+            e->param = param ? param : "name";
+        }
+    } else if (rc == FR_ETOOLONG && param && !strncmp(param, "documents", 9)) {
+        e->status = 413;
+        e->code = "document_too_large";
+    } else if (rc == FR_ECONFLICT) {
+        e->status = 409;
+        e->code = "collection_exists";
+        e->param = param ? param : "name";
     }
-    if (rc == FR_ETOOLONG && param && !strncmp(param, "documents", 9))
-        return fr__reply_error(rq, 413, "document_too_large", param, "%s", d);
-    if (rc == FR_ECONFLICT) return fr__reply_error(rq, 409, "collection_exists", param ? param : "name", "%s", d);
     if (rc == FR_EBUSY && !rq->retry_after_s) fr__req_set_retry_after(rq, 1);
-    return fr__reply_err(rq, rc, param);
+    if (e->status >= 500 && e->status != 503)
+        FR_ERROR("%s: %s %s: %s", rq->id, rq->method, rq->route_name, e->msg);
+}
+
+static int ix_err(fr_req *rq, int rc, const char *dflt) {
+    ix_error e;
+    ix_error_of(rq, rc, dflt, &e);
+    return fr__reply_error(rq, e.status, e.code, e.param, "%s", e.msg);
 }
 
 json_t *fr_server_collection_json(const fr_collection_info *c) {
@@ -595,34 +634,50 @@ int fr__h_documents_add(fr_req *rq) {
     size_t done = 0;
     double t0 = fr_now_s();
     rc = fr_index_add(ix, name, model, in, n, res, &done);
-    if (rc) {
-        char d[512];
-        snprintf(d, sizeof d, "%s", *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
-        /* a collection made for this request and left empty goes again */
-        if (created && done == 0) fr_index_collection_delete(ix, name);
-        if (done) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "%s (the first %zu documents were stored)", d, done);
-            fr_errf(rc, "%s", msg);
-        } else {
-            fr_errf(rc, "%s", d);
-        }
+    if (rc && done == 0 && rc != FR_ENOSPC) {
+        /* nothing was stored (a refused document: nothing was written) */
+        if (created) fr_index_collection_delete(ix, name);     /* made for this request: goes again */
         return ix_err(rq, rc, "documents");
     }
+    if (rc) {
+        /* some were stored (or the disk is full): the error with the
+         * results of every document, which says which ones are stored */
+        char d[512];
+        snprintf(d, sizeof d, "%s", *fr_errdetail() ? fr_errdetail() : fr_strerror(rc));
+        if (created && done == 0 && !fr_index_collection_delete(ix, name)) created = false;
+        fr_errf(rc, "%s; %zu of %zu documents were stored (see results)", d, done, n);
+    }
+    ix_error e = {0};
+    if (rc) ix_error_of(rq, rc, "documents", &e);
     json_t *arr = json_array();
     int64_t chunks = 0, embedded = 0;
     for (size_t i = 0; i < n; i++) {
         static const char *const st[] = {"added", "replaced", "unchanged"};
+        if (i >= done && rc) {
+            /* not stored: the id it was sent with (a random one was never used) */
+            json_array_append_new(arr, json_pack("{s:s?, s:s, s:b}", "id", in[i].id && *in[i].id ? in[i].id : NULL,
+                                                 "status", "not_stored", "stored", 0));
+            continue;
+        }
         int s = res[i].status >= 0 && res[i].status <= 2 ? res[i].status : 0;
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:i}", "id", res[i].id, "status", st[s], "chunks",
-                                             (int)res[i].chunks, "embedded", (int)res[i].embedded));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:i, s:i}", "id", res[i].id, "status", st[s], "stored",
+                                             1, "chunks", (int)res[i].chunks, "embedded", (int)res[i].embedded));
         chunks += res[i].chunks;
         embedded += res[i].embedded;
     }
-    return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:b, s:o, s:I, s:I, s:f}", "object", "list", "collection", name,
-                                             "created_collection", (int)created, "results", arr, "chunks",
-                                             (json_int_t)chunks, "embedded", (json_int_t)embedded, "took_ms",
-                                             (fr_now_s() - t0) * 1e3));
+    json_t *out = json_pack("{s:s, s:s, s:b, s:o, s:I, s:I, s:I, s:f}", "object", "list", "collection", name,
+                            "created_collection", (int)created, "results", arr, "stored", (json_int_t)done,
+                            "chunks", (json_int_t)chunks, "embedded", (json_int_t)embedded, "took_ms",
+                            (fr_now_s() - t0) * 1e3);
+    if (!rc) return fr__reply_json(rq, 200, out);
+    json_t *err = fr__error_json(e.status, e.code, e.param, e.msg);
+    if (!out || !err || json_object_update(out, err)) {
+        json_decref(out);
+        json_decref(err);
+        return fr__reply_error(rq, e.status, e.code, e.param, "%s", e.msg);
+    }
+    json_decref(err);
+    return fr__reply_json(rq, e.status, out);
 }
 
 int fr__h_document_delete(fr_req *rq) {

@@ -97,10 +97,12 @@ void fr_server_destroy(fr_server *s);
  * the first write (creating a collection or adding documents); reads
  * before that see no collections.  The index uses mg's models
  * (fr_search_models_manager; mg may be NULL: no models) and holds at most
- * cache_bytes of int8 vectors (0 = the index's default).  FR_EIO naming
- * the directory, or fr_index_open's errors; FR_ENOMEM.  destroy closes
- * the index (no server may still use it); NULL is fine. */
-int  fr_server_search_create(const char *data_dir, size_t cache_bytes, fr_manager *mg,
+ * cache_bytes of int8 vectors (0 = the index's default); sync_full sets
+ * SQLite's synchronous=FULL (search.h: every acknowledged write is on the
+ * disk) instead of NORMAL.  FR_EIO naming the directory, or
+ * fr_index_open's errors; FR_ENOMEM.  destroy closes the index (no server
+ * may still use it); NULL is fine. */
+int  fr_server_search_create(const char *data_dir, size_t cache_bytes, bool sync_full, fr_manager *mg,
                              fr_server_search **out);
 void fr_server_search_destroy(fr_server_search *ss);
 

@@ -240,7 +240,7 @@ static void start(void) {
     };
     if (fr_manager_create(&mc, &g.manager)) die("model manager: %s", fr_errdetail());
     if (fr_metrics_create(&g.metrics)) die("metrics: %s", fr_errdetail());
-    if (fr_server_search_create(g.data, 0, g.manager, &g.search)) die("index: %s", fr_errdetail());
+    if (fr_server_search_create(g.data, 0, false, g.manager, &g.search)) die("index: %s", fr_errdetail());
     fr_server_config sc = {.host = "127.0.0.1", .port = 0, .max_body = MAX_BODY, .conn_timeout_ms = 10000,
                            .manager = g.manager, .metrics = g.metrics, .search = g.search};
     if (fr_server_create(&sc, &g.server)) die("server: %s", fr_errdetail());

@@ -34,6 +34,10 @@
 #   hold.sh      what requests hold and replies show: a stalled stream and
 #                forced unloads, embeddings replies (bytes, budget), no
 #                absolute model paths in errors
+#   disk.sh      the index on a full disk (a 2 MB tmpfs: 507
+#                insufficient_storage with per-document results, the index
+#                consistent, the rest stored once space is freed) and
+#                --data-sync normal|full
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -263,7 +267,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed durability search special hardening hold; do
+for suite in openai budget pressure load badinput embed durability search special hardening hold disk; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

@@ -196,7 +196,7 @@ static void rm_root(void) {
 static fr_index *open_ix(const char *sub, size_t cache) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", root, sub);
-    fr_index_config cfg = {dir, &FAKE, cache, 0, 0};
+    fr_index_config cfg = {dir, &FAKE, cache, 0, 0, false};
     fr_index *ix = NULL;
     int rc = fr_index_open(&cfg, &ix);
     CHECK_MSG(rc == 0, "open %s: %s %s", dir, fr_errname(rc), fr_errdetail());
@@ -604,7 +604,7 @@ static void test_tinybert(void) {
     fr_search_models prov = {NULL, bert_acquire, bert_release};
     char dir[512];
     snprintf(dir, sizeof dir, "%s/bert", root);
-    fr_index_config cfg = {dir, &prov, 0, 0, 0};
+    fr_index_config cfg = {dir, &prov, 0, 0, 0, false};
     fr_index *ix = NULL;
     CHECK_INT(fr_index_open(&cfg, &ix), 0);
     if (!ix) return;
@@ -1510,7 +1510,7 @@ static void test_reopen_and_check(void) {
     db = raw_db("other");
     sqlite3_exec(db, "UPDATE meta SET value = 99 WHERE key = 'schema'", NULL, NULL, NULL);
     sqlite3_close(db);
-    fr_index_config cfg = {dir, &FAKE, 0, 0, 0};
+    fr_index_config cfg = {dir, &FAKE, 0, 0, 0, false};
     CHECK_INT(fr_index_open(&cfg, &o), FR_EFORMAT);
     FILE *f = fopen(path, "w");
     fputs("this is not a database at all, not even close; it is just text.", f);
@@ -1618,7 +1618,7 @@ static void test_no_models(void) {
     fr_index_close(ix);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/nomodels", root);
-    fr_index_config cfg = {dir, NULL, 0, 0, 0};
+    fr_index_config cfg = {dir, NULL, 0, 0, 0, false};
     CHECK_INT(fr_index_open(&cfg, &ix), 0);
     if (!ix) return;
     fr_search_result *r = search(ix, "n", "pears", FR_SEARCH_BM25, 10, NULL, NULL);
@@ -1634,6 +1634,126 @@ static void test_no_models(void) {
     fr_doc_in d = {"b", "x", 1, NULL};
     CHECK_INT(fr_index_add(ix, "n", NULL, &d, 1, NULL, NULL), FR_EUNSUPP);
     CHECK_INT(fr_index_delete(ix, "n", "a"), 0);
+    check_ok(ix, NULL);
+    fr_index_close(ix);
+}
+
+/* ---- durability: synchronous NORMAL or FULL on every connection ---- */
+
+static int conn_sync(ix_conn *c) {
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA synchronous", -1, &st, NULL) != SQLITE_OK) return -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_sync(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/sync", root);
+    for (int full = 0; full < 2; full++) {
+        fr_index_config cfg = {.data_dir = dir, .models = &FAKE, .sync_full = full};
+        fr_index *ix = NULL;
+        CHECK_INT(fr_index_open(&cfg, &ix), 0);
+        if (!ix) return;
+        int level = -1;
+        CHECK_INT(fr_index_synchronous(ix, &level), 0);
+        CHECK_INT(level, full ? 2 : 1);         /* FULL, NORMAL */
+        /* every connection of the pool, not only the first */
+        ix_conn *a = NULL, *b = NULL;
+        CHECK_INT(fr__ix_conn_get(ix, &a), 0);
+        CHECK_INT(fr__ix_conn_get(ix, &b), 0);
+        if (a && b) {
+            CHECK(a != b);
+            CHECK_INT(conn_sync(a), full ? 2 : 1);
+            CHECK_INT(conn_sync(b), full ? 2 : 1);
+        }
+        fr__ix_conn_put(ix, a);
+        fr__ix_conn_put(ix, b);
+        if (full) {
+            mkcoll(ix, "s", "fake-8", 16, 0, false);
+            add1(ix, "s", "a", "written with synchronous full", NULL, NULL);
+            check_ok(ix, NULL);
+        }
+        fr_index_close(ix);
+    }
+}
+
+/* ---- a full disk: SQLITE_FULL (made with max_page_count) is FR_ENOSPC,
+ * the documents before it are stored whole, the rest not at all ---- */
+
+static void set_max_pages(fr_index *ix, long long extra) {
+    ix_conn *c = NULL;
+    CHECK_INT(fr__ix_conn_get(ix, &c), 0);
+    if (!c) return;
+    sqlite3_stmt *st;
+    long long pages = 0;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) pages = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    char sql[80];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", pages + extra);
+    CHECK_INT(sqlite3_exec(c->db, sql, NULL, NULL, NULL), SQLITE_OK);
+    fr__ix_conn_put(ix, c);
+}
+
+static void test_full(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/full", root);
+    /* one connection: the page limit set on it holds for every write */
+    fr_index_config cfg = {.data_dir = dir, .models = &FAKE, .max_connections = 1};
+    fr_index *ix = NULL;
+    CHECK_INT(fr_index_open(&cfg, &ix), 0);
+    if (!ix) return;
+    mkcoll(ix, "f", "fake-64", 16, 0, false);
+    add1(ix, "f", "first", "stored before the disk fills up", NULL, NULL);
+    enum { N = 60 };
+    static char texts[N][2048], ids[N][16];
+    fr_doc_in docs[N];
+    fr_add_result res[N];
+    for (int i = 0; i < N; i++) {
+        int k = snprintf(texts[i], sizeof texts[i], "doc%02d", i);
+        for (int w = 0; k < 1900; w++) k += snprintf(texts[i] + k, sizeof texts[i] - k, " w%d_%d", i, w);
+        snprintf(ids[i], sizeof ids[i], "d%02d", i);
+        docs[i] = (fr_doc_in){ids[i], texts[i], strlen(texts[i]), NULL};
+    }
+    set_max_pages(ix, 12);
+    size_t done = 99;
+    int rc = fr_index_add(ix, "f", NULL, docs, N, res, &done);
+    CHECK_MSG(rc == FR_ENOSPC, "a full database: %s %s", fr_errname(rc), fr_errdetail());
+    CHECK_INT(fr_errstatus(FR_ENOSPC), 507);
+    CHECK_MSG(strstr(fr_errdetail(), "no space left") && strstr(fr_errdetail(), dir),
+              "the detail names the data directory: %s", fr_errdetail());
+    CHECK_MSG(done > 0 && done < N, "some stored, not all: %zu", done);
+    for (size_t i = 0; i < done && i < N; i++)
+        CHECK_MSG(res[i].status == FR_ADD_ADDED && !strcmp(res[i].id, ids[i]) && res[i].chunks > 0,
+                  "result %zu: %d %s", i, res[i].status, res[i].id);
+    /* the index holds exactly the first done documents, each whole */
+    check_ok(ix, NULL);
+    int64_t nd, nc, nv;
+    counts(ix, "f", &nd, &nc, &nv);
+    CHECK_INT(nd, (int64_t)done + 1);
+    fr_search_result *r = search(ix, "f", "doc00", FR_SEARCH_BM25, 10, NULL, NULL);
+    if (r) {
+        CHECK_INT(r->n, 1);
+        fr_search_result_free(r);
+    }
+    char q[16];
+    snprintf(q, sizeof q, "doc%02zu", done);
+    r = search(ix, "f", q, FR_SEARCH_BM25, 10, NULL, NULL);
+    if (r) {
+        CHECK_MSG(r->n == 0, "the first document not stored (%s) is not found", q);
+        fr_search_result_free(r);
+    }
+    /* space again: the same call stores the rest, the stored ones are unchanged */
+    set_max_pages(ix, 100000);
+    rc = fr_index_add(ix, "f", NULL, docs, N, res, &done);
+    CHECK_MSG(rc == 0, "after space is freed: %s %s", fr_errname(rc), fr_errdetail());
+    CHECK_INT(done, N);
+    counts(ix, "f", &nd, &nc, &nv);
+    CHECK_INT(nd, N + 1);
     check_ok(ix, NULL);
     fr_index_close(ix);
 }
@@ -1741,7 +1861,7 @@ static void test_oom(void) {
     /* opening, creating and dropping a collection, checking */
     char dir[512];
     snprintf(dir, sizeof dir, "%s/oom", root);
-    fr_index_config cfg = {dir, &FAKE, 0, 0, 0};
+    fr_index_config cfg = {dir, &FAKE, 0, 0, 0, false};
     int through = 0;
     for (long n = 0; n < 20000 && through < 3; n += n < 300 ? 1 : 1 + n / 40) {
         fr_mem_fail_after(n);
@@ -1784,6 +1904,8 @@ int main(void) {
     test_concurrent();
     test_kill9();
     test_no_models();
+    test_sync();
+    test_full();
     test_vector_random();
     test_vector_clustered();
     test_cache_lru();

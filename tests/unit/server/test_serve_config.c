@@ -2,8 +2,9 @@
  * test_serve_config.c — `frugal serve` configuration (cli/serve_config.c,
  * included here since src/cli is not in the library): defaults, every INI
  * key, [model "name"] sections, relative paths, precedence flags > env >
- * INI > defaults (API key lists too), --flag=value, and the errors: each
- * names the file, line, section and key (or the flag / variable).
+ * INI > defaults (API key lists too), --flag=value, --data-sync, and the
+ * errors: each names the file, line, section and key (or the flag /
+ * variable).
  */
 #include "harness.h"
 
@@ -282,8 +283,38 @@ static void test_finish(void) {
     fr_serve_config_deinit(&c);
 }
 
+/* --data-sync normal|full: the three sources, precedence, bad values. */
+static void test_data_sync(void) {
+    fr_serve_config c;
+    bool help;
+    fr_serve_config_init(&c);
+    CHECK(!c.data_sync_full);                          /* default: normal */
+    CHECK(ini(&c, "[search]\ndata_sync = full\n") == 0);
+    CHECK(c.data_sync_full);
+    env_set(0, "FRUGAL_DATA_SYNC", "normal");
+    CHECK(fr_serve_config_env(&c, env_get) == 0);
+    CHECK(!c.data_sync_full);                          /* env beats INI */
+    char *argv[] = {"serve", "--data-sync", "full"};
+    CHECK(fr_serve_config_args(&c, 3, argv, &help) == 0);
+    CHECK(c.data_sync_full);                           /* flag beats env */
+    char *eq[] = {"serve", "--data-sync=normal"};
+    CHECK(fr_serve_config_args(&c, 2, eq, &help) == 0);
+    CHECK(!c.data_sync_full);
+    char *bad[] = {"serve", "--data-sync", "FULL"};
+    CHECK_INT(fr_serve_config_args(&c, 3, bad, &help), FR_EINVAL);
+    CHECK(strstr(fr_errdetail(), "--data-sync: bad value 'FULL' (want normal or full)") != NULL);
+    env_set(0, "FRUGAL_DATA_SYNC", "off");
+    CHECK_INT(fr_serve_config_env(&c, env_get), FR_EINVAL);
+    CHECK(strstr(fr_errdetail(), "FRUGAL_DATA_SYNC: bad value 'off'") != NULL);
+    env_set(0, NULL, NULL);
+    fr_serve_config_deinit(&c);
+    check_ini_error("[search]\ndata_sync = yes\n", "frugal.ini:2: [search] data_sync: bad value 'yes'");
+    check_ini_error("[search]\ndata_sync = full\ndata_sync = full\n", "[search] data_sync: given twice");
+}
+
 int main(void) {
     size_t mem0 = fr_mem_in_use();
+    test_data_sync();
     test_defaults();
     test_full_ini();
     test_ini_errors();
