@@ -143,20 +143,19 @@ stop_server "$PID"
 KEY=sk-hard-key
 start strict --models "$dir" --api-key "$KEY" --ctx 8192 --log-level info || finish
 check "--api-key warns that the command line shows it" grep -q 'api-key.*command line.*--api-key-file' "$SRV_LOG"
-st=$(raw 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A : b\r\nConnection: close\r\n\r\n')
-check "a blank before a header colon is 400 (got '$st')" [ "${st#HTTP/1.1 }" != "$st" ] && [ "${st:9:3}" = 400 ]
-st=$(raw 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\rb\r\nConnection: close\r\n\r\n')
-check "a bare CR in a header value is 400 (got '$st')" [ "${st:9:3}" = 400 ]
-st=$(raw 'GET /health HTTP/1.1\r\nConnection: close\r\n\r\n')
-check "HTTP/1.1 without Host is 400 (got '$st')" [ "${st:9:3}" = 400 ]
-st=$(raw 'GARBAGE\r\n\r\n')
-check "a garbage request line is 400, not silence (got '$st')" [ "${st:9:3}" = 400 ]
-st=$(raw 'GET /a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
-check "a URL with a blank is 400 (got '$st')" [ "${st:9:3}" = 400 ]
-st=$(raw 'G\x01T /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
-check "a method that is not a token is 400 (got '$st')" [ "${st:9:3}" = 400 ]
-st=$(raw 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
-check "a well-formed request still works (got '$st')" [ "${st:9:3}" = 200 ]
+# raw_is WHAT STATUS REQUEST : the raw request's status line has STATUS.
+raw_is() {
+    local st
+    st=$(raw "$3")
+    check "$1 is $2 (got '$st')" [ "${st:0:12}" = "HTTP/1.1 $2" ]
+}
+raw_is "a blank before a header colon" 400 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A : b\r\nConnection: close\r\n\r\n'
+raw_is "a bare CR in a header value" 400 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\rb\r\nConnection: close\r\n\r\n'
+raw_is "HTTP/1.1 without Host" 400 'GET /health HTTP/1.1\r\nConnection: close\r\n\r\n'
+raw_is "a garbage request line (not silence)" 400 'GARBAGE\r\n\r\n'
+raw_is "a URL with a blank" 400 'GET /a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+raw_is "a method that is not a token" 400 'G\x01T /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
+raw_is "a well-formed request" 200 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'
 AUTH=(-H "Authorization: Bearer $KEY")
 s=$(http POST /v1/completions "${AUTH[@]}" -H 'Content-Type: application/json' \
     --data-binary "{\"model\": \"$M\", \"model\": \"other\", \"prompt\": \"Hi\", \"max_tokens\": 2}")

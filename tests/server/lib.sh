@@ -44,6 +44,7 @@ alive() {
 start() {
     local name=$1; shift
     SRV_LOG=$TMP/$name.log
+    : >"$SRV_LOG"                   # before the child opens it: the wait below reads it
     "$BIN" serve --port 0 "$@" >"$TMP/$name.out" 2>"$SRV_LOG" &
     PID=$!
     PIDS+=("$PID")
