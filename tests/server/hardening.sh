@@ -7,6 +7,8 @@
 #   2. hold it by not reading: a stream whose client never reads is closed
 #      by the idle timeout (--conn-timeout), the generation is not held back,
 #      and an idle stream (queued for a slot) sends ": keep-alive" comments;
+#      large embeddings replies nobody reads are dropped the same way and
+#      their memory given back;
 #   3. write to it through a browser: a cross-site POST (any content type)
 #      is 403 and changes nothing; --cors-origin origins get CORS headers and
 #      preflights; the server's own origin passes; a Host that is not a
@@ -96,6 +98,37 @@ check "and then its events and [DONE]" grep -q '^data: \[DONE\]$' "$TMP/queued.s
 sse_events "$TMP/queued.sse" >"$TMP/queued.json"
 check "the comments are not events: every event is JSON ($(wc -l <"$TMP/queued.json") events)" \
     jqe 'length > 0' "$TMP/queued.json" -s
+stop_server "$PID"
+
+# Replies nobody reads: four clients ask for the embeddings of 2048 inputs
+# each (a reply of ~11 MB) and never read; the idle timeout closes them
+# (logged 499: the reply never went out whole) and the replies' memory is
+# given back.
+edir=$(models_dir emodels $M tiny-bert-q8_0)
+start noread --models "$edir" --conn-timeout 2s --embed-cache 0 --keep-alive -1 --log-level info || finish
+s=$(post /v1/embeddings '{"model": "tiny-bert-q8_0", "input": "warm up"}')
+check "the embedding model answers (got $s)" [ "$s" = 200 ]
+heap0=$(curl -s -m 10 "$(url /v1/memory)" | jq '.heap_bytes')
+python3 - "$PORT" >"$TMP/noread.out" 2>&1 <<'PY' &
+import socket, sys, time, json
+port = int(sys.argv[1])
+body = json.dumps({"model": "tiny-bert-q8_0", "input": ["text number %d" % i for i in range(2048)]}).encode()
+socks = []
+for _ in range(4):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    s.connect(('127.0.0.1', port))
+    s.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    socks.append(s)
+time.sleep(40)      # never reads; the test kills this process first
+PY
+NOREAD=$!
+four_gone() { [ "$(grep -c 'POST /v1/embeddings model=.* status=499' "$SRV_LOG")" -ge 4 ]; }
+check "four replies nobody reads are dropped by the idle timeout (logged 499) within 30 s" poll 30 four_gone
+heap1=$(curl -s -m 10 "$(url /v1/memory)" | jq '.heap_bytes')
+check "their memory is given back (heap $heap0 -> $heap1 bytes, within 1 MiB)" [ "$((heap1 - heap0))" -lt 1048576 ]
+kill "$NOREAD" 2>/dev/null; wait "$NOREAD" 2>/dev/null
 stop_server "$PID"
 
 # ---- 3. cross-site requests and DNS rebinding ----
