@@ -37,7 +37,8 @@
 // unloaded, kept-alive sockets closed) the server's VmRSS is sampled, and
 // the slope of a least-squares line through the second half's samples
 // must stay under LEAK_MB_MIN (generous for short runs); its open fds and
-// threads must not grow either.  Under FRUGAL_SAN=1 (the ASan+UBSan
+// threads must not grow either.  The peak RSS (VmHWM) above the idle
+// server's must stay within the budget.  Under FRUGAL_SAN=1 (the ASan+UBSan
 // build, whose RSS grows with the allocator's quarantine) the RSS slope
 // and peak are reported, not checked; LeakSanitizer at exit checks leaks.
 //
@@ -672,6 +673,12 @@ async function main() {
   }
   if (lastMemory) check(`models were loaded and evicted (${lastMemory.loads && lastMemory.loads.total} loads)`,
     lastMemory.loads && lastMemory.loads.total >= 3);
+  // the budget bounds what the manager counts (resident weights, KV,
+  // scratch, the counted heap: caches, the index); the process's peak
+  // above its idle RSS must stay inside it (budget.sh asserts the same)
+  if (!SAN && BUDGET > 0 && IDLE_RSS > 0) {
+    check(`peak RSS above idle ${MiB(above)} MiB <= budget ${MiB(BUDGET)} MiB`, above <= BUDGET);
+  }
   if (half.length >= 3 && !SAN) {
     check(`no leak: RSS slope ${sRss.toFixed(3)} MB/min <= ${LEAK_MB_MIN.toFixed(2)} over the second half`, sRss <= LEAK_MB_MIN);
   } else if (!SAN) {
