@@ -489,20 +489,22 @@ function setPressure(pct) {
   w('memory.max', LIMIT);
   w('memory.current', Math.floor(LIMIT / 100 * pct));
 }
-// A quiet point pauses the cycle (at 50%); it resumes with the phase the
-// pause cut short.
+// A quiet point pauses the cycle (at 50%); it resumes with what was left
+// of the phase the pause cut short.
 let pressurePaused = false;
 async function pressure() {
   if (!CG || !existsSync(CG)) return;
-  let i = 0;
+  let i = 0, left = 0;
   while (running()) {
     const [level, pct, secs] = CYCLE[i % CYCLE.length];
     while (running() && pressurePaused) await sleep(100);
+    if (left <= 0) {
+      left = secs * 1000;
+      swings.set(level, (swings.get(level) || 0) + 1);
+    }
     setPressure(pct);
-    swings.set(level, (swings.get(level) || 0) + 1);
-    let left = secs * 1000;
     while (running() && left > 0 && !pressurePaused) { await sleep(100); left -= 100; }
-    if (!pressurePaused) i++;
+    if (left <= 0) i++;
   }
   setPressure(50);
 }
