@@ -683,8 +683,10 @@ async function main() {
   }
   if (half.length >= 3 && !SAN) {
     check(`no leak: RSS slope ${sRss.toFixed(3)} MB/min <= ${LEAK_MB_MIN.toFixed(2)} over the second half`, sRss <= LEAK_MB_MIN);
-  } else if (!SAN) {
+  } else if (!SAN && SECONDS >= 120) {
     check(`enough quiet points for the slope (${half.length} in the second half)`, false);
+  } else if (!SAN) {
+    console.log(`note: ${half.length} quiet points in the second half: too few for a slope (a run under 2 minutes)`);
   }
   if (samples.length >= 2) {
     const first = samples[0], last = samples[samples.length - 1];
