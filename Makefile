@@ -6,6 +6,10 @@
 #   make check                the quick part of make test (no sanitizer pass)
 #   make server-test          black-box HTTP suites against build/frugal
 #   make server-test-san      the same against the ASan+UBSan build
+#   make soak                 the soak benchmark for SOAK_MINUTES (30):
+#                             mixed clients, model churn, pressure swings
+#                             (docs/SOAK.md; make test runs 2 minutes of it)
+#   make soak-san             the same against the ASan+UBSan build
 #   make fuzz                 libFuzzer targets in build/fuzz (clang)
 #   make fuzz-smoke           run each of them for FUZZ_SECONDS (20)
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
@@ -113,6 +117,18 @@ server-test-san:
 	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(CURDIR)/$(SAN_SERVER_BIN) FRUGAL_SAN=1 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tests/server/run.sh
+
+# The soak benchmark (tests/soak/run.sh, docs/SOAK.md): not in make test's
+# suites but for a 2-minute run (scripts/test-all.sh).
+SOAK_MINUTES ?= 30
+.PHONY: soak soak-san
+soak: $(BIN)
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(abspath $(BIN)) SOAK_MINUTES=$(SOAK_MINUTES) tests/soak/run.sh
+soak-san:
+	@$(MAKE) --no-print-directory SAN=address,undefined OPT=-O1 $(SAN_SERVER_BIN)
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_BIN=$(CURDIR)/$(SAN_SERVER_BIN) FRUGAL_SAN=1 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  SOAK_MINUTES=$(SOAK_MINUTES) tests/soak/run.sh
 
 check: unit replay cli-test
 

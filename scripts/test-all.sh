@@ -2,8 +2,9 @@
 # `make test`: every suite in turn — unit tests (golden tests included),
 # fuzz-corpus replays, CLI and HTTP-server black-box tests (also against
 # the ASan+UBSan binary), the unit tests
-# and replays again under ASan+UBSan, and a short libFuzzer run of each
-# fuzz target — then one closing line that adds up every suite's "N passed, N failed".
+# and replays again under ASan+UBSan, a short libFuzzer run of each
+# fuzz target, and a 2-minute soak (make soak, docs/SOAK.md) — then one
+# closing line that adds up every suite's "N passed, N failed".
 set -u
 MAKE=${MAKE:-make}
 JOBS=-j$(nproc 2>/dev/null || echo 2)
@@ -23,11 +24,12 @@ run $MAKE $JOBS --no-print-directory server-test
 run $MAKE $JOBS --no-print-directory server-test-san
 run $MAKE $JOBS --no-print-directory SAN=address,undefined OPT=-O1 unit replay
 run $MAKE $JOBS --no-print-directory fuzz-smoke
+run $MAKE $JOBS --no-print-directory soak SOAK_MINUTES=2
 p=0 f=0
 while read -r line; do
     n=${line#*: }; a=${n%% passed*}; b=${n#*passed, }; b=${b%% failed*}
     p=$((p + a)); f=$((f + b))
-done < <(grep -E '^(unit|replay|cli|server|fuzz): [0-9]+ passed, [0-9]+ failed$' "$log")
+done < <(grep -E '^(unit|replay|cli|server|fuzz|soak): [0-9]+ passed, [0-9]+ failed$' "$log")
 [ $status -ne 0 ] && [ $f -eq 0 ] && f=1
 echo "total: $p passed, $f failed"
 exit $status

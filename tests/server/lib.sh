@@ -1,5 +1,5 @@
-# lib.sh — helpers shared by the black-box suites of tests/server (sourced,
-# not run).  A suite sets SUITE=name, sources this file, runs its checks
+# lib.sh — helpers shared by the black-box suites of tests/server and by
+# tests/soak/run.sh (sourced, not run).  A suite sets SUITE=name, sources this file, runs its checks
 # and ends with `finish`, which stops every server it started (SIGTERM,
 # so that LeakSanitizer runs at exit in the sanitizer build), fails the
 # suite if a server printed a sanitizer report, and prints
