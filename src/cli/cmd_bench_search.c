@@ -1,5 +1,5 @@
 /*
- * bench_search.c — `frugal bench-search`: the document index (search.h)
+ * cmd_bench_search.c — `frugal bench-search`: the document index (search.h)
  * on generated data, in the manner of `frugal bench`.
  *
  * Data.  A made-up vocabulary of --vocab words (100,000; syllables that
