@@ -338,241 +338,329 @@ static void remove_dir(const char *dir) {
     rmdir(dir);
 }
 
-int fr_cli_bench_search(int argc, char **argv) {
-    long n_chunks = 100000, dim = 384, n_queries = 200, words = 64, doc_chunks = 4, batch = 16;
-    long n_vocab = 100000, qmin = 100, top_k = 10, cands = 100, cache_mb = 0, seed = 1;
-    const char *data = NULL, *only = "bm25,vector,hybrid";
-    bool keep = false, json = false, reuse = false;
+/* ---- the command ---- */
+
+typedef struct bs_opts {
+    long n_chunks, dim, n_queries, words, doc_chunks, batch;
+    long n_vocab, qmin, top_k, cands, cache_mb, seed;
+    const char *data, *only;
+    bool keep, json, reuse;
+} bs_opts;
+
+/* One run: what the steps below make, and what the report prints. */
+typedef struct bs_run {
+    const bs_opts *o;
+    const char *stage;          /* what a failure is reported as */
+    fake_model fm;
+    fr_search_models models;
+    vocab voc;
+    uint64_t rs;                /* the generator: texts, then queries */
+    fr_index *ix;
+    /* ingest: one batch of documents */
+    textbuf *texts;             /* [batch] */
+    fr_doc_in *docs;            /* [batch] */
+    fr_add_result *res;         /* [batch] */
+    char (*ids)[32];            /* [batch] */
+    int64_t stored, text_bytes;
+    double ingest_s, ingest_embed_s;
+    fr_collection_info info;
+    /* queries */
+    char **queries;             /* [n_queries + BS_WARMUP] */
+    double df_sum, df_max;      /* the query terms' chunk shares */
+    long n_terms;
+    lat legs[3];
+    double cold_ms;
+    size_t cache;
+    uint64_t db, wal, rss;
+} bs_run;
+
+static const int bs_modes[3] = {FR_SEARCH_BM25, FR_SEARCH_VECTOR, FR_SEARCH_HYBRID};
+
+/* The options into *o (defaults in the file header).  0, or the exit
+ * code of a usage error. */
+static int parse_args(int argc, char **argv, bs_opts *o) {
+    *o = (bs_opts){.n_chunks = 100000, .dim = 384, .n_queries = 200, .words = 64, .doc_chunks = 4,
+                   .batch = 16, .n_vocab = 100000, .qmin = 100, .top_k = 10, .cands = 100,
+                   .cache_mb = 0, .seed = 1, .only = "bm25,vector,hybrid"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--chunks")) { if (!fr_cli_int(a, v, 1, 100000000, &n_chunks)) return 2; i++; }
-        else if (!strcmp(a, "--dim")) { if (!fr_cli_int(a, v, 1, 8192, &dim)) return 2; i++; }
-        else if (!strcmp(a, "--queries")) { if (!fr_cli_int(a, v, 1, 1000000, &n_queries)) return 2; i++; }
-        else if (!strcmp(a, "--words")) { if (!fr_cli_int(a, v, FR_CHUNK_MIN_SIZE, FR_CHUNK_MAX_SIZE, &words)) return 2; i++; }
-        else if (!strcmp(a, "--doc-chunks")) { if (!fr_cli_int(a, v, 1, 1000, &doc_chunks)) return 2; i++; }
-        else if (!strcmp(a, "--batch")) { if (!fr_cli_int(a, v, 1, 10000, &batch)) return 2; i++; }
-        else if (!strcmp(a, "--vocab")) { if (!fr_cli_int(a, v, 1000, 1000000, &n_vocab)) return 2; i++; }
-        else if (!strcmp(a, "--query-min-rank")) { if (!fr_cli_int(a, v, 0, 999999, &qmin)) return 2; i++; }
-        else if (!strcmp(a, "--top-k")) { if (!fr_cli_int(a, v, 1, FR_SEARCH_MAX_TOP_K, &top_k)) return 2; i++; }
-        else if (!strcmp(a, "--candidates")) { if (!fr_cli_int(a, v, 1, FR_SEARCH_MAX_CANDIDATES, &cands)) return 2; i++; }
-        else if (!strcmp(a, "--cache-mb")) { if (!fr_cli_int(a, v, 0, 1 << 20, &cache_mb)) return 2; i++; }
-        else if (!strcmp(a, "--seed")) { if (!fr_cli_int(a, v, 0, 1L << 30, &seed)) return 2; i++; }
-        else if (!strcmp(a, "--data") && v) { data = v; i++; }
-        else if (!strcmp(a, "--modes") && v) { only = v; i++; }
-        else if (!strcmp(a, "--keep")) keep = true;
-        else if (!strcmp(a, "--reuse")) reuse = true;
-        else if (!strcmp(a, "--json")) json = true;
+        if (!strcmp(a, "--chunks")) { if (!fr_cli_int(a, v, 1, 100000000, &o->n_chunks)) return 2; i++; }
+        else if (!strcmp(a, "--dim")) { if (!fr_cli_int(a, v, 1, 8192, &o->dim)) return 2; i++; }
+        else if (!strcmp(a, "--queries")) { if (!fr_cli_int(a, v, 1, 1000000, &o->n_queries)) return 2; i++; }
+        else if (!strcmp(a, "--words")) { if (!fr_cli_int(a, v, FR_CHUNK_MIN_SIZE, FR_CHUNK_MAX_SIZE, &o->words)) return 2; i++; }
+        else if (!strcmp(a, "--doc-chunks")) { if (!fr_cli_int(a, v, 1, 1000, &o->doc_chunks)) return 2; i++; }
+        else if (!strcmp(a, "--batch")) { if (!fr_cli_int(a, v, 1, 10000, &o->batch)) return 2; i++; }
+        else if (!strcmp(a, "--vocab")) { if (!fr_cli_int(a, v, 1000, 1000000, &o->n_vocab)) return 2; i++; }
+        else if (!strcmp(a, "--query-min-rank")) { if (!fr_cli_int(a, v, 0, 999999, &o->qmin)) return 2; i++; }
+        else if (!strcmp(a, "--top-k")) { if (!fr_cli_int(a, v, 1, FR_SEARCH_MAX_TOP_K, &o->top_k)) return 2; i++; }
+        else if (!strcmp(a, "--candidates")) { if (!fr_cli_int(a, v, 1, FR_SEARCH_MAX_CANDIDATES, &o->cands)) return 2; i++; }
+        else if (!strcmp(a, "--cache-mb")) { if (!fr_cli_int(a, v, 0, 1 << 20, &o->cache_mb)) return 2; i++; }
+        else if (!strcmp(a, "--seed")) { if (!fr_cli_int(a, v, 0, 1L << 30, &o->seed)) return 2; i++; }
+        else if (!strcmp(a, "--data") && v) { o->data = v; i++; }
+        else if (!strcmp(a, "--modes") && v) { o->only = v; i++; }
+        else if (!strcmp(a, "--keep")) o->keep = true;
+        else if (!strcmp(a, "--reuse")) o->reuse = true;
+        else if (!strcmp(a, "--json")) o->json = true;
         else if (!strcmp(a, "--ref")) fr_kernels_force_ref(true);
         else return fr_cli_usage("bench-search: unknown option or missing value '%s'", a);
     }
-    if (qmin >= n_vocab) return fr_cli_usage("bench-search: --query-min-rank must be below --vocab");
-    if (reuse && !data) return fr_cli_usage("bench-search: --reuse needs --data DIR (an index kept by --keep)");
+    if (o->qmin >= o->n_vocab) return fr_cli_usage("bench-search: --query-min-rank must be below --vocab");
+    if (o->reuse && !o->data) return fr_cli_usage("bench-search: --reuse needs --data DIR (an index kept by --keep)");
+    return 0;
+}
+
+/* The index on o->data with the collection: a fresh one (an old one of a
+ * kept --data is deleted first), or the kept one with --reuse. */
+static int open_index(bs_run *b) {
+    const bs_opts *o = b->o;
+    b->stage = o->data;
+    fr_index_config cfg = {.data_dir = o->data, .models = &b->models,
+                           .cache_bytes = o->cache_mb ? (size_t)o->cache_mb << 20 : 0};
+    int rc = fr_index_open(&cfg, &b->ix);
+    if (rc) return rc;
+    b->stage = "collection";
+    fr_collection_params cp = {.name = BS_COLL, .model = BS_MODEL, .chunk_size = (int32_t)o->words,
+                               .chunk_overlap = 0};
+    rc = o->reuse ? 0 : fr_index_collection_create(b->ix, &cp, NULL);
+    if (rc == FR_ECONFLICT) {       /* a kept --data from an earlier run */
+        if ((rc = fr_index_collection_delete(b->ix, BS_COLL)) == 0) rc = fr_index_collection_create(b->ix, &cp, NULL);
+    }
+    return rc;
+}
+
+/* Generate documents and add them, --batch a call, until --chunks chunks
+ * are stored (with --reuse, only generate them: the same texts, for the
+ * same statistics and queries).  Times the ingest less the generator's
+ * and the fake model's time; progress on stderr every 10 s. */
+static int ingest(bs_run *b) {
+    const bs_opts *o = b->o;
+    int rc;
+    b->stage = "ingest";
+    b->texts = fr_calloc((size_t)o->batch, sizeof *b->texts);
+    b->docs = fr_calloc((size_t)o->batch, sizeof *b->docs);
+    b->res = fr_calloc((size_t)o->batch, sizeof *b->res);
+    b->ids = fr_calloc((size_t)o->batch, sizeof *b->ids);
+    if (!b->texts || !b->docs || !b->res || !b->ids) return FR_ENOMEM;
+    int64_t n_docs = 0;
+    double gen_s = 0, e0 = embed_time(&b->fm), t0 = fr_now_s(), next_report = t0 + 10;
+    while (b->stored < o->n_chunks) {
+        double g0 = fr_now_s();
+        long nb = 0;
+        for (int64_t planned = b->stored; nb < o->batch && planned < o->n_chunks; nb++) {
+            long paras = o->n_chunks - planned < o->doc_chunks ? (long)(o->n_chunks - planned) : o->doc_chunks;
+            textbuf *t = &b->texts[nb];
+            if ((rc = make_doc(&b->voc, &b->rs, paras, o->words, planned, t))) return rc;
+            snprintf(b->ids[nb], sizeof b->ids[nb], "doc%08lld", (long long)(n_docs + nb));
+            b->docs[nb] = (fr_doc_in){.id = b->ids[nb], .text = t->p, .len = t->n};
+            b->text_bytes += (int64_t)t->n;
+            t->paras = paras;
+            planned += paras;
+        }
+        gen_s += fr_now_s() - g0;
+        size_t done = 0;
+        int64_t before = b->stored;
+        if (o->reuse) {
+            for (long k = 0; k < nb; k++) b->res[k].chunks = (int32_t)b->texts[k].paras;
+        } else if ((rc = fr_index_add(b->ix, BS_COLL, NULL, b->docs, (size_t)nb, b->res, &done)))
+            return rc;
+        for (long k = 0; k < nb; k++) b->stored += b->res[k].chunks;
+        n_docs += nb;
+        if (b->stored == before) return fr_errf(FR_EINTERNAL, "%ld documents made no chunks", nb);
+        if (!o->json && fr_now_s() > next_report) {
+            fprintf(stderr, "bench-search: %lld of %ld chunks, %.0f chunks/s\n", (long long)b->stored, o->n_chunks,
+                    (double)b->stored / (fr_now_s() - t0 - gen_s - (embed_time(&b->fm) - e0)));
+            next_report = fr_now_s() + 10;
+        }
+    }
+    b->ingest_embed_s = embed_time(&b->fm) - e0;
+    b->ingest_s = o->reuse ? 0 : fr_now_s() - t0 - gen_s - b->ingest_embed_s;
+    b->stage = "collection";
+    return fr_index_collection_get(b->ix, BS_COLL, &b->info);
+}
+
+/* BS_WARMUP + --queries queries of 2 or 3 words, ranks log-uniform in
+ * [--query-min-rank, vocab); the measured ones' terms' chunk shares are
+ * summed into df_sum and df_max. */
+static int make_queries(bs_run *b) {
+    const bs_opts *o = b->o;
+    const vocab *voc = &b->voc;
+    b->stage = "queries";
+    b->queries = fr_calloc((size_t)(o->n_queries + BS_WARMUP), sizeof *b->queries);
+    if (!b->queries) return FR_ENOMEM;
+    double lo = log((double)o->qmin + 1), hi = log((double)o->n_vocab);
+    for (long q = 0; q < o->n_queries + BS_WARMUP; q++) {
+        char buf[256];
+        size_t pos = 0;
+        long nt = 2 + (long)(splitmix(&b->rs) % 2);
+        for (long t = 0; t < nt; t++) {
+            int32_t r = (int32_t)(exp(lo + (hi - lo) * unit_rand(&b->rs)) - 1);
+            if (r < o->qmin) r = (int32_t)o->qmin;
+            if (r >= voc->n) r = voc->n - 1;
+            if (t) buf[pos++] = ' ';
+            memcpy(buf + pos, voc->text + voc->off[r], voc->len[r]);
+            pos += voc->len[r];
+            if (q >= BS_WARMUP) {
+                double share = (double)voc->df[r] / (double)(b->stored > 0 ? b->stored : 1);
+                b->df_sum += share;
+                if (share > b->df_max) b->df_max = share;
+                b->n_terms++;
+            }
+        }
+        buf[pos] = 0;
+        if (!(b->queries[q] = fr_strdup(buf))) return FR_ENOMEM;
+    }
+    return 0;
+}
+
+/* Each mode of --modes: the warm-up queries (the first vector one timed
+ * as cold_ms), then the measured ones into its lat, summarized. */
+static int run_queries(bs_run *b) {
+    const bs_opts *o = b->o;
+    int rc;
+    for (int m = 0; m < 3; m++) {
+        lat *l = &b->legs[m];
+        if (!strstr(o->only, l->mode)) continue;
+        if (!(l->ms = fr_malloc((size_t)o->n_queries * sizeof *l->ms))) return FR_ENOMEM;
+        b->stage = l->mode;
+        for (long q = 0; q < BS_WARMUP; q++) {
+            double ms;
+            if ((rc = one_search(b->ix, &b->fm, b->queries[q], bs_modes[m], (int32_t)o->top_k, (int32_t)o->cands,
+                                 &ms, NULL)))
+                return rc;
+            if (bs_modes[m] == FR_SEARCH_VECTOR && q == 0) b->cold_ms = ms;
+        }
+        for (long q = 0; q < o->n_queries; q++)
+            if ((rc = one_search(b->ix, &b->fm, b->queries[BS_WARMUP + q], bs_modes[m], (int32_t)o->top_k,
+                                 (int32_t)o->cands, &l->ms[q], l)))
+                return rc;
+        l->n = o->n_queries;
+        summarize(l);
+        double nq = (double)o->n_queries;
+        l->hits /= nq, l->exact /= nq, l->bm25_cands /= nq, l->vec_cands /= nq, l->dropped /= nq;
+    }
+    return 0;
+}
+
+/* --json: the figures as one object, one result per mode run. */
+static void print_json(const bs_run *b) {
+    const bs_opts *o = b->o;
+    const fr_collection_info *info = &b->info;
+    printf("{\"chunks\": %lld, \"documents\": %lld, \"dim\": %ld, \"words_per_chunk\": %ld, "
+           "\"vocab\": %ld, \"text_bytes\": %lld, \"ingest_s\": %.3f, \"ingest_chunks_per_s\": %.1f, "
+           "\"ingest_docs_per_s\": %.1f, \"embed_s_excluded\": %.3f, \"db_bytes\": %llu, "
+           "\"wal_bytes\": %llu, \"peak_rss\": %llu, \"cache_bytes\": %zu, \"vector_cold_ms\": %.3f, "
+           "\"queries\": %ld, \"top_k\": %ld, \"candidates\": %ld, \"query_term_df_mean\": %.5f, "
+           "\"query_term_df_max\": %.5f, \"kernels\": \"%s\", \"results\": [",
+           (long long)info->chunks, (long long)info->documents, o->dim, o->words, o->n_vocab,
+           (long long)b->text_bytes, b->ingest_s, o->reuse ? 0 : (double)info->chunks / b->ingest_s,
+           o->reuse ? 0 : (double)info->documents / b->ingest_s, b->ingest_embed_s,
+           (unsigned long long)b->db, (unsigned long long)b->wal, (unsigned long long)b->rss, b->cache, b->cold_ms,
+           o->n_queries, o->top_k, o->cands, b->n_terms ? b->df_sum / (double)b->n_terms : 0, b->df_max,
+           fr__vscan_isa());
+    for (int m = 0, first = 1; m < 3; m++) {
+        const lat *l = &b->legs[m];
+        if (!l->n) continue;
+        printf("%s{\"mode\": \"%s\", \"p50_ms\": %.3f, \"p95_ms\": %.3f, \"mean_ms\": %.3f, "
+               "\"max_ms\": %.3f, \"hits\": %.2f, \"bm25_candidates\": %.1f, \"vector_candidates\": %.1f, "
+               "\"vector_exact\": %.1f, \"dropped_terms\": %.2f}",
+               first ? "" : ", ", l->mode, l->p50, l->p95, l->mean, l->max, l->hits, l->bm25_cands, l->vec_cands,
+               l->exact, l->dropped);
+        first = 0;
+    }
+    printf("]}\n");
+}
+
+/* The figures as lines and a Markdown table, one row per mode run. */
+static void print_table(const bs_run *b) {
+    const bs_opts *o = b->o;
+    const fr_collection_info *info = &b->info;
+    printf("index: %lld chunks in %lld documents (%ld words each, vocabulary %ld), %d-dim vectors, "
+           "%.1f MiB of text\n",
+           (long long)info->chunks, (long long)info->documents, o->words, o->n_vocab, (int)o->dim,
+           (double)b->text_bytes / 1048576.0);
+    if (o->reuse) printf("ingest: none (--reuse of %s)\n", o->data);
+    else
+        printf("ingest: %.1f s, %.0f chunks/s (%.0f documents/s; fake embedder's %.2f s taken out)\n",
+               b->ingest_s, (double)info->chunks / b->ingest_s, (double)info->documents / b->ingest_s,
+               b->ingest_embed_s);
+    printf("disk: %.1f MiB (frugal.db %.1f MiB + WAL %.1f MiB); peak RSS %.1f MiB; index heap %.1f MiB\n",
+           (double)(b->db + b->wal) / 1048576.0, (double)b->db / 1048576.0, (double)b->wal / 1048576.0,
+           (double)b->rss / 1048576.0, (double)b->cache / 1048576.0);
+    printf("queries: %ld, 2-3 terms each in %.2f%% of the chunks on average (at most %.2f%%); top_k %ld, "
+           "candidates %ld; vector kernel %s; first vector query (loads the int8 copies) %.1f ms\n\n",
+           o->n_queries, b->n_terms ? 100 * b->df_sum / (double)b->n_terms : 0, 100 * b->df_max, o->top_k,
+           o->cands, fr__vscan_isa(), b->cold_ms);
+    printf("| mode | p50 ms | p95 ms | mean ms | max ms | hits | bm25 cand. | vector cand. | float32 rescored |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
+    for (int m = 0; m < 3; m++) {
+        const lat *l = &b->legs[m];
+        if (!l->n) continue;
+        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f |\n", l->mode, l->p50, l->p95,
+               l->mean, l->max, l->hits, l->bm25_cands, l->vec_cands, l->exact);
+    }
+}
+
+/* Everything b holds (its index closed). */
+static void bs_run_deinit(bs_run *b) {
+    const bs_opts *o = b->o;
+    fr_index_close(b->ix);
+    for (long q = 0; b->queries && q < o->n_queries + BS_WARMUP; q++) fr_free(b->queries[q]);
+    fr_free(b->queries);
+    for (int m = 0; m < 3; m++) fr_free(b->legs[m].ms);
+    for (long k = 0; b->texts && k < o->batch; k++) fr_free(b->texts[k].p);
+    fr_free(b->texts);
+    fr_free(b->docs);
+    fr_free(b->res);
+    fr_free(b->ids);
+    vocab_deinit(&b->voc);
+    pthread_mutex_destroy(&b->fm.mu);
+}
+
+/* The steps of the file header: options, the scratch directory, the
+ * vocabulary, the index, ingest, queries, the report. */
+int fr_cli_bench_search(int argc, char **argv) {
+    bs_opts o;
+    int code = parse_args(argc, argv, &o);
+    if (code) return code;
 
     char scratch[4096] = "";
-    if (!data) {
+    if (!o.data) {
         const char *tmp = getenv("TMPDIR");
         snprintf(scratch, sizeof scratch, "%s/frugal-bench-search-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(scratch)) {
             fprintf(stderr, "frugal: bench-search: cannot make %s: %s\n", scratch, strerror(errno));
             return 1;
         }
-        data = scratch;
+        o.data = scratch;
     }
 
-    fake_model fm = {.dim = (int32_t)dim};
-    pthread_mutex_init(&fm.mu, NULL);
-    fr_search_models models = {.ud = &fm, .acquire = fake_acquire, .release = fake_release};
-    vocab voc;
-    textbuf *texts = NULL;
-    fr_doc_in *docs = NULL;
-    fr_add_result *res = NULL;
-    char (*ids)[32] = NULL;
-    char **queries = NULL;
-    lat legs[3] = {{.mode = "bm25"}, {.mode = "vector"}, {.mode = "hybrid"}};
-    static const int modes[3] = {FR_SEARCH_BM25, FR_SEARCH_VECTOR, FR_SEARCH_HYBRID};
-    fr_index *ix = NULL;
-    int rc, code = 1;
-    const char *stage = "vocabulary";
-    uint64_t rs = (uint64_t)seed * 0x2545F4914F6CDD1Dull + 1;
-    if ((rc = vocab_init(&voc, (int32_t)n_vocab))) goto fail;
-
-    stage = data;
-    fr_index_config cfg = {.data_dir = data, .models = &models,
-                           .cache_bytes = cache_mb ? (size_t)cache_mb << 20 : 0};
-    if ((rc = fr_index_open(&cfg, &ix))) goto fail;
-    stage = "collection";
-    fr_collection_params cp = {.name = BS_COLL, .model = BS_MODEL, .chunk_size = (int32_t)words,
-                               .chunk_overlap = 0};
-    rc = reuse ? 0 : fr_index_collection_create(ix, &cp, NULL);
-    if (rc == FR_ECONFLICT) {       /* a kept --data from an earlier run */
-        if ((rc = fr_index_collection_delete(ix, BS_COLL)) == 0) rc = fr_index_collection_create(ix, &cp, NULL);
-    }
-    if (rc) goto fail;
-
-    /* ---- ingest ---- */
-    stage = "ingest";
-    texts = fr_calloc((size_t)batch, sizeof *texts);
-    docs = fr_calloc((size_t)batch, sizeof *docs);
-    res = fr_calloc((size_t)batch, sizeof *res);
-    ids = fr_calloc((size_t)batch, sizeof *ids);
-    if (!texts || !docs || !res || !ids) { rc = FR_ENOMEM; goto fail; }
-    int64_t stored = 0, n_docs = 0, text_bytes = 0;
-    double gen_s = 0, e0 = embed_time(&fm), t0 = fr_now_s(), next_report = t0 + 10;
-    while (stored < n_chunks) {
-        double g0 = fr_now_s();
-        long nb = 0;
-        for (int64_t planned = stored; nb < batch && planned < n_chunks; nb++) {
-            long paras = n_chunks - planned < doc_chunks ? (long)(n_chunks - planned) : doc_chunks;
-            if ((rc = make_doc(&voc, &rs, paras, words, planned, &texts[nb]))) goto fail;
-            snprintf(ids[nb], sizeof ids[nb], "doc%08lld", (long long)(n_docs + nb));
-            docs[nb] = (fr_doc_in){.id = ids[nb], .text = texts[nb].p, .len = texts[nb].n};
-            text_bytes += (int64_t)texts[nb].n;
-            texts[nb].paras = paras;
-            planned += paras;
-        }
-        gen_s += fr_now_s() - g0;
-        size_t done = 0;
-        int64_t before = stored;
-        if (reuse) {            /* the same texts, for the same statistics and queries */
-            for (long k = 0; k < nb; k++) res[k].chunks = (int32_t)texts[k].paras;
-        } else if ((rc = fr_index_add(ix, BS_COLL, NULL, docs, (size_t)nb, res, &done)))
-            goto fail;
-        for (long k = 0; k < nb; k++) stored += res[k].chunks;
-        n_docs += nb;
-        if (stored == before) {
-            rc = fr_errf(FR_EINTERNAL, "%ld documents made no chunks", nb);
-            goto fail;
-        }
-        if (!json && fr_now_s() > next_report) {
-            fprintf(stderr, "bench-search: %lld of %ld chunks, %.0f chunks/s\n", (long long)stored, n_chunks,
-                    (double)stored / (fr_now_s() - t0 - gen_s - (embed_time(&fm) - e0)));
-            next_report = fr_now_s() + 10;
-        }
-    }
-    double ingest_embed_s = embed_time(&fm) - e0;
-    double ingest_s = reuse ? 0 : fr_now_s() - t0 - gen_s - ingest_embed_s;
-    fr_collection_info info;
-    stage = "collection";
-    if ((rc = fr_index_collection_get(ix, BS_COLL, &info))) goto fail;
-
-    /* ---- queries ---- */
-    stage = "queries";
-    queries = fr_calloc((size_t)(n_queries + BS_WARMUP), sizeof *queries);
-    if (!queries) { rc = FR_ENOMEM; goto fail; }
-    double df_sum = 0, df_max = 0, lo = log((double)qmin + 1), hi = log((double)n_vocab);
-    long n_terms = 0;
-    for (long q = 0; q < n_queries + BS_WARMUP; q++) {
-        char buf[256];
-        size_t pos = 0;
-        long nt = 2 + (long)(splitmix(&rs) % 2);
-        for (long t = 0; t < nt; t++) {
-            int32_t r = (int32_t)(exp(lo + (hi - lo) * unit_rand(&rs)) - 1);
-            if (r < qmin) r = (int32_t)qmin;
-            if (r >= voc.n) r = voc.n - 1;
-            if (t) buf[pos++] = ' ';
-            memcpy(buf + pos, voc.text + voc.off[r], voc.len[r]);
-            pos += voc.len[r];
-            if (q >= BS_WARMUP) {
-                double share = (double)voc.df[r] / (double)(stored > 0 ? stored : 1);
-                df_sum += share;
-                if (share > df_max) df_max = share;
-                n_terms++;
-            }
-        }
-        buf[pos] = 0;
-        if (!(queries[q] = fr_strdup(buf))) { rc = FR_ENOMEM; goto fail; }
-    }
-    double cold_ms = 0;
-    for (int m = 0; m < 3; m++) {
-        lat *l = &legs[m];
-        if (!strstr(only, l->mode)) continue;
-        if (!(l->ms = fr_malloc((size_t)n_queries * sizeof *l->ms))) { rc = FR_ENOMEM; goto fail; }
-        stage = l->mode;
-        for (long q = 0; q < BS_WARMUP; q++) {
-            double ms;
-            if ((rc = one_search(ix, &fm, queries[q], modes[m], (int32_t)top_k, (int32_t)cands, &ms, NULL)))
-                goto fail;
-            if (modes[m] == FR_SEARCH_VECTOR && q == 0) cold_ms = ms;
-        }
-        for (long q = 0; q < n_queries; q++)
-            if ((rc = one_search(ix, &fm, queries[BS_WARMUP + q], modes[m], (int32_t)top_k, (int32_t)cands,
-                                 &l->ms[q], l)))
-                goto fail;
-        l->n = n_queries;
-        summarize(l);
-        double nq = (double)n_queries;
-        l->hits /= nq, l->exact /= nq, l->bm25_cands /= nq, l->vec_cands /= nq, l->dropped /= nq;
-    }
-    size_t cache = fr_index_cache_bytes(ix);
-    uint64_t db = file_size(data, "frugal.db"), wal = file_size(data, "frugal.db-wal");
-    uint64_t rss = fr_rss_peak();
-
-    if (json) {
-        printf("{\"chunks\": %lld, \"documents\": %lld, \"dim\": %ld, \"words_per_chunk\": %ld, "
-               "\"vocab\": %ld, \"text_bytes\": %lld, \"ingest_s\": %.3f, \"ingest_chunks_per_s\": %.1f, "
-               "\"ingest_docs_per_s\": %.1f, \"embed_s_excluded\": %.3f, \"db_bytes\": %llu, "
-               "\"wal_bytes\": %llu, \"peak_rss\": %llu, \"cache_bytes\": %zu, \"vector_cold_ms\": %.3f, "
-               "\"queries\": %ld, \"top_k\": %ld, \"candidates\": %ld, \"query_term_df_mean\": %.5f, "
-               "\"query_term_df_max\": %.5f, \"kernels\": \"%s\", \"results\": [",
-               (long long)info.chunks, (long long)info.documents, dim, words, n_vocab, (long long)text_bytes,
-               ingest_s, reuse ? 0 : (double)info.chunks / ingest_s, reuse ? 0 : (double)info.documents / ingest_s,
-               ingest_embed_s,
-               (unsigned long long)db, (unsigned long long)wal, (unsigned long long)rss, cache, cold_ms,
-               n_queries, top_k, cands, n_terms ? df_sum / (double)n_terms : 0, df_max, fr__vscan_isa());
-        for (int m = 0, first = 1; m < 3; m++) {
-            const lat *l = &legs[m];
-            if (!l->n) continue;
-            printf("%s{\"mode\": \"%s\", \"p50_ms\": %.3f, \"p95_ms\": %.3f, \"mean_ms\": %.3f, "
-                   "\"max_ms\": %.3f, \"hits\": %.2f, \"bm25_candidates\": %.1f, \"vector_candidates\": %.1f, "
-                   "\"vector_exact\": %.1f, \"dropped_terms\": %.2f}",
-                   first ? "" : ", ", l->mode, l->p50, l->p95, l->mean, l->max, l->hits, l->bm25_cands, l->vec_cands,
-                   l->exact, l->dropped);
-            first = 0;
-        }
-        printf("]}\n");
+    bs_run b = {.o = &o};
+    b.fm.dim = (int32_t)o.dim;
+    pthread_mutex_init(&b.fm.mu, NULL);
+    b.models = (fr_search_models){.ud = &b.fm, .acquire = fake_acquire, .release = fake_release};
+    b.legs[0].mode = "bm25";
+    b.legs[1].mode = "vector";
+    b.legs[2].mode = "hybrid";
+    b.rs = (uint64_t)o.seed * 0x2545F4914F6CDD1Dull + 1;
+    b.stage = "vocabulary";
+    int rc = vocab_init(&b.voc, (int32_t)o.n_vocab);
+    if (!rc) rc = open_index(&b);
+    if (!rc) rc = ingest(&b);
+    if (!rc) rc = make_queries(&b);
+    if (!rc) rc = run_queries(&b);
+    if (rc) {
+        code = fr_cli_fail(rc, b.stage);
     } else {
-        printf("index: %lld chunks in %lld documents (%ld words each, vocabulary %ld), %d-dim vectors, "
-               "%.1f MiB of text\n",
-               (long long)info.chunks, (long long)info.documents, words, n_vocab, (int)dim,
-               (double)text_bytes / 1048576.0);
-        if (reuse) printf("ingest: none (--reuse of %s)\n", data);
-        else
-            printf("ingest: %.1f s, %.0f chunks/s (%.0f documents/s; fake embedder's %.2f s taken out)\n",
-                   ingest_s, (double)info.chunks / ingest_s, (double)info.documents / ingest_s, ingest_embed_s);
-        printf("disk: %.1f MiB (frugal.db %.1f MiB + WAL %.1f MiB); peak RSS %.1f MiB; index heap %.1f MiB\n",
-               (double)(db + wal) / 1048576.0, (double)db / 1048576.0, (double)wal / 1048576.0,
-               (double)rss / 1048576.0, (double)cache / 1048576.0);
-        printf("queries: %ld, 2-3 terms each in %.2f%% of the chunks on average (at most %.2f%%); top_k %ld, "
-               "candidates %ld; vector kernel %s; first vector query (loads the int8 copies) %.1f ms\n\n",
-               n_queries, n_terms ? 100 * df_sum / (double)n_terms : 0, 100 * df_max, top_k, cands,
-               fr__vscan_isa(), cold_ms);
-        printf("| mode | p50 ms | p95 ms | mean ms | max ms | hits | bm25 cand. | vector cand. | float32 rescored |\n"
-               "|---|---|---|---|---|---|---|---|---|\n");
-        for (int m = 0; m < 3; m++) {
-            const lat *l = &legs[m];
-            if (!l->n) continue;
-            printf("| %s | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f |\n", l->mode, l->p50, l->p95,
-                   l->mean, l->max, l->hits, l->bm25_cands, l->vec_cands, l->exact);
-        }
+        b.cache = fr_index_cache_bytes(b.ix);
+        b.db = file_size(o.data, "frugal.db");
+        b.wal = file_size(o.data, "frugal.db-wal");
+        b.rss = fr_rss_peak();
+        if (o.json) print_json(&b);
+        else print_table(&b);
     }
-    code = 0;
-    goto done;
-fail:
-    code = fr_cli_fail(rc, stage);
-done:
-    fr_index_close(ix);
-    for (long q = 0; queries && q < n_queries + BS_WARMUP; q++) fr_free(queries[q]);
-    fr_free(queries);
-    for (int m = 0; m < 3; m++) fr_free(legs[m].ms);
-    for (long k = 0; texts && k < batch; k++) fr_free(texts[k].p);
-    fr_free(texts);
-    fr_free(docs);
-    fr_free(res);
-    fr_free(ids);
-    vocab_deinit(&voc);
-    pthread_mutex_destroy(&fm.mu);
+    bs_run_deinit(&b);
     if (*scratch) {
-        if (keep) fprintf(stderr, "bench-search: the index is in %s\n", scratch);
+        if (o.keep) fprintf(stderr, "bench-search: the index is in %s\n", scratch);
         else remove_dir(scratch);
     }
     return code;
