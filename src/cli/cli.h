@@ -1,6 +1,9 @@
 /*
  * cli.h — what the frugal subcommands share: argument helpers and the
- * one-line error report.
+ * one-line error report.  Each subcommand lives in cmd_<name>.c (so that
+ * cmd_embed.c and cmd_index.c do not read as the server's embed.c or the
+ * index's index.c); main.c dispatches, serve_config.c reads `frugal
+ * serve`'s settings.
  */
 #ifndef FR_CLI_CLI_H
 #define FR_CLI_CLI_H
@@ -31,7 +34,7 @@ int fr_cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool fr_cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 bool fr_cli_float(const char *opt, const char *s, float *out);
 
-/* The models of `frugal serve` (serve.c), for the commands that need them
+/* The models of `frugal serve` (cmd_serve.c), for the commands that need them
  * too: the compute pool, what language models share (*llm must outlive
  * the manager) and the manager on c's models directory and [model]
  * sections.  fr_manager_create's errors.  Stop with fr_cli_models_stop

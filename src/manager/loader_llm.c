@@ -33,8 +33,8 @@ fr_sched_config fr_llm_sched_config(const fr_llm_env *env, const fr_model_cfg *c
     };
 }
 
-fr_embed_config fr_llm_embed_config(const fr_llm_env *env) {
-    return (fr_embed_config){.batch_tokens = env->batch_tokens, .n_queue = env->queue};
+fr_batcher_config fr_llm_embed_config(const fr_llm_env *env) {
+    return (fr_batcher_config){.batch_tokens = env->batch_tokens, .n_queue = env->queue};
 }
 
 static int probe(void *ud, const fr_model_cfg *cfg, unsigned *caps, fr_usage *est) {
@@ -43,8 +43,8 @@ static int probe(void *ud, const fr_model_cfg *cfg, unsigned *caps, fr_usage *es
     int rc = fr_model_open(cfg->path, &m);
     if (rc) return rc;
     if (fr_model_is_encoder(m)) {
-        fr_embed_config ec = fr_llm_embed_config(env);
-        size_t b = fr_embed_sched_estimate_bytes(m, &ec, fr_compute_threads(env->compute));
+        fr_batcher_config ec = fr_llm_embed_config(env);
+        size_t b = fr_batcher_estimate_bytes(m, &ec, fr_compute_threads(env->compute));
         int pooling = fr_model_pooling(m);
         *caps = pooling == FR_POOLING_RANK ? FR_CAP_RERANK : FR_CAP_EMBEDDING;
         est->weights_mapped = est->weights_resident = fr_gguf_file_size(fr_model_gguf(m));
@@ -94,8 +94,8 @@ static int load(void *ud, const fr_model_cfg *cfg, void **obj) {
     if (rc) goto fail;
     l->file_tag = file_tag(cfg->path);
     if (fr_model_is_encoder(l->model)) {
-        fr_embed_config ec = fr_llm_embed_config(env);
-        if ((rc = fr_embed_sched_create(l->model, env->compute, &ec, &l->embed))) goto fail;
+        fr_batcher_config ec = fr_llm_embed_config(env);
+        if ((rc = fr_batcher_create(l->model, env->compute, &ec, &l->embed))) goto fail;
         *obj = l;
         return 0;
     }
@@ -127,7 +127,7 @@ static void unload(void *ud, void *obj) {
     (void)ud;
     fr_llm *l = obj;
     fr_sched_destroy(l->sched);
-    fr_embed_sched_destroy(l->embed);
+    fr_batcher_destroy(l->embed);
     fr_model_close(l->model);
     fr_free(l);
 }
@@ -139,7 +139,7 @@ static void usage(void *ud, void *obj, fr_usage *u) {
     u->weights_mapped = fr_gguf_file_size(g);
     u->weights_resident = fr_resident_bytes(fr_gguf_base(g), fr_gguf_file_size(g));
     u->kv = l->sched ? fr_sched_kv_bytes(l->sched) : 0;
-    u->scratch = (l->sched ? fr_sched_bytes(l->sched) - u->kv : fr_embed_sched_bytes(l->embed)) +
+    u->scratch = (l->sched ? fr_sched_bytes(l->sched) - u->kv : fr_batcher_bytes(l->embed)) +
                  fr_model_heap_bytes(l->model);
 }
 
@@ -147,7 +147,7 @@ static void cancel(void *ud, void *obj) {
     (void)ud;
     fr_llm *l = obj;
     if (l->sched) fr_sched_cancel_all(l->sched);
-    else fr_embed_cancel_all(l->embed);
+    else fr_batcher_cancel_all(l->embed);
 }
 
 fr_loader fr_llm_loader(fr_llm_env *env) {

@@ -13,7 +13,7 @@
 
 #include "engine/model.h"
 #include "manager/manager.h"
-#include "sched/embed.h"
+#include "sched/batcher.h"
 #include "sched/sched.h"
 
 /* What every language model shares; must outlive the manager. */
@@ -29,7 +29,7 @@ typedef struct fr_llm_env {
 typedef struct fr_llm {
     fr_model *model;
     fr_sched *sched;            /* decoders, else NULL */
-    fr_embed_sched *embed;      /* encoders, else NULL */
+    fr_batcher *embed;          /* encoders, else NULL */
     uint64_t file_tag;          /* hash of the file's path, size and mtime: a
                                    cache key that changes when the file does */
     int chat_kind;              /* fr_chat_kind from tokenizer.chat_template
@@ -45,7 +45,7 @@ typedef struct fr_llm {
 fr_loader fr_llm_loader(fr_llm_env *env);
 
 /* The batcher configuration an encoder gets from env. */
-fr_embed_config fr_llm_embed_config(const fr_llm_env *env);
+fr_batcher_config fr_llm_embed_config(const fr_llm_env *env);
 
 /* The scheduler configuration a model gets from its cfg and env. */
 fr_sched_config fr_llm_sched_config(const fr_llm_env *env, const fr_model_cfg *cfg);

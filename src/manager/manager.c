@@ -20,7 +20,7 @@
  *   - obj != NULL only in LOADED and UNLOADING; refs > 0 only in LOADED
  *     and in UNLOADING while a forced unload drains;
  *   - the loader's unload never runs while refs > 0 or measuring > 0;
- *   - an entry is freed only by fr__sweep (removed, and no refs, users,
+ *   - an entry is freed only by fr__registry_sweep (removed, and no refs, users,
  *     measuring, load or unload) and by destroy, so a thread that counted
  *     itself in e->users, holds a handle, or owns e's LOADING/UNLOADING
  *     may use e across an unlock;
@@ -126,7 +126,7 @@ const char *fr_evict_reason_name(int reason) {
 
 static uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
-uint64_t fr__usage_total(const fr_usage *u) {
+uint64_t fr__manager_usage_total(const fr_usage *u) {
     return sat_add(sat_add(u->weights_resident, u->kv), u->scratch);
 }
 
@@ -134,10 +134,10 @@ static uint64_t estimate_total(const fr__entry *e) {
     return sat_add(sat_add(e->estimate.weights_mapped, e->estimate.kv), e->estimate.scratch);
 }
 
-uint64_t fr__entry_cost(const fr__entry *e) {
+uint64_t fr__manager_entry_cost(const fr__entry *e) {
     uint64_t est = estimate_total(e);
     if (e->state != FR_MS_LOADED && e->state != FR_MS_UNLOADING) return est;
-    uint64_t used = fr__usage_total(&e->usage);
+    uint64_t used = fr__manager_usage_total(&e->usage);
     return used > est ? used : est;
 }
 
@@ -177,7 +177,7 @@ static void touch(fr_manager *mg, fr__entry *e) {
 
 /* ---- victims and unloads ---- */
 
-fr__entry *fr__lru_idle(fr_manager *mg) {
+fr__entry *fr__manager_lru_idle(fr_manager *mg) {
     fr__entry *best = NULL;
     for (size_t i = 0; i < mg->n_entries; i++) {
         fr__entry *e = mg->entries[i];
@@ -187,7 +187,7 @@ fr__entry *fr__lru_idle(fr_manager *mg) {
     return best;
 }
 
-void fr__mark_unload(fr__entry *e, int reason, fr__entry **list) {
+void fr__manager_mark_unload(fr__entry *e, int reason, fr__entry **list) {
     FR_ASSERT(e->state == FR_MS_LOADED && e->refs == 0);
     e->state = FR_MS_UNLOADING;
     e->unload_reason = reason;
@@ -197,7 +197,7 @@ void fr__mark_unload(fr__entry *e, int reason, fr__entry **list) {
     *list = e;
 }
 
-void fr__unload_list(fr_manager *mg, fr__entry *v) {
+void fr__manager_unload_list(fr_manager *mg, fr__entry *v) {
     while (v) {
         fr__entry *next = v->vnext;
         v->vnext = NULL;
@@ -205,7 +205,7 @@ void fr__unload_list(fr_manager *mg, fr__entry *v) {
         while (v->measuring > 0 || v->refs > 0) pthread_cond_wait(&mg->cv, &mg->mu);
         void *obj = v->obj;
         fr_usage u = v->usage;
-        uint64_t cost = fr__entry_cost(v);
+        uint64_t cost = fr__manager_entry_cost(v);
         int reason = v->unload_reason;
         pthread_mutex_unlock(&mg->mu);
 
@@ -296,18 +296,18 @@ static int plan_room(fr_manager *mg, fr__entry *e, bool count_draining, fr__entr
         const fr__entry *x = mg->entries[i];
         if (x == e) continue;
         if (x->state == FR_MS_LOADED) {
-            held = sat_add(held, fr__entry_cost(x));
+            held = sat_add(held, fr__manager_entry_cost(x));
             count++;
         } else if (x->state == FR_MS_LOADING && x->admitted) {
             held = sat_add(held, estimate_total(x));
             count++;
         } else if (x->state == FR_MS_UNLOADING && x->draining) {
-            held = sat_add(held, fr__entry_cost(x));
+            held = sat_add(held, fr__manager_entry_cost(x));
             count++;
         } else if (x->state == FR_MS_UNLOADING && !x->claimed) {
             (*n_draining)++;
             if (count_draining) {
-                held = sat_add(held, fr__entry_cost(x));
+                held = sat_add(held, fr__manager_entry_cost(x));
                 count++;
             }
         }
@@ -315,13 +315,13 @@ static int plan_room(fr_manager *mg, fr__entry *e, bool count_draining, fr__entr
     int64_t max = mg->max_loaded;
     fr__entry **tail = victims;
     while (sat_add(held, need) > budget || (max > 0 && count + 1 > max)) {
-        fr__entry *v = fr__lru_idle(mg);
+        fr__entry *v = fr__manager_lru_idle(mg);
         if (!v) break;
         v->chosen = true;
         v->vnext = NULL;
         *tail = v;
         tail = &v->vnext;
-        uint64_t c = fr__entry_cost(v);
+        uint64_t c = fr__manager_entry_cost(v);
         held = held > c ? held - c : 0;
         count--;
     }
@@ -348,7 +348,8 @@ int fr_manager_admit_bytes(fr_manager *mg, uint64_t bytes, const char *what) {
     uint64_t held = heap_rest(mg);
     for (size_t i = 0; i < mg->n_entries; i++) {
         const fr__entry *x = mg->entries[i];
-        if (x->state == FR_MS_LOADED || x->state == FR_MS_UNLOADING) held = sat_add(held, fr__entry_cost(x));
+        if (x->state == FR_MS_LOADED || x->state == FR_MS_UNLOADING)
+            held = sat_add(held, fr__manager_entry_cost(x));
         else if (x->state == FR_MS_LOADING && x->admitted) held = sat_add(held, estimate_total(x));
     }
     int rc = 0;
@@ -397,7 +398,7 @@ static int load_entry(fr_manager *mg, fr__entry *e) {
     fr_mem_status_read(&st);
     if (probe) rc = fr__entry_probe(mg, e, &caps, &est, msg, sizeof msg);
     pthread_mutex_lock(&mg->mu);
-    fr__apply_status(mg, &st);
+    fr__pressure_apply_status(mg, &st);
     if (probe) {
         if (rc < 0) {
             mg->load_failures++;
@@ -445,10 +446,10 @@ static int load_entry(fr_manager *mg, fr__entry *e) {
     for (fr__entry *v = victims, *next; v; v = next) {
         next = v->vnext;
         v->claimed = true;
-        fr__mark_unload(v, FR_EVICT_LRU, &list);
+        fr__manager_mark_unload(v, FR_EVICT_LRU, &list);
         FR_INFO("evict '%s' (lru) to make room for '%s'", v->id, e->id);
     }
-    fr__unload_list(mg, list);
+    fr__manager_unload_list(mg, list);
 
     pthread_mutex_unlock(&mg->mu);
     uint64_t t0 = fr_now_ns();
@@ -532,7 +533,7 @@ int fr_manager_acquire(fr_manager *mg, const char *id, int64_t keep_alive_ms, fr
 
     pthread_mutex_lock(&mg->mu);
     int rc;
-    fr__entry *e = fr__find(mg, id);
+    fr__entry *e = fr__registry_find(mg, id);
     if (mg->stopping) rc = fr_errf(FR_ESHUTDOWN, "the model manager is shutting down");
     else if (!e) rc = fr_errf(FR_ENOENT, "unknown model '%s'", id);
     else if (e->state == FR_MS_LOADED && !e->removed) {
@@ -548,7 +549,7 @@ int fr_manager_acquire(fr_manager *mg, const char *id, int64_t keep_alive_ms, fr
         touch(mg, e);
         *h = (fr_handle){mg, e, e->obj, e->caps, keep_alive_ms};
     } else {
-        fr__sweep(mg);
+        fr__registry_sweep(mg);
     }
     pthread_mutex_unlock(&mg->mu);
     if (rc < 0) {
@@ -586,12 +587,12 @@ static void release(fr_handle *h, bool defer) {
                 mg->hk_now = true;
                 pthread_cond_signal(&mg->hk_cv);
             } else if (reason >= 0) {
-                fr__mark_unload(e, reason, &list);
+                fr__manager_mark_unload(e, reason, &list);
             }
         }
     }
-    fr__unload_list(mg, list);
-    fr__sweep(mg);
+    fr__manager_unload_list(mg, list);
+    fr__registry_sweep(mg);
     pthread_mutex_unlock(&mg->mu);
     fr_free(h);
 }
@@ -626,7 +627,7 @@ int fr_manager_load(fr_manager *mg, const char *id, int64_t keep_alive_ms, bool 
 int fr_manager_unload(fr_manager *mg, const char *id, bool force) {
     if (!mg || !id) return fr_errf(FR_EINVAL, "fr_manager_unload: NULL argument");
     pthread_mutex_lock(&mg->mu);
-    fr__entry *e = fr__find(mg, id);
+    fr__entry *e = fr__registry_find(mg, id);
     if (!e) {
         pthread_mutex_unlock(&mg->mu);
         return fr_errf(FR_ENOENT, "unknown model '%s'", id);
@@ -709,7 +710,7 @@ int fr_manager_unload(fr_manager *mg, const char *id, bool force) {
                     break;
                 }
             }
-            fr__unload_list(mg, e);
+            fr__manager_unload_list(mg, e);
             done = true;
             break;
         }
@@ -720,7 +721,7 @@ int fr_manager_unload(fr_manager *mg, const char *id, bool force) {
     }
     e->users--;
     pthread_cond_broadcast(&mg->cv);
-    fr__sweep(mg);
+    fr__registry_sweep(mg);
     pthread_mutex_unlock(&mg->mu);
     return rc;
 }
@@ -768,11 +769,11 @@ int fr_manager_unload_idle(fr_manager *mg, char ***ids, size_t *n_ids, uint64_t 
     for (size_t i = 0; i < mg->n_entries; i++) {
         fr__entry *e = mg->entries[i];
         if (e->state != FR_MS_LOADED || e->refs > 0 || pinned(e)) continue;
-        bytes = sat_add(bytes, fr__entry_cost(e));
-        fr__mark_unload(e, FR_EVICT_REQUEST, &list);
+        bytes = sat_add(bytes, fr__manager_entry_cost(e));
+        fr__manager_mark_unload(e, FR_EVICT_REQUEST, &list);
     }
-    fr__unload_list(mg, list);
-    fr__sweep(mg);
+    fr__manager_unload_list(mg, list);
+    fr__registry_sweep(mg);
     pthread_mutex_unlock(&mg->mu);
     if (ids) *ids = arr;
     if (n_ids) *n_ids = n;
@@ -782,7 +783,7 @@ int fr_manager_unload_idle(fr_manager *mg, char ***ids, size_t *n_ids, uint64_t 
 
 /* ---- measurements ---- */
 
-void fr__refresh_usage(fr_manager *mg) {
+void fr__manager_refresh_usage(fr_manager *mg) {
     pthread_mutex_lock(&mg->mu);
     /* by index: an insertion or a sweep between the unlocks may make us
      * skip or repeat one entry, which is harmless */
@@ -851,7 +852,7 @@ static void fill_info(const fr__entry *e, fr_model_info *out) {
 int fr_manager_list(fr_manager *mg, fr_model_info **out, size_t *n) {
     *out = NULL;
     *n = 0;
-    fr__refresh_usage(mg);
+    fr__manager_refresh_usage(mg);
     pthread_mutex_lock(&mg->mu);
     fr_model_info *arr = NULL;
     if (mg->n_entries) {
@@ -870,9 +871,9 @@ int fr_manager_list(fr_manager *mg, fr_model_info **out, size_t *n) {
 
 int fr_manager_get(fr_manager *mg, const char *id, fr_model_info *out) {
     if (!id) return fr_errf(FR_EINVAL, "fr_manager_get: NULL id");
-    fr__refresh_usage(mg);
+    fr__manager_refresh_usage(mg);
     pthread_mutex_lock(&mg->mu);
-    fr__entry *e = fr__find(mg, id);
+    fr__entry *e = fr__registry_find(mg, id);
     if (e) fill_info(e, out);
     pthread_mutex_unlock(&mg->mu);
     return e ? 0 : fr_errf(FR_ENOENT, "unknown model '%s'", id);
@@ -888,9 +889,9 @@ void fr_plan_free(fr_plan *p) {
 int fr_manager_plan(fr_manager *mg, const char *id, fr_plan *out) {
     memset(out, 0, sizeof *out);
     if (!id) return fr_errf(FR_EINVAL, "fr_manager_plan: NULL id");
-    fr__read_status(mg);
+    fr__pressure_read_status(mg);
     pthread_mutex_lock(&mg->mu);
-    fr__entry *e = fr__find(mg, id);
+    fr__entry *e = fr__registry_find(mg, id);
     if (!e || e->removed) {
         pthread_mutex_unlock(&mg->mu);
         return fr_errf(FR_ENOENT, "unknown model '%s'", id);
@@ -942,8 +943,8 @@ int fr_manager_plan(fr_manager *mg, const char *id, fr_plan *out) {
 
 void fr_manager_memory(fr_manager *mg, fr_memory_report *out) {
     memset(out, 0, sizeof *out);
-    fr__refresh_usage(mg);
-    fr__read_status(mg);
+    fr__manager_refresh_usage(mg);
+    fr__pressure_read_status(mg);
     pthread_mutex_lock(&mg->mu);
     uint64_t resident = 0, heap_models = 0;
     int32_t loaded = 0;
@@ -1055,7 +1056,7 @@ static int check_config(const fr_manager_config *cfg) {
 
 /* Register the INI models (no thread runs yet). */
 static int add_ini_models(fr_manager *mg, const fr_manager_config *cfg) {
-    int rc = fr__reserve(mg, cfg->n_models);
+    int rc = fr__registry_reserve(mg, cfg->n_models);
     if (rc < 0) return rc;
     for (size_t i = 0; i < cfg->n_models; i++) {
         fr__entry *e;
@@ -1076,7 +1077,7 @@ static int add_ini_models(fr_manager *mg, const fr_manager_config *cfg) {
             FR_WARN("%s", msg);
         }
         pthread_mutex_lock(&mg->mu);
-        fr__insert(mg, e);
+        fr__registry_insert(mg, e);
         pthread_mutex_unlock(&mg->mu);
     }
     return 0;
@@ -1133,10 +1134,10 @@ int fr_manager_create(const fr_manager_config *cfg, fr_manager **out) {
     rc = fr_errf(FR_ENOMEM, "model manager: out of memory");
     if (cfg->models_dir && !(mg->models_dir = fr_strdup(cfg->models_dir))) goto fail_hk_cv;
     if ((rc = add_ini_models(mg, cfg)) < 0) goto fail_registry;
-    if ((rc = fr__scan(mg)) < 0) goto fail_registry;
-    fr__read_status(mg);
+    if ((rc = fr__registry_scan(mg)) < 0) goto fail_registry;
+    fr__pressure_read_status(mg);
 
-    if (pthread_create(&mg->thread, NULL, fr__housekeeping_main, mg)) {
+    if (pthread_create(&mg->thread, NULL, fr__pressure_housekeeping_main, mg)) {
         rc = fr_errf(FR_ENOMEM, "model manager: cannot start the housekeeping thread");
         goto fail_registry;
     }
@@ -1202,8 +1203,9 @@ void fr_manager_destroy(fr_manager *mg) {
     while (busy(mg)) pthread_cond_wait(&mg->cv, &mg->mu);
     fr__entry *list = NULL;
     for (size_t i = 0; i < mg->n_entries; i++)
-        if (mg->entries[i]->state == FR_MS_LOADED) fr__mark_unload(mg->entries[i], -1, &list);
-    fr__unload_list(mg, list);
+        if (mg->entries[i]->state == FR_MS_LOADED)
+            fr__manager_mark_unload(mg->entries[i], -1, &list);
+    fr__manager_unload_list(mg, list);
     pthread_mutex_unlock(&mg->mu);
 
     free_registry(mg);
@@ -1218,5 +1220,5 @@ void fr_manager_destroy(fr_manager *mg) {
 
 int fr_manager_rescan(fr_manager *mg) {
     if (!mg) return fr_errf(FR_EINVAL, "fr_manager_rescan: NULL manager");
-    return fr__scan(mg);
+    return fr__registry_scan(mg);
 }

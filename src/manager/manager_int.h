@@ -119,23 +119,23 @@ struct fr_manager {
 
 /* Bytes an entry is counted as: estimate or measurement, whichever is
  * larger. */
-uint64_t fr__usage_total(const fr_usage *u);
-uint64_t fr__entry_cost(const fr__entry *e);
+uint64_t fr__manager_usage_total(const fr_usage *u);
+uint64_t fr__manager_entry_cost(const fr__entry *e);
 
 /* Unload the victims listed through vnext (each already UNLOADING with
  * its unload_reason set), in order.  Called and returns with mu held;
  * drops it around each loader.unload.  Logs and counts each. */
-void fr__unload_list(fr_manager *mg, fr__entry *victims);
+void fr__manager_unload_list(fr_manager *mg, fr__entry *victims);
 
 /* Mark e (LOADED, refs == 0) UNLOADING for reason and push it on *list. */
-void fr__mark_unload(fr__entry *e, int reason, fr__entry **list);
+void fr__manager_mark_unload(fr__entry *e, int reason, fr__entry **list);
 
 /* The idle, unpinned, loaded entry used least recently that is not
  * chosen yet, or NULL.  mu held. */
-fr__entry *fr__lru_idle(fr_manager *mg);
+fr__entry *fr__manager_lru_idle(fr_manager *mg);
 
 /* Measure every loaded entry (loader.usage, outside mu).  mu not held. */
-void fr__refresh_usage(fr_manager *mg);
+void fr__manager_refresh_usage(fr_manager *mg);
 
 /* ---- registry.c ---- */
 
@@ -162,29 +162,29 @@ int fr__entry_probe(fr_manager *mg, fr__entry *e, unsigned *caps, fr_usage *est,
                     char *msg, size_t cap);
 
 /* The published entry named id (or alias), removed ones included; NULL. */
-fr__entry *fr__find(fr_manager *mg, const char *id);
+fr__entry *fr__registry_find(fr_manager *mg, const char *id);
 
 /* Insert into the sorted registry; the caller made room with
- * fr__reserve.  mu held. */
-void fr__insert(fr_manager *mg, fr__entry *e);
-int  fr__reserve(fr_manager *mg, size_t more);
+ * fr__registry_reserve.  mu held. */
+void fr__registry_insert(fr_manager *mg, fr__entry *e);
+int  fr__registry_reserve(fr_manager *mg, size_t more);
 
 /* Free every removed entry that nobody uses any more.  mu held. */
-void fr__sweep(fr_manager *mg);
+void fr__registry_sweep(fr_manager *mg);
 
 /* Scan mg->models_dir (create and fr_manager_rescan). */
-int fr__scan(fr_manager *mg);
+int fr__registry_scan(fr_manager *mg);
 
 /* ---- pressure.c ---- */
 
 /* Store a reading taken outside mu, compute the level, log transitions.
  * mu held. */
-void fr__apply_status(fr_manager *mg, const fr_mem_status *st);
+void fr__pressure_apply_status(fr_manager *mg, const fr_mem_status *st);
 
 /* Take a reading and apply it.  mu not held. */
-void fr__read_status(fr_manager *mg);
+void fr__pressure_read_status(fr_manager *mg);
 
 /* The housekeeping thread's body. */
-void *fr__housekeeping_main(void *arg);
+void *fr__pressure_housekeeping_main(void *arg);
 
 #endif

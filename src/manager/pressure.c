@@ -48,7 +48,7 @@ static int byte_level(const fr_manager *mg, double pct) {
     return FR_LEVEL_OK;
 }
 
-void fr__apply_status(fr_manager *mg, const fr_mem_status *st) {
+void fr__pressure_apply_status(fr_manager *mg, const fr_mem_status *st) {
     double pct = 0;
     bool cg = st->cgroup && st->cgroup_limit;
     if (cg) pct = 100.0 * (double)st->cgroup_current / (double)st->cgroup_limit;
@@ -81,11 +81,11 @@ void fr__apply_status(fr_manager *mg, const fr_mem_status *st) {
     mg->level_bytes = lb;
 }
 
-void fr__read_status(fr_manager *mg) {
+void fr__pressure_read_status(fr_manager *mg) {
     fr_mem_status st;
     fr_mem_status_read(&st);
     pthread_mutex_lock(&mg->mu);
-    fr__apply_status(mg, &st);
+    fr__pressure_apply_status(mg, &st);
     pthread_mutex_unlock(&mg->mu);
 }
 
@@ -95,27 +95,27 @@ static void relieve(fr_manager *mg) {
     while (mg->level >= FR_LEVEL_CRITICAL && !mg->stopping) {
         fr__entry *list = NULL;
         if (mg->level_bytes >= FR_LEVEL_EMERGENCY) {
-            for (fr__entry *v; (v = fr__lru_idle(mg));) fr__mark_unload(v, FR_EVICT_EMERGENCY, &list);
+            for (fr__entry *v; (v = fr__manager_lru_idle(mg));) fr__manager_mark_unload(v, FR_EVICT_EMERGENCY, &list);
         } else if (mg->level_bytes >= FR_LEVEL_CRITICAL || !psi_round_done) {
-            fr__entry *v = fr__lru_idle(mg);
-            if (v) fr__mark_unload(v, FR_EVICT_CRITICAL, &list);
+            fr__entry *v = fr__manager_lru_idle(mg);
+            if (v) fr__manager_mark_unload(v, FR_EVICT_CRITICAL, &list);
             psi_round_done = mg->level_bytes < FR_LEVEL_CRITICAL;
         }
         if (!list) {
             FR_DEBUG("memory %s and no idle model to evict", fr_mem_level_name(mg->level));
             return;
         }
-        fr__unload_list(mg, list);
+        fr__manager_unload_list(mg, list);
         pthread_mutex_unlock(&mg->mu);
-        fr__read_status(mg);
+        fr__pressure_read_status(mg);
         pthread_mutex_lock(&mg->mu);
     }
 }
 
 void fr_manager_housekeep(fr_manager *mg) {
     pthread_mutex_lock(&mg->hk_mu);
-    fr__refresh_usage(mg);
-    fr__read_status(mg);
+    fr__manager_refresh_usage(mg);
+    fr__pressure_read_status(mg);
     pthread_mutex_lock(&mg->mu);
     if (!mg->stopping) {
         uint64_t now = fr_now_ns();
@@ -123,20 +123,20 @@ void fr_manager_housekeep(fr_manager *mg) {
         for (size_t i = 0; i < mg->n_entries; i++) {
             fr__entry *e = mg->entries[i];
             if (e->state != FR_MS_LOADED || e->refs > 0) continue;
-            if (e->removed) fr__mark_unload(e, FR_EVICT_RESCAN, &list);
-            else if (e->unload_idle) fr__mark_unload(e, FR_EVICT_REQUEST, &list);
+            if (e->removed) fr__manager_mark_unload(e, FR_EVICT_RESCAN, &list);
+            else if (e->unload_idle) fr__manager_mark_unload(e, FR_EVICT_REQUEST, &list);
             else if (!e->cfg.pin && !e->pin_runtime && e->expires_ns && now >= e->expires_ns)
-                fr__mark_unload(e, FR_EVICT_KEEP_ALIVE, &list);
+                fr__manager_mark_unload(e, FR_EVICT_KEEP_ALIVE, &list);
         }
-        fr__unload_list(mg, list);
+        fr__manager_unload_list(mg, list);
         relieve(mg);
-        fr__sweep(mg);
+        fr__registry_sweep(mg);
     }
     pthread_mutex_unlock(&mg->mu);
     pthread_mutex_unlock(&mg->hk_mu);
 }
 
-void *fr__housekeeping_main(void *arg) {
+void *fr__pressure_housekeeping_main(void *arg) {
     fr_manager *mg = arg;
     pthread_mutex_lock(&mg->mu);
     while (!mg->stopping) {

@@ -5,8 +5,8 @@
  *
  * The registry is an array of entry pointers sorted by id; entries are
  * separate allocations, so a pointer stays valid while the array grows or
- * shrinks (an entry is freed only by fr__sweep and destroy).  Lookups are
- * linear: a server offers tens of models, not thousands.
+ * shrinks (an entry is freed only by fr__registry_sweep and destroy).
+ * Lookups are linear: a server offers tens of models, not thousands.
  *
  * A scan, one at a time (rescan_mu), runs in four steps so that no file
  * system call or probe happens with mu held:
@@ -120,7 +120,7 @@ int fr__entry_probe(fr_manager *mg, fr__entry *e, unsigned *caps, fr_usage *est,
 
 /* ---- lookup ---- */
 
-fr__entry *fr__find(fr_manager *mg, const char *id) {
+fr__entry *fr__registry_find(fr_manager *mg, const char *id) {
     for (size_t i = 0; i < mg->n_entries; i++)
         if (!strcmp(mg->entries[i]->id, id)) return mg->entries[i];
     for (size_t i = 0; i < mg->n_entries; i++)
@@ -128,7 +128,7 @@ fr__entry *fr__find(fr_manager *mg, const char *id) {
     return NULL;
 }
 
-int fr__reserve(fr_manager *mg, size_t more) {
+int fr__registry_reserve(fr_manager *mg, size_t more) {
     if (mg->n_entries + more <= mg->cap_entries) return 0;
     size_t cap = mg->cap_entries ? mg->cap_entries : 8;
     while (cap < mg->n_entries + more) cap *= 2;
@@ -139,7 +139,7 @@ int fr__reserve(fr_manager *mg, size_t more) {
     return 0;
 }
 
-void fr__insert(fr_manager *mg, fr__entry *e) {
+void fr__registry_insert(fr_manager *mg, fr__entry *e) {
     FR_ASSERT(mg->n_entries < mg->cap_entries);
     size_t i = mg->n_entries;
     while (i > 0 && strcmp(mg->entries[i - 1]->id, e->id) > 0) i--;
@@ -148,7 +148,7 @@ void fr__insert(fr_manager *mg, fr__entry *e) {
     mg->n_entries++;
 }
 
-void fr__sweep(fr_manager *mg) {
+void fr__registry_sweep(fr_manager *mg) {
     size_t k = 0;
     for (size_t i = 0; i < mg->n_entries; i++) {
         fr__entry *e = mg->entries[i];
@@ -253,29 +253,19 @@ static bool cand_has(const cand *c, size_t n, const char *id) {
     return n && bsearch(&key, c, n, sizeof *c, cand_cmp) != NULL;
 }
 
-int fr__scan(fr_manager *mg) {
-    if (!mg->models_dir) return 0;
-    pthread_mutex_lock(&mg->rescan_mu);
-    cand *c;
-    size_t n;
-    int rc = list_dir(mg->models_dir, &c, &n);
-    if (rc < 0) {
-        pthread_mutex_unlock(&mg->rescan_mu);
-        return rc;
-    }
-
-    /* 2: classify */
-    size_t n_new = 0;
+/* Step 2, with mu: mark each candidate skip (an INI model has its name or
+ * its file), known or new, changed or not.  *n_new = the entries step 4
+ * may insert.  FR_ESHUTDOWN once the manager is stopping. */
+static int classify(fr_manager *mg, cand *c, size_t n, size_t *n_new) {
+    *n_new = 0;
     pthread_mutex_lock(&mg->mu);
     if (mg->stopping) {
         pthread_mutex_unlock(&mg->mu);
-        pthread_mutex_unlock(&mg->rescan_mu);
-        free_cands(c, n);
         return fr_errf(FR_ESHUTDOWN, "the model manager is shutting down");
     }
     for (size_t i = 0; i < n; i++) {
         cand *x = &c[i];
-        fr__entry *e = fr__find(mg, x->id);
+        fr__entry *e = fr__registry_find(mg, x->id);
         for (size_t j = 0; !x->skip && j < mg->n_entries; j++) {
             const fr__entry *o = mg->entries[j];
             if (o->from_ini && o->dev == x->dev && o->ino == x->ino) x->skip = true;
@@ -289,73 +279,79 @@ int fr__scan(fr_manager *mg) {
                 /* its file is back; it may be swept before step 4, so
                  * have a fresh entry ready and room for it */
                 x->changed = true;
-                n_new++;
+                (*n_new)++;
             }
         } else {
-            n_new++;
+            (*n_new)++;
         }
     }
     pthread_mutex_unlock(&mg->mu);
+    return 0;
+}
 
-    /* 3: probe new and changed files */
+/* Step 3, no lock: a fresh, probed entry for each new or changed file.
+ * A failed probe is kept in the candidate (probe_rc, msg) for step 4;
+ * only FR_ENOMEM fails the scan. */
+static int probe_cands(fr_manager *mg, cand *c, size_t n) {
     for (size_t i = 0; i < n; i++) {
         cand *x = &c[i];
         if (x->skip || (x->known && !x->changed)) continue;
         fr_model_cfg mc = {.id = x->id, .path = x->path, .keep_alive_ms = -2};
-        if ((rc = fr__entry_create(mg, &mc, false, &x->fresh)) < 0) goto fail;
+        int rc = fr__entry_create(mg, &mc, false, &x->fresh);
+        if (rc < 0) return rc;
         x->probe_rc = fr__entry_probe(mg, x->fresh, &x->fresh->caps, &x->fresh->estimate,
                                       x->msg, sizeof x->msg);
-        if (x->probe_rc == FR_ENOMEM) {
-            rc = fr_errf(FR_ENOMEM, "%s", x->msg);
-            goto fail;
-        }
+        if (x->probe_rc == FR_ENOMEM) return fr_errf(FR_ENOMEM, "%s", x->msg);
     }
+    return 0;
+}
 
-    /* 4: apply */
-    pthread_mutex_lock(&mg->mu);
-    if ((rc = fr__reserve(mg, n_new)) < 0) {
-        pthread_mutex_unlock(&mg->mu);
-        goto fail;
+/* Step 4 for one candidate, mu held, room reserved: a file that is back
+ * is no longer removed; a new entry is inserted (true returned); a
+ * changed one takes the new probe unless it is loaded. */
+static bool apply_cand(fr_manager *mg, cand *x) {
+    fr__entry *e = x->known ? fr__registry_find(mg, x->id) : NULL;   /* NULL: swept since step 2 */
+    if (e && e->removed) {
+        e->removed = false;
+        FR_INFO("model '%s': its file is back", e->id);
     }
-    size_t added = 0, removed = 0;
-    for (size_t i = 0; i < n; i++) {
-        cand *x = &c[i];
-        if (x->skip) continue;
-        fr__entry *e = x->known ? fr__find(mg, x->id) : NULL;   /* NULL: swept since step 2 */
-        if (e && e->removed) {
-            e->removed = false;
-            FR_INFO("model '%s': its file is back", e->id);
-        }
-        if (!x->fresh) continue;
-        fr__entry *f = x->fresh;
-        if (!e) {
-            /* new */
-            e = f;
-            x->fresh = NULL;
-            added++;
-        } else if (e->state == FR_MS_UNLOADED || e->state == FR_MS_FAILED) {
-            /* changed, not loaded: take the new probe */
-            e->caps = f->caps;
-            e->estimate = f->estimate;
-            if (e->state == FR_MS_FAILED) e->error[0] = 0;
-            e->state = FR_MS_UNLOADED;
-        } else {
-            e->probed = false;              /* probed again at its next load */
-        }
-        e->file_bytes = x->size;
-        e->created = x->mtime;
-        e->dev = x->dev;
-        e->ino = x->ino;
-        if (x->probe_rc < 0 && (e == f || e->state == FR_MS_UNLOADED)) {
-            e->probed = false;
-            e->state = FR_MS_FAILED;
-            snprintf(e->error, sizeof e->error, "%s", x->msg);
-            FR_WARN("%s", x->msg);
-        } else if (e == f || e->state == FR_MS_UNLOADED) {
-            e->probed = true;
-        }
-        if (e == f) fr__insert(mg, e);
+    if (!x->fresh) return false;
+    fr__entry *f = x->fresh;
+    if (!e) {
+        /* new */
+        e = f;
+        x->fresh = NULL;
+    } else if (e->state == FR_MS_UNLOADED || e->state == FR_MS_FAILED) {
+        /* changed, not loaded: take the new probe */
+        e->caps = f->caps;
+        e->estimate = f->estimate;
+        if (e->state == FR_MS_FAILED) e->error[0] = 0;
+        e->state = FR_MS_UNLOADED;
+    } else {
+        e->probed = false;              /* probed again at its next load */
     }
+    e->file_bytes = x->size;
+    e->created = x->mtime;
+    e->dev = x->dev;
+    e->ino = x->ino;
+    if (x->probe_rc < 0 && (e == f || e->state == FR_MS_UNLOADED)) {
+        e->probed = false;
+        e->state = FR_MS_FAILED;
+        snprintf(e->error, sizeof e->error, "%s", x->msg);
+        FR_WARN("%s", x->msg);
+    } else if (e == f || e->state == FR_MS_UNLOADED) {
+        e->probed = true;
+    }
+    if (e != f) return false;
+    fr__registry_insert(mg, e);
+    return true;
+}
+
+/* Step 4, mu held: mark the directory's entries whose files are not
+ * among the candidates removed and unload the idle ones among them.
+ * Returns how many were marked. */
+static size_t remove_vanished(fr_manager *mg, const cand *c, size_t n) {
+    size_t removed = 0;
     fr__entry *list = NULL;
     for (size_t i = 0; i < mg->n_entries; i++) {
         fr__entry *e = mg->entries[i];
@@ -364,18 +360,39 @@ int fr__scan(fr_manager *mg) {
         removed++;
         FR_INFO("model '%s': file '%s' is gone%s", e->id, e->path,
                 e->state == FR_MS_LOADED && e->refs ? "; dropped once its requests finish" : "");
-        if (e->state == FR_MS_LOADED && e->refs == 0) fr__mark_unload(e, FR_EVICT_RESCAN, &list);
+        if (e->state == FR_MS_LOADED && e->refs == 0)
+            fr__manager_mark_unload(e, FR_EVICT_RESCAN, &list);
     }
-    fr__unload_list(mg, list);
-    fr__sweep(mg);
+    fr__manager_unload_list(mg, list);
+    return removed;
+}
+
+/* The four steps of the file header, one scan at a time. */
+int fr__registry_scan(fr_manager *mg) {
+    if (!mg->models_dir) return 0;
+    pthread_mutex_lock(&mg->rescan_mu);
+    cand *c = NULL;
+    size_t n = 0, n_new;
+    int rc = list_dir(mg->models_dir, &c, &n);
+    if (rc < 0) goto out;
+    if ((rc = classify(mg, c, n, &n_new)) < 0) goto out;
+    if ((rc = probe_cands(mg, c, n)) < 0) goto out;
+
+    pthread_mutex_lock(&mg->mu);
+    if ((rc = fr__registry_reserve(mg, n_new)) < 0) {
+        pthread_mutex_unlock(&mg->mu);
+        goto out;
+    }
+    size_t added = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!c[i].skip && apply_cand(mg, &c[i])) added++;
+    size_t removed = remove_vanished(mg, c, n);
+    fr__registry_sweep(mg);
     pthread_mutex_unlock(&mg->mu);
     if (added || removed)
         FR_INFO("models directory '%s': %zu added, %zu removed", mg->models_dir, added, removed);
-    free_cands(c, n);
-    pthread_mutex_unlock(&mg->rescan_mu);
-    return 0;
-
-fail:
+    rc = 0;
+out:
     free_cands(c, n);
     pthread_mutex_unlock(&mg->rescan_mu);
     return rc;

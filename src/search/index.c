@@ -858,20 +858,21 @@ static int q_int(ix_conn *c, const char *sql, int64_t a, int64_t *out) {
     return rc;
 }
 
-static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
+/* The collection's rows counted against its counters and the FTS table
+ * (added to r's totals).  *fts_ok = false, with a problem, when its FTS
+ * table cannot be read: nothing more of it can be checked. */
+static int check_counts(ix_conn *c, const ix_coll *co, fr_index_report *r, bool *fts_ok) {
     int rc;
-    int64_t n;
     char sql[512];
-    long long id = (long long)co->id;
-    r->collections++;
-
     int64_t nd, nc, nv, nf;
+    *fts_ok = true;
     if ((rc = q_int(c, "SELECT count(*) FROM documents WHERE coll = ?1", co->id, &nd))) return rc;
     if ((rc = q_int(c, "SELECT count(*) FROM chunks WHERE coll = ?1", co->id, &nc))) return rc;
     if ((rc = q_int(c, "SELECT count(*) FROM vectors WHERE coll = ?1", co->id, &nv))) return rc;
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM fts_%lld", id);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM fts_%lld", (long long)co->id);
     if ((rc = q_int(c, sql, 0, &nf))) {
         problem(r, "collection '%s': its FTS table cannot be read: %s", co->name, fr_errdetail());
+        *fts_ok = false;
         return 0;
     }
     r->documents += nd;
@@ -888,9 +889,12 @@ static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
     if (nf != nc)
         problem(r, "collection '%s': %lld FTS rows for %lld chunks", co->name, (long long)nf,
                 (long long)nc);
+    return 0;
+}
 
-    /* rows that belong to nothing: each query counts them (?1 = the
-     * collection; %lld, in the first, its FTS table's number) */
+/* Rows that belong to nothing: each query counts them (?1 = the
+ * collection; %lld, in the first, its FTS table's number). */
+static int check_orphans(ix_conn *c, const ix_coll *co, fr_index_report *r) {
     static const struct { const char *sql, *what; } orphans[] = {
         {"SELECT count(*) FROM fts_%lld f WHERE NOT EXISTS"
          " (SELECT 1 FROM chunks c WHERE c.id = f.rowid AND c.coll = ?1)", "FTS rows belong to no chunk"},
@@ -901,24 +905,75 @@ static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
         {"SELECT count(*) FROM chunks c WHERE coll = ?1 AND NOT EXISTS"
          " (SELECT 1 FROM documents d WHERE d.id = c.doc AND d.coll = c.coll)", "chunks belong to no document"},
     };
+    char sql[512];
+    int64_t n;
     for (size_t i = 0; i < sizeof orphans / sizeof *orphans; i++) {
-        snprintf(sql, sizeof sql, orphans[i].sql, id);      /* the others have no %: id is ignored */
-        if ((rc = q_int(c, sql, co->id, &n))) return rc;
+        /* the others have no %: the id is ignored */
+        snprintf(sql, sizeof sql, orphans[i].sql, (long long)co->id);
+        int rc = q_int(c, sql, co->id, &n);
+        if (rc) return rc;
         if (n) problem(r, "collection '%s': %lld %s", co->name, (long long)n, orphans[i].what);
     }
+    return 0;
+}
 
-    /* each document: positions 0..n-1, its count, each chunk's FTS text =
-     * the document's bytes, its vector's hash and sizes */
+/* One chunk row of sc (see check_documents) of document didb (text dt,
+ * dlen bytes), expected at position pos: its position, its span, its FTS
+ * text = the document's bytes, its vector's hash, sizes and collection. */
+static void check_chunk(const ix_coll *co, fr_index_report *r, sqlite3_stmt *sc, const char *didb,
+                        const char *dt, int64_t dlen, int64_t pos) {
+    int64_t cid = sqlite3_column_int64(sc, 0);
+    int64_t p = sqlite3_column_int64(sc, 1), a = sqlite3_column_int64(sc, 2),
+            b = sqlite3_column_int64(sc, 3);
+    if (p != pos)
+        problem(r, "document '%s': chunk %lld at position %lld, expected %lld", didb,
+                (long long)cid, (long long)p, (long long)pos);
+    if (a < 0 || b < a || b > dlen) {
+        problem(r, "document '%s': chunk %lld spans bytes %lld..%lld of %lld", didb,
+                (long long)cid, (long long)a, (long long)b, (long long)dlen);
+        return;
+    }
+    if (sqlite3_column_type(sc, 4) == SQLITE_NULL) {
+        problem(r, "document '%s': chunk %lld has no FTS row", didb, (long long)cid);
+    } else {
+        const char *ft = (const char *)sqlite3_column_blob(sc, 4);
+        int64_t fl = sqlite3_column_bytes(sc, 4);
+        if (fl != b - a || (fl && memcmp(ft, dt + a, (size_t)fl)))
+            problem(r, "document '%s': chunk %lld: its FTS text is not its text", didb,
+                    (long long)cid);
+    }
+    if (sqlite3_column_type(sc, 5) == SQLITE_NULL) {
+        problem(r, "document '%s': chunk %lld has no vector", didb, (long long)cid);
+        return;
+    }
+    uint8_t h[16];
+    fr__ix_norm_hash(dt + a, (size_t)(b - a), h);
+    const void *vh = sqlite3_column_blob(sc, 5);
+    if (sqlite3_column_bytes(sc, 5) != 16 || memcmp(vh, h, 16))
+        problem(r, "document '%s': chunk %lld: its vector is of another text", didb,
+                (long long)cid);
+    if (sqlite3_column_int64(sc, 6) != 4 * (int64_t)co->dim ||
+        sqlite3_column_int64(sc, 7) != co->dim)
+        problem(r, "document '%s': chunk %lld: vector of the wrong size", didb,
+                (long long)cid);
+    if (sqlite3_column_int64(sc, 8) != co->id)
+        problem(r, "document '%s': chunk %lld: vector of another collection", didb,
+                (long long)cid);
+}
+
+/* Each document of the collection: positions 0..n-1, its count, and each
+ * chunk (check_chunk). */
+static int check_documents(ix_conn *c, const ix_coll *co, fr_index_report *r) {
+    char sql[512];
     sqlite3_stmt *sd = NULL, *sc = NULL;
-    if ((rc = fr__ix_prepare(c, "SELECT id, doc_id, text, chunks FROM documents WHERE coll = ?",
-                             &sd)))
-        return rc;
+    int rc = fr__ix_prepare(c, "SELECT id, doc_id, text, chunks FROM documents WHERE coll = ?", &sd);
+    if (rc) return rc;
     snprintf(sql, sizeof sql,
              "SELECT c.id, c.position, c.start, c.\"end\", f.text, v.hash,"
              " (SELECT length(f32) FROM vec_f32 WHERE id = c.vec), length(v.i8), v.coll"
              " FROM chunks c LEFT JOIN fts_%lld f ON f.rowid = c.id"
              " LEFT JOIN vectors v ON v.id = c.vec WHERE c.doc = ? ORDER BY c.position",
-             id);
+             (long long)co->id);
     if ((rc = fr__ix_prepare(c, sql, &sc))) {
         sqlite3_finalize(sd);
         return rc;
@@ -936,46 +991,7 @@ static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
         sqlite3_bind_int64(sc, 1, drow);
         int64_t pos = 0;
         int t;
-        while ((t = sqlite3_step(sc)) == SQLITE_ROW) {
-            int64_t cid = sqlite3_column_int64(sc, 0);
-            int64_t p = sqlite3_column_int64(sc, 1), a = sqlite3_column_int64(sc, 2),
-                    b = sqlite3_column_int64(sc, 3);
-            if (p != pos)
-                problem(r, "document '%s': chunk %lld at position %lld, expected %lld", didb,
-                        (long long)cid, (long long)p, (long long)pos);
-            pos++;
-            if (a < 0 || b < a || b > dlen) {
-                problem(r, "document '%s': chunk %lld spans bytes %lld..%lld of %lld", didb,
-                        (long long)cid, (long long)a, (long long)b, (long long)dlen);
-                continue;
-            }
-            if (sqlite3_column_type(sc, 4) == SQLITE_NULL) {
-                problem(r, "document '%s': chunk %lld has no FTS row", didb, (long long)cid);
-            } else {
-                const char *ft = (const char *)sqlite3_column_blob(sc, 4);
-                int64_t fl = sqlite3_column_bytes(sc, 4);
-                if (fl != b - a || (fl && memcmp(ft, dt + a, (size_t)fl)))
-                    problem(r, "document '%s': chunk %lld: its FTS text is not its text", didb,
-                            (long long)cid);
-            }
-            if (sqlite3_column_type(sc, 5) == SQLITE_NULL) {
-                problem(r, "document '%s': chunk %lld has no vector", didb, (long long)cid);
-                continue;
-            }
-            uint8_t h[16];
-            fr__ix_norm_hash(dt + a, (size_t)(b - a), h);
-            const void *vh = sqlite3_column_blob(sc, 5);
-            if (sqlite3_column_bytes(sc, 5) != 16 || memcmp(vh, h, 16))
-                problem(r, "document '%s': chunk %lld: its vector is of another text", didb,
-                        (long long)cid);
-            if (sqlite3_column_int64(sc, 6) != 4 * (int64_t)co->dim ||
-                sqlite3_column_int64(sc, 7) != co->dim)
-                problem(r, "document '%s': chunk %lld: vector of the wrong size", didb,
-                        (long long)cid);
-            if (sqlite3_column_int64(sc, 8) != co->id)
-                problem(r, "document '%s': chunk %lld: vector of another collection", didb,
-                        (long long)cid);
-        }
+        while ((t = sqlite3_step(sc)) == SQLITE_ROW) check_chunk(co, r, sc, didb, dt, dlen, pos++);
         if (t != SQLITE_DONE) {
             rc = fr__ix_sqerr(c->db, t, "check chunks");
             break;
@@ -988,6 +1004,16 @@ static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
     sqlite3_finalize(sd);
     sqlite3_finalize(sc);
     return rc;
+}
+
+/* One collection: its counts, its orphan rows, its documents. */
+static int check_coll(ix_conn *c, const ix_coll *co, fr_index_report *r) {
+    r->collections++;
+    bool fts_ok;
+    int rc = check_counts(c, co, r, &fts_ok);
+    if (rc || !fts_ok) return rc;
+    if ((rc = check_orphans(c, co, r))) return rc;
+    return check_documents(c, co, r);
 }
 
 int fr_index_check(fr_index *ix, const char *collection, fr_index_report *out) {

@@ -334,6 +334,8 @@ typedef struct sctx {
     bool have_rr;
     fr_fuse_item *bm, *vec;
     size_t nbm, nvec;
+    fr_fused *fused;                /* [nfused] the legs fused, then grouped */
+    size_t nfused;
     size_t vexact;
     char **dropped;
     size_t ndropped;
@@ -896,9 +898,9 @@ static int by_rerank(const void *a, const void *b) {
     return x->rank_fused - y->rank_fused;
 }
 
-int fr_index_search(fr_index *ix, const fr_search_params *p, fr_search_result **out) {
-    *out = NULL;
-    uint64_t t0 = fr_now_ns();
+/* Parameter checks that need no database: the values, the collection's
+ * name, and what an index without models cannot do. */
+static int check_request(const fr_index *ix, const fr_search_params *p) {
     int rc = check_params(p);
     if (rc) return rc;
     if (fr__ix_check_name(p->collection, "collection"))
@@ -907,97 +909,103 @@ int fr_index_search(fr_index *ix, const fr_search_params *p, fr_search_result **
         return fr_errf(FR_EUNSUPP, "mode: this index has no models: bm25 only");
     if (p->rerank && !ix->has_models)
         return fr_errf(FR_EUNSUPP, "rerank: this index has no models");
+    return 0;
+}
 
-    sctx x;
-    memset(&x, 0, sizeof x);
-    x.ix = ix;
-    x.p = p;
-    fr_fused *fused = NULL;
-    size_t nfused = 0;
-    fr_search_result *res = NULL;
-    sqlite3_stmt *dst = NULL;
-    dset seen = {NULL, 0};
-    bool in_txn = false;
-    if ((rc = fr__ix_conn_get(ix, &x.c))) return rc;
-    if (p->filter && (rc = parse_filter(&x, p->filter))) goto out;
-    if ((rc = fr__ix_coll_find(x.c, p->collection, &x.coll))) goto out;
-    if (p->model && strcmp(p->model, x.coll.model)) {
-        rc = fr_errf(FR_EINVAL, "model: '%s' is not the model of collection '%s' ('%s')", p->model,
-                     x.coll.name, x.coll.model);
-        goto out;
-    }
+/* Everything before the read transaction: the filter parsed, the
+ * collection found and its model compared, the query's terms made and
+ * the query embedded (as the mode asks), the reranker acquired
+ * (x->have_rr; released by fr_index_search). */
+static int prepare(sctx *x) {
+    const fr_search_params *p = x->p;
+    fr_index *ix = x->ix;
+    int rc;
+    if (p->filter && (rc = parse_filter(x, p->filter))) return rc;
+    if ((rc = fr__ix_coll_find(x->c, p->collection, &x->coll))) return rc;
+    if (p->model && strcmp(p->model, x->coll.model))
+        return fr_errf(FR_EINVAL, "model: '%s' is not the model of collection '%s' ('%s')",
+                       p->model, x->coll.name, x->coll.model);
     if (p->mode != FR_SEARCH_VECTOR &&
-        (rc = fr__ix_query_terms(x.c, p->query, x.coll.stemming, &x.terms)))
-        goto out;
-    if (p->mode != FR_SEARCH_BM25 && (rc = embed_query(&x))) goto out;
+        (rc = fr__ix_query_terms(x->c, p->query, x->coll.stemming, &x->terms)))
+        return rc;
+    if (p->mode != FR_SEARCH_BM25 && (rc = embed_query(x))) return rc;
     if (p->rerank) {
-        if ((rc = ix->models.acquire(ix->models.ud, p->rerank, FR_SEARCH_USE_RERANK, &x.rr)))
-            goto out;
-        x.have_rr = true;
-        if (!x.rr.rerank) {
-            rc = fr_errf(FR_EUNSUPP, "rerank: model '%s' cannot rerank", p->rerank);
-            goto out;
-        }
+        if ((rc = ix->models.acquire(ix->models.ud, p->rerank, FR_SEARCH_USE_RERANK, &x->rr)))
+            return rc;
+        x->have_rr = true;
+        if (!x->rr.rerank) return fr_errf(FR_EUNSUPP, "rerank: model '%s' cannot rerank", p->rerank);
     }
+    return 0;
+}
 
-    if ((rc = fr__ix_begin_read(x.c))) goto out;
-    in_txn = true;
-    int64_t want = x.coll.id;
-    if ((rc = fr__ix_coll_by_id(x.c, want, &x.coll))) {
+/* Inside the read transaction: the collection read again from this
+ * snapshot (it may have been dropped since prepare), then the legs the
+ * mode asks for. */
+static int run_legs(sctx *x) {
+    const fr_search_params *p = x->p;
+    int rc = fr__ix_coll_by_id(x->c, x->coll.id, &x->coll);
+    if (rc) {
         if (rc == FR_ENOENT) rc = fr_errf(FR_ENOENT, "collection '%s' not found", p->collection);
-        goto out;
+        return rc;
     }
-    if (p->mode != FR_SEARCH_VECTOR && (rc = bm25_leg(&x))) goto out;
-    if (p->mode != FR_SEARCH_BM25 && (rc = vector_leg(&x))) goto out;
+    if (p->mode != FR_SEARCH_VECTOR && (rc = bm25_leg(x))) return rc;
+    if (p->mode != FR_SEARCH_BM25 && (rc = vector_leg(x))) return rc;
+    return 0;
+}
 
+/* The legs fused into x->fused; a one-leg mode scores by its leg. */
+static int fuse_legs(sctx *x) {
+    const fr_search_params *p = x->p;
     /* the bm25 leg's score is -bm25 (higher better) */
-    for (size_t i = 0; i < x.nbm; i++) x.bm[i].score = -x.bm[i].score;
-    if ((rc = fr__search_fuse(p->fusion, p->rrf_k, p->w_bm25, p->w_vector, x.bm, x.nbm, x.vec,
-                              x.nvec, &fused, &nfused)))
-        goto out;
+    for (size_t i = 0; i < x->nbm; i++) x->bm[i].score = -x->bm[i].score;
+    int rc = fr__search_fuse(p->fusion, p->rrf_k, p->w_bm25, p->w_vector, x->bm, x->nbm, x->vec,
+                             x->nvec, &x->fused, &x->nfused);
+    if (rc) return rc;
     if (p->mode != FR_SEARCH_HYBRID) {
-        for (size_t i = 0; i < nfused; i++)
-            fused[i].score = p->mode == FR_SEARCH_BM25 ? fused[i].bm25 : fused[i].vector;
+        for (size_t i = 0; i < x->nfused; i++)
+            x->fused[i].score = p->mode == FR_SEARCH_BM25 ? x->fused[i].bm25 : x->fused[i].vector;
     }
-    if (p->group_by_document && nfused) {
-        seen.cap = 16;
-        while (seen.cap < 2 * nfused) seen.cap *= 2;
-        seen.slot = fr_malloc(seen.cap * sizeof *seen.slot);
-        if (!seen.slot) {
-            rc = fr_errf(FR_ENOMEM, "search: no memory");
-            goto out;
-        }
-        for (size_t i = 0; i < seen.cap; i++) seen.slot[i] = INT64_MIN;
-        size_t m = 0;
-        for (size_t i = 0; i < nfused; i++)
-            if (dset_add(&seen, fused[i].doc)) fused[m++] = fused[i];
-        nfused = m;
-    }
-    size_t keep = (size_t)p->top_k;
-    if (p->rerank && (size_t)p->rerank_top_n > keep) keep = (size_t)p->rerank_top_n;
-    if (keep > nfused) keep = nfused;
+    return 0;
+}
 
-    res = fr_calloc(1, sizeof *res);
-    if (!res || (keep && !(res->hits = fr_calloc(keep, sizeof *res->hits)))) {
-        rc = fr_errf(FR_ENOMEM, "search: no memory");
-        goto out;
-    }
+/* group_by_document: keep each document's first chunk of the fused
+ * order, in place. */
+static int group_by_document(sctx *x) {
+    dset seen = {NULL, 16};
+    while (seen.cap < 2 * x->nfused) seen.cap *= 2;
+    seen.slot = fr_malloc(seen.cap * sizeof *seen.slot);
+    if (!seen.slot) return fr_errf(FR_ENOMEM, "search: no memory");
+    for (size_t i = 0; i < seen.cap; i++) seen.slot[i] = INT64_MIN;
+    size_t m = 0;
+    for (size_t i = 0; i < x->nfused; i++)
+        if (dset_add(&seen, x->fused[i].doc)) x->fused[m++] = x->fused[i];
+    x->nfused = m;
+    fr_free(seen.slot);
+    return 0;
+}
+
+/* The first keep fused chunks as hits of res (text, document id and
+ * metadata read from the snapshot; a chunk the snapshot lacks is
+ * skipped), ranked in the fused order. */
+static int read_hits(sctx *x, size_t keep, fr_search_result *res) {
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT c.position, d.doc_id, d.metadata, fts_%lld.text FROM chunks c"
              " JOIN documents d ON d.id = c.doc JOIN fts_%lld ON fts_%lld.rowid = c.id"
              " WHERE c.id = ?",
-             (long long)x.coll.id, (long long)x.coll.id, (long long)x.coll.id);
-    if ((rc = fr__ix_prepare(x.c, sql, &dst))) goto out;
+             (long long)x->coll.id, (long long)x->coll.id, (long long)x->coll.id);
+    sqlite3_stmt *dst;
+    int rc = fr__ix_prepare(x->c, sql, &dst);
+    if (rc) return rc;
     for (size_t i = 0; i < keep; i++) {
-        const fr_fused *f = &fused[i];
+        const fr_fused *f = &x->fused[i];
         sqlite3_reset(dst);
         sqlite3_bind_int64(dst, 1, f->chunk_id);
         int s = sqlite3_step(dst);
         if (s == SQLITE_DONE) continue;
         if (s != SQLITE_ROW) {
-            rc = fr__ix_sqerr(x.c->db, s, "read a hit");
-            goto out;
+            rc = fr__ix_sqerr(x->c->db, s, "read a hit");
+            break;
         }
         fr_search_hit *h = &res->hits[res->n];
         h->chunk_id = f->chunk_id;
@@ -1008,7 +1016,7 @@ int fr_index_search(fr_index *ix, const fr_search_params *p, fr_search_result **
         res->n++;
         if (!h->document_id || !h->metadata || !h->text) {
             rc = fr_errf(FR_ENOMEM, "search: no memory");
-            goto out;
+            break;
         }
         h->score = f->score;
         h->has_bm25 = f->rank_bm25 > 0;
@@ -1020,47 +1028,93 @@ int fr_index_search(fr_index *ix, const fr_search_params *p, fr_search_result **
         h->rank_fused = (int32_t)res->n;
     }
     sqlite3_finalize(dst);
-    dst = NULL;
-    fr__ix_commit(ix, x.c, false);
-    in_txn = false;
+    return rc;
+}
 
-    if (p->rerank && res->n) {
-        size_t n = res->n;
-        const char **docs = fr_malloc(n * sizeof *docs);
-        size_t *lens = fr_malloc(n * sizeof *lens);
-        float *sc = fr_malloc(n * sizeof *sc);
-        if (!docs || !lens || !sc) {
-            fr_free(docs);
-            fr_free(lens);
-            fr_free(sc);
-            rc = fr_errf(FR_ENOMEM, "search: no memory");
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            docs[i] = res->hits[i].text;
-            lens[i] = strlen(res->hits[i].text);
-        }
-        rc = x.rr.rerank(x.rr.obj, p->query, strlen(p->query), docs, lens, (int32_t)n, sc);
-        for (size_t i = 0; i < n && !rc; i++) {
-            res->hits[i].rerank = sc[i];
-            res->hits[i].has_rerank = true;
-        }
-        fr_free(docs);
-        fr_free(lens);
-        fr_free(sc);
-        if (rc) goto out;
-        qsort(res->hits, n, sizeof *res->hits, by_rerank);
-        for (size_t i = 0; i < n; i++) {
-            res->hits[i].rank_rerank = (int32_t)(i + 1);
-            res->hits[i].score = res->hits[i].rerank;
-        }
+/* The reranker scores every hit of res against the query; the hits are
+ * ordered by that score (ties: the fused order), which becomes their
+ * score. */
+static int rerank_hits(sctx *x, fr_search_result *res) {
+    const fr_search_params *p = x->p;
+    size_t n = res->n;
+    const char **docs = fr_malloc(n * sizeof *docs);
+    size_t *lens = fr_malloc(n * sizeof *lens);
+    float *sc = fr_malloc(n * sizeof *sc);
+    int rc;
+    if (!docs || !lens || !sc) {
+        rc = fr_errf(FR_ENOMEM, "search: no memory");
+        goto out;
     }
-    while (res->n > (size_t)p->top_k) {
+    for (size_t i = 0; i < n; i++) {
+        docs[i] = res->hits[i].text;
+        lens[i] = strlen(res->hits[i].text);
+    }
+    rc = x->rr.rerank(x->rr.obj, p->query, strlen(p->query), docs, lens, (int32_t)n, sc);
+    for (size_t i = 0; i < n && !rc; i++) {
+        res->hits[i].rerank = sc[i];
+        res->hits[i].has_rerank = true;
+    }
+    if (rc) goto out;
+    qsort(res->hits, n, sizeof *res->hits, by_rerank);
+    for (size_t i = 0; i < n; i++) {
+        res->hits[i].rank_rerank = (int32_t)(i + 1);
+        res->hits[i].score = res->hits[i].rerank;
+    }
+out:
+    fr_free(docs);
+    fr_free(lens);
+    fr_free(sc);
+    return rc;
+}
+
+/* res cut to its first top_k hits. */
+static void cut_hits(fr_search_result *res, int32_t top_k) {
+    while (res->n > (size_t)top_k) {
         fr_search_hit *h = &res->hits[--res->n];
         fr_free(h->document_id);
         fr_free(h->text);
         fr_free(h->metadata);
     }
+}
+
+/* The steps in the order the file header gives: check, prepare, one
+ * read transaction for the legs and the hits' texts, rerank after it,
+ * cut to top_k. */
+int fr_index_search(fr_index *ix, const fr_search_params *p, fr_search_result **out) {
+    *out = NULL;
+    uint64_t t0 = fr_now_ns();
+    int rc = check_request(ix, p);
+    if (rc) return rc;
+
+    sctx x;
+    memset(&x, 0, sizeof x);
+    x.ix = ix;
+    x.p = p;
+    fr_search_result *res = NULL;
+    bool in_txn = false;
+    if ((rc = fr__ix_conn_get(ix, &x.c))) return rc;
+    if ((rc = prepare(&x))) goto out;
+
+    if ((rc = fr__ix_begin_read(x.c))) goto out;
+    in_txn = true;
+    if ((rc = run_legs(&x))) goto out;
+    if ((rc = fuse_legs(&x))) goto out;
+    if (p->group_by_document && x.nfused && (rc = group_by_document(&x))) goto out;
+    size_t keep = (size_t)p->top_k;
+    if (p->rerank && (size_t)p->rerank_top_n > keep) keep = (size_t)p->rerank_top_n;
+    if (keep > x.nfused) keep = x.nfused;
+
+    res = fr_calloc(1, sizeof *res);
+    if (!res || (keep && !(res->hits = fr_calloc(keep, sizeof *res->hits)))) {
+        rc = fr_errf(FR_ENOMEM, "search: no memory");
+        goto out;
+    }
+    if ((rc = read_hits(&x, keep, res))) goto out;
+    fr__ix_commit(ix, x.c, false);
+    in_txn = false;
+
+    if (p->rerank && res->n && (rc = rerank_hits(&x, res))) goto out;
+    cut_hits(res, p->top_k);
     res->dropped_terms = x.dropped;
     res->n_dropped = x.ndropped;
     x.dropped = NULL;
@@ -1072,7 +1126,6 @@ int fr_index_search(fr_index *ix, const fr_search_params *p, fr_search_result **
     *out = res;
     res = NULL;
 out:
-    sqlite3_finalize(dst);
     if (in_txn) fr__ix_rollback(ix, x.c, false);
     fr__ix_conn_put(ix, x.c);
     if (x.have_rr) ix->models.release(ix->models.ud, &x.rr);
@@ -1088,7 +1141,6 @@ out:
     fr_free_aligned(x.qcodes);
     fr_free(x.bm);
     fr_free(x.vec);
-    fr_free(fused);
-    fr_free(seen.slot);
+    fr_free(x.fused);
     return rc;
 }

@@ -81,12 +81,12 @@ static int count_tokens(void *obj, const char *text, size_t len, int32_t *n) {
     return 0;
 }
 
-/* fr_embed_run, retried while the batcher is busy. */
+/* fr_batcher_run, retried while the batcher is busy. */
 static int run_batcher(held *m, const fr_enc_seq *seqs, int32_t n, float *out) {
     double start = fr_now_s();
     for (;;) {
         double retry = 0;
-        int rc = fr_embed_run(m->llm->embed, seqs, n, out, &retry);
+        int rc = fr_batcher_run(m->llm->embed, seqs, n, out, &retry);
         if (rc != FR_EBUSY) {
             if (rc) return wrap(rc, m->name, NULL);
             return 0;
@@ -102,7 +102,7 @@ static int run_batcher(held *m, const fr_enc_seq *seqs, int32_t n, float *out) {
 typedef int (*tok_fn)(held *m, void *ud, int32_t i, int32_t max, int32_t **ids, size_t *n);
 
 static int encode(held *m, int32_t n, tok_fn tok, void *ud, float *out) {
-    int32_t n_out = fr_embed_n_out(m->llm->embed), max = fr_embed_max_seq_tokens(m->llm->embed);
+    int32_t n_out = fr_batcher_n_out(m->llm->embed), max = fr_batcher_max_seq_tokens(m->llm->embed);
     fr_enc_seq seqs[SLICE_SEQS];
     int32_t *ids[SLICE_SEQS];
     int rc = 0;
@@ -158,7 +158,7 @@ static int rerank(void *obj, const char *query, size_t qlen, const char *const *
                   int32_t n, float *scores) {
     held *m = obj;
     if (n <= 0) return 0;
-    int32_t n_out = fr_embed_n_out(m->llm->embed);
+    int32_t n_out = fr_batcher_n_out(m->llm->embed);
     float *out = scores;
     size_t bytes;
     if (n_out != 1) {
@@ -213,8 +213,8 @@ static int acquire(void *ud, const char *name, int use, fr_search_model *out) {
     if (use == FR_SEARCH_USE_GENERATE) {
         out->max_tokens = fr_sched_n_ctx(m->llm->sched);
     } else {
-        out->max_tokens = fr_embed_max_seq_tokens(m->llm->embed);
-        out->dim = fr_embed_n_out(m->llm->embed);
+        out->max_tokens = fr_batcher_max_seq_tokens(m->llm->embed);
+        out->dim = fr_batcher_n_out(m->llm->embed);
         if (use == FR_SEARCH_USE_EMBED) out->embed = embed;
         else out->rerank = rerank;
     }

@@ -109,7 +109,7 @@ typedef struct fr_search_models {
 
 /* The provider the server uses: models of the manager (fr_manager_acquire
  * / release around each use; encoders through their batcher with
- * fr_embed_run, retried while it is busy; decoders for GENERATE).  mg is
+ * fr_batcher_run, retried while it is busy; decoders for GENERATE).  mg is
  * not owned and must outlive every index that uses the provider. */
 void fr_search_models_manager(fr_manager *mg, fr_search_models *out);
 

@@ -7,7 +7,7 @@
  * (404, 503) → tokenize every input ([CLS] text [SEP]; for rerank
  * [CLS] query [SEP] document), 413 for an input over the model's context
  * unless "truncate": true → look each embedding up in the vector cache →
- * the misses go to the model's batcher in one call (fr_embed_run), which
+ * the misses go to the model's batcher in one call (fr_batcher_run), which
  * merges them with other requests' inputs into forward passes → store the
  * new vectors in the cache → reply.  The embeddings reply is written
  * straight into one buffer (below: its size is bounded, admitted against
@@ -142,7 +142,7 @@ static int acquire(fr_req *rq, embed_req *e, unsigned cap, const char *what) {
                                what);
     }
     e->llm = fr_handle_obj(e->h);
-    e->n_out = fr_embed_n_out(e->llm->embed);
+    e->n_out = fr_batcher_n_out(e->llm->embed);
     return 0;
 }
 
@@ -159,8 +159,8 @@ static size_t cache_key(const embed_req *e, const item *it, unsigned char *buf, 
 /* Tokenize (texts), check the context, look up the cache, run the misses.
  * Replies itself on input errors (returns 1 then). */
 static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
-    const fr_model *m = fr_embed_sched_model(e->llm->embed);
-    int32_t max = fr_embed_max_seq_tokens(e->llm->embed);
+    const fr_model *m = fr_batcher_model(e->llm->embed);
+    int32_t max = fr_batcher_max_seq_tokens(e->llm->embed);
     size_t vbytes = (size_t)e->n_out * sizeof(float);
     if (!(e->vecs = fr_malloc(e->n * (vbytes + sizeof(int32_t))))) return FR_ENOMEM;
     fr_lru *cache = rq->srv->embed_cache;
@@ -214,7 +214,7 @@ static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
         float *out = fr_malloc(n_miss * vbytes);
         if (!out) return FR_ENOMEM;
         double retry = 0;
-        int rc = fr_embed_run(e->llm->embed, seqs, (int32_t)n_miss, out, &retry);
+        int rc = fr_batcher_run(e->llm->embed, seqs, (int32_t)n_miss, out, &retry);
         if (rc) {
             fr_free(out);
             if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
@@ -451,8 +451,8 @@ int fr__h_rerank(fr_req *rq) {
     if ((rc = get_flag(rq, body, "truncate", &truncate)) || rq->status) return rc;
     if ((rc = acquire(rq, &e, FR_CAP_RERANK, "reranking")) || rq->status) return rc;
 
-    const fr_model *m = fr_embed_sched_model(e.llm->embed);
-    int32_t max = fr_embed_max_seq_tokens(e.llm->embed);
+    const fr_model *m = fr_batcher_model(e.llm->embed);
+    int32_t max = fr_batcher_max_seq_tokens(e.llm->embed);
     if (!(e.items = fr__req_alloc(rq, n * sizeof *e.items))) {
         release(&e);
         return FR_ENOMEM;
@@ -490,7 +490,7 @@ int fr__h_rerank(fr_req *rq) {
         tokens += it->n_ids;
     }
     double retry = 0;
-    rc = fr_embed_run(e.llm->embed, seqs, (int32_t)n, scores, &retry);
+    rc = fr_batcher_run(e.llm->embed, seqs, (int32_t)n, scores, &retry);
     if (rc) {
         release(&e);
         if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);

@@ -312,8 +312,8 @@ static void collect_sched(void *ud, const char *id, void *obj) {
     fr_models_metrics *c = ud;
     const fr_llm *l = obj;
     if (l->embed) {
-        fr_embed_stats es;
-        fr_embed_stats_get(l->embed, &es);
+        fr_batcher_stats es;
+        fr_batcher_stats_get(l->embed, &es);
         fr_metric_set(c->queued, es.queued, id);
         counter_to(c->steps, (double)es.batches, id);
         return;

@@ -1,5 +1,5 @@
 /*
- * embed.c — `frugal embed` and `frugal rerank` on an encoder (bert,
+ * cmd_embed.c — `frugal embed` and `frugal rerank` on an encoder (bert,
  * nomic-bert) model.
  *
  *   frugal embed -m FILE [-t N] [--pooling P] [--no-normalize] TEXT...

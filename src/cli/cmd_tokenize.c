@@ -1,5 +1,5 @@
 /*
- * tokenize.c — `frugal tokenize`: print the token ids of a text, using only
+ * cmd_tokenize.c — `frugal tokenize`: print the token ids of a text, using only
  * the tokenizer of a GGUF file (vocab-only files work).
  */
 #include <stdio.h>

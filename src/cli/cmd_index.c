@@ -1,5 +1,5 @@
 /*
- * index.c — `frugal index`: the document index (search/search.h) from the
+ * cmd_index.c — `frugal index`: the document index (search/search.h) from the
  * command line, on the same data directory as `frugal serve --data`.
  *
  *   frugal index add --collection C [--model M] [--chunk-size N]
@@ -35,7 +35,7 @@
  * data_sync; normal), as the server: full makes every write it reports
  * done survive a power cut (SQLite synchronous=FULL).  The ones that need models (add; search in vector or
  * hybrid mode, or with a reranker) start them as `frugal serve` does
- * (fr_cli_models_start in serve.c): --models DIR (FRUGAL_MODELS), the INI
+ * (fr_cli_models_start in cmd_serve.c): --models DIR (FRUGAL_MODELS), the INI
  * file's [model] sections, --threads N and the server's other settings.  Running next to the server is safe: the index
  * is SQLite in WAL mode, every document is written in one transaction.
  *

@@ -1,5 +1,5 @@
 /*
- * run.c — `frugal run`: load a model, evaluate a prompt in one batch, then
+ * cmd_run.c — `frugal run`: load a model, evaluate a prompt in one batch, then
  * generate one token per step, streaming text to stdout and timings to
  * stderr.  --print-ids prints the generated ids instead of text;
  * --logits-out writes the logits after the last prompt token.

@@ -1,5 +1,5 @@
 /*
- * embed.c — the batcher of an encoder (contract: embed.h).
+ * batcher.c — the batcher of an encoder (contract: batcher.h).
  *
  * A request (job) is n sequences, an output array and a condition
  * variable, on the caller's stack; it sits in a FIFO under s->mu.  The
@@ -7,12 +7,12 @@
  * order (job after job; a job's first `next` sequences may already be in
  * earlier batches), stopping before a sequence that would pass
  * batch_tokens or at max_seqs.  A lone sequence is never too big: it was
- * checked against fr_embed_max_seq_tokens at submit.  After the pass the
+ * checked against fr_batcher_max_seq_tokens at submit.  After the pass the
  * thread copies each sequence's vector to its job; a job whose every
  * sequence is done leaves the FIFO and is woken.  The forward pass runs
  * outside s->mu, on the compute turn.
  */
-#include "sched/embed.h"
+#include "sched/batcher.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -39,10 +39,10 @@ typedef struct job {
     pthread_cond_t cv;
 } job;
 
-struct fr_embed_sched {
+struct fr_batcher {
     fr_model *model;
     fr_compute *compute;
-    fr_embed_config cfg;
+    fr_batcher_config cfg;
     fr_enc *enc;
     int32_t n_out, max_seq;
     int32_t n_vocab;
@@ -58,24 +58,24 @@ struct fr_embed_sched {
     bool stop;
     job *head, *tail;
     int32_t queued;
-    int32_t callers;             /* fr_embed_run calls waiting for their job */
+    int32_t callers;             /* fr_batcher_run calls waiting for their job */
     uint64_t requests, sequences, tokens, batches, rejected;
     double gap_ewma, last_done;
 };
 
-static void resolve(fr_embed_config *c) {
+static void resolve(fr_batcher_config *c) {
     if (c->batch_tokens <= 0) c->batch_tokens = DEFAULT_BATCH_TOKENS;
     if (c->max_seqs <= 0) c->max_seqs = DEFAULT_MAX_SEQS;
     if (c->n_queue < 0) c->n_queue = 0;
 }
 
-static size_t tables_bytes(const fr_embed_config *c) {
-    return sizeof(fr_embed_sched) +
+static size_t tables_bytes(const fr_batcher_config *c) {
+    return sizeof(fr_batcher) +
            (size_t)c->max_seqs * (sizeof(fr_enc_seq) + sizeof(job *) + sizeof(int32_t));
 }
 
-size_t fr_embed_sched_estimate_bytes(const fr_model *m, const fr_embed_config *cfg, int n_threads) {
-    fr_embed_config c = *cfg;
+size_t fr_batcher_estimate_bytes(const fr_model *m, const fr_batcher_config *cfg, int n_threads) {
+    fr_batcher_config c = *cfg;
     resolve(&c);
     size_t enc = fr_enc_estimate_bytes(m, c.batch_tokens, c.max_seqs, FR_POOLING_MODEL, n_threads);
     if (enc == 0 || enc == SIZE_MAX) return SIZE_MAX;
@@ -84,11 +84,11 @@ size_t fr_embed_sched_estimate_bytes(const fr_model *m, const fr_embed_config *c
 
 static void *loop(void *arg);
 
-int fr_embed_sched_create(fr_model *m, fr_compute *compute, const fr_embed_config *cfg,
-                          fr_embed_sched **out) {
+int fr_batcher_create(fr_model *m, fr_compute *compute, const fr_batcher_config *cfg,
+                      fr_batcher **out) {
     *out = NULL;
     if (!fr_model_is_encoder(m)) return fr_errf(FR_EUNSUPP, "not an encoder model");
-    fr_embed_sched *s = fr_calloc(1, sizeof *s);
+    fr_batcher *s = fr_calloc(1, sizeof *s);
     if (!s) return FR_ENOMEM;
     s->model = m;
     s->compute = compute;
@@ -117,12 +117,12 @@ int fr_embed_sched_create(fr_model *m, fr_compute *compute, const fr_embed_confi
     *out = s;
     return 0;
 fail:
-    fr_embed_sched_destroy(s);
+    fr_batcher_destroy(s);
     return rc;
 }
 
 /* Fail every queued job with rc (mu held). */
-static void fail_all(fr_embed_sched *s, int rc) {
+static void fail_all(fr_batcher *s, int rc) {
     for (job *j = s->head; j; j = j->next_job) {
         j->rc = rc;
         j->finished = true;
@@ -132,7 +132,7 @@ static void fail_all(fr_embed_sched *s, int rc) {
     s->queued = 0;
 }
 
-void fr_embed_sched_destroy(fr_embed_sched *s) {
+void fr_batcher_destroy(fr_batcher *s) {
     if (!s) return;
     if (s->started) {
         pthread_mutex_lock(&s->mu);
@@ -155,7 +155,7 @@ void fr_embed_sched_destroy(fr_embed_sched *s) {
     fr_free(s);
 }
 
-void fr_embed_cancel_all(fr_embed_sched *s) {
+void fr_batcher_cancel_all(fr_batcher *s) {
     pthread_mutex_lock(&s->mu);
     /* the job the thread holds in a pass finishes; the rest fail */
     job **pp = &s->head;
@@ -176,21 +176,22 @@ void fr_embed_cancel_all(fr_embed_sched *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
-size_t fr_embed_sched_bytes(const fr_embed_sched *s) { return s->bytes; }
-fr_model *fr_embed_sched_model(const fr_embed_sched *s) { return s->model; }
-int fr_embed_pooling(const fr_embed_sched *s) { return fr_enc_pooling(s->enc); }
-int32_t fr_embed_n_out(const fr_embed_sched *s) { return s->n_out; }
-int32_t fr_embed_max_seq_tokens(const fr_embed_sched *s) { return s->max_seq; }
+size_t fr_batcher_bytes(const fr_batcher *s) { return s->bytes; }
+fr_model *fr_batcher_model(const fr_batcher *s) { return s->model; }
+int fr_batcher_pooling(const fr_batcher *s) { return fr_enc_pooling(s->enc); }
+int32_t fr_batcher_n_out(const fr_batcher *s) { return s->n_out; }
+int32_t fr_batcher_max_seq_tokens(const fr_batcher *s) { return s->max_seq; }
 
-void fr_embed_stats_get(fr_embed_sched *s, fr_embed_stats *out) {
+void fr_batcher_stats_get(fr_batcher *s, fr_batcher_stats *out) {
     pthread_mutex_lock(&s->mu);
-    *out = (fr_embed_stats){.requests = s->requests, .sequences = s->sequences, .tokens = s->tokens,
-                            .batches = s->batches, .rejected = s->rejected, .queued = s->queued};
+    *out = (fr_batcher_stats){.requests = s->requests, .sequences = s->sequences,
+                              .tokens = s->tokens, .batches = s->batches,
+                              .rejected = s->rejected, .queued = s->queued};
     pthread_mutex_unlock(&s->mu);
 }
 
-int fr_embed_run(fr_embed_sched *s, const fr_enc_seq *seqs, int32_t n, float *out,
-                 double *retry_after_s) {
+int fr_batcher_run(fr_batcher *s, const fr_enc_seq *seqs, int32_t n, float *out,
+                   double *retry_after_s) {
     if (retry_after_s) *retry_after_s = 0;
     if (n < 1 || !seqs) return fr_errf(FR_EINVAL, "no input to embed");
     for (int32_t i = 0; i < n; i++) {
@@ -232,7 +233,7 @@ int fr_embed_run(fr_embed_sched *s, const fr_enc_seq *seqs, int32_t n, float *ou
 }
 
 /* Build the next batch from the FIFO (mu held); returns its sequences. */
-static int32_t gather(fr_embed_sched *s, int64_t *tokens) {
+static int32_t gather(fr_batcher *s, int64_t *tokens) {
     int32_t k = 0;
     int64_t t = 0;
     for (job *j = s->head; j && k < s->cfg.max_seqs; j = j->next_job) {
@@ -252,7 +253,7 @@ full:
 }
 
 static void *loop(void *arg) {
-    fr_embed_sched *s = arg;
+    fr_batcher *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stop && !s->head) pthread_cond_wait(&s->cv, &s->mu);

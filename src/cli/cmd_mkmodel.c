@@ -1,5 +1,5 @@
 /*
- * mkmodel.c — `frugal mkmodel`: write a random-weight model of a real shape,
+ * cmd_mkmodel.c — `frugal mkmodel`: write a random-weight model of a real shape,
  * for demos, tests and benchmarks (the weights are noise; the arithmetic,
  * the sizes and the memory traffic are those of the real model).
  *

@@ -1,5 +1,5 @@
 /*
- * quantize.c — `frugal quantize [--output-type T] [--embd-type T] [-t N]
+ * cmd_quantize.c — `frugal quantize [--output-type T] [--embd-type T] [-t N]
  * IN OUT TYPE`: rewrite a F32/F16/BF16 model with quantized weights, as
  * llama-quantize does (engine/quantize_model.h).  Prints one line per
  * tensor (name, from → to, bytes) and a total; errors are one line, exit 1;

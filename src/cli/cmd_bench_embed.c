@@ -1,5 +1,5 @@
 /*
- * bench_embed.c — `frugal bench-embed`: encoder throughput, in the manner
+ * cmd_bench_embed.c — `frugal bench-embed`: encoder throughput, in the manner
  * of `frugal bench`.
  *
  *   embed x1      sentences of --words words (16) encoded one at a time;

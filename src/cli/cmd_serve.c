@@ -1,5 +1,5 @@
 /*
- * serve.c — `frugal serve`: read the configuration (serve_config.h), start
+ * cmd_serve.c — `frugal serve`: read the configuration (serve_config.h), start
  * the models and the HTTP server, then wait for signals:
  *
  *   SIGTERM, SIGINT  drain (--drain-timeout), stop, exit 0;

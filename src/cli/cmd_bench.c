@@ -1,5 +1,5 @@
 /*
- * bench.c — `frugal bench`, in the manner of llama-bench.
+ * cmd_bench.c — `frugal bench`, in the manner of llama-bench.
  *
  *   pp: one batch of p prompt tokens on an empty context, tokens/s;
  *   tg: n tokens generated one at a time after an empty context, tokens/s;

@@ -1,5 +1,5 @@
 /*
- * inspect.c — `frugal inspect FILE`: the metadata (long arrays abbreviated)
+ * cmd_inspect.c — `frugal inspect FILE`: the metadata (long arrays abbreviated)
  * and the tensor table of a GGUF file.
  */
 #include <inttypes.h>
