@@ -3,7 +3,8 @@
 #   make                      build build/frugal (and build/libfrugal.a)
 #   make test                 every test: unit, fuzz replay, CLI, the unit
 #                             tests again under ASan+UBSan, a short fuzz run
-#   make check                the quick part of make test (no sanitizer pass)
+#   make check                the quick part of make test (no sanitizer pass),
+#                             the layering check (make layers) first
 #   make server-test          black-box HTTP suites against build/frugal
 #   make server-test-san      the same against the ASan+UBSan build
 #   make soak                 the soak benchmark for SOAK_MINUTES (30):
@@ -65,7 +66,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all test check unit replay cli-test san-test fuzz fuzz-smoke bench demo clean
+.PHONY: all test check layers unit replay cli-test san-test fuzz fuzz-smoke bench demo clean
 all: $(BIN)
 
 $(BUILD)/%_avx2.o: %_avx2.c
@@ -130,7 +131,12 @@ soak-san:
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  SOAK_MINUTES=$(SOAK_MINUTES) tests/soak/run.sh
 
-check: unit replay cli-test
+# No file includes a header of a layer above its own or another module's
+# *_int.h (ARCHITECTURE.md's layer order; scripts/check-layers.sh).
+layers:
+	@scripts/check-layers.sh
+
+check: layers unit replay cli-test
 
 san-test:
 	$(MAKE) SAN=address,undefined OPT=-O1 unit replay

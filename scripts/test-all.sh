@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: every suite in turn — unit tests (golden tests included),
+# `make test`: every suite in turn — the layering check, unit tests (golden tests included),
 # fuzz-corpus replays, CLI and HTTP-server black-box tests (also against
 # the ASan+UBSan binary), the unit tests
 # and replays again under ASan+UBSan, a short libFuzzer run of each
@@ -17,6 +17,7 @@ run() {
     local rc=${PIPESTATUS[0]}
     [ "$rc" -eq 0 ] || { echo "== FAILED: $* (exit $rc)"; status=1; }
 }
+run $MAKE $JOBS --no-print-directory layers
 run $MAKE $JOBS --no-print-directory unit
 run $MAKE $JOBS --no-print-directory replay
 run $MAKE $JOBS --no-print-directory cli-test

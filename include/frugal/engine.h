@@ -26,7 +26,7 @@
 #include "frugal/kernels.h"
 
 typedef struct fr_model fr_model;       /* a loaded model file */
-typedef struct fr_ctx fr_ctx;           /* KV cache and scratch of one sequence */
+typedef struct fr_ctx fr_ctx;           /* KV cache and scratch of n_seq sequences */
 typedef struct fr_vocab fr_vocab;       /* a model's tokenizer */
 typedef struct fr_sampler fr_sampler;   /* the sampler chain of one sequence */
 typedef struct fr_enc fr_enc;           /* an encoder's scratch for batches of sequences */

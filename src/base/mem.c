@@ -152,19 +152,6 @@ void *fr_arena_alloc(fr_arena *a, size_t n) {
     return p;
 }
 
-void fr_arena_reset(fr_arena *a) {
-    /* free all but the last (oldest) chunk, and rewind it */
-    fr_arena_chunk *c = a->head;
-    while (c && c->next) {
-        fr_arena_chunk *n = c->next;
-        fr_free(c);
-        c = n;
-    }
-    if (c) c->used = 0;
-    a->head = c;
-    a->used = 0;
-}
-
 void fr_arena_deinit(fr_arena *a) {
     fr_arena_chunk *c = a->head;
     while (c) {

@@ -120,9 +120,7 @@ static uint64_t read_kb(const char *path, const char *key) {
     return v;
 }
 
-uint64_t fr_mem_total(void) { return read_kb("/proc/meminfo", "MemTotal"); }
 uint64_t fr_rss_peak(void) { return read_kb("/proc/self/status", "VmHWM"); }
-uint64_t fr_rss_now(void) { return read_kb("/proc/self/status", "VmRSS"); }
 
 uint64_t fr_now_ns(void) {
     struct timespec ts;

@@ -33,10 +33,6 @@ const fr_cpu_features *fr_cpu(void);
 /* Physical cores (SMT siblings counted once); at least 1. */
 int fr_physical_cores(void);
 
-/* Total physical memory in bytes (MemTotal), 0 if unknown.  Reads the
- * real /proc/meminfo (not FRUGAL_SYSROOT). */
-uint64_t fr_mem_total(void);
-
 /* One reading of the memory sources.  Bytes; 0 or -1 mean unknown as
  * each field says. */
 typedef struct fr_mem_status {
@@ -84,7 +80,5 @@ double   fr_now_s(void);
 
 /* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */
 uint64_t fr_rss_peak(void);
-/* Current resident set size (VmRSS). */
-uint64_t fr_rss_now(void);
 
 #endif

@@ -1,11 +1,13 @@
 /*
- * model.h — a decoder language model (llama, qwen2) loaded from GGUF, and
- * a context that runs it: KV cache plus forward pass.
+ * model.h — a model loaded from GGUF: a decoder language model (llama,
+ * qwen2) or an encoder (bert, nomic-bert; run by fr_enc_*), and the
+ * context that runs a decoder: KV cache plus forward pass.
  *
  * fr_model owns the GGUF mapping (weights are never copied), the vocab and
  * the hyperparameters; it is immutable after open and may be shared.
- * fr_ctx owns an F16 KV cache for n_ctx positions of one sequence, the
- * compute pool reference and a scratch arena sized at creation, so that
+ * fr_ctx owns an F16 KV cache for n_ctx positions of each of its n_seq
+ * sequences (fr_ctx_create_seqs; fr_ctx_create makes one), the compute
+ * pool reference and a scratch arena sized at creation, so that
  * evaluation never allocates.  A context is used by one thread at a time.
  */
 #ifndef FR_ENGINE_MODEL_H

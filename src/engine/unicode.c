@@ -80,39 +80,3 @@ int fr__unicode_cpt_to_byte(uint32_t cpt) {
     if (k < 0x21 + 0x22) return (int)(0x7F + (k - 0x21));
     return 0xAD;
 }
-
-int fr__unicode_strict_char(const uint8_t *s, size_t len) {
-    uint8_t c = s[0];
-    if (c < 0x80) return 1;
-    size_t need;
-    uint8_t lo = 0x80, hi = 0xBF;             /* allowed range of the 2nd byte */
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return -1;
-    }
-    for (size_t i = 1; i < need; i++) {
-        if (i >= len) return 0;
-        uint8_t b = s[i];
-        if (i == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return -1;
-    }
-    return (int)need;
-}
-
-bool fr__unicode_valid(const char *s, size_t len) {
-    const uint8_t *p = (const uint8_t *)s;
-    size_t i = 0;
-    while (i < len) {
-        int n = fr__unicode_strict_char(p + i, len - i);
-        if (n <= 0) return false;
-        i += (size_t)n;
-    }
-    return true;
-}

@@ -1,7 +1,6 @@
 /*
  * unicode.h — the small amount of Unicode the tokenizers need (engine
- * internal; include only from engine/vocab*.c, engine/unicode.c, tests, and
- * for strict UTF-8 from search/chunk.c and search/index_search.c).
+ * internal; include only from engine/vocab*.c, engine/unicode.c and tests).
  *
  * - A lenient UTF-8 decoder that behaves like llama.cpp's: the sequence
  *   length comes from the lead byte alone, continuation bytes are checked,
@@ -10,7 +9,9 @@
  *   with the category of U+FFFD, and its byte is kept as it is.
  * - White_Space as llama.cpp defines it (GGUF.md §5).
  * - The GPT-2 byte <-> code point table of byte-level BPE.
- * - A strict validator, for the streaming detokenizer.
+ *
+ * Strict UTF-8 (what is valid, and where a replacement goes) is base's:
+ * base/utf8.h.
  *
  * All functions are pure and thread-safe.
  */
@@ -43,11 +44,5 @@ bool fr__unicode_is_space(uint32_t cpt);
  * (-1 if cpt stands for no byte). */
 uint32_t fr__unicode_byte_to_cpt(uint8_t b);
 int fr__unicode_cpt_to_byte(uint32_t cpt);
-
-/* Strict UTF-8 (no overlongs, surrogates or > U+10FFFF).  Length of the
- * complete valid character at s, 0 if s[0..len) is a proper prefix of a
- * valid character (more bytes could complete it), -1 if invalid. */
-int fr__unicode_strict_char(const uint8_t *s, size_t len);
-bool fr__unicode_valid(const char *s, size_t len);
 
 #endif

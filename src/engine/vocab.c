@@ -20,6 +20,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/utf8.h"
 #include "engine/unicode.h"
 #include "engine/vocab_int.h"
 
@@ -843,7 +844,7 @@ int fr_detok_push(fr_detok *d, const fr_vocab *v, int32_t id, char *out, size_t 
     size_t total = np + n, i = 0;
     const uint8_t *p = (const uint8_t *)out;
     while (i < total) {
-        int k = fr__unicode_strict_char(p + i, total - i);
+        int k = fr_utf8_char(p + i, total - i, NULL);
         if (k == 0) break;             /* an unfinished character: keep it */
         i += k > 0 ? (size_t)k : 1;    /* invalid bytes go out as they are */
     }

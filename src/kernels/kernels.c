@@ -221,9 +221,3 @@ void fr_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     FR_ASSERT(ops);
     ops->dequantize(src, dst, n);
 }
-
-float fr_vec_dot(int type, int64_t n, const void *w, const void *a_quantized) {
-    const fr_type_ops *ops = fr_kernels_get(type);
-    FR_ASSERT(ops && ops->vec_dot);
-    return ops->vec_dot(n, w, a_quantized);
-}

@@ -65,9 +65,8 @@ const fr_type_ops *fr_kernels_get(int type);
 /* The reference twin's ops, or NULL. */
 const fr_type_ops *fr_kernels_ref(int type);
 
-/* Convenience wrappers over the active table (type must be computable). */
+/* A convenience wrapper over the active table (type must be computable). */
 void  fr_dequantize_row(int type, const void *src, float *dst, int64_t n);
-float fr_vec_dot(int type, int64_t n, const void *w, const void *a_quantized);
 
 /*
  * y = W·x for a batch:  for t < N, r < M:

@@ -450,7 +450,6 @@ void fr_sched_destroy(fr_sched *s) {
 size_t fr_sched_bytes(const fr_sched *s) { return s->bytes; }
 size_t fr_sched_kv_bytes(const fr_sched *s) { return fr_ctx_kv_bytes(s->ctx); }
 int32_t fr_sched_n_ctx(const fr_sched *s) { return s->cfg.n_ctx; }
-fr_model *fr_sched_model(const fr_sched *s) { return s->model; }
 
 void fr_sched_stats_get(const fr_sched *s, fr_sched_stats *out) {
     fr_sched *m = (fr_sched *)s;  /* the lock is not part of the value */

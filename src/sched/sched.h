@@ -77,7 +77,6 @@ void fr_sched_destroy(fr_sched *s);
 size_t fr_sched_bytes(const fr_sched *s);
 size_t fr_sched_kv_bytes(const fr_sched *s);
 int32_t fr_sched_n_ctx(const fr_sched *s);
-fr_model *fr_sched_model(const fr_sched *s);
 
 typedef struct fr_sched_stats {
     int32_t slots, slots_busy, queue_cap, queued;

@@ -14,7 +14,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
-#include "engine/unicode.h"
+#include "base/utf8.h"
 
 /* Boundary strengths, weakest first. */
 enum { BRK_NONE, BRK_WORD, BRK_CLAUSE, BRK_SENT, BRK_LINE, BRK_PARA };
@@ -50,7 +50,7 @@ static inline bool is_blank(unsigned char c) {
 }
 
 size_t fr__utf8_char_len(const unsigned char *s, size_t len) {
-    int n = fr__unicode_strict_char(s, len);    /* 0: cut short, -1: invalid */
+    int n = fr_utf8_char(s, len, NULL);    /* 0: cut short, -1: invalid */
     return n > 0 ? (size_t)n : 1;
 }
 

@@ -64,7 +64,7 @@ int fr__chunk_text(const char *text, size_t len, int32_t size, int32_t overlap,
                    fr_count_tokens_fn count, void *ud, fr_chunk **out, size_t *n_out);
 
 /* Length of the character at s[0..len) (len >= 1) under strict UTF-8
- * (fr__unicode_strict_char of the engine):
+ * (fr_utf8_char, base/utf8.h):
  * 2..4 for a valid multi-byte sequence, else 1 (ASCII or an invalid byte). */
 size_t fr__utf8_char_len(const unsigned char *s, size_t len);
 

@@ -43,7 +43,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/sysinfo.h"
-#include "engine/unicode.h"
+#include "base/utf8.h"
 #include "search/chunk.h"
 #include "search/index_int.h"
 #include "search/vscan.h"
@@ -443,7 +443,7 @@ static int check_params(const fr_search_params *p) {
     size_t ql = strlen(p->query);
     if (ql > MAX_QUERY)
         return fr_errf(FR_ETOOLONG, "query: %zu bytes, more than %d", ql, MAX_QUERY);
-    if (!fr__unicode_valid(p->query, ql)) return fr_errf(FR_EINVAL, "query: not valid UTF-8");
+    if (!fr_utf8_valid(p->query, ql)) return fr_errf(FR_EINVAL, "query: not valid UTF-8");
     if (p->top_k < 1 || p->top_k > FR_SEARCH_MAX_TOP_K)
         return fr_errf(FR_EINVAL, "top_k: %d is not in 1..%d", (int)p->top_k, FR_SEARCH_MAX_TOP_K);
     if (p->candidates < 1 || p->candidates > FR_SEARCH_MAX_CANDIDATES)

@@ -21,6 +21,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "base/utf8.h"
 #include "server/reply_int.h"
 #include "server/server_int.h"
 
@@ -140,51 +141,21 @@ size_t fr__real_text(double v, char *out) {
     return len;
 }
 
-/* Length of the valid UTF-8 character at p (n bytes left), or 0 with
- * *bad = the bytes of the longest prefix that could still have begun one
- * (at least 1): the "maximal subpart" that WHATWG's decoder (and Python's
- * errors="replace") turns into one U+FFFD. */
-static size_t utf8_char(const unsigned char *p, size_t n, size_t *bad) {
-    unsigned char c = p[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;   /* the second byte's range */
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        *bad = 1;
-        return 0;
-    }
-    size_t k = 1;
-    for (; k < need && k < n; k++) {
-        unsigned char b = p[k];
-        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
-    }
-    if (k == need) return need;
-    *bad = k;
-    return 0;
-}
-
 json_t *fr__json_text(const char *p, size_t n) {
-    const unsigned char *u = (const unsigned char *)p;
-    size_t i = 0, bad = 0, k;
-    while (i < n && (k = utf8_char(u + i, n - i, &bad)) > 0) i += k;
+    /* Each maximal subpart (base/utf8.h) becomes one U+FFFD. */
+    const uint8_t *u = (const uint8_t *)p;
+    size_t i = 0, bad = 0;
+    int k;
+    while (i < n && (k = fr_utf8_char(u + i, n - i, NULL)) > 0) i += (size_t)k;
     if (i == n) return json_stringn_nocheck(p, n);
     char *out = fr_malloc(3 * n + 1);
     if (!out) return NULL;
     size_t o = 0;
     for (i = 0; i < n;) {
-        if ((k = utf8_char(u + i, n - i, &bad)) > 0) {
-            memcpy(out + o, p + i, k);
-            o += k;
-            i += k;
+        if ((k = fr_utf8_char(u + i, n - i, &bad)) > 0) {
+            memcpy(out + o, p + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
         } else {
             memcpy(out + o, "\xEF\xBF\xBD", 3);
             o += 3;

@@ -25,6 +25,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "search/chunk.h"
+#include "../unit/base/utf8_ref.h"    /* ref_char_len: strict UTF-8 apart from base/utf8.c */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -53,21 +54,6 @@ static int count(void *ud, const char *t, size_t n, int32_t *out) {
 
 static bool blank(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* strict UTF-8, written apart from chunk.c's */
-static size_t char_len(const unsigned char *s, size_t len) {
-    unsigned c = s[0];
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    if (n <= 1 || n > len) return 1;
-    uint32_t cp = c & (0x7F >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 1;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 1;
-    return n;
 }
 
 static int64_t weight(const counter *c, const unsigned char *t, size_t a, size_t b) {
@@ -112,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n_data) {
     /* the character starts, walking from 0 */
     unsigned char *cs = calloc(len + 1, 1);
     if (!cs) abort();
-    for (size_t i = 0; i < len; i += char_len(t + i, len - i)) cs[i] = 1;
+    for (size_t i = 0; i < len; i += ref_char_len(t + i, len - i)) cs[i] = 1;
     cs[len] = 1;
     size_t covered = 0;
     for (size_t i = 0; i < n; i++) {
@@ -125,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n_data) {
         for (size_t b = covered; b < k->start; b++)
             if (!blank(t[b])) FAIL("byte %zu (0x%02x) before chunk %zu in no chunk", b, t[b], i);
         if (k->end > covered) covered = k->end;
-        bool one = k->start + char_len(t + k->start, len - k->start) == k->end;
+        bool one = k->start + ref_char_len(t + k->start, len - k->start) == k->end;
         if (k->tokens > size && !one) FAIL("chunk %zu [%u, %u): %d tokens", i, k->start, k->end, k->tokens);
         if (k->tokens < 0) FAIL("chunk %zu: %d tokens", i, k->tokens);
         if (additive && weight(&c, t, k->start, k->end) != k->tokens)

@@ -19,8 +19,8 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/utf8.h"
 #include "engine/gguf.h"
-#include "engine/unicode.h"
 #include "engine/vocab.h"
 #include "engine/vocab_int.h"
 
@@ -105,7 +105,7 @@ static char *detok_all(const fr_vocab *v, const int32_t *ids, size_t n, bool wan
         int k = fr_detok_push(&d, v, ids[i], buf, sizeof buf);
         CHECK_MSG(k >= 0, "detok push %d: %d", ids[i], k);
         if (k < 0) break;
-        if (want_valid && !fr__unicode_valid(buf, (size_t)k)) chunks_ok = false;
+        if (want_valid && !fr_utf8_valid(buf, (size_t)k)) chunks_ok = false;
         memcpy(all + pos, buf, (size_t)k);
         pos += (size_t)k;
     }
@@ -187,10 +187,10 @@ static void test_vocab_file(const char *name, bool exact_roundtrip) {
             size_t n;
             if (fr_tokenize(v, p, clen, false, false, &ids, &n) == 0) {
                 size_t dl;
-                bool valid = fr__unicode_valid(p, clen);
+                bool valid = fr_utf8_valid(p, clen);
                 char *d = detok_all(v, ids, n, valid, &dl);
                 bool same = exact_roundtrip ? dl == clen && !memcmp(d, p, clen)
-                                            : fr__unicode_valid(d, dl);
+                                            : fr_utf8_valid(d, dl);
                 CHECK_MSG(same, "%s case %zu: detokenized \"%.*s\", want \"%.*s\"", name,
                           n_cases, (int)dl, d, (int)clen, p);
                 roundtrip += same;

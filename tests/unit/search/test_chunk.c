@@ -6,7 +6,7 @@
  *   order        starts and ends strictly increasing;
  *   coverage     every non-blank byte in some chunk, only blanks between;
  *   edges        a chunk starts and ends on a non-blank byte, never inside
- *                a UTF-8 character (checked with this file's own decoder);
+ *                a UTF-8 character (checked with base/utf8_ref.h's decoder);
  *   size         Σ tokens ≤ size, except one character counted as more;
  *   overlap      the bytes two chunks share hold ≤ overlap tokens, none
  *                when overlap is 0;
@@ -25,6 +25,8 @@
 #include "harness.h"
 
 #include "search/chunk.c"
+
+#include "base/utf8_ref.h"     /* ref_char_len: strict UTF-8 apart from base/utf8.c */
 
 #include <stdint.h>
 
@@ -85,22 +87,6 @@ static int count_fail(void *ud, const char *t, size_t n, int32_t *out) {
     if (++fail_calls == fail_at) return fr_errf(FR_EIO, "count: failing on purpose");
     *out = (int32_t)n;
     return 0;
-}
-
-/* ---- this file's own UTF-8: lengths of characters under strict UTF-8 ---- */
-
-static size_t ref_char_len(const unsigned char *s, size_t len) {
-    unsigned c = s[0];
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    if (n <= 1 || n > len) return 1;
-    uint32_t cp = c & (0x7F >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 1;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 1;
-    return n;
 }
 
 /* starts[i] = 1 where a character starts (walking from 0), for i <= len. */
