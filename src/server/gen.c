@@ -29,7 +29,7 @@
  * token).  A prompt of token ids is taken as it is.
  *
  * Other handlers generate through the same path: fr__gen_chat (the ask
- * route of search.c) passes a chat body of its own and hooks that reshape
+ * route of collections.c) passes a chat body of its own and hooks that reshape
  * the non-streamed reply and add one event at the end of a stream.
  *
  * Everything a request allocates for its own bookkeeping comes from the

@@ -1,7 +1,7 @@
 /*
  * reply_int.h — reply helpers of reply.c beyond those of server_int.h,
  * for handlers that build a large reply themselves instead of as a tree
- * of json_t (embed.c: one json_t per float would cost tens of bytes per
+ * of json_t (embeddings.c: one json_t per float would cost tens of bytes per
  * number).
  */
 #ifndef FR_SERVER_REPLY_INT_H

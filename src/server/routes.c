@@ -3,8 +3,8 @@
  *
  * The table is the whole HTTP surface of the server, one line per route:
  * method, path pattern, handler, flags.  To add a route, write the handler
- * in the file of its area (ops.c, and later chat.c, models.c, memory.c
- * ...), declare it in server_int.h and add its line here.
+ * in the file of its area (health.c, gen.c, models.c, embeddings.c,
+ * collections.c), declare it in server_int.h and add its line here.
  *
  * Patterns are '/'-separated segments, each a literal or a {name}
  * parameter that matches one non-empty segment.  Matching walks the table

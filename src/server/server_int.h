@@ -89,7 +89,7 @@ typedef struct fr_route {
 extern const fr_route fr__routes[];
 extern const size_t fr__n_routes;
 
-/* Handlers of routes.c's table, by file: ops.c */
+/* Handlers of routes.c's table, by file: health.c */
 int fr__h_health(fr_req *rq);
 int fr__h_metrics(fr_req *rq);
 /* gen.c */
@@ -103,10 +103,10 @@ int fr__h_model_unload(fr_req *rq);
 int fr__h_models_plan(fr_req *rq);
 int fr__h_memory(fr_req *rq);
 int fr__h_memory_unload(fr_req *rq);
-/* embed.c */
+/* embeddings.c */
 int fr__h_embeddings(fr_req *rq);
 int fr__h_rerank(fr_req *rq);
-/* search.c */
+/* collections.c */
 int fr__h_collections_create(fr_req *rq);
 int fr__h_collections_list(fr_req *rq);
 int fr__h_collection_get(fr_req *rq);
@@ -134,7 +134,7 @@ typedef struct fr_gen_hooks {
     void (*fin)(void *ud);
 } fr_gen_hooks;
 int fr__gen_chat(fr_req *rq, json_t *body, const fr_gen_hooks *hooks);
-/* search.c: set "cited" on each source object (an array of {"marker": n,
+/* collections.c: set "cited" on each source object (an array of {"marker": n,
  * ...}) whose [n] the answer cites (also "[1, 3]"); returns the array of
  * cited markers in source order (new reference). */
 json_t *fr__ask_mark_cited(json_t *sources, const char *answer);

@@ -1,5 +1,5 @@
 /*
- * search.c — document search over HTTP (docs/API-search.md): collections,
+ * collections.c — document search over HTTP (docs/API-search.md): collections,
  * documents, search and ask, on the index of search/search.h.
  *
  *   POST   /v1/collections                        create (201)

@@ -1,5 +1,5 @@
 /*
- * embed.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
+ * embeddings.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
  * (the shape of Jina's and Cohere's rerank APIs, as llama.cpp's server
  * and text-embeddings-inference answer it).
  *
