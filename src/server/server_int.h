@@ -29,16 +29,18 @@
  * it up as it is; negative: nothing was sent, the code says why.  A
  * handler never looks at rq->status to learn whether something replied.
  *
- *   static int h_model_get(fr_req *rq) {
+ *   static int h_model_plan(fr_req *rq) {         // POST /v1/models/{id}/plan
  *       fr_body b;
- *       const char *id = NULL;
+ *       bool fresh = false;                       // the default when absent
  *       int rc;
- *       if ((rc = fr__body_need(rq, &b))) return rc;
- *       if ((rc = fr__body_str(&b, "id", FR_BODY_REQUIRED, &id, NULL))) return rc;
+ *       if ((rc = fr__body_need(rq, &b)) ||       // 400 without a body
+ *           (rc = fr__body_bool(&b, "fresh", &fresh)))  // 400 "fresh must be true or false"
+ *           return rc;
  *       fr_model_info info;
- *       if ((rc = fr_manager_get(fr__req_manager(rq), id, &info))) return fr__reply_err(rq, rc, "id");
- *       json_t *o = json_pack("{s:s, s:s}", "id", info.id, "object", "model");
- *       return fr__reply_json(rq, 200, o);            // steals o
+ *       if ((rc = fr_manager_get(fr__req_manager(rq), fr__req_param(rq, "id"), &info)))
+ *           return fr__reply_err(rq, rc, "id");   // FR_ENOENT: 404 not_found
+ *       json_t *o = json_pack("{s:s, s:b}", "id", info.id, "fresh", fresh);
+ *       return fr__reply_json(rq, 200, o);        // steals o; FR_REPLIED
  *   }
  *
  * A handler runs on the request's own thread (http.c) while libmicrohttpd
