@@ -25,7 +25,7 @@ LAYERS="base kernels engine sched manager router search tasks server cli"
 MODULES="
 engine/model_int.h: forward encoder
 search/index_int.h: ask
-server/reply_int.h: embed
+server/reply_int.h: embeddings
 "
 
 rank() {

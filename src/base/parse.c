@@ -155,7 +155,6 @@ static const unit dur_units[] = {       /* largest first: the order they combine
 };
 #define N_DUR (sizeof dur_units / sizeof dur_units[0])
 #define DUR_WANT "a duration like 250ms, 30s, 5m or 1h30m; a bare number is seconds; -1 is never"
-#define DUR_MAX_MS 9007199254740992.0   /* 2^53 */
 
 int fr_parse_duration_ms(const char *opt, const char *s, int64_t *out_ms) {
     const char *p, *end;
@@ -185,7 +184,7 @@ int fr_parse_duration_ms(const char *opt, const char *s, int64_t *out_ms) {
         total += num_value(&n) * (double)dur_units[k].mult;
         first = false;
     }
-    if (!(total < DUR_MAX_MS)) return fr_errf(FR_EINVAL, "%s: duration '%.*s' out of range", opt, SHOW, s);
+    if (!(total < FR_DURATION_MAX_MS)) return fr_errf(FR_EINVAL, "%s: duration '%.*s' out of range", opt, SHOW, s);
     *out_ms = (int64_t)llround(total);
     return 0;
 }

@@ -33,6 +33,9 @@
 
 /* A duration of -1: "never" (a keep-alive that never expires). */
 #define FR_DURATION_NEVER (-1)
+/* Durations reach 2^53 ms at most (past it a double no longer holds every
+ * millisecond, and a cast to int64_t could be undefined). */
+#define FR_DURATION_MAX_MS 9007199254740992.0
 
 /* A size in bytes.  total: what "N%" is a percentage of; 0 refuses
  * percentages (the detail says a percentage is not allowed there).
@@ -47,8 +50,8 @@ int fr_parse_size(const char *opt, const char *s, uint64_t total, uint64_t *out)
 int fr_parse_size_or_pct(const char *opt, const char *s, uint64_t *bytes, double *pct);
 
 /* A duration in milliseconds: >= 0, or FR_DURATION_NEVER for "-1".  The
- * result is rounded to the nearest millisecond; durations past 2^53 ms are
- * out of range. */
+ * result is rounded to the nearest millisecond; durations from
+ * FR_DURATION_MAX_MS on are out of range. */
 int fr_parse_duration_ms(const char *opt, const char *s, int64_t *out_ms);
 
 /* A boolean. */

@@ -59,8 +59,6 @@
 
 #define DEFAULT_CHUNK 256
 #define PIECE_MAX 512             /* bytes one token's text may take */
-#define MAX_STOPS 16
-#define MAX_STOP_LEN 256
 
 struct fr_gen {
     atomic_int refs;
@@ -183,13 +181,13 @@ static int check_params(const fr_sched *s, const fr_gen_params *p) {
     if (p->n_probs < 0 || p->n_probs > FR_GEN_MAX_PROBS)
         return fr_errf(FR_EINVAL, "top_logprobs: %d, between 0 and %d", (int)p->n_probs,
                        FR_GEN_MAX_PROBS);
-    if (p->n_stop < 0 || p->n_stop > MAX_STOPS || (p->n_stop && !p->stop))
-        return fr_errf(FR_EINVAL, "stop: %d strings, at most %d", (int)p->n_stop, MAX_STOPS);
+    if (p->n_stop < 0 || p->n_stop > FR_GEN_MAX_STOPS || (p->n_stop && !p->stop))
+        return fr_errf(FR_EINVAL, "stop: %d strings, at most %d", (int)p->n_stop, FR_GEN_MAX_STOPS);
     for (int32_t i = 0; i < p->n_stop; i++) {
         size_t n = p->stop[i] ? strlen(p->stop[i]) : 0;
-        if (n == 0 || n > MAX_STOP_LEN)
+        if (n == 0 || n > FR_GEN_MAX_STOP_LEN)
             return fr_errf(FR_EINVAL, "stop[%d]: %zu bytes, between 1 and %d", (int)i, n,
-                           MAX_STOP_LEN);
+                           FR_GEN_MAX_STOP_LEN);
     }
     if (p->n_bias < 0 || (p->n_bias && (!p->bias_ids || !p->bias)))
         return fr_errf(FR_EINVAL, "logit_bias: %d entries", (int)p->n_bias);

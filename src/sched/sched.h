@@ -124,7 +124,11 @@ typedef struct fr_gen_params {
     void *on_end_ud;
 } fr_gen_params;
 
-#define FR_GEN_MAX_PROBS 20
+/* The limits of a request, checked by fr_sched_submit (FR_EINVAL) and
+ * answered as 400s naming the field by the server before it submits. */
+#define FR_GEN_MAX_PROBS 20         /* top logprobs per token */
+#define FR_GEN_MAX_STOPS 16         /* stop strings */
+#define FR_GEN_MAX_STOP_LEN 256     /* bytes of one stop string */
 
 enum fr_finish {
     FR_FINISH_NONE = 0,         /* still running */

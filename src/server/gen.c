@@ -2,14 +2,15 @@
  * gen.c — POST /v1/chat/completions and POST /v1/completions (API.md,
  * OpenAI's shapes).
  *
- * A request goes: parse and validate the body into a gen_req (400 naming
- * the field) → acquire the model from the manager (404 unknown, 503 when
- * it cannot be loaded now) → build the prompt (below) → 413 if it leaves
- * no room in the context → submit to the model's scheduler (503 with
- * Retry-After when its slots and queue are full) →
- * either wait for the whole answer in this connection's thread, or answer
- * with an event stream whose pull function hands over each piece of text
- * as it comes.  A client that goes away cancels its request at the next
+ * A request goes: parse and validate the body into an fr_gen_req
+ * (server_int.h; body.c's getters answer the 400 naming the field) →
+ * acquire the model (fr__models_acquire: 404 unknown, 400 when it does
+ * not do the route's kind, 503 when it cannot be loaded now) → build the
+ * prompt (below) → 413 if it leaves no room in the context → submit to
+ * the model's scheduler (503 with Retry-After when its slots and queue
+ * are full) → either wait for the whole answer in this connection's
+ * thread, or answer with an event stream whose pull function hands over
+ * each piece of text as it comes.  A client that goes away cancels its request at the next
  * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
  * released (with the request's keep_alive) as soon as the generation
  * ends — from the scheduler's thread, by the on_end hook — not when the
@@ -28,9 +29,15 @@
  * does (a client may write its own template: "<|im_start|>" is then the
  * token).  A prompt of token ids is taken as it is.
  *
- * Other handlers generate through the same path: fr__gen_chat (the ask
- * route of search.c) passes a chat body of its own and hooks that reshape
- * the non-streamed reply and add one event at the end of a stream.
+ * Other handlers generate through the same path, with no JSON in between:
+ * fr__gen_run, the typed entry both routes end in, takes an fr_gen_req,
+ * optionally the handle of its model when the caller holds one already,
+ * and hooks.  The ask route of collections.c fills the request from its
+ * own body (fr__gen_parse_options: every field of a chat completion but
+ * the messages, which are its prompt, and "top_k", which is its number of
+ * sources), hands over the model it acquired to size that prompt, and
+ * lends hooks that reshape the non-streamed reply and add one event at
+ * the end of a stream.
  *
  * Everything a request allocates for its own bookkeeping comes from the
  * request's arena, except the generation's output, which the scheduler
@@ -52,40 +59,12 @@
 #include "server/server_int.h"
 
 #define MAX_MESSAGES 1024
-#define MAX_STOP 16
-#define MAX_BIAS 1024
 #define WAIT_SLICE_MS 50
-
-enum { KIND_CHAT, KIND_TEXT };
-
-/* A validated request. */
-typedef struct gen_req {
-    int kind;
-    const char *model;
-    fr_chat_msg *msgs;          /* chat */
-    size_t n_msgs;
-    const char *prompt;         /* text: a string prompt, or NULL */
-    int32_t *prompt_ids;        /* text: a prompt of token ids */
-    int32_t n_prompt_ids;
-    bool stream, include_usage;
-    int32_t max_tokens;         /* 0: until the context ends */
-    fr_sampler_params sp;
-    const char *stop[MAX_STOP];
-    int32_t n_stop;
-    int32_t bias_ids[MAX_BIAS];
-    float bias[MAX_BIAS];
-    int32_t n_bias;
-    bool logprobs;
-    int32_t top_logprobs;
-    bool ignore_eos;
-    int64_t keep_alive_ms;      /* -2: the model's */
-    double timeout_s;           /* 0: none */
-} gen_req;
 
 /* A request in progress (arena memory), shared with the stream. */
 typedef struct gen_run {
     fr_req *rq;
-    gen_req *q;
+    const fr_gen_req *q;
     fr_handle *h;
     fr_llm *llm;
     fr_gen *g;
@@ -97,52 +76,12 @@ typedef struct gen_run {
     size_t text_offset;         /* text completions' logprobs.text_offset */
     double queue_ms, ttft_ms, total_ms;
     int finish;                 /* the last reported */
-    const fr_gen_hooks *hk;     /* another handler's (fr__gen_chat), or NULL */
+    const fr_gen_hooks *hk;     /* another handler's (fr__gen_run), or NULL */
     bool hk_done;               /* hk->fin has run */
     bool streaming;             /* the stream's fin owns the end of the request */
 } gen_run;
 
 /* ---- parsing ---- */
-
-static int bad(fr_req *rq, const char *param, const char *fmt, const char *what) {
-    return fr__reply_error(rq, 400, "invalid_value", param, fmt, param, what);
-}
-
-static int get_number(fr_req *rq, json_t *body, const char *key, double lo, double hi, double *out,
-                      bool *present) {
-    json_t *v = json_object_get(body, key);
-    if (present) *present = v && !json_is_null(v);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return bad(rq, key, "%s must be a number (got %s)", "another type");
-    double d = json_number_value(v);
-    if (!(d >= lo && d <= hi))
-        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be between %g and %g (got %g)",
-                               key, lo, hi, d);
-    *out = d;
-    return 0;
-}
-
-static int get_int(fr_req *rq, json_t *body, const char *key, long long lo, long long hi,
-                   long long *out, bool *present) {
-    json_t *v = json_object_get(body, key);
-    if (present) *present = v && !json_is_null(v);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_integer(v)) return bad(rq, key, "%s must be an integer (got %s)", "another type");
-    long long n = json_integer_value(v);
-    if (n < lo || n > hi)
-        return fr__reply_error(rq, 400, "invalid_value", key,
-                               "%s must be between %lld and %lld (got %lld)", key, lo, hi, n);
-    *out = n;
-    return 0;
-}
-
-static int get_bool(fr_req *rq, json_t *body, const char *key, bool *out) {
-    json_t *v = json_object_get(body, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return bad(rq, key, "%s must be true or false (got %s)", "another type");
-    *out = json_is_true(v);
-    return 0;
-}
 
 /* A message's content: a string, or an array of {"type":"text","text"}
  * parts (joined). */
@@ -179,8 +118,9 @@ static int parse_content(fr_req *rq, json_t *c, size_t i, const char **out) {
     return 0;
 }
 
-static int parse_messages(fr_req *rq, json_t *body, gen_req *q) {
-    json_t *msgs = json_object_get(body, "messages");
+static int parse_messages(const fr_body *b, fr_gen_req *q) {
+    fr_req *rq = b->rq;
+    json_t *msgs = json_object_get(b->obj, "messages");
     if (!msgs) return fr__reply_error(rq, 400, "missing_field", "messages", "messages is required");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
         return fr__reply_error(rq, 400, "invalid_value", "messages",
@@ -189,35 +129,37 @@ static int parse_messages(fr_req *rq, json_t *body, gen_req *q) {
     if (n > MAX_MESSAGES)
         return fr__reply_error(rq, 400, "invalid_value", "messages",
                                "messages has %zu entries, at most %d", n, MAX_MESSAGES);
-    q->msgs = fr__req_alloc(rq, n * sizeof *q->msgs);
-    if (!q->msgs) return FR_ENOMEM;
+    fr_chat_msg *m = fr__req_alloc(rq, n * sizeof *m);
+    if (!m) return FR_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        json_t *m = json_array_get(msgs, i);
+        json_t *mi = json_array_get(msgs, i);
         char param[48];
         snprintf(param, sizeof param, "messages[%zu].role", i);
-        const char *role = json_string_value(json_object_get(m, "role"));
-        if (!json_is_object(m) || !role)
+        const char *role = json_string_value(json_object_get(mi, "role"));
+        if (!json_is_object(mi) || !role)
             return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a string", param);
         if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
             strcmp(role, "developer"))
             return fr__reply_error(rq, 400, "invalid_value", param,
                                    "%s must be system, user or assistant (got '%.32s')", param, role);
-        q->msgs[i].role = strcmp(role, "developer") == 0 ? "system" : role;
-        json_t *c = json_object_get(m, "content");
+        m[i].role = strcmp(role, "developer") == 0 ? "system" : role;
+        json_t *c = json_object_get(mi, "content");
         if (!c) {
             snprintf(param, sizeof param, "messages[%zu].content", i);
             return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
         }
-        int rc = parse_content(rq, c, i, &q->msgs[i].content);
+        int rc = parse_content(rq, c, i, &m[i].content);
         if (rc) return rc;
     }
+    q->msgs = m;
     q->n_msgs = n;
     return 0;
 }
 
 /* prompt: a string, a one-string array, or an array of token ids. */
-static int parse_prompt(fr_req *rq, json_t *body, gen_req *q) {
-    json_t *p = json_object_get(body, "prompt");
+static int parse_prompt(const fr_body *b, fr_gen_req *q) {
+    fr_req *rq = b->rq;
+    json_t *p = json_object_get(b->obj, "prompt");
     if (!p) return fr__reply_error(rq, 400, "missing_field", "prompt", "prompt is required");
     if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
         p = json_array_get(p, 0);
@@ -245,38 +187,42 @@ static int parse_prompt(fr_req *rq, json_t *body, gen_req *q) {
     return 0;
 }
 
-static int parse_stop(fr_req *rq, json_t *body, gen_req *q) {
-    json_t *s = json_object_get(body, "stop");
+/* stop: a string or an array of strings, within the scheduler's limits;
+ * empty strings stop nothing and are dropped. */
+static int parse_stop(const fr_body *b, fr_gen_req *q) {
+    fr_req *rq = b->rq;
+    json_t *s = json_object_get(b->obj, "stop");
     if (!s || json_is_null(s)) return 0;
     if (json_is_string(s)) {
         if (json_string_length(s) == 0) return 0;
         q->stop[q->n_stop++] = json_string_value(s);
         return 0;
     }
-    if (!json_is_array(s) || json_array_size(s) > MAX_STOP)
+    if (!json_is_array(s) || json_array_size(s) > FR_GEN_MAX_STOPS)
         return fr__reply_error(rq, 400, "invalid_value", "stop",
-                               "stop must be a string or an array of at most %d strings", MAX_STOP);
+                               "stop must be a string or an array of at most %d strings", FR_GEN_MAX_STOPS);
     for (size_t i = 0; i < json_array_size(s); i++) {
         json_t *e = json_array_get(s, i);
         if (!json_is_string(e))
             return fr__reply_error(rq, 400, "invalid_value", "stop", "stop[%zu] must be a string", i);
-        if (json_string_length(e) > 256)
-            return fr__reply_error(rq, 400, "invalid_value", "stop",
-                                   "stop[%zu] is %zu bytes, at most 256", i, json_string_length(e));
+        if (json_string_length(e) > FR_GEN_MAX_STOP_LEN)
+            return fr__reply_error(rq, 400, "invalid_value", "stop", "stop[%zu] is %zu bytes, at most %d", i,
+                                   json_string_length(e), FR_GEN_MAX_STOP_LEN);
         if (json_string_length(e)) q->stop[q->n_stop++] = json_string_value(e);
     }
     return 0;
 }
 
-static int parse_bias(fr_req *rq, json_t *body, gen_req *q) {
-    json_t *b = json_object_get(body, "logit_bias");
-    if (!b || json_is_null(b)) return 0;
-    if (!json_is_object(b) || json_object_size(b) > MAX_BIAS)
+static int parse_bias(const fr_body *b, fr_gen_req *q) {
+    fr_req *rq = b->rq;
+    json_t *lb = json_object_get(b->obj, "logit_bias");
+    if (!lb || json_is_null(lb)) return 0;
+    if (!json_is_object(lb) || json_object_size(lb) > FR_GEN_MAX_BIAS)
         return fr__reply_error(rq, 400, "invalid_value", "logit_bias",
-                               "logit_bias must be an object of at most %d token ids", MAX_BIAS);
+                               "logit_bias must be an object of at most %d token ids", FR_GEN_MAX_BIAS);
     const char *key;
     json_t *v;
-    json_object_foreach(b, key, v) {
+    json_object_foreach(lb, key, v) {
         char *end;
         long id = strtol(key, &end, 10);
         if (!*key || *end || id < 0 || id > INT32_MAX)
@@ -292,112 +238,73 @@ static int parse_bias(fr_req *rq, json_t *body, gen_req *q) {
     return 0;
 }
 
-/* keep_alive: a duration string ("5m", "0", "-1") or a number of seconds. */
-static int parse_keep_alive(fr_req *rq, json_t *body, int64_t *out) {
-    json_t *k = json_object_get(body, "keep_alive");
-    *out = -2;
-    if (!k || json_is_null(k)) return 0;
-    if (json_is_number(k)) {
-        double s = json_number_value(k);
-        /* past fr_parse_duration_ms's limit (2^53 ms) the cast would be undefined */
-        if (!(s < 0 || s * 1000.0 < 9007199254740992.0))
-            return fr__reply_error(rq, 400, "invalid_value", "keep_alive", "keep_alive %g s is out of range", s);
-        *out = s < 0 ? -1 : (int64_t)(s * 1000);
-        return 0;
+int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q) {
+    q->stream = q->include_usage = q->logprobs = q->ignore_eos = false;
+    q->max_tokens = q->n_stop = q->n_bias = q->top_logprobs = 0;
+    q->keep_alive_ms = -2;
+    q->timeout_s = 0;
+    fr_sampler_params_default(&q->sp);
+
+    long long n = 1, seed = -1;
+    bool have;
+    int rc;
+    if ((rc = fr__body_int(b, "n", 1, 1, &n, NULL))) return rc;
+    if ((rc = fr__body_i32(b, "max_tokens", 1, 1 << 20, &q->max_tokens, &have))) return rc;
+    if (!have && (rc = fr__body_i32(b, "max_completion_tokens", 1, 1 << 20, &q->max_tokens, NULL))) return rc;
+    if ((rc = fr__body_bool(b, "stream", &q->stream))) return rc;
+    json_t *so = NULL;
+    if ((rc = fr__body_object(b, "stream_options", "an object", &so))) return rc;
+    fr_body sb = {.rq = b->rq, .obj = so};     /* its fields are named as they are */
+    if ((rc = fr__body_bool(&sb, "include_usage", &q->include_usage))) return rc;
+
+    fr_sampler_params *sp = &q->sp;
+    if ((rc = fr__body_float(b, "temperature", 0, 2, &sp->temp, NULL)) ||
+        (rc = fr__body_float(b, "top_p", 0, 1, &sp->top_p, NULL)) ||
+        (rc = fr__body_float(b, "min_p", 0, 1, &sp->min_p, NULL)) ||
+        (top_k && (rc = fr__body_i32(b, "top_k", -1, 1 << 20, &sp->top_k, NULL))) ||
+        (rc = fr__body_float(b, "repeat_penalty", 0.01, 10, &sp->repeat_penalty, NULL)) ||
+        (rc = fr__body_i32(b, "repeat_last_n", -1, 1 << 16, &sp->repeat_last_n, NULL)))
+        return rc;
+    sp->presence_penalty = sp->freq_penalty = 0;
+    if ((rc = fr__body_float(b, "presence_penalty", -2, 2, &sp->presence_penalty, NULL)) ||
+        (rc = fr__body_float(b, "frequency_penalty", -2, 2, &sp->freq_penalty, NULL)) ||
+        (rc = fr__body_int(b, "seed", INT64_MIN, INT64_MAX, &seed, &have)))
+        return rc;
+    if (have) sp->seed = (uint64_t)seed;
+    if ((rc = parse_stop(b, q)) || (rc = parse_bias(b, q))) return rc;
+    if (q->kind == FR_GEN_CHAT) {   /* logprobs: true, top_logprobs: how many alternatives */
+        if ((rc = fr__body_bool(b, "logprobs", &q->logprobs)) ||
+            (rc = fr__body_i32(b, "top_logprobs", 0, FR_GEN_MAX_PROBS, &q->top_logprobs, NULL)))
+            return rc;
+        if (q->top_logprobs > 0 && !q->logprobs)
+            return fr__reply_error(b->rq, 400, "invalid_value", "top_logprobs",
+                                   "top_logprobs needs logprobs: true");
+    } else {                        /* legacy completions: logprobs is the number of alternatives */
+        if ((rc = fr__body_i32(b, "logprobs", 0, FR_GEN_MAX_PROBS, &q->top_logprobs, &q->logprobs))) return rc;
     }
-    if (!json_is_string(k) || fr_parse_duration_ms("keep_alive", json_string_value(k), out))
-        return fr__reply_error(rq, 400, "invalid_value", "keep_alive",
-                               "keep_alive must be a duration like \"5m\", \"0\" or \"-1\", or seconds");
+    if ((rc = fr__body_bool(b, "ignore_eos", &q->ignore_eos)) ||
+        (rc = fr__body_keep_alive(b, &q->keep_alive_ms)) ||
+        (rc = fr__body_num(b, "timeout", 0, 86400, &q->timeout_s, NULL)))
+        return rc;
     return 0;
 }
 
-#define TRY(x) do { int rc_ = (x); if (rc_ || rq->status) return rc_ ? rc_ : 1; } while (0)
-
-/* Fill q from the body; a non-zero return means a reply went (or an
- * error code for the dispatcher). */
-static int parse(fr_req *rq, int kind, json_t *body, gen_req *q) {
-    if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+/* The whole body of a generation route into q. */
+static int parse(fr_req *rq, fr_gen_kind kind, fr_gen_req *q) {
+    fr_body b;
+    int rc;
     memset(q, 0, sizeof *q);
     q->kind = kind;
-    json_t *m = json_object_get(body, "model");
-    if (!m) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
-    if (!json_is_string(m) || json_string_length(m) == 0)
-        return fr__reply_error(rq, 400, "invalid_value", "model", "model must be a non-empty string");
-    q->model = json_string_value(m);
-    TRY(kind == KIND_CHAT ? parse_messages(rq, body, q) : parse_prompt(rq, body, q));
-
-    long long n = 1, mt = 0;
-    bool have;
-    TRY(get_int(rq, body, "n", 1, 1, &n, NULL));
-    TRY(get_int(rq, body, "max_tokens", 1, 1 << 20, &mt, &have));
-    if (!have) TRY(get_int(rq, body, "max_completion_tokens", 1, 1 << 20, &mt, NULL));
-    q->max_tokens = (int32_t)mt;
-    TRY(get_bool(rq, body, "stream", &q->stream));
-    json_t *so = json_object_get(body, "stream_options");
-    if (so && !json_is_null(so)) {
-        if (!json_is_object(so))
-            return fr__reply_error(rq, 400, "invalid_value", "stream_options",
-                                   "stream_options must be an object");
-        TRY(get_bool(rq, so, "include_usage", &q->include_usage));
-    }
-
-    fr_sampler_params_default(&q->sp);
-    double d;
-    long long ll;
-    d = q->sp.temp;
-    TRY(get_number(rq, body, "temperature", 0, 2, &d, NULL));
-    q->sp.temp = (float)d;
-    d = q->sp.top_p;
-    TRY(get_number(rq, body, "top_p", 0, 1, &d, NULL));
-    q->sp.top_p = (float)d;
-    d = q->sp.min_p;
-    TRY(get_number(rq, body, "min_p", 0, 1, &d, NULL));
-    q->sp.min_p = (float)d;
-    ll = q->sp.top_k;
-    TRY(get_int(rq, body, "top_k", -1, 1 << 20, &ll, NULL));
-    q->sp.top_k = (int32_t)ll;
-    d = q->sp.repeat_penalty;
-    TRY(get_number(rq, body, "repeat_penalty", 0.01, 10, &d, NULL));
-    q->sp.repeat_penalty = (float)d;
-    ll = q->sp.repeat_last_n;
-    TRY(get_int(rq, body, "repeat_last_n", -1, 1 << 16, &ll, NULL));
-    q->sp.repeat_last_n = (int32_t)ll;
-    d = 0;
-    TRY(get_number(rq, body, "presence_penalty", -2, 2, &d, NULL));
-    q->sp.presence_penalty = (float)d;
-    d = 0;
-    TRY(get_number(rq, body, "frequency_penalty", -2, 2, &d, NULL));
-    q->sp.freq_penalty = (float)d;
-    ll = -1;
-    TRY(get_int(rq, body, "seed", INT64_MIN, INT64_MAX, &ll, &have));
-    if (have) q->sp.seed = (uint64_t)ll;
-    TRY(parse_stop(rq, body, q));
-    TRY(parse_bias(rq, body, q));
-    if (kind == KIND_CHAT) {   /* logprobs: true, top_logprobs: how many alternatives */
-        TRY(get_bool(rq, body, "logprobs", &q->logprobs));
-        ll = 0;
-        TRY(get_int(rq, body, "top_logprobs", 0, 20, &ll, NULL));
-        q->top_logprobs = (int32_t)ll;
-        if (q->top_logprobs > 0 && !q->logprobs)
-            return fr__reply_error(rq, 400, "invalid_value", "top_logprobs",
-                                   "top_logprobs needs logprobs: true");
-    } else {                   /* legacy completions: logprobs is the number of alternatives */
-        TRY(get_int(rq, body, "logprobs", 0, 20, &ll, &have));
-        q->logprobs = have;
-        q->top_logprobs = have ? (int32_t)ll : 0;
-    }
-    TRY(get_bool(rq, body, "ignore_eos", &q->ignore_eos));
-    TRY(parse_keep_alive(rq, body, &q->keep_alive_ms));
-    d = 0;
-    TRY(get_number(rq, body, "timeout", 0, 86400, &d, NULL));
-    q->timeout_s = d;
-    return 0;
+    if ((rc = fr__body_need(rq, &b)) || (rc = fr__body_str(&b, "model", FR_BODY_REQUIRED, &q->model, NULL)) ||
+        (rc = kind == FR_GEN_CHAT ? parse_messages(&b, q) : parse_prompt(&b, q)))
+        return rc;
+    return fr__gen_parse_options(&b, true, q);
 }
 
 /* ---- prompt ---- */
 
 /* Tokenize the request's prompt for llm: *ids from the request's arena. */
-static int build_prompt(fr_req *rq, const gen_req *q, const fr_llm *llm, int32_t **ids, int32_t *n) {
+static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_llm *llm, int32_t **ids, int32_t *n) {
     const fr_vocab *v = fr_model_vocab(llm->model);
     if (q->prompt_ids) {
         int32_t nv = fr_vocab_n_tokens(v);
@@ -412,13 +319,13 @@ static int build_prompt(fr_req *rq, const gen_req *q, const fr_llm *llm, int32_t
     }
     int32_t *tok = NULL;
     size_t nt = 0;
-    int rc = q->kind == KIND_CHAT
+    int rc = q->kind == FR_GEN_CHAT
                  ? fr_chat_tokenize(v, llm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
                  : fr_tokenize(v, q->prompt, strlen(q->prompt), true, true, &tok, &nt);
     if (rc) return rc;
     if (nt == 0) {
         fr_free(tok);
-        return fr__reply_error(rq, 400, "invalid_value", q->kind == KIND_CHAT ? "messages" : "prompt",
+        return fr__reply_error(rq, 400, "invalid_value", q->kind == FR_GEN_CHAT ? "messages" : "prompt",
                                "the prompt has no tokens");
     }
     *ids = fr__req_alloc(rq, nt * sizeof **ids);
@@ -512,7 +419,7 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
     json_t *c = json_pack("{s:i}", "index", 0);
     json_t *lp = json_null();
     if (r->q->logprobs && (n_probs || !delta)) {
-        if (r->q->kind == KIND_CHAT) {
+        if (r->q->kind == FR_GEN_CHAT) {
             json_t *content = json_array();
             chat_logprobs(r, probs, n_probs, content);
             lp = json_pack("{s:o}", "content", content);
@@ -521,7 +428,7 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
             text_logprobs(r, probs, n_probs, lp);
         }
     }
-    if (r->q->kind == KIND_CHAT) {
+    if (r->q->kind == FR_GEN_CHAT) {
         json_t *m = json_object();
         if (!delta || !r->sent_role) json_object_set_new(m, "role", json_string("assistant"));
         if (!delta || len || !r->sent_role)
@@ -538,7 +445,7 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
 }
 
 static json_t *envelope(const gen_run *r, bool chunk, json_t *choices) {
-    const char *object = r->q->kind == KIND_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
+    const char *object = r->q->kind == FR_GEN_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
                                                  : "text_completion";
     return json_pack("{s:s, s:s, s:I, s:s, s:n, s:o}", "id", r->id, "object", object, "created",
                      (json_int_t)r->created, "model", r->q->model, "system_fingerprint", "choices",
@@ -654,7 +561,7 @@ static int pull(fr_sse *st, void *ud) {
         }
         if (o.len || o.n_probs || finish != FR_FINISH_NONE) {
             json_t *choices = json_array();
-            if (o.len || o.n_probs || (r->q->kind == KIND_CHAT && !r->sent_role))
+            if (o.len || o.n_probs || (r->q->kind == FR_GEN_CHAT && !r->sent_role))
                 json_array_append_new(choices, choice(r, o.text, o.len, o.probs, o.n_probs,
                                                       FR_FINISH_NONE, true));
             if (finish != FR_FINISH_NONE)
@@ -763,50 +670,35 @@ static int collect(gen_run *r) {
 }
 
 /* The request's "timeout", else the server's --request-timeout. */
-static double deadline_of(const fr_req *rq, const gen_req *q) {
+static double deadline_of(const fr_req *rq, const fr_gen_req *q) {
     double t = q->timeout_s > 0 ? q->timeout_s
                : rq->srv->cfg.request_timeout_ms > 0 ? (double)rq->srv->cfg.request_timeout_ms / 1e3 : 0;
     return t > 0 ? fr_now_s() + t : 0;
 }
 
-static int run(fr_req *rq, int kind, json_t *body, gen_run *r) {
-    gen_req *q = fr__req_alloc(rq, sizeof *q);
-    if (!q) return FR_ENOMEM;
-    int rc = parse(rq, kind, body, q);
-    if (rc || rq->status) return rc > 0 ? 0 : rc;
+static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
     fr__req_set_model(rq, q->model);
     r->q = q;
     r->created = (long)time(NULL);
-    snprintf(r->id, sizeof r->id, "%s-%s", kind == KIND_CHAT ? "chatcmpl" : "cmpl", rq->id);
+    snprintf(r->id, sizeof r->id, "%s-%s", q->kind == FR_GEN_CHAT ? "chatcmpl" : "cmpl", rq->id);
 
-    fr_manager *mg = fr__req_manager(rq);
-    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
-                                    "model '%.128s' not found: no models are offered", q->model);
-    if ((rc = fr_manager_acquire(mg, q->model, q->keep_alive_ms, &r->h))) {
-        if (rc == FR_ENOENT)
-            return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found",
-                                   q->model);
-        return fr__reply_err(rq, rc, "model");
-    }
-    unsigned want = kind == KIND_CHAT ? FR_CAP_CHAT : FR_CAP_COMPLETION;
-    if (!(fr_handle_caps(r->h) & want)) {
-        finish_run(r);
-        return fr__reply_error(rq, 400, "invalid_value", "model",
-                               "model '%.128s' does not do %s", q->model,
-                               kind == KIND_CHAT ? "chat completions" : "text completions");
-    }
+    int rc;
+    bool chat = q->kind == FR_GEN_CHAT;
+    if (!r->h && (rc = fr__models_acquire(rq, q->model, q->keep_alive_ms, chat ? FR_CAP_CHAT : FR_CAP_COMPLETION,
+                                          chat ? "chat completions" : "text completions", &r->h)))
+        return rc;
     r->llm = fr_handle_obj(r->h);
 
     int32_t *ids = NULL, n_ids = 0;
-    if ((rc = build_prompt(rq, q, r->llm, &ids, &n_ids)) || rq->status) {
+    if ((rc = build_prompt(rq, q, r->llm, &ids, &n_ids))) {
         finish_run(r);
-        return rc > 0 ? 0 : rc;
+        return rc;
     }
     r->n_prompt = n_ids;
     int32_t n_ctx = fr_sched_n_ctx(r->llm->sched);
     if (n_ids >= n_ctx) {
         finish_run(r);
-        return fr__reply_error(rq, 413, "context_length_exceeded", q->kind == KIND_CHAT ? "messages" : "prompt",
+        return fr__reply_error(rq, 413, "context_length_exceeded", chat ? "messages" : "prompt",
                                "the prompt is %d tokens; the context of model '%.128s' holds %d "
                                "(at least one must remain for the answer)", (int)n_ids, q->model,
                                (int)n_ctx);
@@ -839,7 +731,7 @@ static int run(fr_req *rq, int kind, json_t *body, gen_run *r) {
     }
     fr__req_on_gone(rq, on_gone, r);
     if (q->stream) {
-        if ((rc = fr__reply_sse(rq, pull, fin, r))) finish_run(r);
+        if ((rc = fr__reply_sse(rq, pull, fin, r)) < 0) finish_run(r);
         else r->streaming = true;
         return rc;
     }
@@ -848,21 +740,28 @@ static int run(fr_req *rq, int kind, json_t *body, gen_run *r) {
     return rc;
 }
 
-static int handle(fr_req *rq, int kind, json_t *body, const fr_gen_hooks *hk) {
+int fr__gen_run(fr_req *rq, const fr_gen_req *q, fr_handle *h, const fr_gen_hooks *hk) {
     gen_run *r = fr__req_alloc(rq, sizeof *r);
     if (!r) {
+        if (h) fr_manager_release(h);
         if (hk && hk->fin) hk->fin(hk->ud);
         return FR_ENOMEM;
     }
     memset(r, 0, sizeof *r);
     r->rq = rq;
+    r->h = h;
     r->hk = hk;
-    int rc = run(rq, kind, body, r);
+    int rc = run(rq, q, r);
     if (!r->streaming) hook_fin(r);     /* every other way out ends here */
     return rc;
 }
 
-int fr__h_chat_completions(fr_req *rq) { return handle(rq, KIND_CHAT, fr__req_json(rq), NULL); }
-int fr__h_completions(fr_req *rq) { return handle(rq, KIND_TEXT, fr__req_json(rq), NULL); }
+static int h_generate(fr_req *rq, fr_gen_kind kind) {
+    fr_gen_req *q = fr__req_alloc(rq, sizeof *q);
+    if (!q) return FR_ENOMEM;
+    int rc = parse(rq, kind, q);
+    return rc ? rc : fr__gen_run(rq, q, NULL, NULL);
+}
 
-int fr__gen_chat(fr_req *rq, json_t *body, const fr_gen_hooks *hk) { return handle(rq, KIND_CHAT, body, hk); }
+int fr__h_chat_completions(fr_req *rq) { return h_generate(rq, FR_GEN_CHAT); }
+int fr__h_completions(fr_req *rq) { return h_generate(rq, FR_GEN_TEXT); }

@@ -12,14 +12,15 @@
  *   POST /v1/memory/unload, /memory/unload
  *
  * Everything here reads reports the manager makes under its lock
- * (fr_model_info, fr_memory_report); nothing holds a model.
+ * (fr_model_info, fr_memory_report); nothing holds a model.  The other
+ * handlers get theirs from fr__models_acquire, which answers the 404 of
+ * an unknown model and the 400 of one that does not do what they do.
  */
 #include <string.h>
 
 #include "base/err.h"
 #include "base/lru.h"
 #include "base/mem.h"
-#include "base/parse.h"
 #include "manager/loader_llm.h"
 #include "server/server_int.h"
 
@@ -57,10 +58,30 @@ static json_t *entry_json(const fr_model_info *m) {
     return o;
 }
 
-static fr_manager *manager_or_404(fr_req *rq) {
+/* The manager, or a 404 when the server has none (FR_REPLIED). */
+static int manager_or_404(fr_req *rq, fr_manager **mg) {
+    *mg = fr__req_manager(rq);
+    if (!*mg) return fr__reply_error(rq, 404, "model_not_found", "model", "no models are offered");
+    return 0;
+}
+
+int fr__models_acquire(fr_req *rq, const char *id, int64_t keep_alive_ms, unsigned caps, const char *what,
+                       fr_handle **out) {
+    *out = NULL;
     fr_manager *mg = fr__req_manager(rq);
-    if (!mg) fr__reply_error(rq, 404, "model_not_found", "model", "no models are offered");
-    return mg;
+    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
+                                    "model '%.128s' not found: no models are offered", id);
+    fr_handle *h;
+    int rc = fr_manager_acquire(mg, id, keep_alive_ms, &h);
+    if (rc == FR_ENOENT)
+        return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found", id);
+    if (rc) return fr__reply_err(rq, rc, "model");
+    if (!(fr_handle_caps(h) & caps)) {
+        fr_manager_release(h);
+        return fr__reply_error(rq, 400, "invalid_value", "model", "model '%.128s' does not do %s", id, what);
+    }
+    *out = h;
+    return 0;
 }
 
 int fr__h_models(fr_req *rq) {
@@ -98,37 +119,22 @@ static int reply_entry(fr_req *rq, fr_manager *mg, const char *id) {
 }
 
 int fr__h_model(fr_req *rq) {
-    fr_manager *mg = manager_or_404(rq);
-    return mg ? reply_entry(rq, mg, fr__req_param(rq, "id")) : 0;
+    fr_manager *mg;
+    int rc = manager_or_404(rq, &mg);
+    return rc ? rc : reply_entry(rq, mg, fr__req_param(rq, "id"));
 }
 
 int fr__h_model_load(fr_req *rq) {
-    fr_manager *mg = manager_or_404(rq);
-    if (!mg) return 0;
+    fr_manager *mg;
+    int rc = manager_or_404(rq, &mg);
+    if (rc) return rc;
     const char *id = fr__req_param(rq, "id");
-    json_t *body = fr__req_json(rq);
+    fr_body b = {.rq = rq, .obj = fr__req_json(rq)};     /* an empty body is no field */
     int64_t keep = -2;
     bool pin = false;
-    json_t *ka = json_object_get(body, "keep_alive"), *p = json_object_get(body, "pin");
-    if (ka && !json_is_null(ka)) {
-        double sec = json_is_number(ka) ? json_number_value(ka) : 0;
-        /* seconds; past fr_parse_duration_ms's limit (2^53 ms) the cast
-         * below would be undefined */
-        if (!(sec < 0 || sec * 1000.0 < 9007199254740992.0))
-            return fr__reply_error(rq, 400, "invalid_value", "keep_alive", "keep_alive %g s is out of range",
-                                   sec);
-        if (json_is_number(ka)) keep = sec < 0 ? -1 : (int64_t)(sec * 1000);
-        else if (!json_is_string(ka) || fr_parse_duration_ms("keep_alive", json_string_value(ka), &keep))
-            return fr__reply_error(rq, 400, "invalid_value", "keep_alive",
-                                   "keep_alive must be a duration like \"10m\", \"0\" or \"-1\"");
-    }
-    if (p && !json_is_null(p)) {
-        if (!json_is_boolean(p))
-            return fr__reply_error(rq, 400, "invalid_value", "pin", "pin must be true or false");
-        pin = json_is_true(p);
-    }
+    if ((rc = fr__body_keep_alive(&b, &keep)) || (rc = fr__body_bool(&b, "pin", &pin))) return rc;
     fr__req_set_model(rq, id);
-    int rc = fr_manager_load(mg, id, keep, pin);
+    rc = fr_manager_load(mg, id, keep, pin);
     if (rc == FR_ENOENT)
         return fr__reply_error(rq, 404, "model_not_found", "id", "model '%.128s' not found", id);
     if (rc) return fr__reply_err(rq, rc, "id");
@@ -136,15 +142,15 @@ int fr__h_model_load(fr_req *rq) {
 }
 
 int fr__h_model_unload(fr_req *rq) {
-    fr_manager *mg = manager_or_404(rq);
-    if (!mg) return 0;
+    fr_manager *mg;
+    int rc = manager_or_404(rq, &mg);
+    if (rc) return rc;
     const char *id = fr__req_param(rq, "id");
-    json_t *f = json_object_get(fr__req_json(rq), "force");
-    if (f && !json_is_null(f) && !json_is_boolean(f))
-        return fr__reply_error(rq, 400, "invalid_value", "force", "force must be true or false");
+    fr_body b = {.rq = rq, .obj = fr__req_json(rq)};
+    bool force = false;
+    if ((rc = fr__body_bool(&b, "force", &force))) return rc;
     fr__req_set_model(rq, id);
-    bool force = f && json_is_true(f);
-    int rc = fr_manager_unload(mg, id, force);
+    rc = fr_manager_unload(mg, id, force);
     if (rc == FR_ENOENT)
         return fr__reply_error(rq, 404, "model_not_found", "id", "model '%.128s' not found", id);
     if (rc == FR_ECONFLICT && force)    /* still held FR_FORCE_UNLOAD_WAIT_MS after the cancel */
@@ -164,14 +170,15 @@ static json_t *ids_json(char **ids, size_t n) {
 }
 
 int fr__h_models_plan(fr_req *rq) {
-    fr_manager *mg = manager_or_404(rq);
-    if (!mg) return 0;
+    fr_manager *mg;
+    int rc = manager_or_404(rq, &mg);
+    if (rc) return rc;
     json_t *m = json_object_get(fr__req_json(rq), "model");
     if (!m) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
     if (!json_is_string(m))
         return fr__reply_error(rq, 400, "invalid_value", "model", "model must be a string");
     fr_plan plan;
-    int rc = fr_manager_plan(mg, json_string_value(m), &plan);
+    rc = fr_manager_plan(mg, json_string_value(m), &plan);
     if (rc == FR_ENOENT)
         return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found",
                                json_string_value(m));

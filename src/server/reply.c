@@ -5,7 +5,8 @@
  * Every reply goes through fr__queue, which adds the headers every answer
  * carries: X-Request-Id, Retry-After on a 503, Connection: close while
  * draining, and the handler's extra headers.  One reply per request:
- * a second one is a bug (FR_EINTERNAL, logged).
+ * a second one is a bug (FR_EINTERNAL, logged).  A reply queued is
+ * FR_REPLIED, the sign handlers pass up (server_int.h).
  *
  * fr__reply_owned hands a buffer the handler wrote (fr_malloc'd) to
  * libmicrohttpd without a copy; fr__real_text writes a number as jansson
@@ -57,7 +58,7 @@ int fr__queue(fr_req *rq, int status, struct MHD_Response *resp) {
         rq->pending = resp;
         rq->pending_status = status;
         rq->status = status;
-        return 0;
+        return FR_REPLIED;
     }
     if (!ok || MHD_queue_response(rq->conn, (unsigned)status, resp) != MHD_YES) {
         MHD_destroy_response(resp);
@@ -66,7 +67,7 @@ int fr__queue(fr_req *rq, int status, struct MHD_Response *resp) {
     }
     MHD_destroy_response(resp);             /* the connection holds its own reference */
     rq->status = status;
-    return 0;
+    return FR_REPLIED;
 }
 
 int fr__reply_text(fr_req *rq, int status, const char *content_type, const char *text, size_t len) {

@@ -3,9 +3,9 @@
  *
  * The table is the whole HTTP surface of the server, one line per route:
  * method, path pattern, handler, flags.  To add a route, write the handler
- * in the file of its area (ops.c health and metrics, gen.c completions,
- * models.c models and memory, embed.c embeddings and rerank, search.c
- * collections), declare it in server_int.h and add its line here.
+ * in the file of its area (health.c health and metrics, gen.c completions,
+ * models.c models and memory, embeddings.c embeddings and rerank,
+ * collections.c collections), declare it in server_int.h and add its line here.
  *
  * Patterns are '/'-separated segments, each a literal or a {name}
  * parameter that matches one non-empty segment.  Matching walks the table

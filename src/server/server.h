@@ -87,7 +87,7 @@ bool fr_server_draining(const fr_server *s);
  * NULL is fine. */
 void fr_server_destroy(fr_server *s);
 
-/* The document index behind /v1/collections (server/search.c), opened
+/* The document index behind /v1/collections (server/collections.c), opened
  * lazily so that a server that never searches costs nothing: create
  * checks data_dir (an existing one must be a directory we may write;
  * a missing one must be creatable: its nearest existing parent is a

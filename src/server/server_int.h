@@ -11,16 +11,36 @@
  * body parsed (fr__req_json: NULL when the body was empty; a non-empty
  * body that is not a JSON object never reaches the handler).  It answers
  * with exactly one of fr__reply_json, fr__reply_text, fr__reply_error,
- * fr__reply_err or fr__reply_sse, and returns 0; or it returns a negative
- * FR_E* code without replying, and the dispatcher answers with
- * fr__reply_err(rq, code, NULL) from the thread's fr_errdetail().
+ * fr__reply_err or fr__reply_sse, and returns what that returned; or it
+ * returns a negative FR_E* code without replying, and the dispatcher
+ * answers with fr__reply_err(rq, code, NULL) from the thread's
+ * fr_errdetail().
  *
- *   static int h_model_get(fr_req *rq) {
+ * "Already replied" has one sign: FR_REPLIED.  Every fr__reply_* returns
+ * it once the answer is queued, and so does every helper that may answer
+ * in the handler's place: the body getters (body.c: a bad field is a 400
+ * naming it), a handler's own checks ("collection 'x' not found").  So a
+ * handler, and anything it calls that may answer, has one rule for each
+ * step:
+ *
+ *     if ((rc = step(...))) return rc;
+ *
+ * 0: nothing was sent, go on; FR_REPLIED: the answer went, stop and pass
+ * it up as it is; negative: nothing was sent, the code says why.  A
+ * handler never looks at rq->status to learn whether something replied.
+ *
+ *   static int h_model_plan(fr_req *rq) {         // POST /v1/models/{id}/plan
+ *       fr_body b;
+ *       bool fresh = false;                       // the default when absent
+ *       int rc;
+ *       if ((rc = fr__body_need(rq, &b)) ||       // 400 without a body
+ *           (rc = fr__body_bool(&b, "fresh", &fresh)))  // 400 "fresh must be true or false"
+ *           return rc;
  *       fr_model_info info;
- *       int rc = fr_manager_get(fr__req_manager(rq), fr__req_param(rq, "id"), &info);
- *       if (rc) return fr__reply_err(rq, rc, "model");
- *       json_t *o = json_pack("{s:s, s:s}", "id", info.id, "object", "model");
- *       return fr__reply_json(rq, 200, o);            // steals o
+ *       if ((rc = fr_manager_get(fr__req_manager(rq), fr__req_param(rq, "id"), &info)))
+ *           return fr__reply_err(rq, rc, "id");   // FR_ENOENT: 404 not_found
+ *       json_t *o = json_pack("{s:s, s:b}", "id", info.id, "fresh", fresh);
+ *       return fr__reply_json(rq, 200, o);        // steals o; FR_REPLIED
  *   }
  *
  * A handler runs on the request's own thread (http.c) while libmicrohttpd
@@ -59,6 +79,8 @@
 #include "base/lru.h"
 #include "base/mem.h"
 #include "base/metrics.h"
+#include "engine/chat.h"
+#include "sched/sched.h"
 #include "server/server.h"
 
 typedef struct fr_req fr_req;
@@ -89,7 +111,7 @@ typedef struct fr_route {
 extern const fr_route fr__routes[];
 extern const size_t fr__n_routes;
 
-/* Handlers of routes.c's table, by file: ops.c */
+/* Handlers of routes.c's table, by file: health.c */
 int fr__h_health(fr_req *rq);
 int fr__h_metrics(fr_req *rq);
 /* gen.c */
@@ -103,10 +125,10 @@ int fr__h_model_unload(fr_req *rq);
 int fr__h_models_plan(fr_req *rq);
 int fr__h_memory(fr_req *rq);
 int fr__h_memory_unload(fr_req *rq);
-/* embed.c */
+/* embeddings.c */
 int fr__h_embeddings(fr_req *rq);
 int fr__h_rerank(fr_req *rq);
-/* search.c */
+/* collections.c */
 int fr__h_collections_create(fr_req *rq);
 int fr__h_collections_list(fr_req *rq);
 int fr__h_collection_get(fr_req *rq);
@@ -116,25 +138,7 @@ int fr__h_document_delete(fr_req *rq);
 int fr__h_collection_search(fr_req *rq);
 int fr__h_collection_ask(fr_req *rq);
 
-/* A chat completion for another handler (gen.c; POST .../ask): body has
- * the fields of POST /v1/chat/completions (borrowed; it must live until
- * hooks->fin) and is answered as that route answers it, with three hooks
- * (each may be NULL; hooks must live until fin too):
- *   body        non-streaming: turns the chat.completion object into the
- *               reply's body (steals it; NULL = no memory);
- *   last_event  streaming: gets a chunk envelope with "choices": [] and
- *               "usage" (stolen) and returns one more event to send before
- *               [DONE] (stolen), or NULL for none;
- *   fin         runs exactly once when the request is over, whatever
- *               happened (also when fr__gen_chat fails before answering). */
-typedef struct fr_gen_hooks {
-    void *ud;
-    json_t *(*body)(void *ud, json_t *completion);
-    json_t *(*last_event)(void *ud, json_t *envelope);
-    void (*fin)(void *ud);
-} fr_gen_hooks;
-int fr__gen_chat(fr_req *rq, json_t *body, const fr_gen_hooks *hooks);
-/* search.c: set "cited" on each source object (an array of {"marker": n,
+/* collections.c: set "cited" on each source object (an array of {"marker": n,
  * ...}) whose [n] the answer cites (also "[1, 3]"); returns the array of
  * cited markers in source order (new reference). */
 json_t *fr__ask_mark_cited(json_t *sources, const char *answer);
@@ -294,28 +298,36 @@ void fr__req_on_gone(fr_req *rq, void (*fn)(void *ud), void *ud);
 
 /* ---- replies ---- */
 
-/* Add a header to the reply to come (name and value copied). */
+/* What a function returns when it has answered the request (see "Writing
+ * a handler" above): every fr__reply_* below once its answer is queued,
+ * and every helper that may answer in a handler's place.  Their failures
+ * are negative FR_E* codes, and then nothing was sent. */
+enum { FR_REPLIED = 1 };
+
+/* Add a header to the reply to come (name and value copied); 0 or
+ * FR_ENOMEM. */
 int fr__reply_header(fr_req *rq, const char *name, const char *value);
 
 /* A JSON reply.  Steals body (NULL is FR_ENOMEM: json_pack's failure
- * passes straight through).  Content-Type application/json.  FR_ENOMEM;
- * FR_EINTERNAL if a reply was already queued. */
+ * passes straight through).  Content-Type application/json.  FR_REPLIED;
+ * FR_ENOMEM; FR_EINTERNAL if a reply was already queued. */
 int fr__reply_json(fr_req *rq, int status, json_t *body);
-/* A reply of len bytes (copied) with the given content type. */
+/* A reply of len bytes (copied) with the given content type; as
+ * fr__reply_json. */
 int fr__reply_text(fr_req *rq, int status, const char *content_type, const char *text, size_t len);
 
 /* The error shape of API.md: {"error": {"message", "type", "param",
  * "code"}}; type is "invalid_request_error" below 500, else
  * "server_error"; param may be NULL (JSON null); code NULL picks the
  * status's usual code (invalid_value, unauthorized, not_found, ...).
- * Every 503 carries Retry-After. */
+ * Every 503 carries Retry-After.  FR_REPLIED, or as fr__reply_json. */
 int fr__reply_error(fr_req *rq, int status, const char *code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* An error from an FR_E* code: status fr_errstatus(err), message
  * fr_errdetail() (or the code's message when there is no detail), code
  * from the table in reply.c (FR_ENOENT with param "model" is
  * "model_not_found", FR_ETOOLONG "context_length_exceeded", FR_EBUSY
- * "overloaded", ...). */
+ * "overloaded", ...).  FR_REPLIED, or as fr__reply_json. */
 int fr__reply_err(fr_req *rq, int err, const char *param);
 /* A JSON string of n bytes that need not be valid UTF-8 (generated text,
  * a client's bytes quoted in a message): valid UTF-8 passes as it is;
@@ -331,6 +343,120 @@ json_t *fr__error_json(int status, const char *code, const char *param, const ch
 /* The code string fr__reply_err uses for err (and param). */
 const char *fr__err_code(int err, const char *param);
 
+/* ---- reading a JSON body (body.c) ----
+ *
+ * A reader is an object of the request's JSON body (the body itself, or
+ * an object inside it) and the request that answers for it.  Each getter
+ * reads one field: absent or null leaves *out as it was (the caller's
+ * default) and *present false; a value of the wrong type or out of
+ * [lo, hi] answers 400 invalid_value naming the field ("temperature must
+ * be between 0 and 2 (got 5)") and returns FR_REPLIED.  Values are
+ * borrowed from the body, which lives as long as the request. */
+typedef struct fr_body {
+    fr_req *rq;
+    json_t *obj;                /* borrowed; NULL reads as an empty object */
+    const char *prefix;         /* errors name a field "prefix.key"; NULL: "key" */
+} fr_body;
+
+/* The request's body as a reader; without one, 400 missing_field "the
+ * request needs a JSON body" (FR_REPLIED). */
+int fr__body_need(fr_req *rq, fr_body *b);
+/* An integer in [lo, hi] ("n must be an integer"). */
+int fr__body_int(const fr_body *b, const char *key, long long lo, long long hi, long long *out, bool *present);
+int fr__body_i32(const fr_body *b, const char *key, int32_t lo, int32_t hi, int32_t *out, bool *present);
+/* A number in [lo, hi] ("top_p must be a number"). */
+int fr__body_num(const fr_body *b, const char *key, double lo, double hi, double *out, bool *present);
+int fr__body_float(const fr_body *b, const char *key, double lo, double hi, float *out, bool *present);
+/* true or false ("stream must be true or false"). */
+int fr__body_bool(const fr_body *b, const char *key, bool *out);
+/* A non-empty string ("mode must be a non-empty string"; it holds no NUL:
+ * see body.c); *len, when not NULL, gets its length in bytes.  Flags: */
+enum {
+    FR_BODY_REQUIRED = 1,       /* absent: 400 missing_field "model is required";
+                                   null: as a value of the wrong type */
+};
+int fr__body_str(const fr_body *b, const char *key, unsigned flags, const char **out, size_t *len);
+/* An object (borrowed); any other value: 400 "KEY must be MUST" (must:
+ * "an object of metadata keys and scalar values"). */
+int fr__body_object(const fr_body *b, const char *key, const char *must, json_t **out);
+/* "keep_alive": a duration string ("5m", "0", "-1": fr_parse_duration_ms)
+ * or a number of seconds (negative: FR_DURATION_NEVER), in ms. */
+int fr__body_keep_alive(const fr_body *b, int64_t *out);
+
+/* ---- generation (gen.c) ---- */
+
+typedef enum fr_gen_kind { FR_GEN_CHAT, FR_GEN_TEXT } fr_gen_kind;
+
+#define FR_GEN_MAX_BIAS 1024        /* logit_bias entries a request may give */
+
+/* A generation request, validated: what the generation routes parse from
+ * their bodies, and what another handler fills in itself (POST .../ask).
+ * Pointers are borrowed and must live until the request is over. */
+typedef struct fr_gen_req {
+    fr_gen_kind kind;
+    const char *model;
+    const fr_chat_msg *msgs;    /* chat */
+    size_t n_msgs;
+    const char *prompt;         /* text: a string prompt, or NULL */
+    int32_t *prompt_ids;        /* text: a prompt of token ids */
+    int32_t n_prompt_ids;
+    bool stream, include_usage;
+    int32_t max_tokens;         /* 0: until the context ends */
+    fr_sampler_params sp;
+    const char *stop[FR_GEN_MAX_STOPS];
+    int32_t n_stop;
+    int32_t bias_ids[FR_GEN_MAX_BIAS];
+    float bias[FR_GEN_MAX_BIAS];
+    int32_t n_bias;
+    bool logprobs;
+    int32_t top_logprobs;
+    bool ignore_eos;
+    int64_t keep_alive_ms;      /* -2: the model's */
+    double timeout_s;           /* 0: none */
+} fr_gen_req;
+
+/* Every field of a generation body but "model" and the prompt
+ * ("messages" or "prompt") into q, whose kind is set (the two read
+ * "logprobs" differently): max_tokens, stream, the sampler's, stop,
+ * logit_bias, logprobs, keep_alive, timeout ...; what is absent gets its
+ * default.  top_k false leaves "top_k" to the caller (ask: its number of
+ * sources).  0, FR_REPLIED (a 400 naming the field) or FR_ENOMEM. */
+int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q);
+
+/* Hooks of another handler that generates through fr__gen_run (each may
+ * be NULL; hooks must live until fin):
+ *   body        non-streaming: turns the chat.completion object into the
+ *               reply's body (steals it; NULL = no memory);
+ *   last_event  streaming: gets a chunk envelope with "choices": [] and
+ *               "usage" (stolen) and returns one more event to send before
+ *               [DONE] (stolen), or NULL for none;
+ *   fin         runs exactly once when the request is over, whatever
+ *               happened (also when fr__gen_run fails before answering). */
+typedef struct fr_gen_hooks {
+    void *ud;
+    json_t *(*body)(void *ud, json_t *completion);
+    json_t *(*last_event)(void *ud, json_t *envelope);
+    void (*fin)(void *ud);
+} fr_gen_hooks;
+
+/* Generate for q and answer as POST /v1/chat/completions (or
+ * /v1/completions) answers, reshaped by hooks (NULL: none).  h is a
+ * handle of q->model the caller acquired (fr__models_acquire) or NULL to
+ * acquire it here; it is released here in every case.  q must live until
+ * hooks->fin (the request's arena does).  FR_REPLIED or a negative FR_E*
+ * as a handler returns. */
+int fr__gen_run(fr_req *rq, const fr_gen_req *q, fr_handle *h, const fr_gen_hooks *hooks);
+
+/* ---- models (models.c) ---- */
+
+/* Acquire model id for a request (keep_alive_ms as fr_manager_acquire)
+ * and check that it has one of caps: 404 model_not_found when there is
+ * no such model, 400 "model 'x' does not do WHAT" when it lacks caps,
+ * the manager's error otherwise (503 busy or over budget ...): FR_REPLIED
+ * with *out NULL; 0 with *out held (fr_manager_release). */
+int fr__models_acquire(fr_req *rq, const char *id, int64_t keep_alive_ms, unsigned caps, const char *what,
+                       fr_handle **out);
+
 /* ---- server-sent events ---- */
 
 enum { FR_SSE_MORE = 0, FR_SSE_END = 1 };
@@ -338,9 +464,10 @@ enum { FR_SSE_MORE = 0, FR_SSE_END = 1 };
 typedef int (*fr_sse_pull_fn)(fr_sse *st, void *ud);
 typedef void (*fr_sse_fin_fn)(void *ud, bool completed);
 
-/* Answer 200 with an event stream fed by pull (see the top of this file).
- * fin may be NULL.  On failure (FR_ENOMEM, FR_EINTERNAL when a reply was
- * already queued) fin is NOT called: the caller still owns ud. */
+/* Answer 200 with an event stream fed by pull (see the top of this file):
+ * FR_REPLIED, and fin (may be NULL) will run.  On failure (FR_ENOMEM,
+ * FR_EINTERNAL when a reply was already queued) fin is NOT called: the
+ * caller still owns ud. */
 int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud);
 /* Append one event "data: <json>\n\n"; steals obj.  FR_ENOMEM. */
 int fr__sse_json(fr_sse *st, json_t *obj);
@@ -353,7 +480,8 @@ bool fr__sse_gone(fr_sse *st, int timeout_ms);
 
 /* Queue a response for rq with status, the request's extra headers,
  * Retry-After on 503, X-Request-Id, and Connection: close while
- * draining.  Takes ownership of resp (destroyed here). */
+ * draining.  Takes ownership of resp (destroyed here).  FR_REPLIED, or
+ * FR_ENOMEM, FR_EINTERNAL. */
 int fr__queue(fr_req *rq, int status, struct MHD_Response *resp);
 /* The stream's side of the request thread (sse.c): pull until the
  * stream ends, handing bytes to the reader.  Runs after the handler. */

@@ -220,9 +220,9 @@ int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) 
         return FR_ENOMEM;
     }
     int rc = fr__queue(rq, 200, r);
-    if (rc) { fr_free(st); return rc; }
+    if (rc < 0) { fr_free(st); return rc; }
     rq->sse = st;
-    return 0;
+    return FR_REPLIED;
 }
 
 void fr__sse_finish(fr_sse *st, bool completed) {

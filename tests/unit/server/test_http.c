@@ -4,7 +4,8 @@
  * JSON bodies (echo, malformed JSON with line and column, non-objects),
  * the body limit (declared and chunked), auth (Bearer, X-API-Key, wrong
  * key, /health without key), error mapping (FR_E* → status, code,
- * Retry-After), SSE streams (events, [DONE], the error event, a client
+ * Retry-After), the body getters of body.c (values, and the 400 naming
+ * the field for each kind of bad one), SSE streams (events, [DONE], the error event, a client
  * that leaves), a client gone during a blocking handler, the slow-header
  * watchdog, a handler and a stream that block longer than the idle
  * timeout, draining (in-flight requests finish, open connections get 503
@@ -50,6 +51,31 @@ static int h_busy(fr_req *rq) {
 }
 
 static int h_noreply(fr_req *rq) { return 0; }
+
+/* Every getter of body.c on one body; each step passes FR_REPLIED (a 400
+ * went) straight up, as handlers do. */
+static int h_fields(fr_req *rq) {
+    fr_body b;
+    long long n = 1;
+    float t = 0.5f;
+    bool flag = false, have_n = false;
+    const char *name = NULL, *opt = "dflt";
+    size_t name_len = 0;
+    json_t *o = NULL;
+    double x = -1;
+    int64_t keep = -2;
+    int rc;
+    if ((rc = fr__body_need(rq, &b)) || (rc = fr__body_int(&b, "n", 1, 3, &n, &have_n)) ||
+        (rc = fr__body_float(&b, "t", 0, 2, &t, NULL)) || (rc = fr__body_bool(&b, "flag", &flag)) ||
+        (rc = fr__body_str(&b, "name", FR_BODY_REQUIRED, &name, &name_len)) ||
+        (rc = fr__body_str(&b, "opt", 0, &opt, NULL)) || (rc = fr__body_object(&b, "o", "an object {\"x\": number}", &o)))
+        return rc;
+    fr_body ob = {.rq = rq, .obj = o, .prefix = "o"};
+    if ((rc = fr__body_num(&ob, "x", 0, 1, &x, NULL)) || (rc = fr__body_keep_alive(&b, &keep))) return rc;
+    return fr__reply_json(rq, 200, json_pack("{s:I, s:b, s:f, s:b, s:s, s:I, s:s, s:f, s:I}", "n", (json_int_t)n,
+                                             "have_n", have_n, "t", (double)t, "flag", flag, "name", name, "name_len",
+                                             (json_int_t)name_len, "opt", opt, "x", x, "keep", (json_int_t)keep));
+}
 
 static void gone_hook(void *ud) { atomic_fetch_add(&gone_hook_calls, 1); }
 
@@ -103,7 +129,7 @@ static int h_stream(fr_req *rq) {
     s->wait_gone = mode && !strcmp(mode, "wait");
     s->gap_ms = gap ? atoi(gap) : 0;
     int rc = fr__reply_sse(rq, pull, fin, s);
-    if (rc) fr_free(s);
+    if (rc < 0) fr_free(s);
     return rc;
 }
 
@@ -117,6 +143,7 @@ static const fr_route test_routes[] = {
     {"GET", "/err", h_err, 0},
     {"GET", "/busy", h_busy, 0},
     {"GET", "/noreply", h_noreply, 0},
+    {"POST", "/fields", h_fields, FR_ROUTE_JSON},
     {"GET", "/block", h_block, 0},
     {"GET", "/slow", h_slow, 0},
     {"GET", "/stream", h_stream, 0},
@@ -270,6 +297,59 @@ static void test_errors(int port) {
     CHECK_STR(fr__err_code(FR_ENOENT, "model"), "model_not_found");
     CHECK_STR(fr__err_code(FR_ETOOLONG, NULL), "context_length_exceeded");
     CHECK_INT(fr_errstatus(FR_ETOOLONG), 413);
+}
+
+/* body.c: the values read, and the 400 of each kind of bad field. */
+static void test_fields(int port) {
+    http_resp r;
+    CHECK(http_do(port, "POST", "/fields", NULL, "{\"name\": \"a\"}", &r));
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "{\"n\":1,\"have_n\":false,\"t\":0.5,\"flag\":false,\"name\":\"a\",\"name_len\":1,"
+                      "\"opt\":\"dflt\",\"x\":-1.0,\"keep\":-2}");
+    http_resp_free(&r);
+    CHECK(http_do(port, "POST", "/fields", NULL,
+                  "{\"n\": 3, \"t\": 2, \"flag\": true, \"name\": \"bc\", \"opt\": null, \"o\": {\"x\": 1}, "
+                  "\"keep_alive\": \"1m\"}", &r));
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.body, "{\"n\":3,\"have_n\":true,\"t\":2.0,\"flag\":true,\"name\":\"bc\",\"name_len\":2,"
+                      "\"opt\":\"dflt\",\"x\":1.0,\"keep\":60000}");
+    http_resp_free(&r);
+    CHECK(http_do(port, "POST", "/fields", NULL, "{\"name\": \"a\", \"keep_alive\": -5}", &r));
+    CHECK_MSG(r.status == 200 && strstr(r.body, "\"keep\":-1}"), "%d %s", r.status, r.body);
+    http_resp_free(&r);
+
+    static const struct { const char *body, *code, *param, *message; } bad[] = {
+        {NULL, "missing_field", NULL, "the request needs a JSON body"},
+        {"{}", "missing_field", "name", "name is required"},
+        {"{\"name\": null}", "invalid_value", "name", "name must be a non-empty string"},
+        {"{\"name\": \"\"}", "invalid_value", "name", "name must be a non-empty string"},
+        {"{\"name\": \"a\\u0000b\"}", "invalid_json", NULL, NULL},     /* no NUL ever reaches a getter */
+        {"{\"name\": \"a\", \"n\": 1.5}", "invalid_value", "n", "n must be an integer"},
+        {"{\"name\": \"a\", \"n\": 4}", "invalid_value", "n", "n must be between 1 and 3 (got 4)"},
+        {"{\"name\": \"a\", \"t\": \"x\"}", "invalid_value", "t", "t must be a number"},
+        {"{\"name\": \"a\", \"t\": 2.5}", "invalid_value", "t", "t must be between 0 and 2 (got 2.5)"},
+        {"{\"name\": \"a\", \"flag\": 1}", "invalid_value", "flag", "flag must be true or false"},
+        {"{\"name\": \"a\", \"opt\": 7}", "invalid_value", "opt", "opt must be a non-empty string"},
+        {"{\"name\": \"a\", \"o\": []}", "invalid_value", "o", "o must be an object {\"x\": number}"},
+        {"{\"name\": \"a\", \"o\": {\"x\": true}}", "invalid_value", "o.x", "o.x must be a number"},
+        {"{\"name\": \"a\", \"o\": {\"x\": 2}}", "invalid_value", "o.x", "o.x must be between 0 and 1 (got 2)"},
+        {"{\"name\": \"a\", \"keep_alive\": \"soon\"}", "invalid_value", "keep_alive",
+         "keep_alive must be a duration like \"5m\", \"0\" or \"-1\", or seconds"},
+        {"{\"name\": \"a\", \"keep_alive\": 1e300}", "invalid_value", "keep_alive",
+         "keep_alive 1e+300 s is out of range"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(http_do(port, "POST", "/fields", NULL, bad[i].body, &r));
+        CHECK_MSG(r.status == 400, "%s: status %d", bad[i].body ? bad[i].body : "(none)", r.status);
+        json_t *j = body_json(&r);
+        CHECK_STR(err_field(j, "code"), bad[i].code);
+        if (bad[i].message) CHECK_STR(err_field(j, "message"), bad[i].message);
+        json_t *param = json_object_get(json_object_get(j, "error"), "param");
+        if (bad[i].param) CHECK_STR(json_string_value(param) ? json_string_value(param) : "", bad[i].param);
+        else CHECK(json_is_null(param));
+        json_decref(j);
+        http_resp_free(&r);
+    }
 }
 
 static void test_streams(int port) {
@@ -518,6 +598,7 @@ int main(void) {
         test_routing(port);
         test_bodies(port);
         test_errors(port);
+        test_fields(port);
         test_streams(port);
         test_gone(port);
         test_slow_headers(port);

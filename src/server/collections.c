@@ -1,6 +1,7 @@
 /*
- * search.c — document search over HTTP (docs/API-search.md): collections,
- * documents, search and ask, on the index of search/search.h.
+ * collections.c — document search over HTTP (docs/API-search.md):
+ * collections, documents, search and ask, on the index of
+ * search/search.h.
  *
  *   POST   /v1/collections                        create (201)
  *   GET    /v1/collections                        list
@@ -27,15 +28,17 @@
  * The index (fr_server_search) is opened lazily: see server.h.  Its mutex
  * only guards the opening; the index itself is thread-safe.
  *
- * Ask: the generation model is acquired once to check that it chats and
- * to learn its context, which sets the prompt's budget (context − the
+ * Ask: the body holds the retrieval's fields and a chat completion's
+ * (gen.c's fr__gen_parse_options reads those into an fr_gen_req, all but
+ * "top_k", which in ask is the number of sources), and both are checked
+ * before anything runs.  The generation model is then acquired, once: it
+ * must chat, and its context sets the prompt's budget (context − the
  * answer's max_tokens, or a quarter of the context, − TEMPLATE_TOKENS for
- * the chat template); fr_index_ask_prompt retrieves and builds the prompt;
- * then the body is rewritten into a chat completion request (messages =
- * one user turn holding the prompt; the retrieval fields removed, "top_k"
- * among them: in ask it is the number of sources) and handed to gen.c's
- * fr__gen_chat with hooks that add the sources: the last event of a
- * stream, or the "sources" of the {"answer", ...} reply.
+ * the chat template); fr_index_ask_prompt retrieves and builds the
+ * prompt, which becomes the request's one user message; and gen.c's
+ * fr__gen_run generates with the handle already held and hooks that add
+ * the sources: the last event of a stream, or the "sources" of the
+ * {"answer", ...} reply.
  */
 #include <errno.h>
 #include <limits.h>
@@ -51,6 +54,7 @@
 #include "base/mem.h"
 #include "base/sysinfo.h"
 #include "manager/loader_llm.h"
+#include "search/chunk.h"
 #include "search/search.h"
 #include "server/server_int.h"
 
@@ -58,8 +62,6 @@
 #define TEMPLATE_TOKENS 64          /* the chat template's own tokens, at most */
 #define ASK_TOP_K 5
 #define ASK_MAX_SOURCES FR_SEARCH_MAX_TOP_K
-#define CHUNK_MIN 16                /* search.h: chunk_size in 16..8192 */
-#define CHUNK_MAX 8192
 
 struct fr_server_search {
     pthread_mutex_t mu;             /* guards ix while it is opened */
@@ -181,14 +183,12 @@ void fr_server_search_destroy(fr_server_search *ss) {
     fr_free(ss);
 }
 
-/* The index; with create false, NULL (and 0) when none exists yet. */
+/* The index; with create false, NULL (and 0) when none exists yet.  A
+ * server without search answers 404 (FR_REPLIED). */
 static int get_index(fr_req *rq, bool create, fr_index **out) {
     fr_server_search *ss = rq->srv->cfg.search;
     *out = NULL;
-    if (!ss) {
-        fr__reply_error(rq, 404, "not_found", NULL, "document search is not enabled on this server");
-        return 1;
-    }
+    if (!ss) return fr__reply_error(rq, 404, "not_found", NULL, "document search is not enabled on this server");
     pthread_mutex_lock(&ss->mu);
     int rc = 0;
     struct stat sb;
@@ -289,105 +289,36 @@ static json_t *meta_json(const char *s) {
 
 /* ---- reading the body ---- */
 
-#define TRY(x) do { int rc_ = (x); if (rc_ || rq->status) return rc_ ? rc_ : 1; } while (0)
-
-static int get_int(fr_req *rq, json_t *body, const char *key, long long lo, long long hi, long long *out,
-                   bool *present) {
-    json_t *v = json_object_get(body, key);
-    if (present) *present = v && !json_is_null(v);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_integer(v))
-        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be an integer", key);
-    long long n = json_integer_value(v);
-    if (n < lo || n > hi)
-        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be between %lld and %lld (got %lld)",
-                               key, lo, hi, n);
-    *out = n;
-    return 0;
-}
-
-static int get_num(fr_req *rq, json_t *o, const char *key, const char *param, double lo, double hi,
-                   double *out) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a number", param);
-    double d = json_number_value(v);
-    if (!(d >= lo && d <= hi))
-        return fr__reply_error(rq, 400, "invalid_value", param, "%s must be between %g and %g (got %g)", param,
-                               lo, hi, d);
-    *out = d;
-    return 0;
-}
-
-static int get_bool(fr_req *rq, json_t *body, const char *key, bool *out) {
-    json_t *v = json_object_get(body, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return fr__reply_error(rq, 400, "invalid_value", key, "%s must be true or false", key);
-    *out = json_is_true(v);
-    return 0;
-}
-
-/* An optional string: NULL when absent or null; "" is refused. */
-static int get_str(fr_req *rq, json_t *body, const char *key, const char **out) {
-    json_t *v = json_object_get(body, key);
-    *out = NULL;
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v) || json_string_length(v) == 0)
-        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be a non-empty string", key);
-    if (strlen(json_string_value(v)) != json_string_length(v))
-        return fr__reply_error(rq, 400, "invalid_value", key, "%s must not hold a NUL character", key);
-    *out = json_string_value(v);
-    return 0;
-}
-
-/* An optional object: NULL when absent or null; anything else but an
- * object is refused with "KEY must be MUST". */
-static int get_obj(fr_req *rq, json_t *body, const char *key, const char *must, json_t **out) {
-    json_t *v = json_object_get(body, key);
-    *out = NULL;
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_object(v)) return fr__reply_error(rq, 400, "invalid_value", key, "%s must be %s", key, must);
-    *out = v;
-    return 0;
-}
-
-static int need_body(fr_req *rq, json_t **body) {
-    *body = fr__req_json(rq);
-    if (!*body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
-    return 0;
-}
-
 /* The retrieval fields of search and ask (qkey: "query" or "question"). */
-static int parse_search(fr_req *rq, json_t *body, const char *qkey, fr_search_params *sp) {
-    json_t *q = json_object_get(body, qkey);
+static int parse_search(const fr_body *b, const char *qkey, fr_search_params *sp) {
+    fr_req *rq = b->rq;
+    json_t *q = json_object_get(b->obj, qkey);
     if (!q) return fr__reply_error(rq, 400, "missing_field", qkey, "%s is required", qkey);
     if (!json_is_string(q)) return fr__reply_error(rq, 400, "invalid_value", qkey, "%s must be a string", qkey);
     const char *qs = json_string_value(q);
     size_t i = 0;
     while (qs[i] == ' ' || qs[i] == '\t' || qs[i] == '\n' || qs[i] == '\r') i++;
     if (!qs[i]) return fr__reply_error(rq, 400, "invalid_value", qkey, "%s must not be empty", qkey);
-    if (strlen(qs) != json_string_length(q))
-        return fr__reply_error(rq, 400, "invalid_value", qkey, "%s must not hold a NUL character", qkey);
     sp->query = qs;
-    long long ll = sp->top_k;
-    TRY(get_int(rq, body, "top_k", 1, FR_SEARCH_MAX_TOP_K, &ll, NULL));
-    sp->top_k = (int32_t)ll;
     const char *mode = NULL, *fusion = NULL;
-    TRY(get_str(rq, body, "mode", &mode));
+    int rc;
+    if ((rc = fr__body_i32(b, "top_k", 1, FR_SEARCH_MAX_TOP_K, &sp->top_k, NULL)) ||
+        (rc = fr__body_str(b, "mode", 0, &mode, NULL)))
+        return rc;
     if (mode) {
         if (!strcmp(mode, "bm25")) sp->mode = FR_SEARCH_BM25;
         else if (!strcmp(mode, "vector")) sp->mode = FR_SEARCH_VECTOR;
         else if (!strcmp(mode, "hybrid")) sp->mode = FR_SEARCH_HYBRID;
         else return fr__reply_error(rq, 400, "invalid_value", "mode", "mode must be bm25, vector or hybrid");
     }
-    TRY(get_str(rq, body, "fusion", &fusion));
+    if ((rc = fr__body_str(b, "fusion", 0, &fusion, NULL))) return rc;
     if (fusion) {
         if (!strcmp(fusion, "rrf")) sp->fusion = FR_FUSION_RRF;
         else if (!strcmp(fusion, "linear")) sp->fusion = FR_FUSION_LINEAR;
         else return fr__reply_error(rq, 400, "invalid_value", "fusion", "fusion must be rrf or linear");
     }
-    json_t *w, *f;
-    TRY(get_obj(rq, body, "weights", "an object {\"bm25\": number, \"vector\": number}", &w));
+    json_t *w = NULL, *f = NULL;
+    if ((rc = fr__body_object(b, "weights", "an object {\"bm25\": number, \"vector\": number}", &w))) return rc;
     if (w) {
         const char *k;
         json_t *v;
@@ -396,18 +327,17 @@ static int parse_search(fr_req *rq, json_t *body, const char *qkey, fr_search_pa
                 return fr__reply_error(rq, 400, "invalid_value", "weights",
                                        "weights has keys bm25 and vector only (got '%.40s')", k);
         }
-        TRY(get_num(rq, w, "bm25", "weights.bm25", 0, 1e6, &sp->w_bm25));
-        TRY(get_num(rq, w, "vector", "weights.vector", 0, 1e6, &sp->w_vector));
+        fr_body wb = {.rq = rq, .obj = w, .prefix = "weights"};
+        if ((rc = fr__body_num(&wb, "bm25", 0, 1e6, &sp->w_bm25, NULL)) ||
+            (rc = fr__body_num(&wb, "vector", 0, 1e6, &sp->w_vector, NULL)))
+            return rc;
         if (sp->w_bm25 + sp->w_vector <= 0)
             return fr__reply_error(rq, 400, "invalid_value", "weights", "weights must not both be 0");
     }
-    ll = sp->rrf_k;
-    TRY(get_int(rq, body, "rrf_k", 1, 1000000, &ll, NULL));
-    sp->rrf_k = (int32_t)ll;
-    ll = sp->candidates;
-    TRY(get_int(rq, body, "candidates", 1, FR_SEARCH_MAX_CANDIDATES, &ll, NULL));
-    sp->candidates = (int32_t)ll;
-    TRY(get_obj(rq, body, "filter", "an object of metadata keys and scalar values", &f));
+    if ((rc = fr__body_i32(b, "rrf_k", 1, 1000000, &sp->rrf_k, NULL)) ||
+        (rc = fr__body_i32(b, "candidates", 1, FR_SEARCH_MAX_CANDIDATES, &sp->candidates, NULL)) ||
+        (rc = fr__body_object(b, "filter", "an object of metadata keys and scalar values", &f)))
+        return rc;
     if (f) {
         const char *k;
         json_t *v;
@@ -427,16 +357,16 @@ static int parse_search(fr_req *rq, json_t *body, const char *qkey, fr_search_pa
             if (!sp->filter) return FR_ENOMEM;
         }
     }
-    TRY(get_str(rq, body, "rerank", &sp->rerank));
-    ll = sp->rerank_top_n;
-    TRY(get_int(rq, body, "rerank_top_n", 1, FR_SEARCH_MAX_TOP_K, &ll, NULL));
-    sp->rerank_top_n = (int32_t)ll;
-    TRY(get_bool(rq, body, "group_by_document", &sp->group_by_document));
+    if ((rc = fr__body_str(b, "rerank", 0, &sp->rerank, NULL)) ||
+        (rc = fr__body_i32(b, "rerank_top_n", 1, FR_SEARCH_MAX_TOP_K, &sp->rerank_top_n, NULL)) ||
+        (rc = fr__body_bool(b, "group_by_document", &sp->group_by_document)))
+        return rc;
     return 0;
 }
 
-/* The collection name of the path, checked as the index would. */
-static const char *path_name(fr_req *rq) {
+/* The collection name of the path, checked as the index would: an
+ * impossible one is a 404 (FR_REPLIED). */
+static int path_name(fr_req *rq, const char **out) {
     const char *name = fr__req_param(rq, "name");
     size_t n = name ? strlen(name) : 0;
     bool ok = n >= 1 && n <= FR_SEARCH_MAX_NAME;
@@ -445,69 +375,75 @@ static const char *path_name(fr_req *rq) {
         ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
              c == '-';
     }
-    if (!ok) {
-        fr__reply_error(rq, 404, "not_found", "name", "no collection '%.80s' (names are 1 to %d of A-Z a-z 0-9 _ . -)",
-                        name ? name : "", FR_SEARCH_MAX_NAME);
-        return NULL;
-    }
-    return name;
+    if (!ok)
+        return fr__reply_error(rq, 404, "not_found", "name",
+                               "no collection '%.80s' (names are 1 to %d of A-Z a-z 0-9 _ . -)", name ? name : "",
+                               FR_SEARCH_MAX_NAME);
+    *out = name;
+    return 0;
 }
 
 /* Before a write that may make the data directory: an unknown model is
- * a 404 that leaves nothing behind (1 when it replied). */
+ * a 404 that leaves nothing behind (FR_REPLIED). */
 static int model_known(fr_req *rq, const char *model) {
     fr_manager *mg = fr__req_manager(rq);
     fr_model_info mi;
     if (mg && fr_manager_get(mg, model, &mi) != FR_ENOENT) return 0;
-    int rc = fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found%s", model,
-                             mg ? "" : ": no models are offered");
-    return rc ? rc : 1;
+    return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found%s", model,
+                           mg ? "" : ": no models are offered");
 }
 
 static int no_collection(fr_req *rq, const char *name) {
     return fr__reply_error(rq, 404, "not_found", "name", "collection '%s' not found", name);
 }
 
+/* The path's collection in an index that exists: 404s otherwise. */
+static int find_collection(fr_req *rq, const char **name, fr_index **ix) {
+    int rc = path_name(rq, name);
+    if (!rc) rc = get_index(rq, false, ix);
+    if (!rc && !*ix) rc = no_collection(rq, *name);
+    return rc;
+}
+
 /* ---- collections ---- */
 
 /* The collection fields of a create (also used by documents' implicit create). */
-static int parse_collection(fr_req *rq, json_t *body, fr_collection_params *cp) {
-    long long ll = 0;
-    TRY(get_int(rq, body, "chunk_size", CHUNK_MIN, CHUNK_MAX, &ll, NULL));
-    cp->chunk_size = (int32_t)ll;
-    ll = -1;
-    TRY(get_int(rq, body, "chunk_overlap", 0, CHUNK_MAX / 2, &ll, NULL));
-    cp->chunk_overlap = (int32_t)ll;
-    TRY(get_bool(rq, body, "stemming", &cp->stemming));
+static int parse_collection(const fr_body *b, fr_collection_params *cp) {
+    int rc;
+    cp->chunk_size = 0;
+    cp->chunk_overlap = -1;
+    if ((rc = fr__body_i32(b, "chunk_size", FR_CHUNK_MIN_SIZE, FR_CHUNK_MAX_SIZE, &cp->chunk_size, NULL)) ||
+        (rc = fr__body_i32(b, "chunk_overlap", 0, FR_CHUNK_MAX_SIZE / 2, &cp->chunk_overlap, NULL)) ||
+        (rc = fr__body_bool(b, "stemming", &cp->stemming)))
+        return rc;
     return 0;
 }
 
 int fr__h_collections_create(fr_req *rq) {
-    json_t *body;
-    TRY(need_body(rq, &body));
+    fr_body b;
     fr_collection_params cp = {0};
-    json_t *n = json_object_get(body, "name");
-    if (!n) return fr__reply_error(rq, 400, "missing_field", "name", "name is required");
-    TRY(get_str(rq, body, "name", &cp.name));
-    if (!json_object_get(body, "model")) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
-    TRY(get_str(rq, body, "model", &cp.model));
-    TRY(parse_collection(rq, body, &cp));
+    int rc;
+    if ((rc = fr__body_need(rq, &b)) ||
+        (rc = fr__body_str(&b, "name", FR_BODY_REQUIRED, &cp.name, NULL)) ||
+        (rc = fr__body_str(&b, "model", FR_BODY_REQUIRED, &cp.model, NULL)) ||
+        (rc = parse_collection(&b, &cp)))
+        return rc;
     fr__req_set_model(rq, cp.model);
-    TRY(model_known(rq, cp.model));
     fr_index *ix;
-    TRY(get_index(rq, true, &ix));
+    if ((rc = model_known(rq, cp.model)) || (rc = get_index(rq, true, &ix))) return rc;
     fr_collection_info info;
-    int rc = fr_index_collection_create(ix, &cp, &info);
+    rc = fr_index_collection_create(ix, &cp, &info);
     if (rc) return ix_err(rq, rc, "name");
     return fr__reply_json(rq, 201, fr_server_collection_json(&info));
 }
 
 int fr__h_collections_list(fr_req *rq) {
     fr_index *ix;
-    TRY(get_index(rq, false, &ix));
+    int rc = get_index(rq, false, &ix);
+    if (rc) return rc;
     fr_collection_info *list = NULL;
     size_t n = 0;
-    int rc = ix ? fr_index_collection_list(ix, &list, &n) : 0;
+    rc = ix ? fr_index_collection_list(ix, &list, &n) : 0;
     if (rc) return ix_err(rq, rc, NULL);
     json_t *data = json_array();
     for (size_t i = 0; i < n; i++) json_array_append_new(data, fr_server_collection_json(&list[i]));
@@ -516,24 +452,22 @@ int fr__h_collections_list(fr_req *rq) {
 }
 
 int fr__h_collection_get(fr_req *rq) {
-    const char *name = path_name(rq);
-    if (!name) return 0;
+    const char *name;
     fr_index *ix;
-    TRY(get_index(rq, false, &ix));
-    if (!ix) return no_collection(rq, name);
+    int rc = find_collection(rq, &name, &ix);
+    if (rc) return rc;
     fr_collection_info info;
-    int rc = fr_index_collection_get(ix, name, &info);
+    rc = fr_index_collection_get(ix, name, &info);
     if (rc) return ix_err(rq, rc, "name");
     return fr__reply_json(rq, 200, fr_server_collection_json(&info));
 }
 
 int fr__h_collection_delete(fr_req *rq) {
-    const char *name = path_name(rq);
-    if (!name) return 0;
+    const char *name;
     fr_index *ix;
-    TRY(get_index(rq, false, &ix));
-    if (!ix) return no_collection(rq, name);
-    int rc = fr_index_collection_delete(ix, name);
+    int rc = find_collection(rq, &name, &ix);
+    if (rc) return rc;
+    rc = fr_index_collection_delete(ix, name);
     if (rc) return ix_err(rq, rc, "name");
     return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:b}", "object", "collection", "name", name, "deleted", 1));
 }
@@ -548,13 +482,14 @@ static bool id_ok(const char *s, size_t n) {
 }
 
 int fr__h_documents_add(fr_req *rq) {
-    const char *name = path_name(rq);
-    if (!name) return 0;
-    json_t *body;
-    TRY(need_body(rq, &body));
-    const char *model = NULL;
-    TRY(get_str(rq, body, "model", &model));
+    const char *name, *model = NULL;
+    fr_body b;
+    int rc;
+    if ((rc = path_name(rq, &name)) || (rc = fr__body_need(rq, &b)) ||
+        (rc = fr__body_str(&b, "model", 0, &model, NULL)))
+        return rc;
     if (model) fr__req_set_model(rq, model);
+    json_t *body = b.obj;
     json_t *docs = json_object_get(body, "documents");
     if (!docs) return fr__reply_error(rq, 400, "missing_field", "documents", "documents is required");
     size_t n = json_array_size(docs);
@@ -586,8 +521,7 @@ int fr__h_documents_add(fr_req *rq) {
         in[i].len = json_string_length(t);
         snprintf(param, sizeof param, "documents[%zu].id", i);
         if (id && !json_is_null(id)) {
-            if (!json_is_string(id) || !id_ok(json_string_value(id), json_string_length(id)) ||
-                strlen(json_string_value(id)) != json_string_length(id))
+            if (!json_is_string(id) || !id_ok(json_string_value(id), json_string_length(id)))
                 return fr__reply_error(rq, 400, "invalid_value", param,
                                        "%s must be a string of at most %d bytes without control characters", param,
                                        FR_SEARCH_MAX_ID);
@@ -612,15 +546,14 @@ int fr__h_documents_add(fr_req *rq) {
         }
     }
     fr_collection_params cp = {.name = name, .model = model};
-    TRY(parse_collection(rq, body, &cp));
-
-    if (model) TRY(model_known(rq, model));
     fr_index *ix;
-    TRY(get_index(rq, model != NULL, &ix));
+    if ((rc = parse_collection(&b, &cp)) || (model && (rc = model_known(rq, model))) ||
+        (rc = get_index(rq, model != NULL, &ix)))
+        return rc;
     if (!ix) return fr__reply_error(rq, 404, "not_found", "name",
                                     "collection '%s' not found (send \"model\" to create it)", name);
     fr_collection_info info;
-    int rc = fr_index_collection_get(ix, name, &info);
+    rc = fr_index_collection_get(ix, name, &info);
     bool created = false;
     if (rc == FR_ENOENT && model) {
         rc = fr_index_collection_create(ix, &cp, &info);
@@ -681,13 +614,11 @@ int fr__h_documents_add(fr_req *rq) {
 }
 
 int fr__h_document_delete(fr_req *rq) {
-    const char *name = path_name(rq);
-    if (!name) return 0;
-    const char *id = fr__req_param(rq, "id");
+    const char *name, *id = fr__req_param(rq, "id");
     fr_index *ix;
-    TRY(get_index(rq, false, &ix));
-    if (!ix) return no_collection(rq, name);
-    int rc = fr_index_delete(ix, name, id);
+    int rc = find_collection(rq, &name, &ix);
+    if (rc) return rc;
+    rc = fr_index_delete(ix, name, id);
     if (rc) return ix_err(rq, rc, "id");
     return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:s, s:b}", "object", "document", "id", id, "collection",
                                              name, "deleted", 1));
@@ -736,20 +667,20 @@ json_t *fr_server_search_json(const char *collection, int mode, const fr_search_
 }
 
 int fr__h_collection_search(fr_req *rq) {
-    const char *name = path_name(rq);
-    if (!name) return 0;
-    json_t *body;
-    TRY(need_body(rq, &body));
+    const char *name;
+    fr_body b;
     fr_search_params sp;
     fr_search_params_init(&sp);
-    sp.collection = name;
-    TRY(parse_search(rq, body, "query", &sp));
-    TRY(get_str(rq, body, "model", &sp.model));
     fr_index *ix;
-    TRY(get_index(rq, false, &ix));
+    int rc;
+    if ((rc = path_name(rq, &name)) || (rc = fr__body_need(rq, &b)) ||
+        (rc = parse_search(&b, "query", &sp)) || (rc = fr__body_str(&b, "model", 0, &sp.model, NULL)) ||
+        (rc = get_index(rq, false, &ix)))
+        return rc;
     if (!ix) return no_collection(rq, name);
+    sp.collection = name;
     fr_search_result *res = NULL;
-    int rc = fr_index_search(ix, &sp, &res);
+    rc = fr_index_search(ix, &sp, &res);
     if (rc) return ix_err(rq, rc, sp.rerank && strstr(fr_errdetail(), sp.rerank) ? "rerank" : NULL);
     json_t *out = fr_server_search_json(name, sp.mode, res);
     fr_search_result_free(res);
@@ -760,9 +691,9 @@ int fr__h_collection_search(fr_req *rq) {
 
 typedef struct ask_run {
     fr_ask_prompt *ap;
-    json_t *chat;               /* the chat completion request (owned) */
     json_t *sources;            /* (owned) */
     const char *collection;
+    fr_chat_msg msg;            /* the generation's one message: ap's prompt */
     fr_gen_hooks hk;
 } ask_run;
 
@@ -834,89 +765,82 @@ static json_t *ask_last(void *ud, json_t *ev) {
 
 static void ask_fin(void *ud) {
     ask_run *a = ud;
-    json_decref(a->chat);
     json_decref(a->sources);
     fr_ask_prompt_free(a->ap);
-    a->chat = a->sources = NULL;
+    a->sources = NULL;
     a->ap = NULL;
 }
 
-/* The retrieval fields that are not a chat completion's. */
-static const char *const ask_only[] = {"question", "top_k", "mode", "fusion", "weights", "rrf_k", "candidates",
-                                       "filter", "rerank", "rerank_top_n", "group_by_document", "instructions",
-                                       "embedding_model", "messages", "prompt"};
-
 int fr__h_collection_ask(fr_req *rq) {
-    const char *name = path_name(rq);
-    if (!name) return 0;
-    json_t *body;
-    TRY(need_body(rq, &body));
+    const char *name;
+    fr_body b;
     fr_ask_params p;
     fr_ask_params_init(&p);
-    p.search.collection = name;
     p.search.top_k = ASK_TOP_K;
-    TRY(parse_search(rq, body, "question", &p.search));
-    if (!json_object_get(body, "model")) return fr__reply_error(rq, 400, "missing_field", "model", "model is required");
-    TRY(get_str(rq, body, "model", &p.model));
-    TRY(get_str(rq, body, "embedding_model", &p.search.model));
-    TRY(get_str(rq, body, "instructions", &p.instructions));
-    long long mt = 0;
-    bool have_mt;
-    TRY(get_int(rq, body, "max_tokens", 1, 1 << 20, &mt, &have_mt));
-    if (!have_mt) TRY(get_int(rq, body, "max_completion_tokens", 1, 1 << 20, &mt, &have_mt));
+    fr_gen_req *q = fr__req_alloc(rq, sizeof *q);
+    if (!q) return FR_ENOMEM;
+    memset(q, 0, sizeof *q);
+    q->kind = FR_GEN_CHAT;
+    /* the retrieval's fields, then the generation's: a chat completion's
+     * but its messages (the prompt made here) and top_k (here the number
+     * of sources) */
+    int rc;
+    if ((rc = path_name(rq, &name)) || (rc = fr__body_need(rq, &b)) ||
+        (rc = parse_search(&b, "question", &p.search)) ||
+        (rc = fr__body_str(&b, "model", FR_BODY_REQUIRED, &p.model, NULL)) ||
+        (rc = fr__body_str(&b, "embedding_model", 0, &p.search.model, NULL)) ||
+        (rc = fr__body_str(&b, "instructions", 0, &p.instructions, NULL)) ||
+        (rc = fr__gen_parse_options(&b, false, q)))
+        return rc;
+    p.search.collection = name;
+    q->model = p.model;
     fr__req_set_model(rq, p.model);
     fr_index *ix;
-    TRY(get_index(rq, false, &ix));
+    if ((rc = get_index(rq, false, &ix))) return rc;
     if (!ix) return no_collection(rq, name);
     fr_collection_info info;
-    int rc = fr_index_collection_get(ix, name, &info);
-    if (rc) return ix_err(rq, rc, "name");
+    if ((rc = fr_index_collection_get(ix, name, &info))) return ix_err(rq, rc, "name");
 
-    /* the generation model: it must chat; its context sets the budget */
-    fr_manager *mg = fr__req_manager(rq);
-    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
-                                    "model '%.128s' not found: no models are offered", p.model);
-    fr_handle *h = NULL;
-    rc = fr_manager_acquire(mg, p.model, -2, &h);
-    if (rc == FR_ENOENT) return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found", p.model);
-    if (rc) return fr__reply_err(rq, rc, "model");
-    fr_llm *llm = fr_handle_obj(h);
-    if (!(fr_handle_caps(h) & FR_CAP_CHAT) || !llm || !llm->sched) {
-        fr_manager_release(h);
-        return fr__reply_error(rq, 400, "invalid_value", "model", "model '%.128s' does not do chat completions",
-                               p.model);
-    }
+    /* the generation model, held from here to the end of the generation:
+     * it must chat; its context sets the budget */
+    fr_handle *h;
+    if ((rc = fr__models_acquire(rq, q->model, q->keep_alive_ms, FR_CAP_CHAT, "chat completions", &h))) return rc;
+    const fr_llm *llm = fr_handle_obj(h);
     int32_t n_ctx = fr_sched_n_ctx(llm->sched);
-    fr_manager_release(h);
-    int64_t reserve = have_mt ? mt : n_ctx / 4;
+    int64_t reserve = q->max_tokens > 0 ? q->max_tokens : n_ctx / 4;
     int64_t budget = (int64_t)n_ctx - reserve - TEMPLATE_TOKENS;
-    if (budget < 16)
-        return fr__reply_error(rq, 413, "context_length_exceeded", have_mt ? "max_tokens" : "model",
+    if (budget < 16) {
+        fr_manager_release(h);
+        return fr__reply_error(rq, 413, "context_length_exceeded", q->max_tokens > 0 ? "max_tokens" : "model",
                                "the context of model '%.128s' holds %d tokens: %lld for the answer and %d for the "
                                "chat template leave no room for the sources", p.model, (int)n_ctx,
                                (long long)reserve, TEMPLATE_TOKENS);
+    }
     p.budget_tokens = (int32_t)budget;
 
     ask_run *a = fr__req_alloc(rq, sizeof *a);
-    if (!a) return FR_ENOMEM;
+    if (!a) {
+        fr_manager_release(h);
+        return FR_ENOMEM;
+    }
     memset(a, 0, sizeof *a);
     a->collection = name;
     if ((rc = fr_index_ask_prompt(ix, &p, &a->ap))) {
+        fr_manager_release(h);
         if (rc == FR_ETOOLONG)
             return fr__reply_error(rq, 413, "context_length_exceeded", "question", "%s", fr_errdetail());
         return ix_err(rq, rc, p.search.rerank && strstr(fr_errdetail(), p.search.rerank) ? "rerank" : NULL);
     }
-    a->chat = json_copy(body);
-    a->sources = sources_json(a->ap);
-    json_t *msgs = json_pack("[{s:s, s:o}]", "role", "user", "content",
-                             fr__json_text(a->ap->prompt, strlen(a->ap->prompt)));
-    if (!a->chat || !a->sources || !msgs) {
-        json_decref(msgs);
+    if (!(a->sources = sources_json(a->ap))) {
+        fr_manager_release(h);
         ask_fin(a);
         return FR_ENOMEM;
     }
-    for (size_t i = 0; i < sizeof ask_only / sizeof *ask_only; i++) json_object_del(a->chat, ask_only[i]);
-    json_object_set_new(a->chat, "messages", msgs);
+    /* one user turn: the prompt, valid UTF-8 (the documents' text and the
+     * question are, and chunks end between characters) */
+    a->msg = (fr_chat_msg){.role = "user", .content = a->ap->prompt};
+    q->msgs = &a->msg;
+    q->n_msgs = 1;
     a->hk = (fr_gen_hooks){.ud = a, .body = ask_body, .last_event = ask_last, .fin = ask_fin};
-    return fr__gen_chat(rq, a->chat, &a->hk);
+    return fr__gen_run(rq, q, h, &a->hk);
 }

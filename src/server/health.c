@@ -1,5 +1,6 @@
 /*
- * ops.c — the operations routes: GET /health and GET /metrics.
+ * health.c — the routes an operator's tooling polls: GET /health and
+ * GET /metrics.
  *
  * /health never needs a key and never touches a model: 200 {"status":
  * "ok"} while serving, 503 {"status": "shutting_down"} (with Retry-After)

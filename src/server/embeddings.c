@@ -1,5 +1,5 @@
 /*
- * embed.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
+ * embeddings.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
  * (the shape of Jina's and Cohere's rerank APIs, as llama.cpp's server
  * and text-embeddings-inference answer it).
  *
@@ -118,29 +118,10 @@ static int parse_input(fr_req *rq, json_t *in, embed_req *e) {
     return 0;
 }
 
-static int get_flag(fr_req *rq, json_t *body, const char *key, bool *out) {
-    json_t *v = json_object_get(body, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v))
-        return fr__reply_error(rq, 400, "invalid_value", key, "%s must be true or false", key);
-    *out = json_is_true(v);
-    return 0;
-}
-
 /* Acquire the model and check it can do `cap`. */
 static int acquire(fr_req *rq, embed_req *e, unsigned cap, const char *what) {
-    fr_manager *mg = fr__req_manager(rq);
-    if (!mg) return fr__reply_error(rq, 404, "model_not_found", "model",
-                                    "model '%.128s' not found: no models are offered", e->model);
-    int rc = fr_manager_acquire(mg, e->model, -2, &e->h);
-    if (rc == FR_ENOENT)
-        return fr__reply_error(rq, 404, "model_not_found", "model", "model '%.128s' not found", e->model);
-    if (rc) return fr__reply_err(rq, rc, "model");
-    if (!(fr_handle_caps(e->h) & cap)) {
-        release(e);
-        return fr__reply_error(rq, 400, "invalid_value", "model", "model '%.128s' does not do %s", e->model,
-                               what);
-    }
+    int rc = fr__models_acquire(rq, e->model, -2, cap, what, &e->h);
+    if (rc) return rc;
     e->llm = fr_handle_obj(e->h);
     e->n_out = fr_batcher_n_out(e->llm->embed);
     return 0;
@@ -157,7 +138,7 @@ static size_t cache_key(const embed_req *e, const item *it, unsigned char *buf, 
 }
 
 /* Tokenize (texts), check the context, look up the cache, run the misses.
- * Replies itself on input errors (returns 1 then). */
+ * Answers input errors itself (FR_REPLIED). */
 static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
     const fr_model *m = fr_batcher_model(e->llm->embed);
     int32_t max = fr_batcher_max_seq_tokens(e->llm->embed);
@@ -200,12 +181,10 @@ static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
         } else if (truncate && it->n_ids > (size_t)max) {
             it->n_ids = fr_enc_truncate(m, it->ids, it->n_ids, max);
         }
-        if (it->n_ids > (size_t)max) {
-            fr__reply_error(rq, 413, "context_length_exceeded", "input",
-                            "input[%zu] is %zu tokens; model '%.128s' takes at most %d (send "
-                            "\"truncate\": true to cut it)", i, it->n_ids, e->model, (int)max);
-            return 1;
-        }
+        if (it->n_ids > (size_t)max)
+            return fr__reply_error(rq, 413, "context_length_exceeded", "input",
+                                   "input[%zu] is %zu tokens; model '%.128s' takes at most %d (send "
+                                   "\"truncate\": true to cut it)", i, it->n_ids, e->model, (int)max);
         *tokens += it->n_ids;
         seqs[n_miss] = (fr_enc_seq){it->ids, (int32_t)it->n_ids};
         which[n_miss++] = i;
@@ -219,8 +198,7 @@ static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
             fr_free(out);
             if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
             if (rc != FR_EINVAL) return rc;
-            fr__reply_err(rq, rc, "input");     /* a token id out of range: name the field */
-            return 1;
+            return fr__reply_err(rq, rc, "input");     /* a token id out of range: name the field */
         }
         for (size_t k = 0; k < n_miss; k++) {
             item *it = &e->items[which[k]];
@@ -282,7 +260,7 @@ static size_t reply_bound(const embed_req *e, bool b64, size_t model_json_len) {
 }
 
 /* Is there room for the reply (cap bytes) and the vectors compute
- * allocates?  503 (FR_EBUDGET) naming the sizes when not (replies; 1). */
+ * allocates?  503 (FR_EBUDGET) naming the sizes when not (FR_REPLIED). */
 static int admit(fr_req *rq, embed_req *e, bool b64, size_t cap) {
     fr_manager *mg = fr__req_manager(rq);
     size_t vbytes = (size_t)e->n_out * sizeof(float);
@@ -294,10 +272,8 @@ static int admit(fr_req *rq, embed_req *e, bool b64, size_t cap) {
              "of vectors)", e->n, e->n == 1 ? "" : "s", (int)e->n_out, b64 ? "base64" : "float",
              "text", rb, vb);
     int rc = fr_manager_admit_bytes(mg, (uint64_t)cap + vecs, what);
-    if (rc == FR_EBUDGET) {     /* counted in frugal_sheds_total{reason="budget"} by the manager */
-        fr__reply_err(rq, rc, NULL);
-        return 1;
-    }
+    if (rc == FR_EBUDGET)       /* counted in frugal_sheds_total{reason="budget"} by the manager */
+        return fr__reply_err(rq, rc, NULL);
     return rc;
 }
 
@@ -338,27 +314,20 @@ static size_t write_reply(const embed_req *e, bool b64, const char *model_json, 
     return (size_t)(p - out);
 }
 
-static const char *model_of(fr_req *rq, json_t *body) {
-    json_t *m = json_object_get(body, "model");
-    if (!m) {
-        fr__reply_error(rq, 400, "missing_field", "model", "model is required");
-        return NULL;
-    }
-    if (!json_is_string(m) || json_string_length(m) == 0) {
-        fr__reply_error(rq, 400, "invalid_value", "model", "model must be a non-empty string");
-        return NULL;
-    }
-    return json_string_value(m);
+/* The body and its model; the request's log names the model. */
+static int open_body(fr_req *rq, fr_body *b, embed_req *e) {
+    int rc = fr__body_need(rq, b);
+    if (!rc) rc = fr__body_str(b, "model", FR_BODY_REQUIRED, &e->model, NULL);
+    if (!rc) fr__req_set_model(rq, e->model);
+    return rc;
 }
 
 int fr__h_embeddings(fr_req *rq) {
-    json_t *body = fr__req_json(rq);
-    if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+    fr_body b;
     embed_req e = {.rq = rq};
-    if (!(e.model = model_of(rq, body))) return 0;
-    fr__req_set_model(rq, e.model);
-    int rc = parse_input(rq, json_object_get(body, "input"), &e);
-    if (rc || rq->status) return rc;
+    int rc;
+    if ((rc = open_body(rq, &b, &e)) || (rc = parse_input(rq, json_object_get(b.obj, "input"), &e))) return rc;
+    json_t *body = b.obj;
     bool b64 = false, truncate = false;
     json_t *fmt = json_object_get(body, "encoding_format");
     if (fmt && !json_is_null(fmt)) {
@@ -369,8 +338,9 @@ int fr__h_embeddings(fr_req *rq) {
         b64 = strcmp(f, "base64") == 0;
     }
     json_t *dims = json_object_get(body, "dimensions");
-    if ((rc = get_flag(rq, body, "truncate", &truncate)) || rq->status) return rc;
-    if ((rc = acquire(rq, &e, FR_CAP_EMBEDDING, "embeddings")) || rq->status) return rc;
+    if ((rc = fr__body_bool(&b, "truncate", &truncate)) ||
+        (rc = acquire(rq, &e, FR_CAP_EMBEDDING, "embeddings")))
+        return rc;
     if (dims && !json_is_null(dims) && (!json_is_integer(dims) || json_integer_value(dims) != e.n_out)) {
         release(&e);
         return fr__reply_error(rq, 400, "invalid_value", "dimensions",
@@ -383,18 +353,17 @@ int fr__h_embeddings(fr_req *rq) {
         return FR_ENOMEM;
     }
     size_t cap = reply_bound(&e, b64, strlen(model_json));
-    if ((rc = admit(rq, &e, b64, cap)) || rq->status || !(reply = fr_malloc(cap))) {
+    if ((rc = admit(rq, &e, b64, cap)) || !(reply = fr_malloc(cap))) {
         release(&e);
         fr_free(model_json);
-        return rc > 0 || rq->status ? 0 : rc ? rc : FR_ENOMEM;
+        return rc ? rc : FR_ENOMEM;
     }
     uint64_t tokens = 0;
-    rc = compute(rq, &e, truncate, &tokens);
-    if (rc || rq->status) {
+    if ((rc = compute(rq, &e, truncate, &tokens))) {
         release(&e);
         fr_free(model_json);
         fr_free(reply);
-        return rc > 0 ? 0 : rc;
+        return rc;
     }
     fr__req_set_tokens(rq, (int32_t)tokens, 0);
     size_t len = write_reply(&e, b64, model_json, tokens, reply);
@@ -416,15 +385,14 @@ static int by_score(const void *a, const void *b) {
 }
 
 int fr__h_rerank(fr_req *rq) {
-    json_t *body = fr__req_json(rq);
-    if (!body) return fr__reply_error(rq, 400, "missing_field", NULL, "the request needs a JSON body");
+    fr_body b;
     embed_req e = {.rq = rq};
-    if (!(e.model = model_of(rq, body))) return 0;
-    fr__req_set_model(rq, e.model);
-    json_t *q = json_object_get(body, "query"), *docs = json_object_get(body, "documents");
-    if (!q) return fr__reply_error(rq, 400, "missing_field", "query", "query is required");
-    if (!json_is_string(q) || json_string_length(q) == 0)
-        return fr__reply_error(rq, 400, "invalid_value", "query", "query must be a non-empty string");
+    const char *query;
+    size_t query_len;
+    int rc;
+    if ((rc = open_body(rq, &b, &e)) || (rc = fr__body_str(&b, "query", FR_BODY_REQUIRED, &query, &query_len)))
+        return rc;
+    json_t *body = b.obj, *docs = json_object_get(body, "documents");
     if (!docs) return fr__reply_error(rq, 400, "missing_field", "documents", "documents is required");
     size_t n = json_array_size(docs);
     if (!json_is_array(docs) || n == 0)
@@ -446,10 +414,9 @@ int fr__h_rerank(fr_req *rq) {
         if (json_integer_value(tn) < top_n) top_n = json_integer_value(tn);
     }
     bool ret_docs = false, truncate = false;
-    int rc;
-    if ((rc = get_flag(rq, body, "return_documents", &ret_docs)) || rq->status) return rc;
-    if ((rc = get_flag(rq, body, "truncate", &truncate)) || rq->status) return rc;
-    if ((rc = acquire(rq, &e, FR_CAP_RERANK, "reranking")) || rq->status) return rc;
+    if ((rc = fr__body_bool(&b, "return_documents", &ret_docs)) || (rc = fr__body_bool(&b, "truncate", &truncate)) ||
+        (rc = acquire(rq, &e, FR_CAP_RERANK, "reranking")))
+        return rc;
 
     const fr_model *m = fr_batcher_model(e.llm->embed);
     int32_t max = fr_batcher_max_seq_tokens(e.llm->embed);
@@ -472,7 +439,7 @@ int fr__h_rerank(fr_req *rq) {
         if (json_is_object(d)) d = json_object_get(d, "text");
         item *it = &e.items[i];
         bool cut = false;
-        rc = fr_enc_rerank_tokens(m, json_string_value(q), json_string_length(q), json_string_value(d),
+        rc = fr_enc_rerank_tokens(m, query, query_len, json_string_value(d),
                                   json_string_length(d), truncate ? max : INT32_MAX, &it->ids, &it->n_ids,
                                   &cut);
         if (rc) {
