@@ -1,9 +1,8 @@
 /*
  * cli.h — what the frugal subcommands share: argument helpers and the
  * one-line error report.  Each subcommand lives in cmd_<name>.c (so that
- * cmd_embed.c and cmd_index.c do not read as the server's embed.c or the
- * index's index.c); main.c dispatches, serve_config.c reads `frugal
- * serve`'s settings.
+ * cmd_embed.c and cmd_index.c do not read as another layer's file);
+ * main.c dispatches, serve_config.c reads `frugal serve`'s settings.
  */
 #ifndef FR_CLI_CLI_H
 #define FR_CLI_CLI_H
@@ -35,16 +34,16 @@ bool fr_cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 bool fr_cli_float(const char *opt, const char *s, float *out);
 
 /* The models of `frugal serve` (cmd_serve.c), for the commands that need them
- * too: the compute pool, what language models share (*llm must outlive
+ * too: the compute pool, what GGUF models share (*env must outlive
  * the manager) and the manager on c's models directory and [model]
  * sections.  fr_manager_create's errors.  Stop with fr_cli_models_stop
  * (safe on NULLs). */
 struct fr_serve_config;
 struct fr_compute;
-struct fr_llm_env;
+struct fr_gguf_env;
 struct fr_manager;
 int  fr_cli_models_start(const struct fr_serve_config *c, struct fr_compute **compute,
-                         struct fr_llm_env *llm, struct fr_manager **manager);
+                         struct fr_gguf_env *env, struct fr_manager **manager);
 void fr_cli_models_stop(struct fr_compute **compute, struct fr_manager **manager);
 
 /* Read a whole file into a fr_malloc'd buffer (NUL-terminated; *len = bytes). */

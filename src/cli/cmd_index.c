@@ -60,7 +60,7 @@
 #include "base/sysinfo.h"
 #include "cli/cli.h"
 #include "cli/serve_config.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "manager/manager.h"
 #include "search/search.h"
 #include "server/server.h"
@@ -233,7 +233,7 @@ static int parse(int argc, char **argv, ix_opts *o) {
 typedef struct ix_models {
     fr_serve_config cfg;
     fr_compute *compute;
-    fr_llm_env llm;
+    fr_gguf_env env;
     fr_manager *manager;
     fr_search_models provider;
     bool cfg_ready;
@@ -291,7 +291,7 @@ static int models_start(ix_models *m) {
         }
     }
     no_models = !c->models_dir && !c->n_models;
-    int rc = fr_cli_models_start(c, &m->compute, &m->llm, &m->manager);
+    int rc = fr_cli_models_start(c, &m->compute, &m->env, &m->manager);
     if (rc) return fr_cli_fail(rc, "models");
     fr_search_models_manager(m->manager, &m->provider);
     return 0;

@@ -30,7 +30,7 @@
 #include "base/sysinfo.h"
 #include "cli/cli.h"
 #include "cli/serve_config.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "manager/manager.h"
 #include "sched/sched.h"
 #include "server/server.h"
@@ -38,7 +38,7 @@
 typedef struct serve_state {
     fr_serve_config cfg;
     fr_compute *compute;        /* the one compute pool */
-    fr_llm_env llm;             /* what every language model shares */
+    fr_gguf_env env;            /* what every GGUF model shares */
     fr_manager *manager;
     fr_server_search *search;   /* the document index (opened at its first use) */
     fr_server *server;
@@ -67,7 +67,7 @@ static void manager_config(const fr_serve_config *c, fr_manager_config *mc) {
 
 /* Start the models: the compute pool and the manager (which scans the
  * directory and loads the preloads).  Shared with `frugal index` (cli.h). */
-int fr_cli_models_start(const fr_serve_config *c, fr_compute **compute, fr_llm_env *llm,
+int fr_cli_models_start(const fr_serve_config *c, fr_compute **compute, fr_gguf_env *env,
                         fr_manager **manager) {
     fr_manager_config mc;
     manager_config(c, &mc);
@@ -75,10 +75,10 @@ int fr_cli_models_start(const fr_serve_config *c, fr_compute **compute, fr_llm_e
         FR_INFO("no models directory (--models) and no [model] sections: no models are offered");
     int rc = fr_compute_create((int)c->threads, compute);
     if (rc) return rc;
-    *llm = (fr_llm_env){.compute = *compute, .n_ctx = (int32_t)c->ctx,
+    *env = (fr_gguf_env){.compute = *compute, .n_ctx = (int32_t)c->ctx,
                         .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue,
                         .batch_tokens = (int32_t)c->batch_tokens};
-    mc.loader = fr_llm_loader(llm);
+    mc.loader = fr_gguf_loader(env);
     FR_DEBUG("models: dir %s, %zu from the INI file, budget %llu bytes, max loaded %d, %lld threads",
              mc.models_dir ? mc.models_dir : "(none)", mc.n_models, (unsigned long long)mc.budget_bytes,
              (int)mc.max_loaded, (long long)c->threads);
@@ -93,7 +93,7 @@ void fr_cli_models_stop(fr_compute **compute, fr_manager **manager) {
 }
 
 static int start_models(serve_state *st) {
-    return fr_cli_models_start(&st->cfg, &st->compute, &st->llm, &st->manager);
+    return fr_cli_models_start(&st->cfg, &st->compute, &st->env, &st->manager);
 }
 
 static void stop_models(serve_state *st) { fr_cli_models_stop(&st->compute, &st->manager); }

@@ -383,7 +383,7 @@ static void ini_section(ini_state *st, const char *str) {
     if (!idc) { st->rc = FR_ENOMEM; return; }
     memset(&c->models[c->n_models], 0, sizeof *c->models);
     c->models[c->n_models].id = idc;
-    c->models[c->n_models].keep_alive_ms = -2;
+    c->models[c->n_models].keep_alive_ms = FR_KEEP_ALIVE_INHERIT;
     st->model_seen[c->n_models] = 0;
     st->model_line[c->n_models] = st->line;
     st->model = c->n_models++;

@@ -102,7 +102,7 @@ struct fr_handle {
     fr__entry *e;
     void *obj;              /* copies: fixed while the handle is held */
     unsigned caps;
-    int64_t keep_alive_ms;  /* the request's, or -2 */
+    int64_t keep_alive_ms;  /* the request's, or FR_KEEP_ALIVE_INHERIT */
 };
 
 /* ---- names ---- */
@@ -227,7 +227,7 @@ void fr__manager_unload_list(fr_manager *mg, fr__entry *v) {
         v->draining = false;
         v->unload_idle = false;
         v->expires_ns = 0;
-        v->keep_alive_now = -2;
+        v->keep_alive_now = FR_KEEP_ALIVE_INHERIT;
         if (reason >= 0 && reason < FR_EVICT_COUNT) mg->evictions[reason]++;
         pthread_cond_broadcast(&mg->cv);
         v = next;
@@ -472,7 +472,7 @@ static int load_entry(fr_manager *mg, fr__entry *e) {
     e->usage = u;
     e->error[0] = 0;
     e->expires_ns = 0;
-    e->keep_alive_now = -2;
+    e->keep_alive_now = FR_KEEP_ALIVE_INHERIT;
     e->refs++;
     mg->loads++;
     mg->load_ms_total += ms;
@@ -525,7 +525,7 @@ static int obtain(fr_manager *mg, fr__entry *e) {
 int fr_manager_acquire(fr_manager *mg, const char *id, int64_t keep_alive_ms, fr_handle **out) {
     if (out) *out = NULL;
     if (!mg || !id || !out) return fr_errf(FR_EINVAL, "fr_manager_acquire: NULL argument");
-    if (keep_alive_ms < -2)
+    if (keep_alive_ms < FR_KEEP_ALIVE_INHERIT)
         return fr_errf(FR_EINVAL, "model '%s': keep_alive %" PRId64 " ms: must be >= -2", id,
                        keep_alive_ms);
     fr_handle *h = fr_malloc(sizeof *h);
@@ -574,7 +574,7 @@ static void release(fr_handle *h, bool defer) {
     if (e->refs == 0) {
         pthread_cond_broadcast(&mg->cv);
         if (e->state == FR_MS_LOADED) {
-            int64_t ka = h->keep_alive_ms != -2 ? h->keep_alive_ms : e->cfg.keep_alive_ms;
+            int64_t ka = h->keep_alive_ms != FR_KEEP_ALIVE_INHERIT ? h->keep_alive_ms : e->cfg.keep_alive_ms;
             const int64_t max_ms = INT64_C(1000000000000);   /* 31 years: "never" */
             e->keep_alive_now = ka;
             e->expires_ns = ka > 0 && ka < max_ms ? fr_now_ns() + (uint64_t)ka * 1000000u : 0;
@@ -844,7 +844,7 @@ static void fill_info(const fr__entry *e, fr_model_info *out) {
     out->in_flight = e->refs;
     out->waiting = e->waiting;
     out->last_used = e->last_used;
-    out->keep_alive_ms = e->keep_alive_now != -2 ? e->keep_alive_now : e->cfg.keep_alive_ms;
+    out->keep_alive_ms = e->keep_alive_now != FR_KEEP_ALIVE_INHERIT ? e->keep_alive_now : e->cfg.keep_alive_ms;
     out->created = e->created;
     out->removed = e->removed;
 }
@@ -990,7 +990,7 @@ static int check_cfg_numbers(const char *what, const fr_model_cfg *m) {
     if (m->n_ctx < 0 || m->parallel < 0 || m->threads < 0)
         return fr_errf(FR_EINVAL, "%s: n_ctx %d, parallel %d, threads %d: must be >= 0", what,
                        (int)m->n_ctx, (int)m->parallel, (int)m->threads);
-    if (m->keep_alive_ms < -2)
+    if (m->keep_alive_ms < FR_KEEP_ALIVE_INHERIT)
         return fr_errf(FR_EINVAL, "%s: keep_alive %" PRId64 " ms: must be >= -2", what, m->keep_alive_ms);
     return 0;
 }
@@ -1102,7 +1102,7 @@ int fr_manager_create(const fr_manager_config *cfg, fr_manager **out) {
     mg->loader = cfg->loader;
     mg->defaults = cfg->defaults;
     mg->defaults.id = mg->defaults.path = mg->defaults.alias = NULL;
-    if (mg->defaults.keep_alive_ms == -2) mg->defaults.keep_alive_ms = FR__KEEP_ALIVE_DEFAULT_MS;
+    if (mg->defaults.keep_alive_ms == FR_KEEP_ALIVE_INHERIT) mg->defaults.keep_alive_ms = FR__KEEP_ALIVE_DEFAULT_MS;
     mg->max_loaded = cfg->max_loaded;
     mg->warning = cfg->mem_warning ? cfg->mem_warning : 80;
     mg->critical = cfg->mem_critical ? cfg->mem_critical : 90;

@@ -18,7 +18,7 @@
  *
  * What a "model" is to the manager is a loader's business (fr_loader): the
  * language-model loader opens the GGUF file and starts its scheduler
- * (manager/loader_llm.c); tests use fake loaders; embedding models bring
+ * (manager/loader_gguf.c); tests use fake loaders; embedding models bring
  * their own.  The manager only sees estimates, usage and an opaque object.
  *
  * A housekeeping thread unloads models whose keep-alive expired and reads
@@ -52,6 +52,12 @@
 typedef struct fr_manager fr_manager;
 typedef struct fr_handle fr_handle;
 
+/* "No keep-alive of its own: take the next one up" — in a model's
+ * configuration the server default (--keep-alive), in a request the
+ * model's setting, in the manager's record of the last request's value
+ * "none yet". */
+#define FR_KEEP_ALIVE_INHERIT (-2)
+
 /* What the operator says about one model (INI [model "name"] or the
  * defaults from the command line).  Strings are copied by the manager. */
 typedef struct fr_model_cfg {
@@ -60,7 +66,7 @@ typedef struct fr_model_cfg {
     const char *alias;          /* a second name, or NULL */
     int32_t n_ctx;              /* 0 = the server default (--ctx) */
     int32_t parallel;           /* 0 = the server default (--parallel) */
-    int64_t keep_alive_ms;      /* -2 = the server default; -1 never; 0 at once */
+    int64_t keep_alive_ms;      /* FR_KEEP_ALIVE_INHERIT = the server default; -1 never; 0 at once */
     int32_t threads;            /* 0 = the server default */
     bool pin;                   /* never evicted */
     bool preload;               /* loaded at start */
@@ -101,7 +107,7 @@ typedef struct fr_manager_config {
     const char *models_dir;         /* scanned for *.gguf; NULL = none */
     const fr_model_cfg *models;     /* INI models (copied) */
     size_t n_models;
-    fr_model_cfg defaults;          /* n_ctx, parallel, keep_alive_ms (-2 = 5 min),
+    fr_model_cfg defaults;          /* n_ctx, parallel, keep_alive_ms (INHERIT = 5 min),
                                        threads */
     uint64_t budget_bytes;          /* 0 = 75% of min(RAM, cgroup limit) */
     int32_t max_loaded;             /* 0 = no count limit */
@@ -133,7 +139,7 @@ void fr_manager_destroy(fr_manager *mg);
 int fr_manager_rescan(fr_manager *mg);
 
 /* Get a loaded model, loading it if needed (blocking; single flight).
- * keep_alive_ms: -2 = keep the model's setting, else the request's
+ * keep_alive_ms: FR_KEEP_ALIVE_INHERIT = keep the model's setting, else the request's
  * keep_alive (applies from the release on).  Errors: FR_ENOENT (unknown
  * id), FR_EBUDGET (cannot fit: too big for the budget, or everything
  * else that would have to go is busy or pinned, or memory emergency;

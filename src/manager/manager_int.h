@@ -20,7 +20,7 @@
 #include "base/sysinfo.h"
 #include "manager/manager.h"
 
-#define FR__KEEP_ALIVE_DEFAULT_MS (5 * 60 * 1000)  /* defaults.keep_alive_ms = -2 */
+#define FR__KEEP_ALIVE_DEFAULT_MS (5 * 60 * 1000)  /* defaults.keep_alive_ms = INHERIT */
 #define FR__LOAD_BYTES_PER_MS     50000.0          /* 50 MB/s until a load is measured */
 
 /* PSI rule (percent of the last 10 s): see pressure.c. */
@@ -76,14 +76,14 @@ struct fr__entry {
     uint64_t tick;              /* LRU clock: mg->tick at the last acquire/release */
     double last_used;           /* unix seconds, 0 = never */
     uint64_t expires_ns;        /* fr_now_ns() time to unload when idle; 0 = never */
-    int64_t keep_alive_now;     /* the keep-alive that set expires_ns (-2: none yet) */
+    int64_t keep_alive_now;     /* the keep-alive that set expires_ns (INHERIT: none yet) */
 };
 
 struct fr_manager {
     /* ---- immutable after create ---- */
     fr_loader loader;
     char *models_dir;           /* owned, or NULL */
-    fr_model_cfg defaults;      /* resolved (keep_alive_ms never -2) */
+    fr_model_cfg defaults;      /* resolved (keep_alive_ms never INHERIT) */
     uint64_t budget;
     int32_t max_loaded;
     double warning, critical, emergency;

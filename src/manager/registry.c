@@ -55,10 +55,10 @@ int fr__entry_create(fr_manager *mg, const fr_model_cfg *cfg, bool from_ini, fr_
     if (!e->cfg.n_ctx) e->cfg.n_ctx = d->n_ctx;
     if (!e->cfg.parallel) e->cfg.parallel = d->parallel;
     if (!e->cfg.threads) e->cfg.threads = d->threads;
-    if (e->cfg.keep_alive_ms == -2) e->cfg.keep_alive_ms = e->cfg.preload ? -1 : d->keep_alive_ms;
+    if (e->cfg.keep_alive_ms == FR_KEEP_ALIVE_INHERIT) e->cfg.keep_alive_ms = e->cfg.preload ? -1 : d->keep_alive_ms;
     e->from_ini = from_ini;
     e->state = FR_MS_UNLOADED;
-    e->keep_alive_now = -2;
+    e->keep_alive_now = FR_KEEP_ALIVE_INHERIT;
     e->unload_reason = -1;
     *out = e;
     return 0;
@@ -296,7 +296,7 @@ static int probe_cands(fr_manager *mg, cand *c, size_t n) {
     for (size_t i = 0; i < n; i++) {
         cand *x = &c[i];
         if (x->skip || (x->known && !x->changed)) continue;
-        fr_model_cfg mc = {.id = x->id, .path = x->path, .keep_alive_ms = -2};
+        fr_model_cfg mc = {.id = x->id, .path = x->path, .keep_alive_ms = FR_KEEP_ALIVE_INHERIT};
         int rc = fr__entry_create(mg, &mc, false, &x->fresh);
         if (rc < 0) return rc;
         x->probe_rc = fr__entry_probe(mg, x->fresh, &x->fresh->caps, &x->fresh->estimate,

@@ -40,7 +40,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/sysinfo.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "search/search.h"
 
 #define BUSY_LIMIT_S 60.0
@@ -49,7 +49,7 @@
 typedef struct held {
     fr_manager *mg;
     fr_handle *h;
-    fr_llm *llm;
+    fr_loaded_model *lm;
     int use;
     char name[128];
 } held;
@@ -73,7 +73,7 @@ static int count_tokens(void *obj, const char *text, size_t len, int32_t *n) {
     if (len == 0) return 0;
     int32_t *ids = NULL;
     size_t k = 0;
-    int rc = fr_tokenize(fr_model_vocab(m->llm->model), text, len, false, false, &ids, &k);
+    int rc = fr_tokenize(fr_model_vocab(m->lm->model), text, len, false, false, &ids, &k);
     fr_free(ids);
     if (rc) return wrap(rc, m->name, "cannot tokenize");
     if (k > INT32_MAX) return fr_errf(FR_ETOOLONG, "model '%s': %zu tokens", m->name, k);
@@ -86,7 +86,7 @@ static int run_batcher(held *m, const fr_enc_seq *seqs, int32_t n, float *out) {
     double start = fr_now_s();
     for (;;) {
         double retry = 0;
-        int rc = fr_batcher_run(m->llm->embed, seqs, n, out, &retry);
+        int rc = fr_batcher_run(m->lm->batcher, seqs, n, out, &retry);
         if (rc != FR_EBUSY) {
             if (rc) return wrap(rc, m->name, NULL);
             return 0;
@@ -102,7 +102,7 @@ static int run_batcher(held *m, const fr_enc_seq *seqs, int32_t n, float *out) {
 typedef int (*tok_fn)(held *m, void *ud, int32_t i, int32_t max, int32_t **ids, size_t *n);
 
 static int encode(held *m, int32_t n, tok_fn tok, void *ud, float *out) {
-    int32_t n_out = fr_batcher_n_out(m->llm->embed), max = fr_batcher_max_seq_tokens(m->llm->embed);
+    int32_t n_out = fr_batcher_n_out(m->lm->batcher), max = fr_batcher_max_seq_tokens(m->lm->batcher);
     fr_enc_seq seqs[SLICE_SEQS];
     int32_t *ids[SLICE_SEQS];
     int rc = 0;
@@ -127,7 +127,7 @@ typedef struct embed_in {
 
 static int tok_embed(held *m, void *ud, int32_t i, int32_t max, int32_t **ids, size_t *n) {
     const embed_in *in = ud;
-    int rc = fr_enc_tokenize(m->llm->model, in->texts[i], in->lens[i], max, ids, n, NULL);
+    int rc = fr_enc_tokenize(m->lm->model, in->texts[i], in->lens[i], max, ids, n, NULL);
     if (rc) return fr_errf(rc, "model '%s': cannot tokenize text %d", m->name, (int)i);
     return 0;
 }
@@ -148,7 +148,7 @@ typedef struct rerank_in {
 
 static int tok_rerank(held *m, void *ud, int32_t i, int32_t max, int32_t **ids, size_t *n) {
     const rerank_in *in = ud;
-    int rc = fr_enc_rerank_tokens(m->llm->model, in->query, in->qlen, in->docs[i], in->lens[i], max, ids, n,
+    int rc = fr_enc_rerank_tokens(m->lm->model, in->query, in->qlen, in->docs[i], in->lens[i], max, ids, n,
                                   NULL);
     if (rc) return fr_errf(rc, "model '%s': cannot tokenize document %d", m->name, (int)i);
     return 0;
@@ -158,7 +158,7 @@ static int rerank(void *obj, const char *query, size_t qlen, const char *const *
                   int32_t n, float *scores) {
     held *m = obj;
     if (n <= 0) return 0;
-    int32_t n_out = fr_batcher_n_out(m->llm->embed);
+    int32_t n_out = fr_batcher_n_out(m->lm->batcher);
     float *out = scores;
     size_t bytes;
     if (n_out != 1) {
@@ -198,11 +198,11 @@ static int acquire(void *ud, const char *name, int use, fr_search_model *out) {
         return wrap(rc, name, NULL);
     }
     unsigned caps = fr_handle_caps(m->h);
-    m->llm = fr_handle_obj(m->h);
+    m->lm = fr_handle_obj(m->h);
     unsigned want = use == FR_SEARCH_USE_EMBED ? FR_CAP_EMBEDDING
                     : use == FR_SEARCH_USE_RERANK ? FR_CAP_RERANK : FR_CAP_COMPLETION | FR_CAP_CHAT;
-    bool ok = (caps & want) && m->llm &&
-              (use == FR_SEARCH_USE_GENERATE ? m->llm->sched != NULL : m->llm->embed != NULL);
+    bool ok = (caps & want) && m->lm &&
+              (use == FR_SEARCH_USE_GENERATE ? m->lm->sched != NULL : m->lm->batcher != NULL);
     if (!ok) {
         fr_manager_release(m->h);
         fr_free(m);
@@ -211,10 +211,10 @@ static int acquire(void *ud, const char *name, int use, fr_search_model *out) {
     out->obj = m;
     out->count_tokens = count_tokens;
     if (use == FR_SEARCH_USE_GENERATE) {
-        out->max_tokens = fr_sched_n_ctx(m->llm->sched);
+        out->max_tokens = fr_sched_n_ctx(m->lm->sched);
     } else {
-        out->max_tokens = fr_batcher_max_seq_tokens(m->llm->embed);
-        out->dim = fr_batcher_n_out(m->llm->embed);
+        out->max_tokens = fr_batcher_max_seq_tokens(m->lm->batcher);
+        out->dim = fr_batcher_n_out(m->lm->batcher);
         if (use == FR_SEARCH_USE_EMBED) out->embed = embed;
         else out->rerank = rerank;
     }

@@ -53,7 +53,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sysinfo.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "search/chunk.h"
 #include "search/search.h"
 #include "server/server_int.h"
@@ -805,8 +805,8 @@ int fr__h_collection_ask(fr_req *rq) {
      * it must chat; its context sets the budget */
     fr_handle *h;
     if ((rc = fr__models_acquire(rq, q->model, q->keep_alive_ms, FR_CAP_CHAT, "chat completions", &h))) return rc;
-    const fr_llm *llm = fr_handle_obj(h);
-    int32_t n_ctx = fr_sched_n_ctx(llm->sched);
+    const fr_loaded_model *lm = fr_handle_obj(h);
+    int32_t n_ctx = fr_sched_n_ctx(lm->sched);
     int64_t reserve = q->max_tokens > 0 ? q->max_tokens : n_ctx / 4;
     int64_t budget = (int64_t)n_ctx - reserve - TEMPLATE_TOKENS;
     if (budget < 16) {

@@ -28,7 +28,7 @@
 #include "base/err.h"
 #include "base/lru.h"
 #include "base/mem.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "server/reply_int.h"
 #include "server/server_int.h"
 
@@ -49,7 +49,7 @@ typedef struct embed_req {
     fr_req *rq;
     const char *model;
     fr_handle *h;
-    fr_llm *llm;
+    fr_loaded_model *lm;
     item *items;
     size_t n;
     float *vecs;                /* [n][n_out] */
@@ -122,8 +122,8 @@ static int parse_input(fr_req *rq, json_t *in, embed_req *e) {
 static int acquire(fr_req *rq, embed_req *e, unsigned cap, const char *what) {
     int rc = fr__models_acquire(rq, e->model, -2, cap, what, &e->h);
     if (rc) return rc;
-    e->llm = fr_handle_obj(e->h);
-    e->n_out = fr_batcher_n_out(e->llm->embed);
+    e->lm = fr_handle_obj(e->h);
+    e->n_out = fr_batcher_n_out(e->lm->batcher);
     return 0;
 }
 
@@ -131,7 +131,7 @@ static int acquire(fr_req *rq, embed_req *e, unsigned cap, const char *what) {
 static size_t cache_key(const embed_req *e, const item *it, unsigned char *buf, size_t cap) {
     size_t n = it->text ? it->len : it->n_ids * sizeof(int32_t);
     if (9 + n > cap) return 0;
-    memcpy(buf, &e->llm->file_tag, 8);
+    memcpy(buf, &e->lm->file_tag, 8);
     buf[8] = it->text ? 't' : 'i';
     memcpy(buf + 9, it->text ? (const void *)it->text : (const void *)it->ids, n);
     return 9 + n;
@@ -140,8 +140,8 @@ static size_t cache_key(const embed_req *e, const item *it, unsigned char *buf, 
 /* Tokenize (texts), check the context, look up the cache, run the misses.
  * Answers input errors itself (FR_REPLIED). */
 static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
-    const fr_model *m = fr_batcher_model(e->llm->embed);
-    int32_t max = fr_batcher_max_seq_tokens(e->llm->embed);
+    const fr_model *m = fr_batcher_model(e->lm->batcher);
+    int32_t max = fr_batcher_max_seq_tokens(e->lm->batcher);
     size_t vbytes = (size_t)e->n_out * sizeof(float);
     if (!(e->vecs = fr_malloc(e->n * (vbytes + sizeof(int32_t))))) return FR_ENOMEM;
     fr_lru *cache = rq->srv->embed_cache;
@@ -193,7 +193,7 @@ static int compute(fr_req *rq, embed_req *e, bool truncate, uint64_t *tokens) {
         float *out = fr_malloc(n_miss * vbytes);
         if (!out) return FR_ENOMEM;
         double retry = 0;
-        int rc = fr_batcher_run(e->llm->embed, seqs, (int32_t)n_miss, out, &retry);
+        int rc = fr_batcher_run(e->lm->batcher, seqs, (int32_t)n_miss, out, &retry);
         if (rc) {
             fr_free(out);
             if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
@@ -418,8 +418,8 @@ int fr__h_rerank(fr_req *rq) {
         (rc = acquire(rq, &e, FR_CAP_RERANK, "reranking")))
         return rc;
 
-    const fr_model *m = fr_batcher_model(e.llm->embed);
-    int32_t max = fr_batcher_max_seq_tokens(e.llm->embed);
+    const fr_model *m = fr_batcher_model(e.lm->batcher);
+    int32_t max = fr_batcher_max_seq_tokens(e.lm->batcher);
     if (!(e.items = fr__req_alloc(rq, n * sizeof *e.items))) {
         release(&e);
         return FR_ENOMEM;
@@ -457,7 +457,7 @@ int fr__h_rerank(fr_req *rq) {
         tokens += it->n_ids;
     }
     double retry = 0;
-    rc = fr_batcher_run(e.llm->embed, seqs, (int32_t)n, scores, &retry);
+    rc = fr_batcher_run(e.lm->batcher, seqs, (int32_t)n, scores, &retry);
     if (rc) {
         release(&e);
         if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);

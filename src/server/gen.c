@@ -55,7 +55,7 @@
 #include "base/sysinfo.h"
 #include "engine/chat.h"
 #include "engine/vocab.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "server/server_int.h"
 
 #define MAX_MESSAGES 1024
@@ -66,7 +66,7 @@ typedef struct gen_run {
     fr_req *rq;
     const fr_gen_req *q;
     fr_handle *h;
-    fr_llm *llm;
+    fr_loaded_model *lm;
     fr_gen *g;
     char id[40];
     long created;
@@ -241,7 +241,7 @@ static int parse_bias(const fr_body *b, fr_gen_req *q) {
 int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q) {
     q->stream = q->include_usage = q->logprobs = q->ignore_eos = false;
     q->max_tokens = q->n_stop = q->n_bias = q->top_logprobs = 0;
-    q->keep_alive_ms = -2;
+    q->keep_alive_ms = FR_KEEP_ALIVE_INHERIT;
     q->timeout_s = 0;
     fr_sampler_params_default(&q->sp);
 
@@ -303,9 +303,9 @@ static int parse(fr_req *rq, fr_gen_kind kind, fr_gen_req *q) {
 
 /* ---- prompt ---- */
 
-/* Tokenize the request's prompt for llm: *ids from the request's arena. */
-static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_llm *llm, int32_t **ids, int32_t *n) {
-    const fr_vocab *v = fr_model_vocab(llm->model);
+/* Tokenize the request's prompt for lm: *ids from the request's arena. */
+static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_loaded_model *lm, int32_t **ids, int32_t *n) {
+    const fr_vocab *v = fr_model_vocab(lm->model);
     if (q->prompt_ids) {
         int32_t nv = fr_vocab_n_tokens(v);
         for (int32_t i = 0; i < q->n_prompt_ids; i++)
@@ -320,7 +320,7 @@ static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_llm *llm, int3
     int32_t *tok = NULL;
     size_t nt = 0;
     int rc = q->kind == FR_GEN_CHAT
-                 ? fr_chat_tokenize(v, llm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
+                 ? fr_chat_tokenize(v, lm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
                  : fr_tokenize(v, q->prompt, strlen(q->prompt), true, true, &tok, &nt);
     if (rc) return rc;
     if (nt == 0) {
@@ -366,7 +366,7 @@ static json_t *token_str(const fr_vocab *v, int32_t id, char *buf, size_t cap, s
 
 /* Chat logprobs entries for probs, appended to arr. */
 static void chat_logprobs(const gen_run *r, const fr_gen_prob *probs, int32_t n, json_t *arr) {
-    const fr_vocab *v = fr_model_vocab(r->llm->model);
+    const fr_vocab *v = fr_model_vocab(r->lm->model);
     char buf[256];
     for (int32_t i = 0; i < n; i++) {
         size_t len;
@@ -387,7 +387,7 @@ static void chat_logprobs(const gen_run *r, const fr_gen_prob *probs, int32_t n,
 
 /* Legacy completions logprobs: parallel arrays, appended to obj's. */
 static void text_logprobs(gen_run *r, const fr_gen_prob *probs, int32_t n, json_t *obj) {
-    const fr_vocab *v = fr_model_vocab(r->llm->model);
+    const fr_vocab *v = fr_model_vocab(r->lm->model);
     char buf[256];
     json_t *tokens = json_object_get(obj, "tokens"), *lps = json_object_get(obj, "token_logprobs");
     json_t *tops = json_object_get(obj, "top_logprobs"), *offs = json_object_get(obj, "text_offset");
@@ -687,15 +687,15 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
     if (!r->h && (rc = fr__models_acquire(rq, q->model, q->keep_alive_ms, chat ? FR_CAP_CHAT : FR_CAP_COMPLETION,
                                           chat ? "chat completions" : "text completions", &r->h)))
         return rc;
-    r->llm = fr_handle_obj(r->h);
+    r->lm = fr_handle_obj(r->h);
 
     int32_t *ids = NULL, n_ids = 0;
-    if ((rc = build_prompt(rq, q, r->llm, &ids, &n_ids))) {
+    if ((rc = build_prompt(rq, q, r->lm, &ids, &n_ids))) {
         finish_run(r);
         return rc;
     }
     r->n_prompt = n_ids;
-    int32_t n_ctx = fr_sched_n_ctx(r->llm->sched);
+    int32_t n_ctx = fr_sched_n_ctx(r->lm->sched);
     if (n_ids >= n_ctx) {
         finish_run(r);
         return fr__reply_error(rq, 413, "context_length_exceeded", chat ? "messages" : "prompt",
@@ -712,7 +712,7 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
         .deadline = deadline_of(rq, q),
         .on_end = q->logprobs ? NULL : on_end, .on_end_ud = r,
     };
-    int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->llm->model));
+    int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->lm->model));
     for (int32_t i = 0; i < q->n_bias; i++)
         if (q->bias_ids[i] >= nv) {
             finish_run(r);
@@ -721,7 +721,7 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
                                    (int)q->bias_ids[i], (int)nv);
         }
     double retry = 0;
-    if ((rc = fr_sched_submit(r->llm->sched, &gp, &r->g, &retry))) {
+    if ((rc = fr_sched_submit(r->lm->sched, &gp, &r->g, &retry))) {
         finish_run(r);
         if (rc == FR_EBUSY) {
             fr__req_set_retry_after(rq, retry);

@@ -21,7 +21,7 @@
 #include "base/err.h"
 #include "base/lru.h"
 #include "base/mem.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "server/server_int.h"
 
 static json_t *caps_json(unsigned caps) {
@@ -130,7 +130,7 @@ int fr__h_model_load(fr_req *rq) {
     if (rc) return rc;
     const char *id = fr__req_param(rq, "id");
     fr_body b = {.rq = rq, .obj = fr__req_json(rq)};     /* an empty body is no field */
-    int64_t keep = -2;
+    int64_t keep = FR_KEEP_ALIVE_INHERIT;
     bool pin = false;
     if ((rc = fr__body_keep_alive(&b, &keep)) || (rc = fr__body_bool(&b, "pin", &pin))) return rc;
     fr__req_set_model(rq, id);
@@ -317,10 +317,10 @@ void fr__models_metrics_destroy(fr_models_metrics *c) { fr_free(c); }
 
 static void collect_sched(void *ud, const char *id, void *obj) {
     fr_models_metrics *c = ud;
-    const fr_llm *l = obj;
-    if (l->embed) {
+    const fr_loaded_model *l = obj;
+    if (l->batcher) {
         fr_batcher_stats es;
-        fr_batcher_stats_get(l->embed, &es);
+        fr_batcher_stats_get(l->batcher, &es);
         fr_metric_set(c->queued, es.queued, id);
         counter_to(c->steps, (double)es.batches, id);
         return;

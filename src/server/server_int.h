@@ -411,7 +411,7 @@ typedef struct fr_gen_req {
     bool logprobs;
     int32_t top_logprobs;
     bool ignore_eos;
-    int64_t keep_alive_ms;      /* -2: the model's */
+    int64_t keep_alive_ms;      /* FR_KEEP_ALIVE_INHERIT: the model's */
     double timeout_s;           /* 0: none */
 } fr_gen_req;
 

@@ -1,5 +1,5 @@
 /*
- * loader_llm.c — language models for the manager (contract: loader_llm.h).
+ * loader_gguf.c — language models for the manager (contract: loader_gguf.h).
  *
  * probe   fr_model_open (maps the file — no weight page is touched — and
  *         reads hyperparameters and the vocabulary), sizes the scheduler
@@ -13,7 +13,7 @@
  * unload  fr_sched_destroy (cancels what is left, joins the thread), then
  *         fr_model_close (munmap).
  */
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 
 #include <sys/stat.h>
 
@@ -24,7 +24,7 @@
 #include "engine/chat.h"
 #include "engine/gguf.h"
 
-fr_sched_config fr_llm_sched_config(const fr_llm_env *env, const fr_model_cfg *cfg) {
+fr_sched_config fr_gguf_sched_config(const fr_gguf_env *env, const fr_model_cfg *cfg) {
     return (fr_sched_config){
         .n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : env->n_ctx,
         .n_slots = cfg->parallel > 0 ? cfg->parallel : env->parallel > 0 ? env->parallel : 1,
@@ -33,17 +33,17 @@ fr_sched_config fr_llm_sched_config(const fr_llm_env *env, const fr_model_cfg *c
     };
 }
 
-fr_batcher_config fr_llm_embed_config(const fr_llm_env *env) {
+fr_batcher_config fr_gguf_batcher_config(const fr_gguf_env *env) {
     return (fr_batcher_config){.batch_tokens = env->batch_tokens, .n_queue = env->queue};
 }
 
 static int probe(void *ud, const fr_model_cfg *cfg, unsigned *caps, fr_usage *est) {
-    fr_llm_env *env = ud;
+    fr_gguf_env *env = ud;
     fr_model *m = NULL;
     int rc = fr_model_open(cfg->path, &m);
     if (rc) return rc;
     if (fr_model_is_encoder(m)) {
-        fr_batcher_config ec = fr_llm_embed_config(env);
+        fr_batcher_config ec = fr_gguf_batcher_config(env);
         size_t b = fr_batcher_estimate_bytes(m, &ec, fr_compute_threads(env->compute));
         int pooling = fr_model_pooling(m);
         *caps = pooling == FR_POOLING_RANK ? FR_CAP_RERANK : FR_CAP_EMBEDDING;
@@ -56,7 +56,7 @@ static int probe(void *ud, const fr_model_cfg *cfg, unsigned *caps, fr_usage *es
                            pooling);
         return 0;
     }
-    fr_sched_config sc = fr_llm_sched_config(env, cfg);
+    fr_sched_config sc = fr_gguf_sched_config(env, cfg);
     size_t sched = fr_sched_estimate_bytes(m, &sc, fr_compute_threads(env->compute));
     if (sched == SIZE_MAX) {
         fr_model_close(m);
@@ -87,15 +87,15 @@ static uint64_t file_tag(const char *path) {
 }
 
 static int load(void *ud, const fr_model_cfg *cfg, void **obj) {
-    fr_llm_env *env = ud;
-    fr_llm *l = fr_calloc(1, sizeof *l);
+    fr_gguf_env *env = ud;
+    fr_loaded_model *l = fr_calloc(1, sizeof *l);
     if (!l) return FR_ENOMEM;
     int rc = fr_model_open(cfg->path, &l->model);
     if (rc) goto fail;
     l->file_tag = file_tag(cfg->path);
     if (fr_model_is_encoder(l->model)) {
-        fr_batcher_config ec = fr_llm_embed_config(env);
-        if ((rc = fr_batcher_create(l->model, env->compute, &ec, &l->embed))) goto fail;
+        fr_batcher_config ec = fr_gguf_batcher_config(env);
+        if ((rc = fr_batcher_create(l->model, env->compute, &ec, &l->batcher))) goto fail;
         *obj = l;
         return 0;
     }
@@ -113,7 +113,7 @@ static int load(void *ud, const fr_model_cfg *cfg, void **obj) {
     }
     fr_free(src);
     l->chat_kind = kind;
-    fr_sched_config sc = fr_llm_sched_config(env, cfg);
+    fr_sched_config sc = fr_gguf_sched_config(env, cfg);
     if ((rc = fr_sched_create(l->model, env->compute, &sc, &l->sched))) goto fail;
     *obj = l;
     return 0;
@@ -125,32 +125,32 @@ fail:
 
 static void unload(void *ud, void *obj) {
     (void)ud;
-    fr_llm *l = obj;
+    fr_loaded_model *l = obj;
     fr_sched_destroy(l->sched);
-    fr_batcher_destroy(l->embed);
+    fr_batcher_destroy(l->batcher);
     fr_model_close(l->model);
     fr_free(l);
 }
 
 static void usage(void *ud, void *obj, fr_usage *u) {
     (void)ud;
-    const fr_llm *l = obj;
+    const fr_loaded_model *l = obj;
     const fr_gguf *g = fr_model_gguf(l->model);
     u->weights_mapped = fr_gguf_file_size(g);
     u->weights_resident = fr_resident_bytes(fr_gguf_base(g), fr_gguf_file_size(g));
     u->kv = l->sched ? fr_sched_kv_bytes(l->sched) : 0;
-    u->scratch = (l->sched ? fr_sched_bytes(l->sched) - u->kv : fr_batcher_bytes(l->embed)) +
+    u->scratch = (l->sched ? fr_sched_bytes(l->sched) - u->kv : fr_batcher_bytes(l->batcher)) +
                  fr_model_heap_bytes(l->model);
 }
 
 static void cancel(void *ud, void *obj) {
     (void)ud;
-    fr_llm *l = obj;
+    fr_loaded_model *l = obj;
     if (l->sched) fr_sched_cancel_all(l->sched);
-    else fr_batcher_cancel_all(l->embed);
+    else fr_batcher_cancel_all(l->batcher);
 }
 
-fr_loader fr_llm_loader(fr_llm_env *env) {
+fr_loader fr_gguf_loader(fr_gguf_env *env) {
     return (fr_loader){.ud = env, .probe = probe, .load = load, .unload = unload,
                        .usage = usage, .cancel = cancel};
 }
