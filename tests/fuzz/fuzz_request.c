@@ -91,7 +91,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/metrics.h"
-#include "manager/loader_llm.h"
+#include "manager/loader_gguf.h"
 #include "manager/manager.h"
 #include "sched/sched.h"
 #include "server/server.h"
@@ -122,7 +122,7 @@ static struct {
     bool started;
     char dir[64];                       /* the scratch models directory */
     fr_compute *compute;
-    fr_llm_env env;
+    fr_gguf_env env;
     fr_manager *manager;
     fr_metrics *metrics;
     fr_server *server;
@@ -159,11 +159,11 @@ static void start(void) {
     fh_scratch_dir(model_files, N_MODELS, remove_dir, g.dir, sizeof g.dir);
     g.mem0 = fr_mem_in_use();
     if (fr_compute_create(1, &g.compute)) die("compute pool: %s", fr_errdetail());
-    g.env = (fr_llm_env){.compute = g.compute, .n_ctx = N_CTX, .parallel = 2, .queue = 4, .batch_tokens = 256};
+    g.env = (fr_gguf_env){.compute = g.compute, .n_ctx = N_CTX, .parallel = 2, .queue = 4, .batch_tokens = 256};
     fr_manager_config mc = {
         .models_dir = g.dir,
         .defaults = {.n_ctx = N_CTX, .parallel = 2, .keep_alive_ms = 2000, .threads = 1},
-        .loader = fr_llm_loader(&g.env),
+        .loader = fr_gguf_loader(&g.env),
     };
     if (fr_manager_create(&mc, &g.manager)) die("model manager: %s", fr_errdetail());
     if (fr_metrics_create(&g.metrics)) die("metrics: %s", fr_errdetail());
