@@ -9,6 +9,8 @@
  * place), scores st = scale·q·k, the online softmax under the mask (nv[r]:
  * keys of the tile row r sees), o = o·corr + st·v.  A whole item ends with
  * o /= l; a chunk of a split decode leaves o, m and l for merge.
+ * (A score bias, such as T5's relative position buckets, would be added
+ * to st between att_qk and att_softmax; no user needs one yet.)
  */
 #include "engine/pass.h"
 
