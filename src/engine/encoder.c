@@ -32,11 +32,12 @@
  *   (the classifier matmuls run once for all runs of the step); then the
  *   vectors are L2-normalised when asked.
  *
- * Attention uses the tiled ops of kernels/ops.h (the decoder's): an item
- * is one head and a block of up to att_bq query tokens of a run, walking
- * the run's keys in tiles of FR_ATT_BK straight out of kh/vh (f32; no mask:
+ * Attention is pass.h's driver (fr_pass_att, the decoder's): an item is
+ * one head and a block of up to att_bq query tokens of a run, walking the
+ * run's keys in tiles of FR_ATT_BK straight out of kh/vh (f32; no mask:
  * every key of the run is visible), with an online softmax.  Items come
- * from a shared counter.
+ * from a shared counter.  The add+LayerNorm, GELU / SiLU·up, RoPE table
+ * and pool-task shares are pass.h's too.
  *
  * Threads.  Besides the matmuls a layer makes four pool runs (bias/RoPE/
  * scatter then, after a barrier, attention; add+norm; bias+GELU; add+norm);
@@ -49,13 +50,13 @@
  * leaves the context and its last output as they were.
  */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "base/mem.h"
 #include "engine/model_int.h"
+#include "engine/pass.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
 #include "kernels/types.h"
@@ -65,9 +66,6 @@
 
 /* Query tokens per attention item (heads are not grouped in encoders). */
 #define ATT_ROWS 64
-
-/* Below this many floats an element-wise pass runs on the calling thread. */
-#define INLINE_FLOATS 16384
 
 /* One sequence's share of a step. */
 typedef struct enc_run {
@@ -109,35 +107,6 @@ struct fr_enc {
 };
 
 /* ---- sizes ---- */
-
-static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
-
-/* One thread's attention scratch (each part a multiple of 16 floats):
- *   qs [rp][hd], st [BK][rp], m, l, corr, nv [rp], orow, qrow [rp]
- *   pointers, RoPE cos and signed sin [2][n_rot]. */
-typedef struct att_parts {
-    float *qs, *st, *m, *l, *corr;
-    int32_t *nv;
-    float **orow, **qrow;
-    float *cs;
-} att_parts;
-
-static size_t att_layout(const fr_hparams *hp, int bq, float *base, att_parts *p) {
-    size_t rp = (size_t)fr_ops_att_rp(bq), hd = (size_t)hp->head_dim, off = 0;
-#define PART(field, type, n) \
-    do { if (p) p->field = (type)(void *)(base + off); off += pad16(n); } while (0)
-    PART(qs, float *, rp * hd);
-    PART(st, float *, (size_t)FR_ATT_BK * rp);
-    PART(m, float *, rp);
-    PART(l, float *, rp);
-    PART(corr, float *, rp);
-    PART(nv, int32_t *, rp);
-    PART(orow, float **, rp * sizeof(float *) / sizeof(float));
-    PART(qrow, float **, rp * sizeof(float *) / sizeof(float));
-    PART(cs, float *, 2 * (size_t)hp->n_rot);
-#undef PART
-    return off;
-}
 
 static int att_bq_of(int32_t max_tokens) {
     return max_tokens < ATT_ROWS ? (int)max_tokens : ATT_ROWS;
@@ -183,7 +152,7 @@ static bool plan(const fr_model *m, int32_t T, int32_t S, int pooling, int n_thr
     size_t n_embd = (size_t)hp->n_embd, n_ff = (size_t)hp->n_ff;
     size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
     size_t n_out = pooling == FR_POOLING_RANK ? (size_t)hp->n_cls_out : n_embd;
-    size_t att = att_layout(hp, att_bq_of(T), NULL, NULL);
+    size_t att = fr__pass_att_layout(hp, att_bq_of(T), false, NULL, NULL);
     bool gated = m->layers[0].w_gate.data != NULL;
     memset(bytes, 0, sizeof(size_t) * B_COUNT);
     if (!fr_mul_ok(t * f, n_embd, &bytes[B_X]) || !fr_mul_ok(t * f, 3 * n_q, &bytes[B_QKV]) ||
@@ -216,8 +185,6 @@ static bool plan(const fr_model *m, int32_t T, int32_t S, int pooling, int n_thr
         max_work(&work, &m->cls_out, S);
     }
     bytes[B_WORK] = work;
-    for (int i = 0; i < B_COUNT; i++)
-        if (bytes[i] == 0) bytes[i] = 64; /* never ask for 0 bytes */
     return true;
 }
 
@@ -227,11 +194,9 @@ size_t fr_enc_estimate_bytes(const fr_model *m, int32_t max_tokens, int32_t max_
     max_tokens = resolve_tokens(m, max_tokens);
     pooling = resolve_pooling(m, pooling);
     if (check_args(m, max_tokens, max_seqs, pooling)) return 0;
-    size_t bytes[B_COUNT], total = sizeof(fr_enc);
+    size_t bytes[B_COUNT];
     if (!plan(m, max_tokens, max_seqs, pooling, n_threads, bytes)) return SIZE_MAX;
-    for (int i = 0; i < B_COUNT; i++)
-        if (!fr_add_ok(total, bytes[i], &total)) return SIZE_MAX;
-    return total;
+    return fr__pass_total(sizeof(fr_enc), bytes, B_COUNT);
 }
 
 int fr_enc_create(fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling, fr_pool *pool,
@@ -258,12 +223,12 @@ int fr_enc_create(fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling
     e->max_seqs = max_seqs;
     e->n_out = pooling == FR_POOLING_RANK ? hp->n_cls_out : hp->n_embd;
     e->att_bq = att_bq_of(max_tokens);
-    e->att_stride = att_layout(hp, e->att_bq, NULL, NULL);
-    e->alloc_bytes = sizeof *e;
-    if (!fr_malloc_aligned_n(e->bufs, bytes, B_COUNT, &e->alloc_bytes)) {
+    e->att_stride = fr__pass_att_layout(hp, e->att_bq, false, NULL, NULL);
+    if (!fr__pass_alloc(e->bufs, bytes, B_COUNT, sizeof *e, &e->alloc_bytes)) {
         fr_enc_destroy(e);
         return FR_ENOMEM;
     }
+    memset(e->bufs[B_OUT], 0, bytes[B_OUT]); /* nothing encoded yet: zero vectors */
     e->x = e->bufs[B_X];
     e->xb = e->bufs[B_XB];
     e->qkv = e->bufs[B_QKV];
@@ -274,6 +239,7 @@ int fr_enc_create(fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling
     e->hb2 = e->bufs[B_HB2];
     e->att_tmp = e->bufs[B_ATT_TMP];
     e->inv_freq = e->bufs[B_INV_FREQ];
+    fr__pass_rope_freqs(hp, m->rope_freqs, e->inv_freq); /* nomic-bert's θ_k, as forward.c */
     e->cls_in = e->bufs[B_CLS_IN];
     e->cls_mid = e->bufs[B_CLS_MID];
     e->out = e->bufs[B_OUT];
@@ -282,18 +248,12 @@ int fr_enc_create(fr_model *m, int32_t max_tokens, int32_t max_seqs, int pooling
     e->runs = e->bufs[B_RUNS];
     e->work = e->bufs[B_WORK];
     e->work_size = bytes[B_WORK];
-    memset(e->out, 0, bytes[B_OUT]);
-    /* θ_k = pos · base^(−2k/n_rot) · freq_scale, in double (as forward.c) */
-    for (int32_t k = 0; k < hp->n_rot / 2; k++)
-        e->inv_freq[k] = pow((double)hp->rope_base, -2.0 * k / hp->n_rot) * hp->rope_freq_scale;
     *out = e;
     return 0;
 }
 
 void fr_enc_destroy(fr_enc *e) {
-    if (!e) return;
-    for (int i = 0; i < B_COUNT; i++) fr_free_aligned(e->bufs[i]);
-    fr_free(e);
+    if (e) fr__pass_free(e, e->bufs, B_COUNT);
 }
 
 size_t fr_enc_bytes(const fr_enc *e) { return e->alloc_bytes; }
@@ -309,21 +269,10 @@ typedef struct enc_job {
     const fr_layer *L;
     const fr_ops *ops;
     int N, n_runs;
-    const float *bias;           /* add_norm: added with xb (or NULL) */
-    const float *norm_w, *norm_b;
-    _Alignas(64) atomic_int next; /* attention: next item */
-    char pad[64 - sizeof(atomic_int)];
+    fr_pass_norm norm;           /* x = LayerNorm(x + xb (+ bias)) */
+    fr_pass_act act;             /* the FFN's activation */
+    fr_pass_att att;             /* over each run's own keys, no mask */
 } enc_job;
-
-static void token_range(int N, int ith, int nth, int *t0, int *t1) {
-    *t0 = (int)((int64_t)N * ith / nth);
-    *t1 = (int)((int64_t)N * (ith + 1) / nth);
-}
-
-static void run_elementwise(fr_enc *e, fr_pool_fn fn, enc_job *j, int64_t floats) {
-    if (floats < INLINE_FLOATS) fn(j, 0, 1);
-    else fr_pool_run(e->pool, fn, j);
-}
 
 static const char *row_of(const fr_weight *w, int64_t r) {
     return (const char *)w->data + (size_t)r * w->row_bytes;
@@ -336,7 +285,7 @@ static void embed_task(void *arg, int ith, int nth) {
     const fr_model *m = e->model;
     int64_t n = m->hp.n_embd;
     int t0, t1;
-    token_range(j->N, ith, nth, &t0, &t1);
+    fr__pass_share(j->N, ith, nth, &t0, &t1);
     int r = 0;
     for (int t = t0; t < t1; t++) {
         while (t >= e->runs[r].t0 + e->runs[r].n) r++;
@@ -357,47 +306,6 @@ static void embed_task(void *arg, int ith, int nth) {
     }
 }
 
-/* x[t] = LayerNorm(x[t] + xb[t] (+ bias)). */
-static void add_norm_task(void *arg, int ith, int nth) {
-    const enc_job *j = arg;
-    fr_enc *e = j->e;
-    const fr_hparams *hp = &e->model->hp;
-    int64_t n = hp->n_embd;
-    int t0, t1;
-    token_range(j->N, ith, nth, &t0, &t1);
-    for (int t = t0; t < t1; t++) {
-        float *x = e->x + t * n, *xb = e->xb + t * n;
-        if (j->bias) j->ops->add(xb, j->bias, n);
-        j->ops->add(x, xb, n);
-        j->ops->layernorm(x, x, j->norm_w, j->norm_b, n, hp->norm_eps);
-    }
-}
-
-/* bert: hb[t] = gelu(hb[t] + b_up); nomic-bert: hb = silu(hb) ⊙ hb2. */
-static void ffn_act_task(void *arg, int ith, int nth) {
-    const enc_job *j = arg;
-    fr_enc *e = j->e;
-    int64_t n = e->model->hp.n_ff;
-    if (j->L->w_gate.data) {
-        int64_t total = (int64_t)j->N * n;
-        int64_t i0 = total * ith / nth & ~(int64_t)15, i1 = total * (ith + 1) / nth & ~(int64_t)15;
-        if (ith == nth - 1) i1 = total;
-        j->ops->silu_mul(e->hb + i0, e->hb2 + i0, i1 - i0);
-        return;
-    }
-    int t0, t1;
-    token_range(j->N, ith, nth, &t0, &t1);
-    for (int t = t0; t < t1; t++) {
-        float *h = e->hb + t * n;
-        if (j->L->b_up) j->ops->add(h, j->L->b_up, n);
-        j->ops->gelu(h, n);
-    }
-}
-
-static float *thread_tmp(const fr_enc *e, int ith) {
-    return e->att_tmp + (size_t)ith * e->att_stride;
-}
-
 /* Biases, RoPE (nomic-bert) and the scatter of k, v by head, for this
  * thread's tokens. */
 static void qkv_rows(const enc_job *j, int ith, int nth) {
@@ -406,30 +314,19 @@ static void qkv_rows(const enc_job *j, int ith, int nth) {
     const fr_layer *L = j->L;
     int64_t n_q = (int64_t)hp->n_head * hp->head_dim;
     size_t hd = (size_t)hp->head_dim, T = (size_t)e->max_tokens;
-    att_parts p;
-    att_layout(hp, e->att_bq, thread_tmp(e, ith), &p);
+    fr_pass_att_parts p;
+    fr__pass_att_parts(&j->att, ith, &p);
     int t0, t1;
-    token_range(j->N, ith, nth, &t0, &t1);
+    fr__pass_share(j->N, ith, nth, &t0, &t1);
     for (int t = t0; t < t1; t++) {
         float *q = e->qkv + t * 3 * n_q, *k = q + n_q, *v = k + n_q;
         if (L->bqkv) j->ops->add(q, L->bqkv, 3 * n_q);
         if (L->bq) j->ops->add(q, L->bq, n_q);
         if (L->bk) j->ops->add(k, L->bk, n_q);
         if (L->bv) j->ops->add(v, L->bv, n_q);
-        if (hp->rope_type == 2) {
-            double pos = e->tok_pos[t];
-            int half = hp->n_rot / 2;
-            float *cs = p.cs, *sn = p.cs + hp->n_rot;
-            for (int i = 0; i < half; i++) {
-                double theta = pos * e->inv_freq[i];
-                float co = (float)cos(theta), si = (float)sin(theta);
-                cs[i] = cs[i + half] = co;
-                sn[i] = -si;
-                sn[i + half] = si;
-            }
-            j->ops->rope(q, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, true);
-            j->ops->rope(k, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, true);
-        }
+        if (hp->rope_type != FR_ROPE_NONE)
+            fr__pass_rope(j->ops, hp, hp->rope_type == FR_ROPE_NEOX, e->inv_freq, e->tok_pos[t],
+                          p.cs, q, k);
         for (int h = 0; h < hp->n_head; h++) {
             size_t dst = ((size_t)h * T + (size_t)t) * hd;
             memcpy(e->kh + dst, k + (size_t)h * hd, hd * sizeof(float));
@@ -438,65 +335,19 @@ static void qkv_rows(const enc_job *j, int ith, int nth) {
     }
 }
 
-/* One attention item: head h, query tokens [tq0, tq1) of run ru. */
-static void att_item(const enc_job *j, const att_parts *p, const enc_run *ru, int h, int tq0,
-                     int tq1) {
-    fr_enc *e = j->e;
-    const fr_hparams *hp = &e->model->hp;
-    const fr_ops *ops = j->ops;
-    int hd = hp->head_dim, R = tq1 - tq0, rp = fr_ops_att_rp(R);
-    size_t n_q = (size_t)hp->n_head * (size_t)hd;
-    size_t base = ((size_t)h * (size_t)e->max_tokens + (size_t)ru->t0) * (size_t)hd;
-    const float *kb = e->kh + base, *vb = e->vh + base;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int r = 0; r < R; r++) {
-        size_t t = (size_t)(tq0 + r);
-        p->qrow[r] = e->qkv + t * 3 * n_q + (size_t)h * (size_t)hd;
-        p->orow[r] = e->att + t * n_q + (size_t)h * (size_t)hd;
-        memset(p->orow[r], 0, (size_t)hd * sizeof(float));
-        p->m[r] = -INFINITY;
-        p->l[r] = 0;
-    }
-    memset(p->qs, 0, (size_t)fr_ops_att_qs_floats(R, hd) * sizeof(float));
-    fr_ops_att_put_q(p->qs, R, hd, (const float *const *)p->qrow);
-    for (int k0 = 0; k0 < ru->n; k0 += FR_ATT_BK) {
-        int nk = ru->n - k0 < FR_ATT_BK ? ru->n - k0 : FR_ATT_BK;
-        for (int r = 0; r < R; r++) p->nv[r] = nk;   /* every key of the run */
-        ops->att_qk(nk, hd, kb + (size_t)k0 * (size_t)hd, R, rp, p->qs, scale, p->st);
-        ops->att_softmax(nk, R, rp, p->st, p->nv, p->m, p->l, p->corr);
-        ops->att_pv(nk, hd, vb + (size_t)k0 * (size_t)hd, R, rp, p->st, p->corr, p->orow);
-    }
-    for (int r = 0; r < R; r++) ops->scale(p->orow[r], 1.0f / p->l[r], hd);
-}
-
-/* Items from the shared counter: item i is head i % n_head of the
- * (i / n_head)-th query block, blocks counted run after run. */
-static void att_items(enc_job *j, int ith, int nth) {
-    fr_enc *e = j->e;
-    const fr_hparams *hp = &e->model->hp;
-    int bq = e->att_bq, n_head = hp->n_head, n_items = 0;
-    for (int r = 0; r < j->n_runs; r++) n_items += (e->runs[r].n + bq - 1) / bq * n_head;
-    att_parts p;
-    att_layout(hp, bq, thread_tmp(e, ith), &p);
-    for (;;) {
-        int i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (i >= n_items) break;
-        int h = i % n_head, k = i / n_head, nqb;
-        const enc_run *ru = e->runs;
-        while (k >= (nqb = (ru->n + bq - 1) / bq)) { k -= nqb; ru++; }
-        int tq0 = ru->t0 + k * bq, tq1 = tq0 + bq < ru->t0 + ru->n ? tq0 + bq : ru->t0 + ru->n;
-        att_item(j, &p, ru, h, tq0, tq1);
-    }
+/* Run r of the step as the attention sees it: its n keys are the rows of
+ * its own tokens in kh, vh. */
+static void att_run_of(const void *arg, int r, fr_pass_att_run *out) {
+    const enc_run *ru = &((const fr_enc *)arg)->runs[r];
+    *out = (fr_pass_att_run){.t0 = ru->t0, .n = ru->n, .n_keys = ru->n, .kv_row = ru->t0};
 }
 
 static void attention_task(void *arg, int ith, int nth) {
     enc_job *j = arg;
     qkv_rows(j, ith, nth);
     fr_pool_barrier(j->e->pool);
-    att_items(j, ith, nth);
+    fr__pass_att_items(&j->att, ith, nth);
 }
-
-static void attention_only_task(void *arg, int ith, int nth) { att_items(arg, ith, nth); }
 
 static void matmul(fr_enc *e, const fr_weight *w, const float *x, int64_t N, float *y,
                    int64_t ldy) {
@@ -557,13 +408,34 @@ static void pool_step(fr_enc *e, const fr_ops *ops, int n_runs) {
     }
 }
 
+/* The step's jobs for N tokens in n_runs runs. */
+static void init_job(fr_enc *e, enc_job *j, int N, int n_runs) {
+    const fr_hparams *hp = &e->model->hp;
+    size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    *j = (enc_job){.e = e, .ops = fr_ops_get(), .N = N, .n_runs = n_runs};
+    j->norm = (fr_pass_norm){.ops = j->ops, .N = N, .n = hp->n_embd, .x = e->x, .xb = e->xb,
+                             .out = e->x, .add = true, .kind = FR_PASS_LAYERNORM,
+                             .eps = hp->norm_eps};
+    j->act = (fr_pass_act){.ops = j->ops, .N = N, .n = hp->n_ff, .h = e->hb, .h2 = e->hb2};
+    /* each run reads its own tokens' keys, all of them; never split */
+    fr__pass_att_init(&j->att, hp, e->pool, e->att_bq, e->att_tmp, e->att_stride);
+    j->att.q = (fr_pass_rows){e->qkv, 3 * n_q};
+    j->att.out = (fr_pass_rows){e->att, n_q};
+    j->att.kv = (fr_pass_kv){e->kh, e->vh, false, (size_t)e->max_tokens * (size_t)hp->head_dim};
+    j->att.run = att_run_of;
+    j->att.run_arg = e;
+    j->att.n_runs = n_runs;
+    j->att.N = N;
+}
+
 /* One step over the runs in e->runs (validated; N tokens in all). */
 static void forward_step(fr_enc *e, int N, int n_runs) {
     const fr_model *m = e->model;
     const fr_hparams *hp = &m->hp;
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff, n_q = (int64_t)hp->n_head * hp->head_dim;
-    enc_job job = {.e = e, .ops = fr_ops_get(), .N = N, .n_runs = n_runs};
-    run_elementwise(e, embed_task, &job, N * n_embd);
+    enc_job job;
+    init_job(e, &job, N, n_runs);
+    fr__pass_run(e->pool, embed_task, &job, N * n_embd);
 
     for (int il = 0; il < hp->n_layer; il++) {
         const fr_layer *L = &m->layers[il];
@@ -575,32 +447,35 @@ static void forward_step(fr_enc *e, int N, int n_runs) {
             matmul(e, &L->wk, e->x, N, e->qkv + n_q, 3 * n_q);
             matmul(e, &L->wv, e->x, N, e->qkv + 2 * n_q, 3 * n_q);
         }
-        atomic_store_explicit(&job.next, 0, memory_order_relaxed);
-        if (N * 3 * n_q < INLINE_FLOATS) {
+        fr__pass_att_begin(&job.att);
+        if (N * 3 * n_q < FR_PASS_INLINE_FLOATS) {
             qkv_rows(&job, 0, 1);
-            fr_pool_run(e->pool, attention_only_task, &job);
+            fr_pool_run(e->pool, fr__pass_att_task, &job.att);
         } else {
             fr_pool_run(e->pool, attention_task, &job);
         }
 
         matmul(e, &L->wo, e->att, N, e->xb, n_embd);
-        job.bias = L->bo;
-        job.norm_w = L->attn_out_norm;
-        job.norm_b = L->attn_out_norm_b;
-        run_elementwise(e, add_norm_task, &job, N * n_embd);
+        job.norm.bias = L->bo;
+        job.norm.w = L->attn_out_norm;
+        job.norm.b = L->attn_out_norm_b;
+        fr__pass_run(e->pool, fr__pass_add_norm_task, &job.norm, N * n_embd);
 
         if (L->w_gate.data) {
             matmul(e, &L->w_gate, e->x, N, e->hb, n_ff);
             matmul(e, &L->w_up, e->x, N, e->hb2, n_ff);
+            job.act.kind = FR_PASS_SILU_GATE;
         } else {
             matmul(e, &L->w_up, e->x, N, e->hb, n_ff);
+            job.act.kind = FR_PASS_GELU;
+            job.act.bias = L->b_up;
         }
-        run_elementwise(e, ffn_act_task, &job, N * n_ff);
+        fr__pass_run(e->pool, fr__pass_act_task, &job.act, N * n_ff);
         matmul(e, &L->w_down, e->hb, N, e->xb, n_embd);
-        job.bias = L->b_down;
-        job.norm_w = L->out_norm;
-        job.norm_b = L->out_norm_b;
-        run_elementwise(e, add_norm_task, &job, N * n_embd);
+        job.norm.bias = L->b_down;
+        job.norm.w = L->out_norm;
+        job.norm.b = L->out_norm_b;
+        fr__pass_run(e->pool, fr__pass_add_norm_task, &job.norm, N * n_embd);
     }
     if (e->pooling != FR_POOLING_NONE) pool_step(e, job.ops, n_runs);
 }

@@ -38,28 +38,26 @@
  * and run on the calling thread alone when the step is small (decode), where
  * a wake-up would cost more than the work.
  *
- * Attention is tiled (flash-attention style, kernels/ops.h): a work item is
- * one KV head and a block of att_bq tokens, i.e. the R = att_bq·group query
- * rows that read the same keys.  It walks the keys in tiles of FR_ATT_BK,
- * converting each K and V tile from half to float once for all R rows,
- * with an online softmax (running max and sum per row); keys after the
- * block's last token are never read, and masked keys inside the diagonal
- * tile get weight 0.  Items are taken from a shared counter, longest
- * (latest tokens) first within a run.  A decode step of one sequence has
- * one item per KV head, split over key ranges when that leaves threads
- * idle.
+ * Attention is pass.h's driver (fr_pass_att), causal, over the f16 cache:
+ * a work item is one KV head and a block of att_bq tokens, i.e. the R =
+ * att_bq·group query rows that read the same keys, walked in tiles of
+ * FR_ATT_BK with an online softmax; keys after the block's last token are
+ * never read.  Items are taken from a shared counter, longest (latest
+ * tokens) first within a run.  A decode step of one sequence has one item
+ * per KV head, split over key ranges when that leaves threads idle.  The
+ * norms, SiLU·up, RoPE table and the pool-task shares are pass.h's too.
  *
  * Errors are detected before anything changes, so a failed eval leaves the
  * context as it was.
  */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "base/mem.h"
 #include "engine/model_int.h"
+#include "engine/pass.h"
 #include "kernels/kernels.h"
 #include "kernels/ops.h"
 #include "kernels/types.h"
@@ -75,10 +73,6 @@ enum { B_KCACHE, B_VCACHE, B_INV_FREQ, B_X, B_XB, B_Q, B_K, B_V, B_ATT, B_HB, B_
  * K/V tile many times, few enough that a thread's tiles stay in L1/L2. */
 #define ATT_ROWS 64
 
-/* Decode steps split each KV head's keys into chunks so that every thread
- * gets about this many items (att_n_split). */
-#define ATT_SPLIT_PER_THREAD 4
-
 static int32_t resolve_n_ctx(const fr_model *m, int32_t n_ctx) {
     if (n_ctx != 0) return n_ctx;
     int32_t train = m->hp.n_ctx_train;
@@ -92,39 +86,6 @@ static int att_bq(const fr_hparams *hp, int32_t n_ubatch) {
     if (bq < 1) bq = 1;
     if (bq > n_ubatch) bq = n_ubatch;
     return bq;
-}
-
-/* One thread's attention scratch, in floats (each part a multiple of 16
- * floats, so every part is 64-byte aligned):
- *   qs [rp][hd], st [BK][rp], kt [BK][hd], vt [BK][hd], m, l, corr, nv [rp],
- *   orow, qrow [rp] pointers, RoPE cos and signed sin [2][n_rot]. */
-typedef struct att_parts {
-    float *qs, *st, *kt, *vt, *m, *l, *corr;
-    int32_t *nv;
-    float **orow, **qrow;
-    float *cs;
-} att_parts;
-
-static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
-
-static size_t att_layout(const fr_hparams *hp, int bq, float *base, att_parts *p) {
-    size_t R = (size_t)bq * (size_t)(hp->n_head / hp->n_head_kv);
-    size_t rp = (size_t)fr_ops_att_rp((int)R), hd = (size_t)hp->head_dim, off = 0;
-#define PART(field, type, n) \
-    do { if (p) p->field = (type)(void *)(base + off); off += pad16(n); } while (0)
-    PART(qs, float *, rp * hd);
-    PART(st, float *, (size_t)FR_ATT_BK * rp);
-    PART(kt, float *, (size_t)FR_ATT_BK * hd);
-    PART(vt, float *, (size_t)FR_ATT_BK * hd);
-    PART(m, float *, rp);
-    PART(l, float *, rp);
-    PART(corr, float *, rp);
-    PART(nv, int32_t *, rp);
-    PART(orow, float **, rp * sizeof(float *) / sizeof(float));
-    PART(qrow, float **, rp * sizeof(float *) / sizeof(float));
-    PART(cs, float *, 2 * (size_t)hp->n_rot);
-#undef PART
-    return off;
 }
 
 static size_t max_work(size_t cur, const fr_weight *w, int64_t N) {
@@ -147,11 +108,8 @@ static bool plan(const fr_model *m, int32_t n_ctx, int32_t n_seq, int n_threads,
     size_t n_embd = (size_t)hp->n_embd, n_ff = (size_t)hp->n_ff;
     size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
     size_t n_kv = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
-    size_t kv, att = att_layout(hp, att_bq(hp, n_ubatch), NULL, NULL);
-    /* decode key-range split (att_part): n_split <= ATT_SPLIT_PER_THREAD ·
-     * n_threads chunks of n_head rows of head_dim + 2 floats */
-    size_t part = n_threads == 1 ? 0 : (size_t)ATT_SPLIT_PER_THREAD * (size_t)n_threads *
-                                           (size_t)hp->n_head * ((size_t)hp->head_dim + 2);
+    size_t kv, att = fr__pass_att_layout(hp, att_bq(hp, n_ubatch), true, NULL, NULL);
+    size_t part = fr__pass_att_split_floats(hp, n_threads); /* decode key-range split */
     if (!fr_mul_ok((size_t)hp->n_layer * (size_t)n_ctx, n_kv * sizeof(uint16_t), &kv) ||
         !fr_mul_ok(kv, (size_t)n_seq, &kv) ||
         !fr_mul_ok((size_t)hp->n_vocab * f, (size_t)n_seq, &bytes[B_LOGITS]) ||
@@ -179,20 +137,16 @@ static bool plan(const fr_model *m, int32_t n_ctx, int32_t n_seq, int n_threads,
         work = max_work(work, &L->w_down, n_ubatch);
     }
     bytes[B_WORK] = max_work(work, &m->output, n_seq < n_ubatch ? n_seq : n_ubatch);
-    for (int i = 0; i < B_COUNT; i++)
-        if (bytes[i] == 0) bytes[i] = 64; /* never ask for 0 bytes */
     return true;
 }
 
 size_t fr_ctx_estimate_bytes_seqs(const fr_model *m, int32_t n_ctx, int32_t n_seq,
                                   int n_threads) {
-    size_t bytes[B_COUNT], total = sizeof(fr_ctx);
+    size_t bytes[B_COUNT];
     if (n_ctx < 0 || n_seq < 1 || n_threads < 1) return 0;
     if (m->hp.encoder) return SIZE_MAX; /* no decoder context fits an encoder */
     if (!plan(m, resolve_n_ctx(m, n_ctx), n_seq, n_threads, bytes)) return SIZE_MAX;
-    for (int i = 0; i < B_COUNT; i++)
-        if (!fr_add_ok(total, bytes[i], &total)) return SIZE_MAX;
-    return total;
+    return fr__pass_total(sizeof(fr_ctx), bytes, B_COUNT);
 }
 
 size_t fr_ctx_estimate_bytes(const fr_model *m, int32_t n_ctx, int n_threads) {
@@ -225,8 +179,7 @@ int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool,
     c->n_seq = n_seq;
     c->n_ubatch = ubatch_of(n_ctx, n_seq);
     c->n_threads = fr_pool_size(pool);
-    c->alloc_bytes = sizeof *c;
-    if (!fr_malloc_aligned_n(c->bufs, bytes, B_COUNT, &c->alloc_bytes)) {
+    if (!fr__pass_alloc(c->bufs, bytes, B_COUNT, sizeof *c, &c->alloc_bytes)) {
         fr_ctx_destroy(c);
         return FR_ENOMEM;
     }
@@ -243,7 +196,7 @@ int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool,
     c->hb2 = c->bufs[B_HB2];
     c->att_tmp = c->bufs[B_ATT_TMP];
     c->att_bq = att_bq(hp, c->n_ubatch);
-    c->att_stride = att_layout(hp, c->att_bq, NULL, NULL);
+    c->att_stride = fr__pass_att_layout(hp, c->att_bq, true, NULL, NULL);
     c->logits = c->bufs[B_LOGITS];
     c->seq_len = c->bufs[B_SEQ_LEN];
     memset(c->seq_len, 0, (size_t)n_seq * sizeof *c->seq_len);
@@ -254,19 +207,13 @@ int fr_ctx_create_seqs(fr_model *m, int32_t n_ctx, int32_t n_seq, fr_pool *pool,
     c->work_size = bytes[B_WORK];
 
     /* θ_k = pos · base^(−2k/n_rot) · freq_scale / ff[k]; computed in double. */
-    for (int32_t k = 0; k < hp->n_rot / 2; k++) {
-        double f = pow((double)hp->rope_base, -2.0 * k / hp->n_rot) * hp->rope_freq_scale;
-        if (m->rope_freqs) f /= m->rope_freqs[k];
-        c->inv_freq[k] = f;
-    }
+    fr__pass_rope_freqs(hp, m->rope_freqs, c->inv_freq);
     *out = c;
     return 0;
 }
 
 void fr_ctx_destroy(fr_ctx *c) {
-    if (!c) return;
-    for (int i = 0; i < FR_CTX_NBUFS; i++) fr_free_aligned(c->bufs[i]);
-    fr_free(c);
+    if (c) fr__pass_free(c, c->bufs, FR_CTX_NBUFS);
 }
 
 int32_t fr_ctx_n_ctx(const fr_ctx *c) { return c->n_ctx; }
@@ -296,10 +243,6 @@ size_t fr_ctx_kv_bytes(const fr_ctx *c) {
 
 /* ---- building blocks ---- */
 
-/* Below this many floats an element-wise pass runs on the calling thread:
- * a pool wake-up and barrier cost more than the work. */
-#define INLINE_FLOATS 16384
-
 /* A decode step whose attention reads fewer (key, query head) pairs than
  * this runs it on the calling thread. */
 #define INLINE_ATT_ROWS 1024
@@ -311,51 +254,55 @@ typedef struct step_job {
     const fr_ops *ops;
     const fr_type_ops *f16;
     int N, il;
-    const fr_step_run *runs;     /* [n_runs] */
-    int n_runs;
-    const float *bias;           /* add_norm: added with xb (or NULL) */
-    const float *norm;           /* add_norm: norm weight (or NULL: no norm) */
-    bool add;                    /* add_norm: x += xb first */
-    _Alignas(64) atomic_int next; /* attention: next item */
-    char pad[64 - sizeof(atomic_int)];
+    fr_pass_norm norm;           /* x += xb (+bias); xb = RMSNorm(x)·norm */
+    fr_pass_act act;             /* hb = silu(hb) ⊙ hb2 */
+    fr_pass_att att;             /* causal, over layer il of the KV cache */
 } step_job;
 
-static void token_range(int N, int ith, int nth, int *t0, int *t1) {
-    *t0 = (int)((int64_t)N * ith / nth);
-    *t1 = (int)((int64_t)N * (ith + 1) / nth);
+/* Run r of the step as the attention sees it: its keys are the positions
+ * 0 .. pos0+n−1 of its sequence's rows of the cache. */
+static void att_run_of(const void *arg, int r, fr_pass_att_run *out) {
+    const fr_ctx *c = arg;
+    const fr_step_run *ru = &c->runs[r];
+    *out = (fr_pass_att_run){.t0 = ru->t0, .n = ru->n, .n_keys = ru->pos0 + ru->n,
+                             .kv_row = (int64_t)ru->seq * c->n_ctx};
 }
 
-static float *thread_tmp(const fr_ctx *c, int ith) {
-    return c->att_tmp + (size_t)ith * c->att_stride;
+/* The step's jobs for N tokens in n_runs runs (the attention's layer is
+ * set by set_layer). */
+static void init_job(fr_ctx *c, step_job *j, int N, int n_runs) {
+    const fr_hparams *hp = &c->model->hp;
+    size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    *j = (step_job){.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N};
+    j->norm = (fr_pass_norm){.ops = j->ops, .N = N, .n = hp->n_embd, .x = c->x, .xb = c->xb,
+                             .out = c->xb, .kind = FR_PASS_RMSNORM, .eps = hp->rms_eps};
+    j->act = (fr_pass_act){.ops = j->ops, .N = N, .n = hp->n_ff, .kind = FR_PASS_SILU_GATE,
+                           .h = c->hb, .h2 = c->hb2};
+    fr_pass_att *a = &j->att;
+    fr__pass_att_init(a, hp, c->pool, c->att_bq, c->att_tmp, c->att_stride);
+    /* causal over the step's sequences in the cache; a decode step may split */
+    a->causal = true;
+    if (c->n_threads > 1) a->split = c->att_tmp + (size_t)c->n_threads * c->att_stride;
+    a->q = (fr_pass_rows){c->q, n_q};
+    a->out = (fr_pass_rows){c->att, n_q};
+    a->kv = (fr_pass_kv){.f16 = true, /* k, v: set_layer */
+                         .head_stride = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)hp->head_dim};
+    a->run = att_run_of;
+    a->run_arg = c;
+    a->n_runs = n_runs;
+    a->N = N;
 }
 
-/* x[t] += xb[t] (+bias); xb[t] = RMSNorm(x[t])·norm, over this thread's
- * tokens. */
-static void add_norm_task(void *arg, int ith, int nth) {
-    const step_job *j = arg;
+/* Layer il: its weights and its KV cache. */
+static void set_layer(step_job *j, int il) {
     fr_ctx *c = j->c;
     const fr_hparams *hp = &c->model->hp;
-    int64_t n = hp->n_embd;
-    int t0, t1;
-    token_range(j->N, ith, nth, &t0, &t1);
-    for (int t = t0; t < t1; t++) {
-        float *x = c->x + t * n, *xb = c->xb + t * n;
-        if (j->add) {
-            if (j->bias) j->ops->add(xb, j->bias, n);
-            j->ops->add(x, xb, n);
-        }
-        if (j->norm) j->ops->rmsnorm(xb, x, j->norm, n, hp->rms_eps);
-    }
-}
-
-/* hb = silu(hb) ⊙ hb2 over this thread's share of the elements. */
-static void silu_task(void *arg, int ith, int nth) {
-    const step_job *j = arg;
-    fr_ctx *c = j->c;
-    int64_t total = (int64_t)j->N * c->model->hp.n_ff;
-    int64_t i0 = total * ith / nth & ~(int64_t)15, i1 = total * (ith + 1) / nth & ~(int64_t)15;
-    if (ith == nth - 1) i1 = total;
-    j->ops->silu_mul(c->hb + i0, c->hb2 + i0, i1 - i0);
+    size_t layer = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)hp->n_head_kv *
+                   (size_t)hp->head_dim;
+    j->il = il;
+    j->L = &c->model->layers[il];
+    j->att.kv.k = c->k_cache + (size_t)il * layer;
+    j->att.kv.v = c->v_cache + (size_t)il * layer;
 }
 
 static void add_bias_row(const fr_ops *ops, float *y, const float *b, int64_t n) {
@@ -370,34 +317,19 @@ static void qkv_rows(const step_job *j, int ith, int nth) {
     int64_t n_q = (int64_t)hp->n_head * hp->head_dim;
     int64_t n_kv = (int64_t)hp->n_head_kv * hp->head_dim;
     size_t hd = (size_t)hp->head_dim;
-    bool neox = hp->rope_type == 2;
+    bool neox = hp->rope_type == FR_ROPE_NEOX;
     size_t seq_rows = (size_t)c->n_ctx * hd;             /* one KV head of one sequence */
-    size_t layer = (size_t)c->n_seq * (size_t)c->n_ctx * (size_t)n_kv;
-    uint16_t *kc = c->k_cache + (size_t)j->il * layer;
-    uint16_t *vc = c->v_cache + (size_t)j->il * layer;
-    att_parts p;
-    att_layout(hp, c->att_bq, thread_tmp(c, ith), &p);
+    uint16_t *kc = (uint16_t *)j->att.kv.k, *vc = (uint16_t *)j->att.kv.v;
+    fr_pass_att_parts p;
+    fr__pass_att_parts(&j->att, ith, &p);
     int t0, t1;
-    token_range(j->N, ith, nth, &t0, &t1);
+    fr__pass_share(j->N, ith, nth, &t0, &t1);
     for (int t = t0; t < t1; t++) {
         float *q = c->q + t * n_q, *k = c->k + t * n_kv, *v = c->v + t * n_kv;
         add_bias_row(j->ops, q, L->bq, n_q);
         add_bias_row(j->ops, k, L->bk, n_kv);
         add_bias_row(j->ops, v, L->bv, n_kv);
-        /* cos θ_i and the signed sin θ_i at each rotated index (ops.h) */
-        double pos = c->tok_pos[t];
-        int half = hp->n_rot / 2;
-        float *cs = p.cs, *sn = p.cs + hp->n_rot;
-        for (int i = 0; i < half; i++) {
-            double theta = pos * c->inv_freq[i];
-            float co = (float)cos(theta), si = (float)sin(theta);
-            int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-            cs[i0] = cs[i1] = co;
-            sn[i0] = -si;
-            sn[i1] = si;
-        }
-        j->ops->rope(q, hp->n_head, hp->head_dim, hp->n_rot, cs, sn, neox);
-        j->ops->rope(k, hp->n_head_kv, hp->head_dim, hp->n_rot, cs, sn, neox);
+        fr__pass_rope(j->ops, hp, neox, c->inv_freq, c->tok_pos[t], p.cs, q, k);
         for (int h = 0; h < hp->n_head_kv; h++) {
             size_t src = (size_t)h * hd;
             size_t dst = ((size_t)h * (size_t)c->n_seq + (size_t)c->tok_seq[t]) * seq_rows +
@@ -408,168 +340,20 @@ static void qkv_rows(const step_job *j, int ith, int nth) {
     }
 }
 
-/* Where an item's rows end up: the attention output, normalised (o NULL),
- * or unnormalised partial rows o with their running max m and sum l, for a
- * split over key ranges that att_merge combines. */
-typedef struct att_out {
-    float *o, *m, *l;            /* [R][hd], [R], [R] or NULL */
-} att_out;
-
-/* One attention item: KV head kvh, tokens [t0, t1) of run ru of the
- * step, keys [kb, ke) (ke is cut to what the last token sees). */
-static void att_item(const step_job *j, const att_parts *p, const fr_step_run *ru, int kvh,
-                     int t0, int t1, int kb, int ke, const att_out *out) {
-    fr_ctx *c = j->c;
-    const fr_hparams *hp = &c->model->hp;
-    const fr_ops *ops = j->ops;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t n_q = (size_t)hp->n_head * (size_t)hd;
-    size_t head = (((size_t)j->il * (size_t)hp->n_head_kv + (size_t)kvh) * (size_t)c->n_seq +
-                   (size_t)ru->seq) * (size_t)c->n_ctx * (size_t)hd;
-    int pos0 = ru->pos0 - ru->t0;   /* position of step token t is pos0 + t */
-    const uint16_t *kc = c->k_cache + head, *vc = c->v_cache + head;
-    int R = (t1 - t0) * group, rp = fr_ops_att_rp(R);
-    float scale = 1.0f / sqrtf((float)hd);
-
-    for (int t = t0; t < t1; t++)
-        for (int g = 0; g < group; g++) {
-            int r = (t - t0) * group + g;
-            size_t off = (size_t)t * n_q + (size_t)(kvh * group + g) * (size_t)hd;
-            p->qrow[r] = c->q + off;
-            p->orow[r] = out->o ? out->o + (size_t)r * (size_t)hd : c->att + off;
-            memset(p->orow[r], 0, (size_t)hd * sizeof(float));
-            p->m[r] = -INFINITY;
-            p->l[r] = 0;
-        }
-    memset(p->qs, 0, (size_t)fr_ops_att_qs_floats(R, hd) * sizeof(float));
-    fr_ops_att_put_q(p->qs, R, hd, (const float *const *)p->qrow);
-
-    if (ke > pos0 + t1) ke = pos0 + t1; /* the last token sees keys < pos0+t1 */
-    for (int k0 = kb; k0 < ke; k0 += FR_ATT_BK) {
-        int nk = ke - k0 < FR_ATT_BK ? ke - k0 : FR_ATT_BK;
-        ops->f16_rows(kc + (size_t)k0 * (size_t)hd, (size_t)hd, nk, hd, p->kt);
-        ops->f16_rows(vc + (size_t)k0 * (size_t)hd, (size_t)hd, nk, hd, p->vt);
-        ops->att_qk(nk, hd, p->kt, R, rp, p->qs, scale, p->st);
-        for (int t = t0, r = 0; t < t1; t++)
-            for (int g = 0; g < group; g++) p->nv[r++] = pos0 + t + 1 - k0;
-        ops->att_softmax(nk, R, rp, p->st, p->nv, p->m, p->l, p->corr);
-        ops->att_pv(nk, hd, p->vt, R, rp, p->st, p->corr, p->orow);
-    }
-    if (out->o) {
-        memcpy(out->m, p->m, (size_t)R * sizeof(float));
-        memcpy(out->l, p->l, (size_t)R * sizeof(float));
-        return;
-    }
-    for (int r = 0; r < R; r++) ops->scale(p->orow[r], 1.0f / p->l[r], hd);
-}
-
-/* Key-range chunks per KV head for a decode step of one sequence: enough
- * items for every thread to take several (the heads alone may not divide
- * evenly), at least two tiles each; 1 (no split) for batches, several
- * sequences and one thread. */
-static int att_n_split(const fr_ctx *c, int n_runs, int N, int pos0, int nth) {
-    int n_kvh = c->model->hp.n_head_kv;
-    if (n_runs != 1 || N != 1 || nth == 1 || n_kvh >= ATT_SPLIT_PER_THREAD * nth) return 1;
-    int n_tiles = (pos0 + 1 + FR_ATT_BK - 1) / FR_ATT_BK;
-    int want = (ATT_SPLIT_PER_THREAD * nth + n_kvh - 1) / n_kvh;
-    int most = n_tiles / 2;
-    return want < most ? want : most < 1 ? 1 : most;
-}
-
-/* The partial rows of a split decode step: after the per-thread parts of
- * att_tmp, [n_head_kv][n_split][group] rows of o, then m, then l. */
-static att_out att_part(const fr_ctx *c, int n_split, int kvh, int s) {
-    const fr_hparams *hp = &c->model->hp;
-    size_t group = (size_t)(hp->n_head / hp->n_head_kv), hd = (size_t)hp->head_dim;
-    size_t rows = (size_t)hp->n_head_kv * (size_t)n_split * group;
-    size_t first = ((size_t)kvh * (size_t)n_split + (size_t)s) * group;
-    float *base = c->att_tmp + (size_t)c->n_threads * c->att_stride;
-    return (att_out){base + first * hd, base + rows * hd + first, base + rows * (hd + 1) + first};
-}
-
-/* Combine the n_split partial rows of every query head into att (N = 1):
- * M = max m_s, L = Σ l_s·e^(m_s−M), o = Σ o_s·e^(m_s−M) / L. */
-static void att_merge(const step_job *j, int n_split, int ith, int nth) {
-    fr_ctx *c = j->c;
-    const fr_hparams *hp = &c->model->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    for (int h = ith; h < hp->n_head; h += nth) {
-        int kvh = h / group, g = h % group;
-        float M = -INFINITY, L = 0, *o = c->att + (size_t)h * (size_t)hd;
-        for (int s = 0; s < n_split; s++) {
-            att_out a = att_part(c, n_split, kvh, s);
-            if (a.m[g] > M) M = a.m[g];
-        }
-        memset(o, 0, (size_t)hd * sizeof *o);
-        for (int s = 0; s < n_split; s++) {
-            att_out a = att_part(c, n_split, kvh, s);
-            float w = expf(a.m[g] - M);
-            L += a.l[g] * w;
-            const float *po = a.o + (size_t)g * (size_t)hd;
-            for (int d = 0; d < hd; d++) o[d] += w * po[d];
-        }
-        float inv = 1.0f / L;
-        for (int d = 0; d < hd; d++) o[d] *= inv;
-    }
-}
-
-/* Attention items from the shared counter, run after run (each run's
- * latest token blocks first), or (decode split) KV head × key chunk, then
- * a barrier and the merge. */
-static void att_items(step_job *j, int ith, int nth) {
-    fr_ctx *c = j->c;
-    const fr_hparams *hp = &c->model->hp;
-    int bq = c->att_bq, n_kvh = hp->n_head_kv;
-    const fr_step_run *r0 = &j->runs[0];
-    int n_split = att_n_split(c, j->n_runs, j->N, r0->pos0, nth);
-    int n_items = 0;
-    for (int r = 0; r < j->n_runs; r++) n_items += (j->runs[r].n + bq - 1) / bq * n_kvh;
-    n_items *= n_split;
-    att_parts p;
-    att_layout(hp, bq, thread_tmp(c, ith), &p);
-    for (;;) {
-        int i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (i >= n_items) break;
-        int kvh = i % n_kvh;
-        if (n_split > 1) {
-            int n_tiles = (r0->pos0 + 1 + FR_ATT_BK - 1) / FR_ATT_BK, s = i / n_kvh;
-            int kb = (int)((int64_t)n_tiles * s / n_split) * FR_ATT_BK;
-            int ke = (int)((int64_t)n_tiles * (s + 1) / n_split) * FR_ATT_BK;
-            att_out out = att_part(c, n_split, kvh, s);
-            att_item(j, &p, r0, kvh, 0, 1, kb, ke, &out);
-            continue;
-        }
-        const fr_step_run *ru = j->runs;
-        int k = i / n_kvh, nqb;
-        while (k >= (nqb = (ru->n + bq - 1) / bq)) { k -= nqb; ru++; }
-        int qb = nqb - 1 - k;
-        int t0 = ru->t0 + qb * bq, t1 = t0 + bq < ru->t0 + ru->n ? t0 + bq : ru->t0 + ru->n;
-        att_item(j, &p, ru, kvh, t0, t1, 0, INT32_MAX, &(att_out){NULL, NULL, NULL});
-    }
-    if (n_split > 1) {
-        fr_pool_barrier(c->pool);
-        att_merge(j, n_split, ith, nth);
-    }
-}
-
 /* Biases, RoPE, cache store; barrier; attention. */
 static void attention_task(void *arg, int ith, int nth) {
     step_job *j = arg;
     qkv_rows(j, ith, nth);
     fr_pool_barrier(j->c->pool);
-    att_items(j, ith, nth);
-}
-
-static void attention_only_task(void *arg, int ith, int nth) {
-    att_items(arg, ith, nth);
+    fr__pass_att_items(&j->att, ith, nth);
 }
 
 void fr__ctx_attention(fr_ctx *c, int il, int N, int pos0) {
     c->runs[0] = (fr_step_run){.seq = 0, .pos0 = pos0, .t0 = 0, .n = N, .logits_row = -1};
-    step_job job = {.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N,
-                    .runs = c->runs, .n_runs = 1, .il = il};
-    atomic_init(&job.next, 0);
-    fr_pool_run(c->pool, attention_only_task, &job);
+    step_job job;
+    init_job(c, &job, N, 1);
+    set_layer(&job, il);
+    fr_pool_run(c->pool, fr__pass_att_task, &job.att);
 }
 
 static void matmul(fr_ctx *c, const fr_weight *w, const float *x, int64_t N, float *y) {
@@ -590,20 +374,14 @@ static void matmul_same_input(fr_ctx *c, const fr_weight *const *w, float *const
     fr_matmul_multi(c->pool, w[0]->type, w[0]->cols, parts, n, c->xb, N, c->work);
 }
 
-/* Run an element-wise task over the pool, or inline when small. */
-static void run_elementwise(fr_ctx *c, fr_pool_fn fn, step_job *j, int64_t floats) {
-    if (floats < INLINE_FLOATS) fn(j, 0, 1);
-    else fr_pool_run(c->pool, fn, j);
-}
-
 /* One step over the n_runs runs already in c->runs (validated; N tokens in
  * all, <= n_ubatch, t0 in step order, logits_row >= 0 where wanted). */
 static void forward_step(fr_ctx *c, int N, int n_runs) {
     const fr_model *m = c->model;
     const fr_hparams *hp = &m->hp;
     int64_t n_embd = hp->n_embd, n_ff = hp->n_ff;
-    step_job job = {.c = c, .ops = fr_ops_get(), .f16 = fr_kernels_get(FR_TYPE_F16), .N = N,
-                    .runs = c->runs, .n_runs = n_runs};
+    step_job job;
+    init_job(c, &job, N, n_runs);
 
     for (int r = 0; r < n_runs; r++) {
         const fr_step_run *ru = &c->runs[r];
@@ -618,50 +396,49 @@ static void forward_step(fr_ctx *c, int N, int n_runs) {
         }
         c->seq_len[ru->seq] = ru->pos0 + ru->n;
     }
-    job.add = false;
-    job.bias = NULL;
-    job.norm = m->layers[0].attn_norm;
-    run_elementwise(c, add_norm_task, &job, N * n_embd);
+    job.norm.add = false;
+    job.norm.bias = NULL;
+    job.norm.w = m->layers[0].attn_norm;
+    fr__pass_run(c->pool, fr__pass_add_norm_task, &job.norm, N * n_embd);
 
     /* a short decode of one sequence: attention cheaper than a wake-up */
     bool att_inline = n_runs == 1 && N == 1 &&
                       (int64_t)(c->runs[0].pos0 + 1) * hp->n_head < INLINE_ATT_ROWS;
     for (int il = 0; il < hp->n_layer; il++) {
-        const fr_layer *L = &m->layers[il];
-        job.L = L;
-        job.il = il;
+        set_layer(&job, il);
+        const fr_layer *L = job.L;
 
         /* xb = RMSNorm(x)·attn_norm is ready */
         const fr_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->k, c->v};
         matmul_same_input(c, qkv, qkv_out, 3, N);
-        atomic_store_explicit(&job.next, 0, memory_order_relaxed);
-        if (N * (n_embd + n_ff) < INLINE_FLOATS || N <= n_runs) {
+        fr__pass_att_begin(&job.att);
+        if (N * (n_embd + n_ff) < FR_PASS_INLINE_FLOATS || N <= n_runs) {
             qkv_rows(&job, 0, 1); /* small: no barrier inside the run */
             if (att_inline)
-                attention_only_task(&job, 0, 1);
+                fr__pass_att_task(&job.att, 0, 1);
             else
-                fr_pool_run(c->pool, attention_only_task, &job);
+                fr_pool_run(c->pool, fr__pass_att_task, &job.att);
         } else {
             fr_pool_run(c->pool, attention_task, &job);
         }
 
         matmul(c, &L->wo, c->att, N, c->xb);
-        job.add = true;
-        job.bias = L->bo;
-        job.norm = L->ffn_norm;
-        run_elementwise(c, add_norm_task, &job, N * n_embd);
+        job.norm.add = true;
+        job.norm.bias = L->bo;
+        job.norm.w = L->ffn_norm;
+        fr__pass_run(c->pool, fr__pass_add_norm_task, &job.norm, N * n_embd);
 
         const fr_weight *gu[2] = {&L->w_gate, &L->w_up};
         float *gu_out[2] = {c->hb, c->hb2};
         matmul_same_input(c, gu, gu_out, 2, N);
-        run_elementwise(c, silu_task, &job, N * n_ff);
+        fr__pass_run(c->pool, fr__pass_act_task, &job.act, N * n_ff);
         matmul(c, &L->w_down, c->hb, N, c->xb);
 
         /* x += xb, then the next layer's norm (none after the last) */
-        job.bias = NULL;
-        job.norm = il + 1 < hp->n_layer ? m->layers[il + 1].attn_norm : NULL;
-        run_elementwise(c, add_norm_task, &job, N * n_embd);
+        job.norm.bias = NULL;
+        job.norm.w = il + 1 < hp->n_layer ? m->layers[il + 1].attn_norm : NULL;
+        fr__pass_run(c->pool, fr__pass_add_norm_task, &job.norm, N * n_embd);
     }
 
     /* logits for the last token of every run that asks, in one matmul */

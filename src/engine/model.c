@@ -214,9 +214,10 @@ static int read_hparams(loader *ld) {
         return fr_errf(FR_EUNSUPP, "%s: rope scaling type '%s' is not supported", ld->path,
                        stype);
     }
-    hp->rope_type = strcmp(ld->arch, "qwen2") == 0 || strcmp(ld->arch, "nomic-bert") == 0 ? 2
-                    : strcmp(ld->arch, "bert") == 0                                          ? -1
-                                                                                            : 0;
+    hp->rope_type = strcmp(ld->arch, "qwen2") == 0 || strcmp(ld->arch, "nomic-bert") == 0
+                        ? FR_ROPE_NEOX
+                    : strcmp(ld->arch, "bert") == 0 ? FR_ROPE_NONE
+                                                    : FR_ROPE_NORM;
     if (hp->encoder) {
         if (hp->n_head_kv != hp->n_head)
             return fr_errf(FR_EUNSUPP, "%s: encoder with head_count_kv %d != head_count %d",

@@ -1,7 +1,8 @@
 /*
- * model_int.h — the layout of fr_model and fr_ctx, shared by model.c
- * (loading), forward.c (the decoder forward pass), encoder.c (bert,
- * nomic-bert) and their tests.
+ * model_int.h — the layout of fr_model and fr_ctx and the RoPE kinds,
+ * shared by model.c (loading), forward.c (the decoder forward pass),
+ * encoder.c (bert, nomic-bert) and their tests.  What the passes share
+ * beyond the model's layout (attention, norms, RoPE table) is pass.h.
  *
  * Dimension names used in the shape comments:
  *   n_embd   width of the residual stream
@@ -18,6 +19,15 @@
 #include <stdint.h>
 
 #include "engine/model.h"
+
+/* The kinds of rotary position embedding, the values of fr_hparams.rope_type
+ * (llama.cpp's LLAMA_ROPE_TYPE_*; GGUF.md "RoPE"): which values of a head
+ * are rotated together. */
+enum fr_rope_kind {
+    FR_ROPE_NONE = -1,           /* no RoPE (bert: position rows instead) */
+    FR_ROPE_NORM = 0,            /* pairs (2i, 2i+1): llama */
+    FR_ROPE_NEOX = 2             /* pairs (i, i + n_rot/2): qwen2, nomic-bert */
+};
 
 /* A matrix in the mapping: rows rows of cols elements of type. */
 typedef struct fr_weight {

@@ -329,7 +329,7 @@ static void plain_encode(const fr_model *m, const int32_t *tok, int n, double *o
             plain_mm(&L->wk, L->bk, x, n, qkv + Q, 3 * Q);
             plain_mm(&L->wv, L->bv, x, n, qkv + 2 * Q, 3 * Q);
         }
-        if (hp->rope_type == 2) /* NEOX on q and k: pairs (i, i + n_rot/2) */
+        if (hp->rope_type == FR_ROPE_NEOX) /* NEOX on q and k: pairs (i, i + n_rot/2) */
             for (int t = 0; t < n; t++)
                 for (int part = 0; part < 2; part++)
                     for (int64_t h = 0; h < H; h++) {

@@ -227,7 +227,7 @@ static void test_hparams(void) {
         CHECK_NEAR(hp->rope_base, 10000, 0);
         CHECK_NEAR(hp->rope_freq_scale, 1, 0);
         CHECK_NEAR(hp->rms_eps, 1e-5, 1e-9);
-        CHECK_INT(hp->rope_type, 0);
+        CHECK_INT(hp->rope_type, FR_ROPE_NORM);
         CHECK(fr_model_vocab(m) != NULL);
         CHECK(fr_model_gguf(m) != NULL);
         /* per layer: q,o 256·256; k,v 256·128; gate,up,down 256·768; f32 = 4 bytes;
@@ -262,7 +262,7 @@ static void test_hparams(void) {
         const fr_hparams *hp = fr_model_hparams(m);
         CHECK_STR(hp->arch, "qwen2");
         CHECK_INT(hp->n_vocab, 50257);
-        CHECK_INT(hp->rope_type, 2);
+        CHECK_INT(hp->rope_type, FR_ROPE_NEOX);
         CHECK_NEAR(hp->rope_base, 1e6, 0);
         /* tied output: token_embd (q8_0, 34 bytes per 32) serves as output */
         size_t row = 256 / 32 * 34;
