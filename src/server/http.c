@@ -163,7 +163,12 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
  * us the connection is closing.) */
 static void answer_garbage(fr_server *s, fr_conn *c) {
     if (c->fd < 0 || c->killed || c->line_seen || c->requests) return;
-    if (fr_now_s() - c->since >= (double)s->cfg.header_timeout_ms / 1000.0) return;   /* idle, not garbage */
+    /* A request line that does not parse is refused as it arrives; a
+     * connection this old was closed for being idle (libmicrohttpd's
+     * timeout may come before the header deadline), not for garbage. */
+    int64_t idle_ms = s->cfg.header_timeout_ms < s->cfg.conn_timeout_ms ? s->cfg.header_timeout_ms
+                                                                         : s->cfg.conn_timeout_ms;
+    if (fr_now_s() - c->since >= (double)idle_ms / 2000.0) return;
     char b;
     ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return;     /* the peer left */
