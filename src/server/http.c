@@ -1077,13 +1077,11 @@ static bool wait_idle(fr_server *s, int64_t timeout_ms) {
 int fr_server_drain(fr_server *s, int64_t timeout_ms) {
     if (s->drained) return 0;
     s->drained = true;
+    /* The server goes on accepting while it drains, so that a client —
+     * or a load balancer's health check — hears why instead of a refused
+     * connection: /health answers 503 shutting_down, every other new
+     * request 503 with Retry-After (begin()), each with Connection: close. */
     atomic_store(&s->draining, true);
-    /* Quiesce stops the accept loop; the kernel would still complete
-     * handshakes into the backlog, so the socket also stops listening
-     * (shutdown, not close: libmicrohttpd may look at the fd until it
-     * stops).  New clients get a refused connection. */
-    MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-    if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR);
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     bool idle = wait_idle(s, timeout_ms);
@@ -1109,9 +1107,8 @@ int fr_server_drain(fr_server *s, int64_t timeout_ms) {
             FR_WARN("drain: %d request threads still running; waiting for them", s->threads);
     }
     pthread_mutex_unlock(&s->mu);
-    MHD_stop_daemon(s->daemon);             /* closes the remaining connections */
+    MHD_stop_daemon(s->daemon);             /* stops listening, closes the remaining connections */
     s->daemon = NULL;
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     return rc;
 }
 

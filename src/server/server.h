@@ -69,10 +69,10 @@ int fr_server_port(const fr_server *s);
  * draining; fn NULL removes it.  Not thread-safe against fr_server_drain. */
 void fr_server_set_cancel_hook(fr_server *s, void (*fn)(void *ud), void *ud);
 
-/* Drain: stop accepting connections (connections already open are still
- * served: /health answers 503 {"status":"shutting_down"}, every other new
- * request 503 "shutting down" with Retry-After, each with Connection:
- * close), wait up to timeout_ms (-1 = forever) for the requests in flight
+/* Drain: new requests — on connections already open or opened now — are
+ * answered, not refused: /health 503 {"status":"shutting_down"}, every
+ * other route but the drain-safe ones 503 "shutting down" with
+ * Retry-After, each with Connection: close; wait up to timeout_ms (-1 = forever) for the requests in flight
  * to finish, then call the cancel hook and tell blocked handlers to stop
  * (fr__req_gone turns true), wait for them, and close every connection.
  * Returns 0 when everything finished within the timeout, FR_EBUSY when

@@ -19,7 +19,10 @@
 #      is not a token: each 400 (none silently dropped);
 #  10. duplicate JSON keys are 400; with keys set an unknown route or method
 #      is 401 before 404/405; a non-streamed request whose client left is
-#      logged as 499; --api-key warns that ps shows it.
+#      logged as 499; --api-key warns that ps shows it;
+# and draining as documented (issue 16): after SIGTERM a new client's
+# /health and requests are answered 503 shutting_down, not refused, while
+# the request in flight finishes.
 SUITE=hardening
 . "$(dirname "$0")/lib.sh"
 
@@ -211,4 +214,32 @@ curl -s -m 0.5 -o /dev/null "${AUTH[@]}" -H 'Content-Type: application/json' \
 check "a non-streamed request whose client left is logged as 499" \
     poll 20 grep -q 'POST /v1/completions model=.* status=499' "$SRV_LOG"
 check "and counted as 499 in /metrics" poll 5 sh -c "curl -s -H 'Authorization: Bearer $KEY' $(url /metrics) | grep -q 'status=\"499\"'"
+stop_server "$PID"
+
+# ---- draining as documented: new clients hear 503, the request in flight finishes ----
+start drain --models "$dir" --ctx 4096 --parallel 1 --drain-timeout 60s || finish
+curl -s -m 60 -o "$TMP/inflight.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+    --data-binary "{\"model\": \"$M\", \"prompt\": \"Once\", \"max_tokens\": 3000, \"ignore_eos\": true}" \
+    "$(url /v1/completions)" >"$TMP/inflight.status" &
+INFLIGHT=$!
+slot_busy() { [ "$(metric "frugal_slots_busy{model=\"$M\"}")" = 1 ]; }
+check "the long request holds the slot" poll 20 slot_busy
+kill -TERM "$PID"
+check "the drain began" poll 10 grep -q "SIGTERM: draining" "$SRV_LOG"
+s=$(http GET /health)
+check "while draining, a new client's /health is 503 (got $s; not a refused connection)" [ "$s" = 503 ]
+check "... {\"status\": \"shutting_down\"}" jqe '.status == "shutting_down"' "$TMP/body"
+check "... with Retry-After ($(header Retry-After))" [ -n "$(header Retry-After)" ]
+s=$(post /v1/chat/completions "{\"model\": \"$M\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}")
+check "while draining, a new request is 503 (got $s)" [ "$s" = 503 ]
+check "... shutting_down, with the error shape" err_shape 503 shutting_down
+check "... with Retry-After ($(header Retry-After))" [ -n "$(header Retry-After)" ]
+check "... and Connection: close ($(header Connection))" [ "$(header Connection)" = close ]
+wait "$INFLIGHT"
+check "the request in flight finished 200 ($(cat "$TMP/inflight.status"))" [ "$(cat "$TMP/inflight.status")" = 200 ]
+check "... with its whole answer" jqe '.choices[0].finish_reason == "length" and .usage.completion_tokens == 3000' "$TMP/inflight.json"
+for i in $(seq 1 200); do alive "$PID" || break; sleep 0.05; done
+wait "$PID"; RC=$?
+check "the server exits 0 after the drain (rc $RC)" [ "$RC" -eq 0 ]
+PIDS=()
 finish
