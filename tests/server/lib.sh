@@ -151,6 +151,25 @@ metric() {
     curl -s -m 10 "$(url /metrics)" | awk -v k="$1" '$1 == k {print $2; exit}'
 }
 
+# fake_cgroup SCOPE LIMIT PCT : a fake system root for FRUGAL_SYSROOT in
+# $TMP/sysroot whose process lives in cgroup v2 frugal.slice/SCOPE, limited
+# to LIMIT bytes with PCT % of it in use; sets S (the root), CG (the
+# cgroup's folder) and LIMIT.  set_pct PCT changes the use (atomically).
+fake_cgroup() {
+    S=$TMP/sysroot
+    CG=$S/sys/fs/cgroup/frugal.slice/$1
+    LIMIT=$2
+    mkdir -p "$S/proc/self" "$CG"
+    printf '0::/frugal.slice/%s\n' "$1" >"$S/proc/self/cgroup"
+    printf 'max\n' >"$S/sys/fs/cgroup/frugal.slice/memory.max"
+    set_pct "$3"
+    printf 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n' >"$CG/memory.events"
+}
+set_pct() {
+    printf '%s\n' "$LIMIT" >"$CG/memory.max.tmp" && mv "$CG/memory.max.tmp" "$CG/memory.max"
+    printf '%s\n' $((LIMIT / 100 * $1)) >"$CG/memory.current.tmp" && mv "$CG/memory.current.tmp" "$CG/memory.current"
+}
+
 # poll SECONDS CMD... : run CMD every 50 ms until it succeeds; false after SECONDS.
 poll() {
     local t=$1; shift

@@ -25,19 +25,7 @@ path = $dir/$P.gguf
 pin = true
 EOF
 
-S=$TMP/sysroot
-CG=$S/sys/fs/cgroup/frugal.slice/test.scope
-mkdir -p "$S/proc/self" "$CG"
-printf '0::/frugal.slice/test.scope\n' >"$S/proc/self/cgroup"
-printf 'max\n' >"$S/sys/fs/cgroup/frugal.slice/memory.max"
-LIMIT=1000000000
-# set_pct PCT : memory.current = PCT % of memory.max (written atomically)
-set_pct() {
-    printf '%s\n' "$LIMIT" >"$CG/memory.max.tmp" && mv "$CG/memory.max.tmp" "$CG/memory.max"
-    printf '%s\n' $((LIMIT / 100 * $1)) >"$CG/memory.current.tmp" && mv "$CG/memory.current.tmp" "$CG/memory.current"
-}
-set_pct 50
-printf 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n' >"$CG/memory.events"
+fake_cgroup test.scope 1000000000 50      # S, CG, LIMIT; set_pct PCT (lib.sh)
 
 level_is() { [ "$(curl -s -m 5 "$(url /v1/memory)" | jq -r .level)" = "$1" ]; }
 evictions_are() {   # REASON N

@@ -71,15 +71,7 @@ pin = true
 EOF
 
 # ---- 2. the fake sysfs and the server ----
-S=$TMP/sysroot
-CG=$S/sys/fs/cgroup/frugal.slice/soak.scope
-mkdir -p "$S/proc/self" "$CG"
-printf '0::/frugal.slice/soak.scope\n' >"$S/proc/self/cgroup"
-printf 'max\n' >"$S/sys/fs/cgroup/frugal.slice/memory.max"
-LIMIT=1000000000
-printf '%s\n' $LIMIT >"$CG/memory.max"
-printf '%s\n' $((LIMIT / 2)) >"$CG/memory.current"
-printf 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n' >"$CG/memory.events"
+fake_cgroup soak.scope 1000000000 50      # S, CG, LIMIT (tests/server/lib.sh)
 DATA=$TMP/data
 
 FRUGAL_SYSROOT=$S start soak "${FLAGS[@]}" --config "$TMP/soak.ini" --memory-budget "$BUDGET" --data "$DATA" || soak_end
