@@ -836,10 +836,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     fr_req *rq = *con_cls;
     if (!rq) return;
     *con_cls = NULL;
-    pthread_mutex_lock(&rq->mu);
-    rq->completed = true;
-    rq->completed_ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
-    pthread_mutex_unlock(&rq->mu);
+    rq->completed_ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;   /* read by req_end, after req_release's lock */
     if (!rq->completed_ok) mark_gone(rq);
     conn_window(s, rq->c, WINDOW_HEADERS);  /* waiting for the next request */
     if (rq->c) rq->c->requests++;

@@ -254,8 +254,7 @@ struct fr_req {
     bool deferred;                  /* replies go to pending (the handler runs on its thread) */
     struct MHD_Response *pending;   /* the reply to queue when the connection resumes */
     int pending_status;
-    bool completed;                 /* libmicrohttpd is done with the connection: never touch conn */
-    bool completed_ok;              /* ... and the whole reply went out */
+    bool completed_ok;              /* libmicrohttpd sent the whole reply (set at its completion) */
     int fd;                         /* our own dup of the socket, for fr__req_gone; -1 none */
 };
 
