@@ -412,6 +412,13 @@ typedef struct fr_gen_req {
     bool ignore_eos;
     int64_t keep_alive_ms;      /* FR_KEEP_ALIVE_INHERIT: the model's */
     double timeout_s;           /* 0: none */
+    /* Constrained decoding: GBNF text (llama.cpp's grammar format, the
+     * start rule named "root") that the output must match, or NULL.  Set
+     * from "grammar", from "response_format" (json_object, json_schema:
+     * compiled to GBNF by schema.c) or by the tools code (tool_choice
+     * required or a named function).  Compiled and enforced by
+     * fr__gen_run. */
+    const char *grammar;
 } fr_gen_req;
 
 /* Every field of a generation body but "model" and the prompt
