@@ -3,7 +3,7 @@
 # Idempotent: a no-op when everything is present.  Run as root (or with sudo).
 set -eu
 pkgs="build-essential pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libjansson-dev
-      libmicrohttpd-dev libinih-dev libsqlite3-dev curl python3 xxd jq iproute2 prometheus"
+      libmicrohttpd-dev libinih-dev libsqlite3-dev curl python3 xxd jq iproute2"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -12,7 +12,14 @@ if [ -n "$missing" ]; then
     echo "setup: installing$missing"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 else
     echo "setup: all packages present"
+fi
+# promtool (Debian's prometheus package) checks /metrics; its recommends
+# (node exporters, IPMI, SMART tools) are not needed.
+if ! command -v promtool >/dev/null; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus \
+        || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus; }
 fi
