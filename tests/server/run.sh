@@ -246,7 +246,7 @@ check "slow server exits 0" [ "$RC" -eq 0 ]
 
 # ---- the openai npm package (for the client tests to come) ----
 if command -v npm >/dev/null && command -v node >/dev/null; then
-    if [ ! -d "$HERE/node_modules/openai" ]; then
+    if [ ! -d "$HERE/node_modules/openai" ] || [ ! -d "$HERE/node_modules/ollama" ] || [ ! -d "$HERE/node_modules/@langchain/openai" ]; then
         (cd "$HERE" && npm ci --no-audit --no-fund >"$TMP/npm.log" 2>&1) || cat "$TMP/npm.log"
     fi
     (cd "$HERE" && node -e "const { OpenAI } = require('openai'); new OpenAI({ apiKey: 'k', baseURL: 'http://127.0.0.1:1/v1' });")
