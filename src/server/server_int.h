@@ -419,6 +419,16 @@ typedef struct fr_gen_req {
      * required or a named function).  Compiled and enforced by
      * fr__gen_run. */
     const char *grammar;
+    /* OpenAI's other shapes (gen_shapes.c).  Text completions with
+     * several prompts: prompts[i] (a string) or prompts_ids[i] [
+     * prompts_n_ids[i]] (token ids) for i < n_prompts; n_prompts 0: the
+     * one prompt above. */
+    const char **prompts;
+    int32_t **prompts_ids;
+    int32_t *prompts_n_ids;
+    int32_t n_prompts;
+    int32_t n;                  /* choices per prompt; 0 or 1: one */
+    bool echo;                  /* text: the prompt precedes the completion */
 } fr_gen_req;
 
 /* Every field of a generation body but "model" and the prompt
