@@ -128,6 +128,7 @@ int fr__h_memory_unload(fr_req *rq);
 /* embeddings.c */
 int fr__h_embeddings(fr_req *rq);
 int fr__h_rerank(fr_req *rq);
+int fr__h_rerank_tei(fr_req *rq);
 /* collections.c */
 int fr__h_collections_create(fr_req *rq);
 int fr__h_collections_list(fr_req *rq);
