@@ -482,7 +482,7 @@ int fr__h_rerank(fr_req *rq) {
         (rc = rerank_docs(rq, b.obj, "documents", true, &docs, &n)))
         return rc;
     int32_t top_n = (int32_t)n;
-    bool ret_docs = true, truncate = false;
+    bool ret_docs = false, truncate = false;
     if ((rc = fr__body_i32(&b, "top_n", 1, INT32_MAX, &top_n, NULL)) ||
         (rc = fr__body_bool(&b, "return_documents", &ret_docs)) || (rc = fr__body_bool(&b, "truncate", &truncate)))
         return rc;
