@@ -470,6 +470,28 @@ static int rerank_run(fr_req *rq, embed_req *e, const char *query, size_t query_
 
 static double sigmoid(float x) { return 1.0 / (1.0 + exp(-(double)x)); }
 
+/* The reranker of a body: the one "model" names, else (TEI's requests
+ * have no model; llama-server's make it optional) the first model by id
+ * that reranks. */
+static int default_reranker(fr_req *rq, fr_body *b, embed_req *e) {
+    int rc;
+    if ((rc = fr__body_str(b, "model", 0, &e->model, NULL))) return rc;
+    if (!e->model) {
+        fr_model_info *all = NULL;
+        size_t n = 0;
+        if ((rc = fr_manager_list(fr__req_manager(rq), &all, &n))) return rc;
+        for (size_t i = 0; i < n && !e->model; i++)
+            if ((all[i].caps & FR_CAP_RERANK) && !all[i].removed) e->model = fr__req_strdup(rq, all[i].id);
+        fr_free(all);
+        if (!e->model)
+            return fr__reply_error(rq, 404, "model_not_found", "model",
+                                   "no reranker: none of the %zu models reranks (without \"model\" the first "
+                                   "model that does is used)", n);
+    }
+    fr__req_set_model(rq, e->model);
+    return 0;
+}
+
 /* POST /v1/rerank: Jina's and Cohere's shape (the file's header). */
 int fr__h_rerank(fr_req *rq) {
     fr_body b;
@@ -478,7 +500,8 @@ int fr__h_rerank(fr_req *rq) {
     size_t query_len, n;
     json_t *docs;
     int rc;
-    if ((rc = open_body(rq, &b, &e)) || (rc = fr__body_str(&b, "query", FR_BODY_REQUIRED, &query, &query_len)) ||
+    if ((rc = fr__body_need(rq, &b)) || (rc = default_reranker(rq, &b, &e)) ||
+        (rc = fr__body_str(&b, "query", FR_BODY_REQUIRED, &query, &query_len)) ||
         (rc = rerank_docs(rq, b.obj, "documents", true, &docs, &n)))
         return rc;
     int32_t top_n = (int32_t)n;
@@ -504,27 +527,6 @@ int fr__h_rerank(fr_req *rq) {
     return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:o, s:s, s:{s:I, s:I}}", "id", id, "object", "list",
                                              "results", results, "model", e.model, "usage", "prompt_tokens",
                                              (json_int_t)tokens, "total_tokens", (json_int_t)tokens));
-}
-
-/* TEI's request has no model: the one the body names anyway (frugal's
- * extension), else the first model (by id) that reranks. */
-static int default_reranker(fr_req *rq, fr_body *b, embed_req *e) {
-    int rc;
-    if ((rc = fr__body_str(b, "model", 0, &e->model, NULL))) return rc;
-    if (!e->model) {
-        fr_model_info *all = NULL;
-        size_t n = 0;
-        if ((rc = fr_manager_list(fr__req_manager(rq), &all, &n))) return rc;
-        for (size_t i = 0; i < n && !e->model; i++)
-            if ((all[i].caps & FR_CAP_RERANK) && !all[i].removed) e->model = fr__req_strdup(rq, all[i].id);
-        fr_free(all);
-        if (!e->model)
-            return fr__reply_error(rq, 404, "model_not_found", "model",
-                                   "no reranker: none of the %zu models reranks (POST /rerank takes the first "
-                                   "model that does, or the one \"model\" names)", n);
-    }
-    fr__req_set_model(rq, e->model);
-    return 0;
 }
 
 /* POST /rerank: text-embeddings-inference's shape (the file's header);
