@@ -27,6 +27,21 @@
  * needs no wake-up: a cancelled request is running or queued, and the
  * queue is non-empty only while every slot is busy, so the loop is awake.
  *
+ * Groups (fr_sched_submit_n: n continuations of one prompt).  The leader
+ * stands in the queue for its group and is taken only when n slots are
+ * free (and then nothing behind it overtakes it: FIFO).  Each sibling gets
+ * a slot of its own that follows the leader's (slot.follow): it is left
+ * out of the batches until the leader's last prompt chunk has run; then
+ * share_prompt copies the leader's KV rows into it (fr_ctx_seq_copy) and
+ * samples it from the same logits, and from there on every member is an
+ * ordinary request.  A leader freed before its prompt is in takes its
+ * followers with it (cancelled).
+ *
+ * Prompt logprobs (echo).  A request with prompt_probs is fed one prompt
+ * token a step with logits wanted, and each step's logits give the next
+ * prompt token's logprob (prompt_prob), for it and its followers.  Without
+ * the flag nothing of this runs.
+ *
  * Stop strings.  Detokenized text (complete UTF-8 characters only) goes
  * to the request's hold buffer; text that contains a stop string ends the
  * request right before it; the longest tail of the hold that is a prefix

@@ -1,7 +1,30 @@
 /*
- * embeddings.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
- * (the shape of Jina's and Cohere's rerank APIs, as llama.cpp's server
- * and text-embeddings-inference answer it).
+ * embeddings.c — POST /v1/embeddings (OpenAI's shape), POST /v1/rerank
+ * (Jina's and Cohere's shape) and POST /rerank (text-embeddings-
+ * inference's).
+ *
+ * The two rerank shapes, each as its service answers (read from TEI's
+ * router, router/src/http/types.rs and server.rs; Jina's reranker API
+ * docs; Cohere's rerank v2 reference):
+ *   /rerank (TEI)   {query, texts, raw_scores = false, return_text =
+ *                   false, truncate = false}, no model: the one "model"
+ *                   names anyway, else the first model by id that reranks
+ *                   (404 "no reranker" when none).  A bare JSON array of
+ *                   {index, score, text?} sorted by score, best first, every
+ *                   text.  score: the sigmoid of the classifier's logit, as
+ *                   TEI applies to a one-label classifier, or the logit
+ *                   itself with raw_scores.  A body with "documents" and no
+ *                   "texts" is llama-server's /rerank (its alias of
+ *                   /v1/rerank) and is answered as /v1/rerank.
+ *   /v1/rerank      {model (optional, as llama-server: else as above),
+ *                   query, documents (strings or {"text"} objects), top_n,
+ *                   return_documents = false (Cohere's default; Jina's is
+ *                   true), truncate}: {id, object, model, results: [{index,
+ *                   relevance_score, document: {text}?}], usage:
+ *                   {prompt_tokens, total_tokens}} (Jina's fields; Cohere's
+ *                   clients read results).  relevance_score is in [0, 1] at
+ *                   both services: the sigmoid of the logit.  (llama-server
+ *                   answers the raw logit here; frugal did too before.)
  *
  * A request: parse and validate (400 naming the field) → acquire the model
  * (404, 503) → tokenize every input ([CLS] text [SEP]; for rerank

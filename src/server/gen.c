@@ -6,11 +6,24 @@
  * (server_int.h; body.c's getters answer the 400 naming the field) →
  * acquire the model (fr__models_acquire: 404 unknown, 400 when it does
  * not do the route's kind, 503 when it cannot be loaded now) → build the
- * prompt (below) → 413 if it leaves no room in the context → submit to
- * the model's scheduler (503 with Retry-After when its slots and queue
- * are full) → either wait for the whole answer in this connection's
- * thread, or answer with an event stream whose pull function hands over
- * each piece of text as it comes.  A client that goes away cancels its request at the next
+ * prompt (below) → 400 context_length_exceeded if it leaves no room in
+ * the context (OpenAI's answer; gen_shapes.c) → submit to the model's
+ * scheduler (503 with Retry-After when its slots and queue are full) →
+ * either wait for the whole answer in this connection's thread, or answer
+ * with an event stream whose pull function hands over each piece of text
+ * as it comes.
+ *
+ * Choices.  A request has one generation per choice (gen_seq): "n" of
+ * them per prompt, and a text completion may have several prompts
+ * (gen_shapes.c parses them); choice i·n + j is prompt i's j-th.  Each
+ * prompt's n are one group of the scheduler (fr_sched_submit_n: the
+ * prompt is read once, its KV copied to the others' slots, each sampled
+ * with seed + j); n beyond the model's slots is a 400 naming n.  Usage
+ * counts each prompt once and every choice's tokens.  A stream begins
+ * with each chat choice's role alone ({"role": "assistant", "content":
+ * ""}, as OpenAI sends it) or each echoed prompt, then hands over what
+ * any choice has as chunks naming its index; the model is given back
+ * when the last of them ends.  A client that goes away cancels its request at the next
  * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
  * released (with the request's keep_alive) as soon as the generation
  * ends — from the scheduler's thread, by the on_end hook — not when the
@@ -27,7 +40,10 @@
  * completions: the prompt is the client's whole prompt, tokenized with
  * BOS as the vocabulary says and special tokens parsed, as llama-server
  * does (a client may write its own template: "<|im_start|>" is then the
- * token).  A prompt of token ids is taken as it is.
+ * token).  A prompt of token ids is taken as it is.  With "echo" the
+ * prompt's text leads the choice's text, and with logprobs its tokens'
+ * logprobs lead too (the first null, as OpenAI's; the scheduler computes
+ * the others only when asked: fr_gen_params.prompt_logprobs).
  *
  * Other handlers generate through the same path, with no JSON in between:
  * fr__gen_run, the typed entry both routes end in, takes an fr_gen_req,
