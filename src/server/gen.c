@@ -89,6 +89,7 @@ typedef struct gen_seq {
     int finish;                 /* the last reported */
     int32_t n_gen;
     size_t text_offset;         /* text completions' logprobs.text_offset */
+    bool strip_space;           /* echo: the first piece's leading space is not in the text */
 } gen_seq;
 
 /* A request in progress (arena memory), shared with the stream. */
@@ -414,13 +415,23 @@ static void text_logprobs(gen_run *r, gen_seq *sq, bool echo_first, const fr_gen
         json_array_append_new(tops, json_null());
         json_array_append_new(offs, json_integer((json_int_t)sq->text_offset));
         len = fr_token_to_piece(v, t0, false, buf, sizeof buf);   /* BOS is not in the text */
-        sq->text_offset += len < sizeof buf ? len : 0;
+        if (len >= sizeof buf) len = 0;
+        /* the detokenizer drops a prompt's leading space (SentencePiece's " H") */
+        const char *text = r->echo[sq->prompt];
+        sq->strip_space = text[0] != ' ';
+        if (len && sq->strip_space && buf[0] == ' ') len--;
+        if (len) sq->strip_space = false;
+        sq->text_offset += len;
     }
     for (int32_t i = 0; i < n; i++) {
         size_t len;
         json_array_append_new(tokens, token_str(v, probs[i].id, buf, sizeof buf, &len));
         json_array_append_new(lps, json_real(probs[i].logprob));
         json_array_append_new(offs, json_integer((json_int_t)sq->text_offset));
+        if (sq->strip_space && len) {
+            if (buf[0] == ' ') len--;
+            sq->strip_space = false;
+        }
         sq->text_offset += len;
         json_t *top = json_object();
         for (int32_t k = 0; k < probs[i].n_top && k < r->q->top_logprobs; k++) {

@@ -15,8 +15,9 @@
 #     ({"role":"assistant","content":""}), then content-only deltas, one
 #     finish per index; each index's joined text is the non-streamed
 #     choice of the same seed
-#   - echo: the prompt precedes the completion; with logprobs, the first
-#     token's logprob is null and the others are the prompt tokens' own:
+#   - echo: the prompt precedes the completion; with logprobs, each
+#     token's text_offset points at it in the text, the first token's
+#     logprob is null and the others are the prompt tokens' own:
 #     prompt token i's equals the logprob of that token when it is forced
 #     (logit_bias 100) after the prompt's first i tokens
 #   - system_fingerprint fp_ + 10 hex in replies and every chunk, the same
@@ -136,6 +137,10 @@ check "echo + logprobs: the first token's logprob and top are null" \
     jqe '.choices[0].logprobs.token_logprobs[0] == null and .choices[0].logprobs.top_logprobs[0] == null' "$TMP/echo.json"
 check "echo + logprobs: the prompt's other tokens have logprobs <= 0" \
     jqe '.choices[0].logprobs.token_logprobs[1:$n] | all(type == "number" and . <= 0)' "$TMP/echo.json" --argjson n "$np"
+check "echo + logprobs: text_offset of the first generated token = the prompt's length (${#P1})" \
+    jqe ".choices[0].logprobs.text_offset[$np] == ${#P1}" "$TMP/echo.json"
+check "echo + logprobs: each prompt token's text is at its text_offset (ASCII: bytes = characters)" \
+    jqe '.choices[0] | .text as $t | .logprobs | [.tokens[1:$n], .text_offset[1:$n]] | transpose | all(.[0] as $k | $t[.[1]:] | startswith($k) or startswith($k | ltrimstr(" ")))' "$TMP/echo.json" --argjson n "$np"
 check "echo + logprobs: the generated tokens' logprobs are those without echo" \
     jqn --slurpfile a "$TMP/echo.json" --slurpfile b "$TMP/noecho.json" \
     '[$a[0].choices[0].logprobs.token_logprobs[-4:], $b[0].choices[0].logprobs.token_logprobs] | transpose | all(((.[0] - .[1]) | fabs) < 1e-4)'
