@@ -115,6 +115,11 @@ int32_t fr_ctx_max_batch(const fr_ctx *c);
 /* Positions sequence seq holds (0 for a bad seq); forget them. */
 int32_t fr_ctx_seq_len(const fr_ctx *c, int32_t seq);
 void fr_ctx_seq_clear(fr_ctx *c, int32_t seq);
+/* Make sequence dst hold the first n positions of sequence src (their
+ * keys and values copied row by row; dst's other positions are
+ * forgotten): n sampled continuations of one prompt read it once.
+ * FR_EINVAL for a bad seq, src == dst, or n beyond what src holds. */
+int fr_ctx_seq_copy(fr_ctx *c, int32_t src, int32_t dst, int32_t n);
 
 /* One sequence's part of a batch: n tokens at positions pos .. pos+n-1.
  * pos may be below what the sequence holds: the positions from pos on are

@@ -233,6 +233,26 @@ void fr_ctx_seq_clear(fr_ctx *c, int32_t seq) {
     if (seq >= 0 && seq < c->n_seq) c->seq_len[seq] = 0;
 }
 
+int fr_ctx_seq_copy(fr_ctx *c, int32_t src, int32_t dst, int32_t n) {
+    if (src < 0 || src >= c->n_seq || dst < 0 || dst >= c->n_seq || src == dst || n < 0 ||
+        n > c->seq_len[src])
+        return fr_errf(FR_EINVAL, "copy of %d positions from sequence %d to %d (%d sequences, "
+                       "the source holds %d)", (int)n, (int)src, (int)dst, (int)c->n_seq,
+                       src >= 0 && src < c->n_seq ? (int)c->seq_len[src] : 0);
+    const fr_hparams *hp = &c->model->hp;
+    size_t hd = (size_t)hp->head_dim, per_seq = (size_t)c->n_ctx * hd, rows = (size_t)n * hd;
+    size_t blocks = (size_t)hp->n_layer * (size_t)hp->n_head_kv;   /* [layer][head] */
+    for (size_t b = 0; b < blocks; b++) {
+        size_t base = b * (size_t)c->n_seq * per_seq;
+        memcpy(c->k_cache + base + (size_t)dst * per_seq, c->k_cache + base + (size_t)src * per_seq,
+               rows * sizeof *c->k_cache);
+        memcpy(c->v_cache + base + (size_t)dst * per_seq, c->v_cache + base + (size_t)src * per_seq,
+               rows * sizeof *c->v_cache);
+    }
+    c->seq_len[dst] = n;
+    return 0;
+}
+
 size_t fr_ctx_bytes(const fr_ctx *c) { return c->alloc_bytes; }
 
 size_t fr_ctx_kv_bytes(const fr_ctx *c) {

@@ -27,6 +27,21 @@
  * needs no wake-up: a cancelled request is running or queued, and the
  * queue is non-empty only while every slot is busy, so the loop is awake.
  *
+ * Groups (fr_sched_submit_n: n continuations of one prompt).  The leader
+ * stands in the queue for its group and is taken only when n slots are
+ * free (and then nothing behind it overtakes it: FIFO).  Each sibling gets
+ * a slot of its own that follows the leader's (slot.follow): it is left
+ * out of the batches until the leader's last prompt chunk has run; then
+ * share_prompt copies the leader's KV rows into it (fr_ctx_seq_copy) and
+ * samples it from the same logits, and from there on every member is an
+ * ordinary request.  A leader freed before its prompt is in takes its
+ * followers with it (cancelled).
+ *
+ * Prompt logprobs (echo).  A request with prompt_probs is fed one prompt
+ * token a step with logits wanted, and each step's logits give the next
+ * prompt token's logprob (prompt_prob), for it and its followers.  Without
+ * the flag nothing of this runs.
+ *
  * Stop strings.  Detokenized text (complete UTF-8 characters only) goes
  * to the request's hold buffer; text that contains a stop string ends the
  * request right before it; the longest tail of the hold that is a prefix
@@ -75,7 +90,13 @@ struct fr_gen {
     int32_t n_stop;
     bool ignore_eos;
     int32_t n_probs;
+    bool prompt_probs;            /* echo: the prompt's logprobs first */
     double deadline;
+    /* n > 1 (fr_sched_submit_n): the first request leads its group in the
+     * queue; the others wait for its prompt in their slots */
+    fr_gen **sibs;                /* the leader's [n_sibs] (loop-side) */
+    int32_t n_sibs;
+    fr_gen *leader;               /* a sibling's; NULL for a leader or alone */
     void (*on_end)(void *ud);     /* under mu: NULL once run or disarmed */
     void *on_end_ud;
     /* output, under mu */
@@ -104,6 +125,8 @@ typedef struct slot {
     int32_t n_fed;                /* prompt tokens in the cache */
     int32_t last;                 /* the token to feed next when generating */
     bool generating;              /* the whole prompt is in */
+    int32_t follow;               /* n > 1: waiting for slot `follow` to read
+                                     the group's prompt; else -1 */
 } slot;
 
 struct fr_sched {
@@ -153,6 +176,7 @@ static void gen_unref(fr_gen *g) {
     fr_free(g->out);
     fr_free(g->probs);
     fr_free(g->hold);
+    fr_free(g->sibs);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     fr_free(g);
@@ -215,6 +239,7 @@ static int gen_create(fr_sched *s, const fr_gen_params *p, fr_gen **out) {
     g->n_bias = p->n_bias;
     g->ignore_eos = p->ignore_eos;
     g->n_probs = p->n_probs;
+    g->prompt_probs = p->prompt_logprobs && p->n_probs > 0;
     g->deadline = p->deadline;
     g->on_end = p->on_end;
     g->on_end_ud = p->on_end_ud;
@@ -414,6 +439,7 @@ int fr_sched_create(fr_model *m, fr_compute *compute, const fr_sched_config *cfg
     if (!(s->slots = fr_calloc((size_t)s->cfg.n_slots, sizeof *s->slots))) goto fail;
     for (int32_t i = 0; i < s->cfg.n_slots; i++)
         if (!(s->slots[i].cache = fr_malloc((size_t)s->cfg.n_ctx * sizeof(int32_t)))) goto fail;
+        else s->slots[i].follow = -1;
     s->bytes = fr_ctx_bytes(s->ctx) + slots_bytes(m, &s->cfg);
     if (pthread_create(&s->thread, NULL, loop, s) != 0) {
         rc = fr_errf(FR_ENOMEM, "cannot start the scheduler thread");
@@ -477,36 +503,61 @@ bool fr_sched_idle(const fr_sched *s) {
 /* ---- submit and consume ---- */
 
 int fr_sched_submit(fr_sched *s, const fr_gen_params *p, fr_gen **out, double *retry_after_s) {
-    *out = NULL;
+    return fr_sched_submit_n(s, p, 1, out, retry_after_s);
+}
+
+int32_t fr_sched_n_slots(const fr_sched *s) { return s->cfg.n_slots; }
+
+int fr_sched_submit_n(fr_sched *s, const fr_gen_params *p, int32_t n, fr_gen **out, double *retry_after_s) {
     if (retry_after_s) *retry_after_s = 0;
+    if (n < 1 || n > s->cfg.n_slots)
+        return fr_errf(FR_EINVAL, "n: %d, between 1 and %d (the model's slots)", (int)n, (int)s->cfg.n_slots);
+    for (int32_t i = 0; i < n; i++) out[i] = NULL;
     int rc = check_params(s, p);
     if (rc) return rc;
-    fr_gen *g = NULL;
-    if ((rc = gen_create(s, p, &g))) return rc;
-    pthread_mutex_lock(&s->mu);
-    if (s->stop) rc = fr_errf(FR_ESHUTDOWN, "the model is shutting down");
-    else if (s->n_active + s->n_queued >= s->cfg.n_slots + s->cfg.n_queue) {
-        s->rejected++;
-        /* one slot frees about every gap_ewma seconds */
-        double wait = s->gap_ewma > 0 ? s->gap_ewma * (double)(s->n_queued + 1) : 1.0;
-        double ra = ceil(wait);
-        if (retry_after_s) *retry_after_s = ra < 1 ? 1 : ra > 60 ? 60 : ra;
-        rc = fr_errf(FR_EBUSY, "all %d slots and %d queue places are taken",
-                     (int)s->cfg.n_slots, (int)s->cfg.n_queue);
-    } else {
-        atomic_fetch_add(&g->refs, 1);   /* the loop's */
-        if (s->q_tail) s->q_tail->next = g;
-        else s->q_head = g;
-        s->q_tail = g;
-        s->n_queued++;
-        pthread_cond_signal(&s->cv);
+    fr_gen_params pi = *p;
+    for (int32_t i = 0; i < n && rc == 0; i++) {
+        /* a fixed seed gives each continuation its own: seed + i */
+        if (i > 0 && p->sampling.seed != 0xFFFFFFFFu) pi.sampling.seed = p->sampling.seed + (uint64_t)i;
+        rc = gen_create(s, &pi, &out[i]);
     }
-    pthread_mutex_unlock(&s->mu);
+    fr_gen *g = out[0];
+    if (rc == 0 && n > 1) {
+        if (!(g->sibs = fr_calloc((size_t)(n - 1), sizeof *g->sibs))) rc = FR_ENOMEM;
+        for (int32_t i = 1; rc == 0 && i < n; i++) {
+            g->sibs[i - 1] = out[i];
+            out[i]->leader = g;
+        }
+        if (rc == 0) g->n_sibs = n - 1;
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&s->mu);
+        if (s->stop) rc = fr_errf(FR_ESHUTDOWN, "the model is shutting down");
+        else if (s->n_active + s->n_queued + n > s->cfg.n_slots + s->cfg.n_queue) {
+            s->rejected++;
+            /* one slot frees about every gap_ewma seconds */
+            double wait = s->gap_ewma > 0 ? s->gap_ewma * (double)(s->n_queued + 1) : 1.0;
+            double ra = ceil(wait);
+            if (retry_after_s) *retry_after_s = ra < 1 ? 1 : ra > 60 ? 60 : ra;
+            rc = fr_errf(FR_EBUSY, "all %d slots and %d queue places are taken",
+                         (int)s->cfg.n_slots, (int)s->cfg.n_queue);
+        } else {
+            for (int32_t i = 0; i < n; i++) atomic_fetch_add(&out[i]->refs, 1);   /* the loop's */
+            if (s->q_tail) s->q_tail->next = g;      /* the group's leader stands for it */
+            else s->q_head = g;
+            s->q_tail = g;
+            s->n_queued += n;
+            pthread_cond_signal(&s->cv);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
     if (rc) {
-        gen_unref(g);
+        for (int32_t i = 0; i < n; i++) {
+            if (out[i]) gen_unref(out[i]);
+            out[i] = NULL;
+        }
         return rc;
     }
-    *out = g;
     return 0;
 }
 
@@ -580,8 +631,10 @@ static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int
 }
 
 /* Give request g the free slot whose cache shares the longest prefix with
- * its prompt; make its sampler.  False (g finished with an error) on OOM. */
-static bool assign(fr_sched *s, fr_gen *g) {
+ * its prompt; make its sampler.  follow >= 0: g waits there for slot
+ * follow's copy of the prompt (n > 1).  The slot's index, or -1 (g
+ * finished with an error) on OOM. */
+static int32_t assign(fr_sched *s, fr_gen *g, int32_t follow) {
     int32_t best = -1, best_len = -1;
     for (int32_t i = 0; i < s->cfg.n_slots; i++) {
         slot *sl = &s->slots[i];
@@ -594,27 +647,55 @@ static bool assign(fr_sched *s, fr_gen *g) {
     fr_sampler *smp = NULL;
     if (fr_sampler_create(&g->sp, s->n_vocab, &smp) != 0) {
         gen_finish(s, g, FR_FINISH_ERROR, FR_ENOMEM, false);
-        return false;
+        return -1;
     }
     for (int32_t i = 0; i < g->n_bias; i++) fr_sampler_set_bias(smp, g->bias_ids[i], g->bias[i]);
     for (int32_t i = 0; i < g->n_prompt; i++) fr_sampler_accept(smp, g->prompt[i]);
-    /* keep the shared prefix, but evaluate at least the last prompt token */
+    /* keep the shared prefix, but evaluate at least the last prompt token;
+     * the prompt's logprobs need every position evaluated */
     if (best_len > g->n_prompt - 1) best_len = g->n_prompt - 1;
+    if (g->prompt_probs || follow >= 0) best_len = 0;
     sl->g = g;
     sl->smp = smp;
     sl->cache_len = best_len;
     sl->n_fed = best_len;
     sl->generating = false;
-    g->n_prompt_eval = g->n_prompt - best_len;
+    sl->follow = follow;
+    g->n_prompt_eval = follow >= 0 ? 0 : g->n_prompt - best_len;
     pthread_mutex_lock(&g->mu);
     g->t_slot = fr_now_s();
     pthread_mutex_unlock(&g->mu);
-    return true;
+    return best;
+}
+
+/* A group's leader was taken from the queue: slots for it and its
+ * siblings (counted active already). */
+static void assign_group(fr_sched *s, fr_gen *g) {
+    int32_t lead = assign(s, g, -1), lost = lead < 0;
+    for (int32_t i = 0; i < g->n_sibs; i++) {
+        fr_gen *sib = g->sibs[i];
+        if (lead < 0) gen_finish(s, sib, FR_FINISH_ERROR, FR_ENOMEM, false);
+        else if (assign(s, sib, lead) >= 0) continue;
+        lost++;
+    }
+    g->n_sibs = 0;      /* from here on each stands alone */
+    if (lost) {
+        pthread_mutex_lock(&s->mu);
+        s->n_active -= lost;
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static void free_slot(fr_sched *s, slot *sl, int finish, int error, bool flush) {
     fr_gen *g = sl->g;
+    int32_t me = (int32_t)(sl - s->slots);
+    if (!sl->generating && sl->follow < 0)      /* its followers never get the prompt */
+        for (int32_t i = 0; i < s->cfg.n_slots; i++)
+            if (s->slots[i].g && s->slots[i].follow == me && s->slots[i].g->leader == g)
+                free_slot(s, &s->slots[i], finish == FR_FINISH_ERROR ? finish : FR_FINISH_CANCELLED,
+                          error, false);
     sl->g = NULL;
+    sl->follow = -1;
     fr_sampler_destroy(sl->smp);
     sl->smp = NULL;
     pthread_mutex_lock(&s->mu);
@@ -639,9 +720,11 @@ static void take_queue(fr_sched *s, int32_t n_free, fr_gen *lists[Q_LISTS], doub
     }
     while (*pp) {
         fr_gen *g = *pp;
+        int32_t need = 1 + g->n_sibs;   /* a group takes its slots together */
         int to = atomic_load(&g->cancel) ? Q_CANCELLED : expired(g, now) ? Q_EXPIRED
-                 : n_free > 0            ? Q_TAKEN : -1;
+                 : n_free >= need        ? Q_TAKEN : -1;
         if (to < 0) {
+            n_free = 0;                 /* FIFO: nothing overtakes a group that waits */
             last = g;
             pp = &g->next;
             continue;
@@ -650,10 +733,10 @@ static void take_queue(fr_sched *s, int32_t n_free, fr_gen *lists[Q_LISTS], doub
         g->next = NULL;
         *tails[to] = g;
         tails[to] = &g->next;
-        s->n_queued--;
+        s->n_queued -= need;
         if (to == Q_TAKEN) {
-            n_free--;
-            s->n_active++;
+            n_free -= need;
+            s->n_active += need;
         }
     }
     s->q_tail = last;
@@ -718,6 +801,45 @@ static void after_logits(fr_sched *s, slot *sl, const float *logits) {
     }
 }
 
+/* Slot i's request reads its prompt with its logprobs: the logits after
+ * prompt token n_fed - 1 give prompt token n_fed's; its followers get the
+ * same entry. */
+static void prompt_prob(fr_sched *s, int32_t i, const float *logits) {
+    slot *sl = &s->slots[i];
+    fr_gen *g = sl->g;
+    fr_gen_prob pr;
+    token_probs(logits, s->n_vocab, g->prompt[sl->n_fed], g->n_probs, &pr);
+    for (int32_t k = -1; k < s->cfg.n_slots; k++) {
+        slot *o = k < 0 ? sl : &s->slots[k];
+        if (k >= 0 && !(o->g && o->follow == i && o->g->leader == g)) continue;
+        pthread_mutex_lock(&o->g->mu);
+        if (!probs_append(o->g, &pr)) o->g->error = FR_ENOMEM;
+        pthread_cond_broadcast(&o->g->cv);
+        pthread_mutex_unlock(&o->g->mu);
+    }
+}
+
+/* Slot i's request has read its whole prompt: its followers (n > 1) get a
+ * copy of its keys and values and sample from the same logits. */
+static void share_prompt(fr_sched *s, int32_t i, const float *logits) {
+    slot *lead = &s->slots[i];
+    fr_gen *g = lead->g;
+    for (int32_t k = 0; k < s->cfg.n_slots; k++) {
+        slot *o = &s->slots[k];
+        if (!o->g || o->follow != i || o->g->leader != g) continue;
+        int rc = fr_ctx_seq_copy(s->ctx, i, k, lead->cache_len);
+        if (rc) {   /* a bug: both are slots of this context */
+            FR_ERROR("scheduler: sharing a prompt failed: %s", fr_errdetail());
+            free_slot(s, o, FR_FINISH_ERROR, rc, false);
+            continue;
+        }
+        memcpy(o->cache, lead->cache, (size_t)lead->cache_len * sizeof *o->cache);
+        o->cache_len = o->n_fed = lead->cache_len;
+        o->follow = -1;
+        after_logits(s, o, logits);
+    }
+}
+
 /* Build and run one batch; false when no slot had work. */
 static bool step(fr_sched *s) {
     fr_batch_run runs[256];
@@ -733,13 +855,15 @@ static bool step(fr_sched *s) {
     for (int32_t k = 0; k < n && total < s->max_batch; k++) {
         int32_t i = (s->rr + k) % n;
         slot *sl = &s->slots[i];
-        if (!sl->g || sl->generating) continue;
+        if (!sl->g || sl->generating || sl->follow >= 0) continue;
         int32_t left = sl->g->n_prompt - sl->n_fed, room = s->max_batch - total;
         int32_t take = left < s->cfg.chunk ? left : s->cfg.chunk;
         if (take > room) take = room;
+        if (sl->g->prompt_probs) take = 1;      /* the logits of every position */
         runs[nr] = (fr_batch_run){.seq = i, .pos = sl->cache_len, .n = take,
                                   .tokens = sl->g->prompt + sl->n_fed,
-                                  .want_logits = sl->n_fed + take == sl->g->n_prompt};
+                                  .want_logits = sl->n_fed + take == sl->g->n_prompt ||
+                                                 sl->g->prompt_probs};
         owner[nr++] = i;
         total += take;
     }
@@ -761,6 +885,11 @@ static bool step(fr_sched *s) {
         if (!sl->generating) {
             sl->n_fed += runs[r].n;
             n_prompt_tok += (uint64_t)runs[r].n;
+            if (sl->n_fed < sl->g->n_prompt) {  /* a prompt position's logits (echo) */
+                if (runs[r].want_logits) prompt_prob(s, owner[r], runs[r].logits);
+                continue;
+            }
+            share_prompt(s, owner[r], runs[r].logits);
         }
         if (runs[r].want_logits) after_logits(s, sl, runs[r].logits);
     }
@@ -776,6 +905,8 @@ static void finish_list(fr_sched *s, fr_gen *list, int finish) {
         fr_gen *g = list;
         list = g->next;
         g->next = NULL;
+        for (int32_t i = 0; i < g->n_sibs; i++) gen_finish(s, g->sibs[i], finish, 0, finish == FR_FINISH_LENGTH);
+        g->n_sibs = 0;
         gen_finish(s, g, finish, 0, finish == FR_FINISH_LENGTH);
     }
 }
@@ -801,11 +932,7 @@ static void *loop(void *arg) {
             fr_gen *g = q[Q_TAKEN];
             q[Q_TAKEN] = g->next;
             g->next = NULL;
-            if (!assign(s, g)) {
-                pthread_mutex_lock(&s->mu);
-                s->n_active--;
-                pthread_mutex_unlock(&s->mu);
-            }
+            assign_group(s, g);
         }
         for (int32_t i = 0; i < s->cfg.n_slots; i++) {
             slot *sl = &s->slots[i];

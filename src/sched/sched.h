@@ -112,6 +112,14 @@ typedef struct fr_gen_params {
     int32_t n_probs;            /* 0: no logprobs; k >= 1: the chosen token's
                                    logprob and the top k (k <= FR_GEN_MAX_PROBS) */
     double deadline;            /* fr_now_s() time; past it: finish "length"; 0 none */
+    /* The prompt's own logprobs (echo): with n_probs >= 1, the request's
+     * probabilities begin with n_prompt - 1 entries, for prompt tokens 1
+     * .. n_prompt-1 (each from the logits after the tokens before it),
+     * before those of the generated tokens.  The prompt is then read one
+     * token a step (a forward pass gives the logits of its last position
+     * only) and the slot's cached prefix is not reused; without this flag
+     * nothing of it costs anything. */
+    bool prompt_logprobs;
     /* Optional: called once when the request ends, however it ends (its
      * output, all of it still unread, is complete by then), from the
      * scheduler's thread with the request's lock held — unless the
@@ -173,6 +181,19 @@ typedef struct fr_gen_out {
  * when to try again (>= 1); FR_ESHUTDOWN: the scheduler is stopping;
  * FR_ENOMEM. */
 int fr_sched_submit(fr_sched *s, const fr_gen_params *p, fr_gen **out, double *retry_after_s);
+
+/* n continuations of one prompt (OpenAI's "n"): n requests, out[0..n),
+ * admitted together (they need n free slots at once, and count n against
+ * the queue), whose prompt is read once: the first request's slot reads
+ * it, then its keys and values are copied into the others' slots and all
+ * n sample from the same last logits, each with its own sampler (seed + i
+ * when the seed is fixed, so they differ).  Until the prompt is in, a
+ * cancel or deadline of out[0] ends them all.  n in [1, the slots]
+ * (FR_EINVAL naming n otherwise); errors as fr_sched_submit, and then
+ * out[] is all NULL. */
+int fr_sched_submit_n(fr_sched *s, const fr_gen_params *p, int32_t n, fr_gen **out,
+                      double *retry_after_s);
+int32_t fr_sched_n_slots(const fr_sched *s);
 
 /* Wait up to timeout_ms (0 = poll, -1 = forever) for new output or the
  * end.  Returns 0 with *out filled (text may be NULL on a timeout; check

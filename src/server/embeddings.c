@@ -1,7 +1,30 @@
 /*
- * embeddings.c — POST /v1/embeddings (OpenAI's shape) and POST /v1/rerank
- * (the shape of Jina's and Cohere's rerank APIs, as llama.cpp's server
- * and text-embeddings-inference answer it).
+ * embeddings.c — POST /v1/embeddings (OpenAI's shape), POST /v1/rerank
+ * (Jina's and Cohere's shape) and POST /rerank (text-embeddings-
+ * inference's).
+ *
+ * The two rerank shapes, each as its service answers (read from TEI's
+ * router, router/src/http/types.rs and server.rs; Jina's reranker API
+ * docs; Cohere's rerank v2 reference):
+ *   /rerank (TEI)   {query, texts, raw_scores = false, return_text =
+ *                   false, truncate = false}, no model: the one "model"
+ *                   names anyway, else the first model by id that reranks
+ *                   (404 "no reranker" when none).  A bare JSON array of
+ *                   {index, score, text?} sorted by score, best first, every
+ *                   text.  score: the sigmoid of the classifier's logit, as
+ *                   TEI applies to a one-label classifier, or the logit
+ *                   itself with raw_scores.  A body with "documents" and no
+ *                   "texts" is llama-server's /rerank (its alias of
+ *                   /v1/rerank) and is answered as /v1/rerank.
+ *   /v1/rerank      {model (optional, as llama-server: else as above),
+ *                   query, documents (strings or {"text"} objects), top_n,
+ *                   return_documents = false (Cohere's default; Jina's is
+ *                   true), truncate}: {id, object, model, results: [{index,
+ *                   relevance_score, document: {text}?}], usage:
+ *                   {prompt_tokens, total_tokens}} (Jina's fields; Cohere's
+ *                   clients read results).  relevance_score is in [0, 1] at
+ *                   both services: the sigmoid of the logit.  (llama-server
+ *                   answers the raw logit here; frugal did too before.)
  *
  * A request: parse and validate (400 naming the field) → acquire the model
  * (404, 503) → tokenize every input ([CLS] text [SEP]; for rerank
@@ -384,103 +407,180 @@ static int by_score(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-int fr__h_rerank(fr_req *rq) {
-    fr_body b;
-    embed_req e = {.rq = rq};
-    const char *query;
-    size_t query_len;
-    int rc;
-    if ((rc = open_body(rq, &b, &e)) || (rc = fr__body_str(&b, "query", FR_BODY_REQUIRED, &query, &query_len)))
-        return rc;
-    json_t *body = b.obj, *docs = json_object_get(body, "documents");
-    if (!docs) return fr__reply_error(rq, 400, "missing_field", "documents", "documents is required");
-    size_t n = json_array_size(docs);
-    if (!json_is_array(docs) || n == 0)
-        return fr__reply_error(rq, 400, "invalid_value", "documents", "documents must be a non-empty array of strings");
-    if (n > MAX_INPUTS)
-        return fr__reply_error(rq, 400, "invalid_value", "documents", "%zu documents, at most %d", n, MAX_INPUTS);
-    for (size_t i = 0; i < n; i++) {
-        json_t *d = json_array_get(docs, i);
-        /* Cohere and Jina also accept {"text": ...} */
-        if (json_is_object(d)) d = json_object_get(d, "text");
-        if (!json_is_string(d))
-            return fr__reply_error(rq, 400, "invalid_value", "documents", "documents[%zu] must be a string", i);
-    }
-    long long top_n = (long long)n;
-    json_t *tn = json_object_get(body, "top_n");
-    if (tn && !json_is_null(tn)) {
-        if (!json_is_integer(tn) || json_integer_value(tn) < 1)
-            return fr__reply_error(rq, 400, "invalid_value", "top_n", "top_n must be an integer of at least 1");
-        if (json_integer_value(tn) < top_n) top_n = json_integer_value(tn);
-    }
-    bool ret_docs = false, truncate = false;
-    if ((rc = fr__body_bool(&b, "return_documents", &ret_docs)) || (rc = fr__body_bool(&b, "truncate", &truncate)) ||
-        (rc = acquire(rq, &e, FR_CAP_RERANK, "reranking")))
-        return rc;
+/* A document's text: a string, or Jina's and Cohere's {"text": ...}
+ * (objs); NULL otherwise. */
+static json_t *doc_text(json_t *d, bool objs) {
+    if (objs && json_is_object(d)) d = json_object_get(d, "text");
+    return json_is_string(d) ? d : NULL;
+}
 
-    const fr_model *m = fr_batcher_model(e.lm->batcher);
-    int32_t max = fr_batcher_max_seq_tokens(e.lm->batcher);
-    if (!(e.items = fr__req_alloc(rq, n * sizeof *e.items))) {
-        release(&e);
+/* The documents field `param` of a rerank body: a non-empty array of
+ * strings (or {"text"} objects when objs).  *n its size; FR_REPLIED. */
+static int rerank_docs(fr_req *rq, json_t *body, const char *param, bool objs, json_t **out, size_t *n) {
+    json_t *docs = json_object_get(body, param);
+    if (!docs) return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+    *n = json_array_size(docs);
+    if (!json_is_array(docs) || *n == 0)
+        return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a non-empty array of strings", param);
+    if (*n > MAX_INPUTS)
+        return fr__reply_error(rq, 400, "invalid_value", param, "%zu %s, at most %d", *n, param, MAX_INPUTS);
+    for (size_t i = 0; i < *n; i++)
+        if (!doc_text(json_array_get(docs, i), objs))
+            return fr__reply_error(rq, 400, "invalid_value", param, "%s[%zu] must be a string%s", param, i,
+                                   objs ? " or {\"text\": string}" : "");
+    *out = docs;
+    return 0;
+}
+
+/* Score query against every document with e->model (acquired and
+ * released here): *rk sorted by raw score (the classifier's logit), best
+ * first, from the request's arena.  FR_REPLIED or FR_E*. */
+static int rerank_run(fr_req *rq, embed_req *e, const char *query, size_t query_len, json_t *docs, size_t n,
+                      bool objs, bool truncate, const char *param, ranked **out, uint64_t *tokens) {
+    int rc;
+    if ((rc = acquire(rq, e, FR_CAP_RERANK, "reranking"))) return rc;
+    const fr_model *m = fr_batcher_model(e->lm->batcher);
+    int32_t max = fr_batcher_max_seq_tokens(e->lm->batcher);
+    if (!(e->items = fr__req_alloc(rq, n * sizeof *e->items))) {
+        release(e);
         return FR_ENOMEM;
     }
-    memset(e.items, 0, n * sizeof *e.items);
-    e.n = n;
+    memset(e->items, 0, n * sizeof *e->items);
+    e->n = n;
     fr_enc_seq *seqs = fr__req_alloc(rq, n * sizeof *seqs);
-    float *scores = fr__req_alloc(rq, n * (size_t)e.n_out * sizeof *scores);
+    float *scores = fr__req_alloc(rq, n * (size_t)e->n_out * sizeof *scores);
     ranked *rk = fr__req_alloc(rq, n * sizeof *rk);
     if (!seqs || !scores || !rk) {
-        release(&e);
+        release(e);
         return FR_ENOMEM;
     }
-    uint64_t tokens = 0;
+    *tokens = 0;
     for (size_t i = 0; i < n; i++) {
-        json_t *d = json_array_get(docs, i);
-        if (json_is_object(d)) d = json_object_get(d, "text");
-        item *it = &e.items[i];
+        json_t *d = doc_text(json_array_get(docs, i), objs);
+        item *it = &e->items[i];
         bool cut = false;
-        rc = fr_enc_rerank_tokens(m, query, query_len, json_string_value(d),
-                                  json_string_length(d), truncate ? max : INT32_MAX, &it->ids, &it->n_ids,
-                                  &cut);
+        rc = fr_enc_rerank_tokens(m, query, query_len, json_string_value(d), json_string_length(d),
+                                  truncate ? max : INT32_MAX, &it->ids, &it->n_ids, &cut);
         if (rc) {
-            release(&e);
+            release(e);
             return rc;
         }
         it->own_ids = true;
         if (it->n_ids > (size_t)max) {
-            release(&e);
-            return fr__reply_error(rq, 413, "context_length_exceeded", "documents",
-                                   "query and documents[%zu] are %zu tokens; model '%.128s' takes at most %d "
-                                   "(send \"truncate\": true to cut them)", i, it->n_ids, e.model, (int)max);
+            release(e);
+            return fr__reply_error(rq, 413, "context_length_exceeded", param,
+                                   "query and %s[%zu] are %zu tokens; model '%.128s' takes at most %d "
+                                   "(send \"truncate\": true to cut them)", param, i, it->n_ids, e->model,
+                                   (int)max);
         }
         seqs[i] = (fr_enc_seq){it->ids, (int32_t)it->n_ids};
-        tokens += it->n_ids;
+        *tokens += it->n_ids;
     }
     double retry = 0;
-    rc = fr_batcher_run(e.lm->batcher, seqs, (int32_t)n, scores, &retry);
+    rc = fr_batcher_run(e->lm->batcher, seqs, (int32_t)n, scores, &retry);
     if (rc) {
-        release(&e);
+        release(e);
         if (rc == FR_EBUSY) fr__req_set_retry_after(rq, retry);
         return fr__reply_err(rq, rc, NULL);
     }
-    for (size_t i = 0; i < n; i++) rk[i] = (ranked){i, scores[i * (size_t)e.n_out]};
+    for (size_t i = 0; i < n; i++) rk[i] = (ranked){i, scores[i * (size_t)e->n_out]};
     qsort(rk, n, sizeof *rk, by_score);
+    fr__req_set_tokens(rq, (int32_t)*tokens, 0);
+    release(e);
+    *out = rk;
+    return 0;
+}
+
+static double sigmoid(float x) { return 1.0 / (1.0 + exp(-(double)x)); }
+
+/* The reranker of a body: the one "model" names, else (TEI's requests
+ * have no model; llama-server's make it optional) the first model by id
+ * that reranks. */
+static int default_reranker(fr_req *rq, fr_body *b, embed_req *e) {
+    int rc;
+    if ((rc = fr__body_str(b, "model", 0, &e->model, NULL))) return rc;
+    if (!e->model) {
+        fr_model_info *all = NULL;
+        size_t n = 0;
+        if ((rc = fr_manager_list(fr__req_manager(rq), &all, &n))) return rc;
+        for (size_t i = 0; i < n && !e->model; i++)
+            if ((all[i].caps & FR_CAP_RERANK) && !all[i].removed) e->model = fr__req_strdup(rq, all[i].id);
+        fr_free(all);
+        if (!e->model)
+            return fr__reply_error(rq, 404, "model_not_found", "model",
+                                   "no reranker: none of the %zu models reranks (without \"model\" the first "
+                                   "model that does is used)", n);
+    }
+    fr__req_set_model(rq, e->model);
+    return 0;
+}
+
+/* POST /v1/rerank: Jina's and Cohere's shape (the file's header). */
+int fr__h_rerank(fr_req *rq) {
+    fr_body b;
+    embed_req e = {.rq = rq};
+    const char *query;
+    size_t query_len, n;
+    json_t *docs;
+    int rc;
+    if ((rc = fr__body_need(rq, &b)) || (rc = default_reranker(rq, &b, &e)) ||
+        (rc = fr__body_str(&b, "query", FR_BODY_REQUIRED, &query, &query_len)) ||
+        (rc = rerank_docs(rq, b.obj, "documents", true, &docs, &n)))
+        return rc;
+    int32_t top_n = (int32_t)n;
+    bool ret_docs = false, truncate = false;
+    if ((rc = fr__body_i32(&b, "top_n", 1, INT32_MAX, &top_n, NULL)) ||
+        (rc = fr__body_bool(&b, "return_documents", &ret_docs)) || (rc = fr__body_bool(&b, "truncate", &truncate)))
+        return rc;
+    if ((size_t)top_n > n) top_n = (int32_t)n;
+    ranked *rk;
+    uint64_t tokens;
+    if ((rc = rerank_run(rq, &e, query, query_len, docs, n, true, truncate, "documents", &rk, &tokens))) return rc;
     json_t *results = json_array();
-    for (long long i = 0; i < top_n; i++) {
+    for (int32_t i = 0; i < top_n; i++) {
         json_t *r = json_pack("{s:I, s:f}", "index", (json_int_t)rk[i].index, "relevance_score",
-                              (double)rk[i].score);
-        if (ret_docs) {
-            json_t *d = json_array_get(docs, rk[i].index);
-            if (json_is_object(d)) d = json_object_get(d, "text");
-            json_object_set_new(r, "document", json_pack("{s:O}", "text", d));
-        }
+                              sigmoid(rk[i].score));
+        if (ret_docs)
+            json_object_set_new(r, "document",
+                                json_pack("{s:O}", "text", doc_text(json_array_get(docs, rk[i].index), true)));
         json_array_append_new(results, r);
     }
-    fr__req_set_tokens(rq, (int32_t)tokens, 0);
-    release(&e);
     char id[40];
     snprintf(id, sizeof id, "rerank-%s", rq->id);
     return fr__reply_json(rq, 200, json_pack("{s:s, s:s, s:o, s:s, s:{s:I, s:I}}", "id", id, "object", "list",
                                              "results", results, "model", e.model, "usage", "prompt_tokens",
                                              (json_int_t)tokens, "total_tokens", (json_int_t)tokens));
+}
+
+/* POST /rerank: text-embeddings-inference's shape (the file's header);
+ * a body with "documents" and no "texts" is llama-server's alias of
+ * /v1/rerank and answered as that. */
+int fr__h_rerank_tei(fr_req *rq) {
+    fr_body b;
+    embed_req e = {.rq = rq};
+    const char *query;
+    size_t query_len, n;
+    json_t *docs;
+    int rc;
+    if ((rc = fr__body_need(rq, &b))) return rc;
+    if (!json_object_get(b.obj, "texts") && json_object_get(b.obj, "documents")) return fr__h_rerank(rq);
+    if ((rc = default_reranker(rq, &b, &e)) ||
+        (rc = fr__body_str(&b, "query", FR_BODY_REQUIRED, &query, &query_len)) ||
+        (rc = rerank_docs(rq, b.obj, "texts", false, &docs, &n)))
+        return rc;
+    bool raw = false, ret_text = false, truncate = false;
+    if ((rc = fr__body_bool(&b, "raw_scores", &raw)) || (rc = fr__body_bool(&b, "return_text", &ret_text)) ||
+        (rc = fr__body_bool(&b, "truncate", &truncate)))
+        return rc;
+    ranked *rk;
+    uint64_t tokens;
+    if ((rc = rerank_run(rq, &e, query, query_len, docs, n, false, truncate, "texts", &rk, &tokens))) return rc;
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_pack("{s:I, s:f}", "index", (json_int_t)rk[i].index, "score",
+                              raw ? (double)rk[i].score : sigmoid(rk[i].score));
+        if (ret_text) json_object_set_new(r, "text", json_copy(json_array_get(docs, rk[i].index)));
+        json_array_append_new(out, r);
+    }
+    return fr__reply_json(rq, 200, out);
 }

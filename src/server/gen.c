@@ -6,11 +6,24 @@
  * (server_int.h; body.c's getters answer the 400 naming the field) →
  * acquire the model (fr__models_acquire: 404 unknown, 400 when it does
  * not do the route's kind, 503 when it cannot be loaded now) → build the
- * prompt (below) → 413 if it leaves no room in the context → submit to
- * the model's scheduler (503 with Retry-After when its slots and queue
- * are full) → either wait for the whole answer in this connection's
- * thread, or answer with an event stream whose pull function hands over
- * each piece of text as it comes.  A client that goes away cancels its request at the next
+ * prompt (below) → 400 context_length_exceeded if it leaves no room in
+ * the context (OpenAI's answer; gen_shapes.c) → submit to the model's
+ * scheduler (503 with Retry-After when its slots and queue are full) →
+ * either wait for the whole answer in this connection's thread, or answer
+ * with an event stream whose pull function hands over each piece of text
+ * as it comes.
+ *
+ * Choices.  A request has one generation per choice (gen_seq): "n" of
+ * them per prompt, and a text completion may have several prompts
+ * (gen_shapes.c parses them); choice i·n + j is prompt i's j-th.  Each
+ * prompt's n are one group of the scheduler (fr_sched_submit_n: the
+ * prompt is read once, its KV copied to the others' slots, each sampled
+ * with seed + j); n beyond the model's slots is a 400 naming n.  Usage
+ * counts each prompt once and every choice's tokens.  A stream begins
+ * with each chat choice's role alone ({"role": "assistant", "content":
+ * ""}, as OpenAI sends it) or each echoed prompt, then hands over what
+ * any choice has as chunks naming its index; the model is given back
+ * when the last of them ends.  A client that goes away cancels its request at the next
  * step (fr__req_gone while waiting, and the on_gone hook).  The handle is
  * released (with the request's keep_alive) as soon as the generation
  * ends — from the scheduler's thread, by the on_end hook — not when the
@@ -27,7 +40,10 @@
  * completions: the prompt is the client's whole prompt, tokenized with
  * BOS as the vocabulary says and special tokens parsed, as llama-server
  * does (a client may write its own template: "<|im_start|>" is then the
- * token).  A prompt of token ids is taken as it is.
+ * token).  A prompt of token ids is taken as it is.  With "echo" the
+ * prompt's text leads the choice's text, and with logprobs its tokens'
+ * logprobs lead too (the first null, as OpenAI's; the scheduler computes
+ * the others only when asked: fr_gen_params.prompt_logprobs).
  *
  * Other handlers generate through the same path, with no JSON in between:
  * fr__gen_run, the typed entry both routes end in, takes an fr_gen_req,
@@ -44,6 +60,7 @@
  * hands over as fr_malloc'd pieces and which is freed piece by piece.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -56,10 +73,24 @@
 #include "engine/chat.h"
 #include "engine/vocab.h"
 #include "manager/loader_gguf.h"
+#include "server/gen_shapes.h"
 #include "server/server_int.h"
 
 #define MAX_MESSAGES 1024
 #define WAIT_SLICE_MS 50
+
+/* One choice of a request: one generation (n per prompt; text
+ * completions may have several prompts).  Arena memory. */
+typedef struct gen_seq {
+    fr_gen *g;
+    int32_t index, prompt;      /* the choice's "index"; which prompt */
+    bool sent_role;             /* chat stream: the role chunk went */
+    bool sent_echo;             /* echo: the prompt went */
+    int finish;                 /* the last reported */
+    int32_t n_gen;
+    size_t text_offset;         /* text completions' logprobs.text_offset */
+    bool strip_space;           /* echo: the first piece's leading space is not in the text */
+} gen_seq;
 
 /* A request in progress (arena memory), shared with the stream. */
 typedef struct gen_run {
@@ -67,13 +98,17 @@ typedef struct gen_run {
     const fr_gen_req *q;
     fr_handle *h;
     fr_loaded_model *lm;
-    fr_gen *g;
-    char id[40];
+    gen_seq *seqs;              /* [n_seqs], in "index" order */
+    int32_t n_seqs;
+    atomic_int ends_left;       /* generations still running (on_end) */
+    const char **echo;          /* echo: each prompt's text [n_prompts] */
+    size_t *echo_len;
+    int32_t **p_ids;            /* each prompt's tokens */
+    char id[48];
+    char fp[FR_GEN_FP_LEN];     /* system_fingerprint */
     long created;
-    bool sent_role;             /* chat stream: the first chunk went */
     bool done;
-    int32_t n_prompt, n_gen;
-    size_t text_offset;         /* text completions' logprobs.text_offset */
+    int32_t n_prompt, n_gen;    /* prompt tokens (each prompt once), generated (all choices) */
     double queue_ms, ttft_ms, total_ms;
     int finish;                 /* the last reported */
     const fr_gen_hooks *hk;     /* another handler's (fr__gen_run), or NULL */
@@ -156,37 +191,6 @@ static int parse_messages(const fr_body *b, fr_gen_req *q) {
     return 0;
 }
 
-/* prompt: a string, a one-string array, or an array of token ids. */
-static int parse_prompt(const fr_body *b, fr_gen_req *q) {
-    fr_req *rq = b->rq;
-    json_t *p = json_object_get(b->obj, "prompt");
-    if (!p) return fr__reply_error(rq, 400, "missing_field", "prompt", "prompt is required");
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
-        p = json_array_get(p, 0);
-    if (json_is_string(p)) {
-        q->prompt = json_string_value(p);
-        return 0;
-    }
-    size_t n = json_array_size(p);
-    if (!json_is_array(p) || n == 0)
-        return fr__reply_error(rq, 400, "invalid_value", "prompt",
-                               "prompt must be a string or a non-empty array of token ids");
-    if (n > INT32_MAX / 2) return fr__reply_error(rq, 413, "context_length_exceeded", "prompt",
-                                                  "prompt has %zu tokens", n);
-    q->prompt_ids = fr__req_alloc(rq, n * sizeof *q->prompt_ids);
-    if (!q->prompt_ids) return FR_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_array_get(p, i);
-        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
-            return fr__reply_error(rq, 400, "invalid_value", "prompt",
-                                   "prompt[%zu] must be a token id (a non-negative integer); one "
-                                   "prompt per request", i);
-        q->prompt_ids[i] = (int32_t)json_integer_value(t);
-    }
-    q->n_prompt_ids = (int32_t)n;
-    return 0;
-}
-
 /* stop: a string or an array of strings, within the scheduler's limits;
  * empty strings stop nothing and are dropped. */
 static int parse_stop(const fr_body *b, fr_gen_req *q) {
@@ -245,12 +249,13 @@ int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q) {
     q->timeout_s = 0;
     fr_sampler_params_default(&q->sp);
 
-    long long n = 1, seed = -1;
+    long long seed = -1;
     bool have;
     int rc;
-    if ((rc = fr__body_int(b, "n", 1, 1, &n, NULL))) return rc;
-    if ((rc = fr__body_i32(b, "max_tokens", 1, 1 << 20, &q->max_tokens, &have))) return rc;
-    if (!have && (rc = fr__body_i32(b, "max_completion_tokens", 1, 1 << 20, &q->max_tokens, NULL))) return rc;
+    /* max_completion_tokens is the newer name: it wins when both come */
+    if ((rc = fr__body_i32(b, "max_tokens", 1, 1 << 20, &q->max_tokens, NULL)) ||
+        (rc = fr__body_i32(b, "max_completion_tokens", 1, 1 << 20, &q->max_tokens, NULL)))
+        return rc;
     if ((rc = fr__body_bool(b, "stream", &q->stream))) return rc;
     json_t *so = NULL;
     if ((rc = fr__body_object(b, "stream_options", "an object", &so))) return rc;
@@ -296,32 +301,39 @@ static int parse(fr_req *rq, fr_gen_kind kind, fr_gen_req *q) {
     memset(q, 0, sizeof *q);
     q->kind = kind;
     if ((rc = fr__body_need(rq, &b)) || (rc = fr__body_str(&b, "model", FR_BODY_REQUIRED, &q->model, NULL)) ||
-        (rc = kind == FR_GEN_CHAT ? parse_messages(&b, q) : parse_prompt(&b, q)))
+        (rc = kind == FR_GEN_CHAT ? parse_messages(&b, q) : fr__gen_parse_prompts(&b, q)) ||
+        (rc = fr__gen_parse_options(&b, true, q)) || (rc = fr__gen_parse_shapes(&b, q)))
         return rc;
-    return fr__gen_parse_options(&b, true, q);
+    fr__gen_log_unknown(&b, kind == FR_GEN_CHAT ? "/v1/chat/completions" : "/v1/completions");
+    return 0;
 }
 
 /* ---- prompt ---- */
 
-/* Tokenize the request's prompt for lm: *ids from the request's arena. */
-static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_loaded_model *lm, int32_t **ids, int32_t *n) {
+/* Tokenize the request's prompt k (of several, else the one) for lm:
+ * *ids from the request's arena. */
+static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_loaded_model *lm, int32_t k, int32_t **ids,
+                        int32_t *n) {
     const fr_vocab *v = fr_model_vocab(lm->model);
-    if (q->prompt_ids) {
+    int32_t *pids = q->n_prompts ? q->prompts_ids[k] : q->prompt_ids;
+    int32_t n_pids = q->n_prompts ? q->prompts_n_ids[k] : q->n_prompt_ids;
+    const char *text = q->n_prompts ? q->prompts[k] : q->prompt;
+    if (pids) {
         int32_t nv = fr_vocab_n_tokens(v);
-        for (int32_t i = 0; i < q->n_prompt_ids; i++)
-            if (q->prompt_ids[i] >= nv)
+        for (int32_t i = 0; i < n_pids; i++)
+            if (pids[i] >= nv)
                 return fr__reply_error(rq, 400, "invalid_value", "prompt",
                                        "prompt[%d] = %d is not a token of this model (%d tokens)",
-                                       (int)i, (int)q->prompt_ids[i], (int)nv);
-        *ids = q->prompt_ids;
-        *n = q->n_prompt_ids;
+                                       (int)i, (int)pids[i], (int)nv);
+        *ids = pids;
+        *n = n_pids;
         return 0;
     }
     int32_t *tok = NULL;
     size_t nt = 0;
     int rc = q->kind == FR_GEN_CHAT
                  ? fr_chat_tokenize(v, lm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
-                 : fr_tokenize(v, q->prompt, strlen(q->prompt), true, true, &tok, &nt);
+                 : fr_tokenize(v, text, strlen(text), true, true, &tok, &nt);
     if (rc) return rc;
     if (nt == 0) {
         fr_free(tok);
@@ -385,18 +397,42 @@ static void chat_logprobs(const gen_run *r, const fr_gen_prob *probs, int32_t n,
     }
 }
 
-/* Legacy completions logprobs: parallel arrays, appended to obj's. */
-static void text_logprobs(gen_run *r, const fr_gen_prob *probs, int32_t n, json_t *obj) {
+/* Legacy completions logprobs: parallel arrays, appended to obj's.  With
+ * echo, the prompt's first token leads (logprob null, as OpenAI: nothing
+ * predicts it); the scheduler's probs then begin with the prompt's other
+ * tokens. */
+static void text_logprobs(gen_run *r, gen_seq *sq, bool echo_first, const fr_gen_prob *probs, int32_t n,
+                          json_t *obj) {
     const fr_vocab *v = fr_model_vocab(r->lm->model);
     char buf[256];
     json_t *tokens = json_object_get(obj, "tokens"), *lps = json_object_get(obj, "token_logprobs");
     json_t *tops = json_object_get(obj, "top_logprobs"), *offs = json_object_get(obj, "text_offset");
+    if (echo_first) {
+        size_t len;
+        int32_t t0 = r->p_ids[sq->prompt][0];
+        json_array_append_new(tokens, token_str(v, t0, buf, sizeof buf, &len));
+        json_array_append_new(lps, json_null());
+        json_array_append_new(tops, json_null());
+        json_array_append_new(offs, json_integer((json_int_t)sq->text_offset));
+        len = fr_token_to_piece(v, t0, false, buf, sizeof buf);   /* BOS is not in the text */
+        if (len >= sizeof buf) len = 0;
+        /* the detokenizer drops a prompt's leading space (SentencePiece's " H") */
+        const char *text = r->echo[sq->prompt];
+        sq->strip_space = text[0] != ' ';
+        if (len && sq->strip_space && buf[0] == ' ') len--;
+        if (len) sq->strip_space = false;
+        sq->text_offset += len;
+    }
     for (int32_t i = 0; i < n; i++) {
         size_t len;
         json_array_append_new(tokens, token_str(v, probs[i].id, buf, sizeof buf, &len));
         json_array_append_new(lps, json_real(probs[i].logprob));
-        json_array_append_new(offs, json_integer((json_int_t)r->text_offset));
-        r->text_offset += len;
+        json_array_append_new(offs, json_integer((json_int_t)sq->text_offset));
+        if (sq->strip_space && len) {
+            if (buf[0] == ' ') len--;
+            sq->strip_space = false;
+        }
+        sq->text_offset += len;
         json_t *top = json_object();
         for (int32_t k = 0; k < probs[i].n_top && k < r->q->top_logprobs; k++) {
             size_t l2;
@@ -413,28 +449,34 @@ static json_t *new_text_logprobs(void) {
                      "text_offset");
 }
 
-/* One choice object: chat (message or delta) or text. */
-static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_prob *probs, int32_t n_probs,
-                      int finish, bool delta) {
-    json_t *c = json_pack("{s:i}", "index", 0);
+/* One choice object of sq: chat (message or delta) or text.  A text
+ * choice's first one carries the prompt with echo (the caller put it in
+ * text). */
+static json_t *choice(gen_run *r, gen_seq *sq, const char *text, size_t len, const fr_gen_prob *probs,
+                      int32_t n_probs, int finish, bool delta) {
+    json_t *c = json_pack("{s:i}", "index", (json_int_t)sq->index);
     json_t *lp = json_null();
-    if (r->q->logprobs && (n_probs || !delta)) {
+    bool echo_first = r->q->kind == FR_GEN_TEXT && r->q->echo && !sq->sent_echo;
+    if (echo_first) sq->sent_echo = true;
+    if (r->q->logprobs && (n_probs || !delta || echo_first)) {
         if (r->q->kind == FR_GEN_CHAT) {
             json_t *content = json_array();
             chat_logprobs(r, probs, n_probs, content);
             lp = json_pack("{s:o}", "content", content);
         } else {
             lp = new_text_logprobs();
-            text_logprobs(r, probs, n_probs, lp);
+            text_logprobs(r, sq, echo_first, probs, n_probs, lp);
         }
     }
     if (r->q->kind == FR_GEN_CHAT) {
+        /* a stream's first chunk is the role alone, as OpenAI sends it:
+         * {"role": "assistant", "content": ""}; the others carry content */
         json_t *m = json_object();
-        if (!delta || !r->sent_role) json_object_set_new(m, "role", json_string("assistant"));
-        if (!delta || len || !r->sent_role)
+        if (!delta || !sq->sent_role) json_object_set_new(m, "role", json_string("assistant"));
+        if (!delta || len || !sq->sent_role)
             json_object_set_new(m, "content", fr__json_text(text ? text : "", len));
         json_object_set_new(c, delta ? "delta" : "message", m);
-        r->sent_role = true;
+        sq->sent_role = true;
     } else {
         json_object_set_new(c, "text", fr__json_text(text ? text : "", len));
     }
@@ -447,8 +489,8 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
 static json_t *envelope(const gen_run *r, bool chunk, json_t *choices) {
     const char *object = r->q->kind == FR_GEN_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
                                                  : "text_completion";
-    return json_pack("{s:s, s:s, s:I, s:s, s:n, s:o}", "id", r->id, "object", object, "created",
-                     (json_int_t)r->created, "model", r->q->model, "system_fingerprint", "choices",
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o}", "id", r->id, "object", object, "created",
+                     (json_int_t)r->created, "model", r->q->model, "system_fingerprint", r->fp, "choices",
                      choices);
 }
 
@@ -493,30 +535,38 @@ static void count_shed(fr_req *rq, const char *reason) {
 
 /* ---- the request's life ---- */
 
-/* The generation ended (the scheduler's thread, with the request's lock
- * held): give the model back now rather than when the client has read
- * the answer.  What is left to send waits in the fr_gen, which outlives
- * the model, so a client that does not read holds no model.  Not armed
- * for logprobs, whose token texts need the model's vocabulary until the
- * last chunk is written. */
+/* A generation ended (the scheduler's thread, with its lock held): when
+ * it was the last of the request's, give the model back now rather than
+ * when the client has read the answer.  What is left to send waits in the
+ * fr_gen, which outlives the model, so a client that does not read holds
+ * no model.  Not armed for logprobs, whose token texts need the model's
+ * vocabulary until the last chunk is written. */
 static void on_end(void *ud) {
     gen_run *r = ud;
+    if (atomic_fetch_sub(&r->ends_left, 1) != 1) return;
     fr_handle *h = r->h;
     r->h = NULL;
     fr_manager_release_async(h);
 }
 
-static void on_gone(void *ud) {
-    gen_run *r = ud;
-    if (r->g) fr_gen_cancel(r->g);
+static void cancel_all(gen_run *r) {
+    for (int32_t i = 0; i < r->n_seqs; i++)
+        if (r->seqs[i].g) fr_gen_cancel(r->seqs[i].g);
 }
 
-static void record(gen_run *r, const fr_gen_out *o) {
-    r->n_gen = o->n_gen;
-    r->queue_ms = o->queue_ms;
-    r->ttft_ms = o->ttft_ms;
-    r->total_ms = o->total_ms;
-    r->finish = o->finish;
+static void on_gone(void *ud) { cancel_all(ud); }
+
+/* What o says of sq, and the request's totals. */
+static void record(gen_run *r, gen_seq *sq, const fr_gen_out *o) {
+    r->n_gen += o->n_gen - sq->n_gen;
+    sq->n_gen = o->n_gen;
+    sq->finish = o->finish;
+    if (sq == r->seqs) {
+        r->queue_ms = o->queue_ms;
+        r->ttft_ms = o->ttft_ms;
+        r->total_ms = o->total_ms;
+        r->finish = o->finish;
+    }
     fr__req_set_tokens(r->rq, r->n_prompt, r->n_gen);
     fr__req_set_queue_ms(r->rq, r->queue_ms);
 }
@@ -529,73 +579,109 @@ static void hook_fin(gen_run *r) {
     }
 }
 
-/* The end of the request: the generation is let go first (which disarms
- * on_end, or waits for it), then the handle if on_end did not take it. */
+/* The end of the request: the generations are let go first (which
+ * disarms on_end, or waits for it), then the handle if on_end did not
+ * take it. */
 static void finish_run(gen_run *r) {
     hook_fin(r);
-    if (r->g) {
-        if (r->finish != FR_FINISH_NONE) observe(r, r->finish);
-        fr_gen_release(r->g);
-        r->g = NULL;
-    }
+    if (r->seqs && r->seqs[0].g && r->finish != FR_FINISH_NONE) observe(r, r->finish);
+    for (int32_t i = 0; i < r->n_seqs; i++)
+        if (r->seqs[i].g) {
+            fr_gen_release(r->seqs[i].g);
+            r->seqs[i].g = NULL;
+        }
     if (r->h) {
         fr_manager_release(r->h);
         r->h = NULL;
     }
 }
 
-/* Streaming: hand over what the generation has, as chunks. */
+/* Streaming, one choice: hand over what its generation has, as chunks (a
+ * text chunk, then the finish's).  *sent: something went. */
+static int pull_seq(gen_run *r, gen_seq *sq, fr_sse *st, int timeout_ms, bool *sent) {
+    fr_gen_out o;
+    int rc = fr_gen_wait(sq->g, timeout_ms, &o);
+    if (rc) return rc;
+    record(r, sq, &o);
+    int finish = o.finish;
+    if (finish == FR_FINISH_ERROR) {
+        int err = o.error;
+        fr_gen_out_free(&o);
+        return fr_errf(err ? err : FR_EINTERNAL, "generation failed: %s", fr_strerror(err ? err : FR_EINTERNAL));
+    }
+    json_t *choices = json_array();
+    if (o.len || o.n_probs)
+        json_array_append_new(choices, choice(r, sq, o.text, o.len, o.probs, o.n_probs, FR_FINISH_NONE, true));
+    if (finish != FR_FINISH_NONE) json_array_append_new(choices, choice(r, sq, NULL, 0, NULL, 0, finish, true));
+    fr_gen_out_free(&o);
+    /* one choice per event: the text first, then the finish */
+    for (size_t i = 0; i < json_array_size(choices) && rc == 0; i++) {
+        json_t *ev = envelope(r, true, json_pack("[O]", json_array_get(choices, i)));
+        if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
+        rc = fr__sse_json(st, ev);
+        *sent = true;
+    }
+    json_decref(choices);
+    return rc;
+}
+
+/* The first events of a stream: each chat choice's role alone, each
+ * echoed prompt. */
+static int stream_head(gen_run *r, fr_sse *st) {
+    int rc = 0;
+    for (int32_t i = 0; i < r->n_seqs && rc == 0; i++) {
+        gen_seq *sq = &r->seqs[i];
+        json_t *c = NULL;
+        if (r->q->kind == FR_GEN_CHAT && !sq->sent_role) c = choice(r, sq, NULL, 0, NULL, 0, FR_FINISH_NONE, true);
+        else if (r->q->kind == FR_GEN_TEXT && r->q->echo && !sq->sent_echo)
+            c = choice(r, sq, r->echo[sq->prompt], r->echo_len[sq->prompt], NULL, 0, FR_FINISH_NONE, true);
+        if (!c) continue;
+        json_t *ev = envelope(r, true, json_pack("[o]", c));
+        if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
+        rc = fr__sse_json(st, ev);
+    }
+    return rc;
+}
+
+/* Streaming: hand over what the generations have, as chunks whose choice
+ * says its index. */
 static int pull(fr_sse *st, void *ud) {
     gen_run *r = ud;
+    int rc = stream_head(r, st);
+    if (rc) return rc;
     for (;;) {
-        fr_gen_out o;
-        int rc = fr_gen_wait(r->g, WAIT_SLICE_MS, &o);
-        if (rc) return rc;
-        record(r, &o);
-        int finish = o.finish;
-        if (finish == FR_FINISH_ERROR) {
-            int err = o.error;
-            fr_gen_out_free(&o);
-            return fr_errf(err ? err : FR_EINTERNAL, "generation failed: %s",
-                           fr_strerror(err ? err : FR_EINTERNAL));
-        }
-        if (o.len || o.n_probs || finish != FR_FINISH_NONE) {
-            json_t *choices = json_array();
-            if (o.len || o.n_probs || (r->q->kind == FR_GEN_CHAT && !r->sent_role))
-                json_array_append_new(choices, choice(r, o.text, o.len, o.probs, o.n_probs,
-                                                      FR_FINISH_NONE, true));
-            if (finish != FR_FINISH_NONE)
-                json_array_append_new(choices, choice(r, NULL, 0, NULL, 0, finish, true));
-            fr_gen_out_free(&o);
-            /* one choice per event: the text first, then the finish */
-            for (size_t i = 0; i < json_array_size(choices); i++) {
-                json_t *ev = envelope(r, true, json_pack("[O]", json_array_get(choices, i)));
-                if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
-                if ((rc = fr__sse_json(st, ev))) {
-                    json_decref(choices);
-                    return rc;
-                }
+        bool sent = false, running = false;
+        gen_seq *wait = NULL;
+        for (int32_t i = 0; i < r->n_seqs; i++) {
+            gen_seq *sq = &r->seqs[i];
+            if (sq->finish != FR_FINISH_NONE) continue;
+            if ((rc = pull_seq(r, sq, st, 0, &sent))) return rc;
+            if (sq->finish == FR_FINISH_NONE) {
+                running = true;
+                if (!wait) wait = sq;
             }
-            json_decref(choices);
-            if (finish != FR_FINISH_NONE) {
-                if (r->q->include_usage) {
-                    json_t *ev = envelope(r, true, json_array());
-                    json_object_set_new(ev, "usage", usage_json(r));
-                    if ((rc = fr__sse_json(st, ev))) return rc;
-                }
-                if (r->hk && r->hk->last_event) {
-                    json_t *ev = envelope(r, true, json_array());
-                    if (ev) json_object_set_new(ev, "usage", usage_json(r));
-                    if ((ev = r->hk->last_event(r->hk->ud, ev)) && (rc = fr__sse_json(st, ev))) return rc;
-                }
-                r->done = true;
-                return FR_SSE_END;
-            }
-            return FR_SSE_MORE;
         }
-        fr_gen_out_free(&o);
+        if (!running) {
+            int rc2;
+            if (r->q->include_usage) {
+                json_t *ev = envelope(r, true, json_array());
+                json_object_set_new(ev, "usage", usage_json(r));
+                if ((rc2 = fr__sse_json(st, ev))) return rc2;
+            }
+            if (r->hk && r->hk->last_event) {
+                json_t *ev = envelope(r, true, json_array());
+                if (ev) json_object_set_new(ev, "usage", usage_json(r));
+                if ((ev = r->hk->last_event(r->hk->ud, ev)) && (rc2 = fr__sse_json(st, ev))) return rc2;
+            }
+            r->done = true;
+            return FR_SSE_END;
+        }
+        if (sent) return FR_SSE_MORE;
+        /* nothing new: wait on one that runs (the others step with it) */
+        if ((rc = pull_seq(r, wait, st, WAIT_SLICE_MS, &sent))) return rc;
+        if (sent) return FR_SSE_MORE;
         if (fr__sse_gone(st, 0)) {
-            fr_gen_cancel(r->g);
+            cancel_all(r);
             return FR_SSE_END;
         }
     }
@@ -604,69 +690,96 @@ static int pull(fr_sse *st, void *ud) {
 static void fin(void *ud, bool completed) {
     gen_run *r = ud;
     (void)completed;
-    if (r->g && r->finish == FR_FINISH_NONE) {
+    for (int32_t i = 0; i < r->n_seqs; i++) {
+        gen_seq *sq = &r->seqs[i];
+        if (!sq->g || sq->finish != FR_FINISH_NONE) continue;
         /* The stream ended before its finish was read (the client went
          * away): stop the generation and count it as what it became, so
          * that it is not missing from the metrics. */
-        fr_gen_cancel(r->g);
+        fr_gen_cancel(sq->g);
         fr_gen_out o;
-        if (fr_gen_wait(r->g, 0, &o) == 0) {
-            record(r, &o);
+        if (fr_gen_wait(sq->g, 0, &o) == 0) {
+            record(r, sq, &o);
             fr_gen_out_free(&o);
         }
-        if (r->finish == FR_FINISH_NONE) r->finish = FR_FINISH_CANCELLED;
+        if (sq->finish == FR_FINISH_NONE) sq->finish = FR_FINISH_CANCELLED;
+        if (i == 0) r->finish = sq->finish;
     }
     finish_run(r);
 }
 
-/* Wait for the whole answer in this thread. */
-static int collect(gen_run *r) {
+/* Wait for the whole of one choice in this thread: its text (after the
+ * echoed prompt) and probabilities, fr_malloc'd. */
+static int collect_seq(gen_run *r, gen_seq *sq, char **text, size_t *len, fr_gen_prob **probs,
+                       int32_t *n_probs) {
     fr_req *rq = r->rq;
-    char *text = NULL;
-    size_t len = 0;
-    fr_gen_prob *probs = NULL;
-    int32_t n_probs = 0;
-    int finish = FR_FINISH_NONE, rc = 0;
-    while (finish == FR_FINISH_NONE) {
+    int rc = 0;
+    *text = NULL;
+    *len = 0;
+    *probs = NULL;
+    *n_probs = 0;
+    if (r->q->kind == FR_GEN_TEXT && r->q->echo) {
+        size_t n = r->echo_len[sq->prompt];
+        if (!(*text = fr_malloc(n + 1))) return FR_ENOMEM;
+        memcpy(*text, r->echo[sq->prompt], n);
+        (*text)[n] = 0;
+        *len = n;
+    }
+    while (sq->finish == FR_FINISH_NONE) {
         fr_gen_out o;
-        if ((rc = fr_gen_wait(r->g, WAIT_SLICE_MS, &o))) break;
-        record(r, &o);
-        finish = o.finish;
-        if (finish == FR_FINISH_ERROR) rc = o.error ? o.error : FR_EINTERNAL;
+        if ((rc = fr_gen_wait(sq->g, WAIT_SLICE_MS, &o))) break;
+        record(r, sq, &o);
+        if (sq->finish == FR_FINISH_ERROR) rc = o.error ? o.error : FR_EINTERNAL;
         if (o.len) {
-            char *t = fr_realloc(text, len + o.len + 1);
+            char *t = fr_realloc(*text, *len + o.len + 1);
             if (!t) rc = FR_ENOMEM;
             else {
-                memcpy(t + len, o.text, o.len);
-                len += o.len;
-                t[len] = 0;
-                text = t;
+                memcpy(t + *len, o.text, o.len);
+                *len += o.len;
+                t[*len] = 0;
+                *text = t;
             }
         }
         if (o.n_probs) {
-            fr_gen_prob *p = fr_realloc(probs, (size_t)(n_probs + o.n_probs) * sizeof *p);
+            fr_gen_prob *p = fr_realloc(*probs, (size_t)(*n_probs + o.n_probs) * sizeof *p);
             if (!p) rc = FR_ENOMEM;
             else {
-                memcpy(p + n_probs, o.probs, (size_t)o.n_probs * sizeof *p);
-                n_probs += o.n_probs;
-                probs = p;
+                memcpy(p + *n_probs, o.probs, (size_t)o.n_probs * sizeof *p);
+                *n_probs += o.n_probs;
+                *probs = p;
             }
         }
         fr_gen_out_free(&o);
         if (rc) break;
-        if (finish == FR_FINISH_NONE && fr__req_gone(rq, 0)) fr_gen_cancel(r->g);
+        if (sq->finish == FR_FINISH_NONE && fr__req_gone(rq, 0)) cancel_all(r);
     }
-    if (rc == 0) {
-        json_t *body = envelope(r, false, json_pack("[o]", choice(r, text, len, probs, n_probs,
-                                                                  finish, false)));
-        json_object_del(body, "system_fingerprint");
-        json_object_set_new(body, "usage", usage_json(r));
-        if (body && r->hk && r->hk->body) body = r->hk->body(r->hk->ud, body);
-        rc = fr__reply_json(rq, 200, body);
-    }
-    fr_free(text);
-    fr_free(probs);
     return rc;
+}
+
+/* Wait for the whole answer in this thread. */
+static int collect(gen_run *r) {
+    json_t *choices = json_array();
+    int rc = choices ? 0 : FR_ENOMEM;
+    for (int32_t i = 0; i < r->n_seqs && rc == 0; i++) {
+        char *text;
+        size_t len;
+        fr_gen_prob *probs;
+        int32_t n_probs;
+        gen_seq *sq = &r->seqs[i];
+        if ((rc = collect_seq(r, sq, &text, &len, &probs, &n_probs)) == 0)
+            json_array_append_new(choices, choice(r, sq, text, len, probs, n_probs, sq->finish, false));
+        fr_free(text);
+        fr_free(probs);
+    }
+    if (rc) {
+        cancel_all(r);
+        json_decref(choices);
+        return rc;
+    }
+    json_t *body = envelope(r, false, choices);
+    if (body) json_object_set_new(body, "usage", usage_json(r));
+    if (body && r->hk && r->hk->body) body = r->hk->body(r->hk->ud, body);
+    return fr__reply_json(r->rq, 200, body);
 }
 
 /* The request's "timeout", else the server's --request-timeout. */
@@ -676,11 +789,42 @@ static double deadline_of(const fr_req *rq, const fr_gen_req *q) {
     return t > 0 ? fr_now_s() + t : 0;
 }
 
+/* Prompt k's text for echo: the client's string, or its tokens' text. */
+static int echo_text(gen_run *r, int32_t k, const int32_t *ids, int32_t n) {
+    const fr_gen_req *q = r->q;
+    const char *text = q->n_prompts ? q->prompts[k] : q->prompt;
+    if (text) {
+        r->echo[k] = text;
+        r->echo_len[k] = strlen(text);
+        return 0;
+    }
+    const fr_vocab *v = fr_model_vocab(r->lm->model);
+    char buf[256];
+    size_t len = 0;
+    for (int32_t i = 0; i < n; i++) {
+        size_t w = fr_token_to_piece(v, ids[i], false, buf, sizeof buf);
+        len += w < sizeof buf ? w : 0;
+    }
+    char *t = fr__req_alloc(r->rq, len + 1), *p = t;
+    if (!t) return FR_ENOMEM;
+    for (int32_t i = 0; i < n; i++) {
+        size_t w = fr_token_to_piece(v, ids[i], false, buf, sizeof buf);
+        if (w < sizeof buf) {
+            memcpy(p, buf, w);
+            p += w;
+        }
+    }
+    *p = 0;
+    r->echo[k] = t;
+    r->echo_len[k] = len;
+    return 0;
+}
+
 static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
     fr__req_set_model(rq, q->model);
     r->q = q;
     r->created = (long)time(NULL);
-    snprintf(r->id, sizeof r->id, "%s-%s", q->kind == FR_GEN_CHAT ? "chatcmpl" : "cmpl", rq->id);
+    fr__gen_new_id(q->kind == FR_GEN_CHAT ? "chatcmpl" : "cmpl", r->id, sizeof r->id);
 
     int rc;
     bool chat = q->kind == FR_GEN_CHAT;
@@ -688,30 +832,41 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
                                           chat ? "chat completions" : "text completions", &r->h)))
         return rc;
     r->lm = fr_handle_obj(r->h);
+    fr__gen_fingerprint(r->lm->file_tag, r->fp);
 
-    int32_t *ids = NULL, n_ids = 0;
-    if ((rc = build_prompt(rq, q, r->lm, &ids, &n_ids))) {
+    /* n choices for each prompt, in that order */
+    int32_t n_prompts = q->n_prompts > 0 ? q->n_prompts : 1, n = q->n > 1 ? q->n : 1;
+    int32_t slots = fr_sched_n_slots(r->lm->sched), n_ctx = fr_sched_n_ctx(r->lm->sched);
+    if (n > slots) {
         finish_run(r);
-        return rc;
+        return fr__reply_error(rq, 400, "invalid_value", "n",
+                               "n is %d; model '%.128s' generates at most %d sequences at once (its "
+                               "parallel slots)", (int)n, q->model, (int)slots);
     }
-    r->n_prompt = n_ids;
-    int32_t n_ctx = fr_sched_n_ctx(r->lm->sched);
-    if (n_ids >= n_ctx) {
+    int32_t **ids = fr__req_alloc(rq, (size_t)n_prompts * sizeof *ids);
+    int32_t *n_ids = fr__req_alloc(rq, (size_t)n_prompts * sizeof *n_ids);
+    r->seqs = fr__req_alloc(rq, (size_t)n_prompts * (size_t)n * sizeof *r->seqs);
+    r->echo = fr__req_alloc(rq, (size_t)n_prompts * sizeof *r->echo);
+    r->echo_len = fr__req_alloc(rq, (size_t)n_prompts * sizeof *r->echo_len);
+    fr_gen **gens = fr__req_alloc(rq, (size_t)n * sizeof *gens);
+    if (!ids || !n_ids || !r->seqs || !r->echo || !r->echo_len || !gens) {
         finish_run(r);
-        return fr__reply_error(rq, 413, "context_length_exceeded", chat ? "messages" : "prompt",
-                               "the prompt is %d tokens; the context of model '%.128s' holds %d "
-                               "(at least one must remain for the answer)", (int)n_ids, q->model,
-                               (int)n_ctx);
+        return FR_ENOMEM;
     }
-    fr_gen_params gp = {
-        .prompt = ids, .n_prompt = n_ids,
-        .max_tokens = q->max_tokens > 0 ? q->max_tokens : n_ctx - n_ids,
-        .sampling = q->sp, .bias_ids = q->bias_ids, .bias = q->bias, .n_bias = q->n_bias,
-        .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
-        .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
-        .deadline = deadline_of(rq, q),
-        .on_end = q->logprobs ? NULL : on_end, .on_end_ud = r,
-    };
+    memset(r->seqs, 0, (size_t)n_prompts * (size_t)n * sizeof *r->seqs);
+    r->p_ids = ids;
+    for (int32_t k = 0; k < n_prompts; k++) {
+        if ((rc = build_prompt(rq, q, r->lm, k, &ids[k], &n_ids[k])) ||
+            (q->echo && (rc = echo_text(r, k, ids[k], n_ids[k])))) {
+            finish_run(r);
+            return rc;
+        }
+        if (n_ids[k] >= n_ctx) {
+            finish_run(r);
+            return fr__gen_too_long(rq, chat, n_ctx, n_ids[k]);
+        }
+        r->n_prompt += n_ids[k];
+    }
     int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->lm->model));
     for (int32_t i = 0; i < q->n_bias; i++)
         if (q->bias_ids[i] >= nv) {
@@ -720,14 +875,37 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
                                    "logit_bias: %d is not a token of this model (%d tokens)",
                                    (int)q->bias_ids[i], (int)nv);
         }
-    double retry = 0;
-    if ((rc = fr_sched_submit(r->lm->sched, &gp, &r->g, &retry))) {
-        finish_run(r);
-        if (rc == FR_EBUSY) {
-            fr__req_set_retry_after(rq, retry);
-            count_shed(rq, "queue_full");
+    bool early_release = !q->logprobs;
+    atomic_init(&r->ends_left, n_prompts * n);
+    for (int32_t k = 0; k < n_prompts; k++) {
+        fr_gen_params gp = {
+            .prompt = ids[k], .n_prompt = n_ids[k],
+            .max_tokens = q->max_tokens > 0 ? q->max_tokens : n_ctx - n_ids[k],
+            .sampling = q->sp, .bias_ids = q->bias_ids, .bias = q->bias, .n_bias = q->n_bias,
+            .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
+            .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
+            .prompt_logprobs = q->echo && q->logprobs,
+            .deadline = deadline_of(rq, q),
+            .on_end = early_release ? on_end : NULL, .on_end_ud = r,
+        };
+        double retry = 0;
+        if ((rc = fr_sched_submit_n(r->lm->sched, &gp, n, gens, &retry))) {
+            cancel_all(r);
+            /* the handle goes with the generations, not by on_end halfway */
+            for (int32_t i = 0; i < r->n_seqs; i++) fr_gen_release(r->seqs[i].g), r->seqs[i].g = NULL;
+            finish_run(r);
+            if (rc == FR_EBUSY) {
+                fr__req_set_retry_after(rq, retry);
+                count_shed(rq, "queue_full");
+            }
+            return fr__reply_err(rq, rc, NULL);
         }
-        return fr__reply_err(rq, rc, NULL);
+        for (int32_t j = 0; j < n; j++) {
+            gen_seq *sq = &r->seqs[r->n_seqs];
+            sq->g = gens[j];
+            sq->index = r->n_seqs++;
+            sq->prompt = k;
+        }
     }
     fr__req_on_gone(rq, on_gone, r);
     if (q->stream) {

@@ -27,7 +27,7 @@ const fr_route fr__routes[] = {
     {"POST", "/v1/completions", fr__h_completions, FR_ROUTE_JSON},
     {"POST", "/v1/embeddings", fr__h_embeddings, FR_ROUTE_JSON},
     {"POST", "/v1/rerank", fr__h_rerank, FR_ROUTE_JSON},
-    {"POST", "/rerank", fr__h_rerank, FR_ROUTE_JSON},
+    {"POST", "/rerank", fr__h_rerank_tei, FR_ROUTE_JSON},
     {"GET", "/v1/models", fr__h_models, 0},
     {"POST", "/v1/models/plan", fr__h_models_plan, FR_ROUTE_JSON},
     {"GET", "/v1/models/{id}", fr__h_model, 0},

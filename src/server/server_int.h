@@ -128,6 +128,7 @@ int fr__h_memory_unload(fr_req *rq);
 /* embeddings.c */
 int fr__h_embeddings(fr_req *rq);
 int fr__h_rerank(fr_req *rq);
+int fr__h_rerank_tei(fr_req *rq);
 /* collections.c */
 int fr__h_collections_create(fr_req *rq);
 int fr__h_collections_list(fr_req *rq);
@@ -419,6 +420,16 @@ typedef struct fr_gen_req {
      * required or a named function).  Compiled and enforced by
      * fr__gen_run. */
     const char *grammar;
+    /* OpenAI's other shapes (gen_shapes.c).  Text completions with
+     * several prompts: prompts[i] (a string) or prompts_ids[i] [
+     * prompts_n_ids[i]] (token ids) for i < n_prompts; n_prompts 0: the
+     * one prompt above. */
+    const char **prompts;
+    int32_t **prompts_ids;
+    int32_t *prompts_n_ids;
+    int32_t n_prompts;
+    int32_t n;                  /* choices per prompt; 0 or 1: one */
+    bool echo;                  /* text: the prompt precedes the completion */
 } fr_gen_req;
 
 /* Every field of a generation body but "model" and the prompt

@@ -63,8 +63,11 @@
  *     line is "data: " + a JSON object or "data: [DONE]", or empty, and
  *     the last event is [DONE];
  *   - a generation's usage stays inside the context: prompt_tokens < 64 and
- *     total_tokens <= 65 (the last token sampled takes no position); a
- *     completion has one choice with a finish_reason; embeddings have a
+ *     total_tokens <= 65 (the last token sampled takes no position) for
+ *     each of its k choices (several prompts, n: each prompt counted once,
+ *     so at most k times that); a completion has choices with index 0, 1,
+ *     ... in order and a finish_reason each; TEI's /rerank may answer a
+ *     bare array; embeddings have a
  *     data array, a rerank a results array.
  * A failure prints the request and the response, then aborts.  FUZZ_VERBOSE=1
  * prints every status and the start of every reply; FUZZ_DEBUG=1 turns the
@@ -178,7 +181,11 @@ static void start(void) {
 
 /* ---- checking the response ---- */
 
-/* A generation's usage: within the context. */
+/* Choices in the reply or stream being checked (a stream's highest index
+ * + 1 so far). */
+static long long n_choices;
+
+/* A generation's usage: within the context, for each of its choices. */
 static void check_usage(json_t *usage, const buf *raw) {
     if (!usage || json_is_null(usage)) return;
     json_t *pt = json_object_get(usage, "prompt_tokens"), *ct = json_object_get(usage, "completion_tokens"),
@@ -187,7 +194,8 @@ static void check_usage(json_t *usage, const buf *raw) {
     long long p = json_integer_value(pt), c = json_integer_value(ct), t = json_integer_value(tt);
     /* n_ctx positions hold the prompt and every generated token but the
      * last, which is sampled and never fed back: at most n_ctx + 1. */
-    if (p < 1 || p >= N_CTX || c < 0 || t != p + c || t > N_CTX + 1) fail("usage outside the context", raw);
+    long long k = n_choices > 1 ? n_choices : 1;
+    if (p < 1 || p >= k * N_CTX || c < 0 || t != p + c || t > k * (N_CTX + 1)) fail("usage outside the context", raw);
 }
 
 /* A stream event: an error event has a message, a usage stays inside the
@@ -197,6 +205,12 @@ static void check_event(json_t *j, const buf *raw) {
     if (err) {
         const char *msg = json_string_value(json_object_get(err, "message"));
         if (!msg || !*msg) fail("a stream error event without a message", raw);
+    }
+    json_t *ch = json_object_get(j, "choices");
+    for (size_t i = 0; i < json_array_size(ch); i++) {
+        json_t *ix = json_object_get(json_array_get(ch, i), "index");
+        if (!json_is_integer(ix) || json_integer_value(ix) < 0) fail("a stream choice without an index", raw);
+        else if (json_integer_value(ix) + 1 > n_choices) n_choices = json_integer_value(ix) + 1;
     }
     check_usage(json_object_get(j, "usage"), raw);
 }
@@ -211,6 +225,7 @@ static void check(const buf *raw, int route) {
     default: fail(r.status == 500 ? "a 500: a bug" : "a status API.md does not list for these routes", raw);
     }
     check_retry_after(&r, raw);
+    n_choices = 0;
     if (r.status != 200) {
         if (strncmp(r.ctype, "application/json", 16)) fail("an error reply that is not application/json", raw);
         check_error_shape(&r, raw);
@@ -221,17 +236,23 @@ static void check(const buf *raw, int route) {
         if (strncmp(r.ctype, "application/json", 16)) fail("a 200 that is neither JSON nor a stream", raw);
         json_error_t e;
         json_t *j = json_loadb(r.body.p, r.body.len, JSON_ALLOW_NUL, &e);
-        if (!json_is_object(j)) fail("a 200 whose body is not a JSON object", raw);
+        if (!json_is_object(j) && !(route == 3 && json_is_array(j) && !strcmp(fh.cur_path, "/rerank")))
+            fail("a 200 whose body is not a JSON object", raw);
         if (gen) {
             json_t *ch = json_object_get(j, "choices");
-            const char *fin = json_string_value(json_object_get(json_array_get(ch, 0), "finish_reason"));
-            if (json_array_size(ch) != 1 || !fin ||
-                (strcmp(fin, "stop") && strcmp(fin, "length") && strcmp(fin, "cancelled")))
-                fail("a completion without one choice and a finish_reason", raw);
+            n_choices = (long long)json_array_size(ch);
+            if (n_choices < 1) fail("a completion without choices", raw);
+            for (size_t i = 0; i < json_array_size(ch); i++) {
+                json_t *c = json_array_get(ch, i);
+                const char *fin = json_string_value(json_object_get(c, "finish_reason"));
+                if (json_integer_value(json_object_get(c, "index")) != (json_int_t)i || !fin ||
+                    (strcmp(fin, "stop") && strcmp(fin, "length") && strcmp(fin, "cancelled")))
+                    fail("a completion choice without its index in order and a finish_reason", raw);
+            }
             check_usage(json_object_get(j, "usage"), raw);
         } else if (route == 1 && !json_is_array(json_object_get(j, "data"))) {
             fail("embeddings without a data array", raw);
-        } else if (route == 3 && !json_is_array(json_object_get(j, "results"))) {
+        } else if (route == 3 && json_is_object(j) && !json_is_array(json_object_get(j, "results"))) {
             fail("a rerank without a results array", raw);
         }
         json_decref(j);

@@ -5,7 +5,7 @@
 #   malformed JSON (400, line and column), wrong field types (messages not
 #   an array, max_tokens a string, temperature 5, stop a number), n: 2 and
 #   max_tokens: 0 (400), unknown model (404), missing and wrong API key
-#   (401), a body over --max-body (413), a prompt over the context (413
+#   (401), a body over --max-body (413), a prompt over the context (400
 #   context_length_exceeded, --ctx 32), a client that disconnects
 #   mid-stream (cancelled, its slot free at once with --parallel 1
 #   --queue 0), and a client that sends its headers one byte a second
@@ -101,10 +101,10 @@ check "the server still serves after the 413s" serving
 
 # ---- a prompt over the context (--ctx 32) ----
 long=$(python3 -c "print('the quick brown fox jumps over the lazy dog ' * 10)")
-bad_req "a prompt over the context" 413 context_length_exceeded prompt /v1/completions "{\"model\": \"$M\", \"prompt\": \"$long\", \"max_tokens\": 2}"
-check "context: the message gives both sizes" jqe '.error.message | test("the prompt is [0-9]+ tokens; the context .* holds 32")' "$TMP/body"
-bad_req "a chat over the context" 413 context_length_exceeded messages /v1/chat/completions "{\"model\": \"$M\", \"messages\": [{\"role\": \"user\", \"content\": \"$long\"}]}"
-bad_req "a prompt of token ids over the context" 413 context_length_exceeded prompt /v1/completions \
+bad_req "a prompt over the context" 400 context_length_exceeded prompt /v1/completions "{\"model\": \"$M\", \"prompt\": \"$long\", \"max_tokens\": 2}"
+check "context: OpenAI's message with both sizes" jqe '.error.message | test("^This model.s maximum context length is 32 tokens. However, your prompt resulted in [0-9]+ tokens")' "$TMP/body"
+bad_req "a chat over the context" 400 context_length_exceeded messages /v1/chat/completions "{\"model\": \"$M\", \"messages\": [{\"role\": \"user\", \"content\": \"$long\"}]}"
+bad_req "a prompt of token ids over the context" 400 context_length_exceeded prompt /v1/completions \
     "{\"model\": \"$M\", \"prompt\": $(python3 -c 'print(list(range(100, 140)))')}"
 bad_req "a token id outside the vocabulary" 400 invalid_value prompt /v1/completions "{\"model\": \"$M\", \"prompt\": [1, 999999]}"
 stop_server
@@ -125,7 +125,7 @@ next_is_quick() {
     t1=$(date +%s%N)
     check "$1: the next request gets the slot at once: 200, not 503 (got $s)" [ "$s" = 200 ]
     check "$1: and it is quick ($(( (t1 - t0) / 1000000 )) ms)" [ $(( (t1 - t0) / 1000000 )) -lt 3000 ]
-    q=$(grep "$(jb .id | sed 's/^cmpl-//') POST /v1/completions" "$SRV_LOG" | sed -n 's/.* queue_ms=\([0-9.]*\).*/\1/p')
+    q=$(grep "$(header X-Request-Id) POST /v1/completions" "$SRV_LOG" | sed -n 's/.* queue_ms=\([0-9.]*\).*/\1/p')
     check "$1: its log line has a short queue wait (queue_ms=$q)" awk -v q="${q:-999999}" 'BEGIN { exit (q < 1000) ? 0 : 1 }'
 }
 # 1. a client killed mid-stream

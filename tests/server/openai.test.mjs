@@ -229,12 +229,13 @@ async function errors() {
   // a bad request surfaces as BadRequestError with the field named
   let err;
   try {
-    await client.chat.completions.create({ model: 'tiny-llama-q8_0', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, n: 2 });
+    await client.chat.completions.create({ model: 'tiny-llama-q8_0', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, n: 3 });
   } catch (e) {
     err = e;
   }
-  check('n: 2: the client throws BadRequestError', err instanceof OpenAI.BadRequestError, err && err.constructor.name);
-  if (err) eq('n: 2: param is n', err.param, 'n');
+  // n beyond the model's slots (openai.sh: --parallel 2)
+  check('n: 3 over 2 slots: the client throws BadRequestError', err instanceof OpenAI.BadRequestError, err && err.constructor.name);
+  if (err) eq('n: 3: param is n', err.param, 'n');
 }
 
 async function models() {

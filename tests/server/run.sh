@@ -15,6 +15,11 @@
 #
 # Then the acceptance suites, one script each (sharing lib.sh):
 #   openai.sh    the official openai npm client (openai.test.mjs)
+#   shapes.sh    OpenAI's other shapes: several prompts, n, echo, ids,
+#                system_fingerprint, context_length_exceeded (curl, openai@6,
+#                LangChain's OpenAI.generate: shapes.test.mjs)
+#   rerank.sh    TEI's /rerank and Jina's/Cohere's /v1/rerank against
+#                llama.cpp's scores (raw and sigmoid)
 #   budget.sh    --memory-budget: LRU eviction, pins, busy models never evicted
 #   pressure.sh  memory levels from fake /proc and /sys files (FRUGAL_SYSROOT)
 #   load.sh      32 concurrent streams on --parallel 4 --queue 8 (load.mjs)
@@ -267,7 +272,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed durability search special hardening hold disk; do
+for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

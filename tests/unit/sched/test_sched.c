@@ -11,8 +11,10 @@
  * none.  Then: the finish reasons (eos, max_tokens, context end, deadline,
  * stop strings held back across tokens, cancel of running and queued
  * requests, shutdown), admission (queue full → FR_EBUSY with a
- * Retry-After, FR_ETOOLONG, bad parameters), logprobs, and that nothing
- * leaks.
+ * Retry-After, FR_ETOOLONG, bad parameters), logprobs, groups of n
+ * continuations of one prompt (fr_sched_submit_n: greedy ones equal the
+ * request alone, the prompt read once, admission and cancel as a group,
+ * the prompt's logprobs first) and that nothing leaks.
  */
 #include <math.h>
 #include <pthread.h>
@@ -480,6 +482,134 @@ static void test_two_models(fr_model *a, fr_model *b, fr_compute *cmp) {
     fr_free(tb);
 }
 
+/* n continuations of one prompt (fr_sched_submit_n): greedy ones are the
+ * request alone (the prompt's KV copied into the other slots is the KV a
+ * prefill makes), the prompt is read once, seeded ones differ, a group
+ * waits for all its slots, a cancelled queued leader ends its group, and
+ * the prompt's own logprobs come first when asked (echo). */
+static void test_group(fr_model *m, fr_compute *cmp) {
+    int32_t n, *tok = tokens_of(m, prompts[3], &n);
+    solo ref;
+    run_solo(m, tok, n, 16, &ref);
+    fr_sched_config cfg = {.n_ctx = 256, .n_slots = 3, .n_queue = 3, .chunk = 5};
+    fr_sched *s = NULL;
+    CHECK_INT(fr_sched_create(m, cmp, &cfg, &s), 0);
+    if (!s) return;
+    CHECK_INT(fr_sched_n_slots(s), 3);
+    fr_gen *g[4] = {0};
+    fr_gen_params p = greedy(tok, n, 16);
+    CHECK_INT(fr_sched_submit_n(s, &p, 4, g, NULL), FR_EINVAL);    /* more than the slots */
+    CHECK(g[0] == NULL);
+    fr_sched_stats st;
+    fr_sched_stats_get(s, &st);
+    uint64_t before = st.tokens_prompt;
+    CHECK_INT(fr_sched_submit_n(s, &p, 3, g, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        result r;
+        collect(g[i], &r);
+        char what[64];
+        snprintf(what, sizeof what, "group greedy %d", i);
+        check_same(what, &r, &ref, 16);
+        CHECK_INT(r.last.n_prompt, n);
+        fr_gen_release(g[i]);
+    }
+    fr_sched_stats_get(s, &st);
+    CHECK_MSG(st.tokens_prompt - before == (uint64_t)n, "a group of 3 read %llu prompt tokens, the prompt has %d",
+              (unsigned long long)(st.tokens_prompt - before), n);
+
+    /* seeded: three different continuations */
+    fr_gen_params ps = p;
+    ps.sampling.temp = 0.9f;
+    ps.sampling.seed = 42;
+    CHECK_INT(fr_sched_submit_n(s, &ps, 3, g, NULL), 0);
+    result rs[3];
+    for (int i = 0; i < 3; i++) {
+        collect(g[i], &rs[i]);
+        fr_gen_release(g[i]);
+    }
+    CHECK_MSG(strcmp(rs[0].text, rs[1].text) || strcmp(rs[1].text, rs[2].text),
+              "three seeds, one text: \"%s\"", rs[0].text);
+
+    /* a group waits for all its slots: one request runs, the group of 3
+     * queues behind it, then a single one behind the group */
+    fr_gen *one = NULL, *after = NULL;
+    fr_gen_params pl = greedy(tok, n, 40);
+    pl.ignore_eos = true;
+    CHECK_INT(fr_sched_submit(s, &pl, &one, NULL), 0);
+    CHECK_INT(fr_sched_submit_n(s, &p, 3, g, NULL), 0);
+    double ra = 0;
+    fr_gen *extra[3] = {0};
+    CHECK_INT(fr_sched_submit_n(s, &p, 3, extra, &ra), FR_EBUSY);  /* 1 + 3 + 3 > 3 slots + 3 places */
+    CHECK(extra[0] == NULL && extra[2] == NULL && ra >= 1);
+    CHECK_INT(fr_sched_submit(s, &p, &after, NULL), 0);
+    result r1, ra1;
+    collect(one, &r1);
+    CHECK_INT(r1.last.n_gen, 40);
+    for (int i = 0; i < 3; i++) {
+        result r;
+        collect(g[i], &r);
+        check_same("group after a running request", &r, &ref, 16);
+        fr_gen_release(g[i]);
+    }
+    collect(after, &ra1);
+    check_same("a single request behind a group", &ra1, &ref, 16);
+    fr_gen_release(one);
+    fr_gen_release(after);
+
+    /* a cancelled leader in the queue ends its group */
+    CHECK_INT(fr_sched_submit(s, &pl, &one, NULL), 0);
+    CHECK_INT(fr_sched_submit_n(s, &p, 3, g, NULL), 0);
+    fr_gen_cancel(g[0]);
+    for (int i = 0; i < 3; i++) {
+        result r;
+        collect(g[i], &r);
+        CHECK_INT(r.last.finish, FR_FINISH_CANCELLED);
+        CHECK_INT(r.last.n_gen, 0);
+        fr_gen_release(g[i]);
+    }
+    fr_gen_cancel(one);
+    result rc1;
+    collect(one, &rc1);
+    fr_gen_release(one);
+
+    /* the prompt's logprobs first (echo), for each of a group */
+    fr_gen_params pe = greedy(tok, n, 6);
+    pe.prompt_logprobs = true;
+    CHECK_INT(fr_sched_submit_n(s, &pe, 2, g, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        result r;
+        collect(g[i], &r);
+        CHECK_MSG(r.n_ids == n - 1 + r.last.n_gen, "echo %d: %d probs for %d prompt and %d generated tokens", i,
+                  (int)r.n_ids, (int)n, (int)r.last.n_gen);
+        CHECK_MSG(r.n_ids >= n - 1 && !memcmp(r.ids, tok + 1, (size_t)(n - 1) * sizeof *tok),
+                  "echo %d: the first probs are the prompt's tokens 1..", i);
+        for (int32_t k = 0; k + n - 1 < r.n_ids && k < ref.n; k++)
+            if (r.ids[n - 1 + k] != ref.ids[k] && ref.margin[k] >= NEAR_TIE) {
+                CHECK_MSG(false, "echo %d: generated token %d differs", i, (int)k);
+                break;
+            }
+        fr_gen_release(g[i]);
+    }
+    fr_sched_destroy(s);
+
+    /* fr_ctx_seq_copy refuses what it cannot do */
+    fr_ctx *c = NULL;
+    CHECK_INT(fr_ctx_create_seqs(m, 64, 2, NULL, &c), 0);
+    if (c) {
+        const float *lg = NULL;
+        fr_batch_run run = {.seq = 0, .pos = 0, .n = n < 8 ? n : 8, .tokens = tok, .want_logits = true};
+        CHECK_INT(fr_ctx_eval_batch(c, &run, 1), 0);
+        (void)lg;
+        CHECK_INT(fr_ctx_seq_copy(c, 0, 0, 1), FR_EINVAL);
+        CHECK_INT(fr_ctx_seq_copy(c, 0, 2, 1), FR_EINVAL);
+        CHECK_INT(fr_ctx_seq_copy(c, 0, 1, run.n + 1), FR_EINVAL);
+        CHECK_INT(fr_ctx_seq_copy(c, 0, 1, run.n), 0);
+        CHECK_INT(fr_ctx_seq_len(c, 1), run.n);
+        fr_ctx_destroy(c);
+    }
+    fr_free(tok);
+}
+
 int main(void) {
     size_t mem0 = fr_mem_in_use();
     char path[1024];
@@ -498,6 +628,7 @@ int main(void) {
         test_concurrent(llama, cmp, "tiny-llama-f32");
         test_concurrent(qwen, cmp, "tiny-qwen2-q8_0");
         test_finish(llama, cmp);
+        test_group(llama, cmp);
         test_two_models(llama, qwen, cmp);
     }
     fr_compute_destroy(cmp);
