@@ -12,17 +12,17 @@
 #include "harness.h"
 
 static const fr_chat_msg conv[] = {
-    {"system", "You are helpful."},
-    {"user", "Hello"},
-    {"assistant", "Hi there"},
-    {"user", "How are you?"},
+    {.role = "system", .content = "You are helpful."},
+    {.role = "user", .content = "Hello"},
+    {.role = "assistant", .content = "Hi there"},
+    {.role = "user", .content = "How are you?"},
 };
 /* The same with whitespace around contents, for the trimming templates. */
 static const fr_chat_msg conv_ws[] = {
-    {"system", "  You are helpful.\n"},
-    {"user", "\tHello "},
-    {"assistant", " Hi there  "},
-    {"user", "How are you?\n\n"},
+    {.role = "system", .content = "  You are helpful.\n"},
+    {.role = "user", .content = "\tHello "},
+    {.role = "assistant", .content = " Hi there  "},
+    {.role = "user", .content = "How are you?\n\n"},
 };
 
 static void check_apply(int kind, const fr_chat_msg *m, size_t n, bool gen, const char *want) {
@@ -81,7 +81,7 @@ static void test_apply(void) {
     char *out = (char *)1;
     CHECK_INT(fr_chat_apply(42, conv, 4, true, &out), FR_EINVAL);
     CHECK(out == NULL);
-    fr_chat_msg bad = {"user", NULL};
+    fr_chat_msg bad = {.role = "user", .content = NULL};
     CHECK_INT(fr_chat_apply(FR_CHAT_CHATML, &bad, 1, true, &out), FR_EINVAL);
 }
 
@@ -164,7 +164,7 @@ static void test_detect(void) {
 static void test_oom(void) {
     static char big[3000];
     memset(big, 'x', sizeof big - 1);
-    fr_chat_msg msgs[4] = {{"system", big}, {"user", big}, {"assistant", big}, {"user", big}};
+    fr_chat_msg msgs[4] = {{.role = "system", .content = big}, {.role = "user", .content = big}, {.role = "assistant", .content = big}, {.role = "user", .content = big}};
     char *out = NULL;
     int n;
     for (n = 0; n < 100; n++) {
