@@ -523,6 +523,19 @@ static size_t partial_tag(const char *s, size_t n, const char *tag) {
     return 0;
 }
 
+/* The bytes at the end of s[0..n) that begin a UTF-8 character not yet
+ * whole: held back, so that a character split between two pieces is sent
+ * whole (its JSON string would otherwise get U+FFFDs). */
+static size_t partial_utf8(const char *s, size_t n) {
+    for (size_t k = 1; k <= 4 && k <= n; k++) {
+        unsigned char c = (unsigned char)s[n - k];
+        if ((c & 0xC0) == 0x80) continue;   /* a continuation byte: look further back */
+        size_t need = c >= 0xF0 && c <= 0xF7 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return c >= 0xC0 && c <= 0xF7 && k < need ? k : 0;
+    }
+    return 0;
+}
+
 static void consume(fr_tool_parser *p, size_t k) {
     memmove(p->buf, p->buf + k, p->len - k);
     p->len -= k;
@@ -566,7 +579,9 @@ int fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool e
                 p->mode = MODE_CALL;
                 continue;
             }
-            size_t hold = end || !p->hermes ? 0 : partial_tag(p->buf, p->len, TAG_OPEN);
+            size_t hold = end ? 0 : p->hermes ? partial_tag(p->buf, p->len, TAG_OPEN) : 0;
+            size_t cut = end ? 0 : partial_utf8(p->buf, p->len - hold);
+            hold += cut;
             if ((rc = emit_content(p, p->buf, p->len - hold, deltas))) return rc;
             consume(p, p->len - hold);
             return 0;
