@@ -546,8 +546,11 @@ int fr__tools_message(fr_req *rq, json_t *msg, size_t i, fr_chat_msg *m);
  * tool_choice is "none". */
 int fr__tools_defs(fr_req *rq, const fr_gen_req *q, int kind, const char *const **defs, size_t *n);
 /* The grammar that enforces tool_choice "required" or a named function
- * in kind's call syntax (GBNF, root "root", the request's arena), or
- * NULL when nothing is enforced.  0 or FR_ENOMEM. */
+ * in kind's call syntax (GBNF, root "root", the request's arena; each
+ * call's arguments as its parameters' schema says, fr__schema_gbnf), or
+ * NULL when nothing is enforced.  0, FR_REPLIED (400 naming
+ * "tools[i].function.parameters" and the schema keyword the grammar
+ * cannot enforce) or FR_ENOMEM. */
 int fr__tools_grammar(fr_req *rq, const fr_gen_req *q, int kind, const char **grammar);
 /* True when the reply is parsed for calls (tools offered, choice not none). */
 bool fr__tools_active(const fr_gen_req *q);

@@ -323,18 +323,33 @@ int fr__tools_grammar(fr_req *rq, const fr_gen_req *q, int kind, const char **gr
     for (size_t i = 0; i < t->n; i++) {
         if (t->choice == FR_TOOLS_NAMED && i != t->named) continue;
         if (g.len && g.s[g.len - 1] != ' ') g_put(&g, " | ");
-        snprintf(line, sizeof line, "\"%s\\\", \\\"%s\\\": \" tool-obj", t->names[i], key);
+        char args[32] = "tool-obj";
+        if (t->params[i]) snprintf(args, sizeof args, "tool-args%zu", i);
+        snprintf(line, sizeof line, "\"%s\\\", \\\"%s\\\": \" %s", t->names[i], key, args);
         g_put(&g, line);
     }
     g_put(&g, "\n");
     g_put(&g, generic_json);
-    if (g.oom) {
-        fr_free(g.s);
-        return FR_ENOMEM;
+    /* each function's arguments as its parameters' schema says */
+    fr_gbnf_buf sb = {0};
+    int rc = 0;
+    for (size_t i = 0; !rc && i < t->n; i++) {
+        if (!t->params[i] || (t->choice == FR_TOOLS_NAMED && i != t->named)) continue;
+        char prefix[32], err[384];
+        snprintf(prefix, sizeof prefix, "tool-args%zu", i);
+        if ((rc = fr__schema_gbnf(t->params[i], prefix, &sb, err, sizeof err)) == FR_EINVAL) {
+            char param[64];
+            snprintf(param, sizeof param, "tools[%zu].function.parameters", i);
+            rc = fr__reply_error(rq, 400, "invalid_value", param, "%s%s (tool_choice %s enforces it)", param,
+                                 err, t->choice == FR_TOOLS_NAMED ? "names the function and" : "\"required\"");
+        }
     }
-    *grammar = fr__req_strdup(rq, g.s);
+    if (!rc && sb.p) g_put(&g, sb.p);
+    fr_free(sb.p);
+    if (!rc && g.oom) rc = FR_ENOMEM;
+    if (!rc && !(*grammar = fr__req_strdup(rq, g.s))) rc = FR_ENOMEM;
     fr_free(g.s);
-    return *grammar ? 0 : FR_ENOMEM;
+    return rc;
 }
 
 /* ---- the reply's parser ---- */
