@@ -150,7 +150,8 @@ static int parse_messages(const fr_body *b, fr_gen_req *q) {
         m[i] = (fr_chat_msg){.role = strcmp(role, "developer") == 0 ? "system" : role};
         json_t *c = json_object_get(mi, "content");
         int rc;
-        if (!json_is_null(c) || strcmp(role, "assistant") || !json_array_size(json_object_get(mi, "tool_calls"))) {
+        if ((c && !json_is_null(c)) || strcmp(role, "assistant") ||
+            !json_array_size(json_object_get(mi, "tool_calls"))) {
             if (!c) {   /* (an assistant's calls may come without content) */
                 snprintf(param, sizeof param, "messages[%zu].content", i);
                 return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
