@@ -42,9 +42,13 @@
  *
  * Enforcement.  "required" and a named function get a GBNF grammar
  * (fr_gen_req.grammar's contract: start rule "root") that allows only the
- * family's call syntax with the allowed names, each call's arguments a
- * JSON object (one call, or one or more with parallel_tool_calls where
- * the family has a list).  Mistral's marker is left out of the grammar (it
+ * family's call syntax with the allowed names, each call's arguments as
+ * that function's "parameters" schema says (fr__schema_gbnf; any JSON
+ * object without one), one call, or one or more with parallel_tool_calls
+ * where the family has a list (Llama 3.1's format has one call).  A
+ * schema keyword the grammar cannot enforce is a 400 naming
+ * tools[i].function.parameters then (and only then: "auto" does not
+ * compile the schemas).  Mistral's marker is left out of the grammar (it
  * is a control token the grammar cannot spell); the parser reads the
  * array without it.
  */
