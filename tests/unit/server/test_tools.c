@@ -15,7 +15,8 @@
 #include "server/server_int.h"
 
 static const char *names[] = {"get_weather", "get_time"};
-static fr_tools tools = {.n = 2, .names = names, .choice = FR_TOOLS_AUTO, .parallel = true};
+static json_t *params[2];     /* no schemas: any JSON object */
+static fr_tools tools = {.n = 2, .names = names, .params = params, .choice = FR_TOOLS_AUTO, .parallel = true};
 
 /* The message of a whole text: content (NULL for null) and calls. */
 static json_t *message(int kind, const char *text) {
