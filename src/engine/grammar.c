@@ -1171,16 +1171,36 @@ bool fr_gmatcher_accepting(const fr_gmatcher *m) { return m->cur.has_empty && m-
 
 bool fr_gmatcher_done(const fr_gmatcher *m) { return fr_gmatcher_accepting(m) && m->cur.n == 1; }
 
-int fr_gmatcher_accept_bytes(fr_gmatcher *m, const char *s, size_t n) {
+/* Run the bytes from the current state; *end is the set they lead to
+ * (the current one or a tmp).  0, 1 when the grammar refuses them, or a
+ * negative error. */
+static int run_bytes(fr_gmatcher *m, const char *s, size_t n, const sset **end, u8st *u) {
     const sset *src = &m->cur;
-    u8st u = m->u;
+    *u = m->u;
     for (size_t i = 0; i < n; i++) {
         sset *dst = src == &m->tmp[0] ? &m->tmp[1] : &m->tmp[0];
-        int r = step_byte(m->g, src, &u, (uint8_t)s[i], dst, &m->w);
+        int r = step_byte(m->g, src, u, (uint8_t)s[i], dst, &m->w);
         if (r < 0) return r;
-        if (r == STEP_DEAD) return fr_errf(FR_EINVAL, "the grammar does not allow this text here");
+        if (r == STEP_DEAD) return 1;
         if (r == STEP_NEW) src = dst;
     }
+    *end = src;
+    return 0;
+}
+
+int fr_gmatcher_allows(fr_gmatcher *m, const char *s, size_t n) {
+    const sset *src;
+    u8st u;
+    int rc = run_bytes(m, s, n, &src, &u);
+    return rc < 0 ? rc : rc == 0;
+}
+
+int fr_gmatcher_accept_bytes(fr_gmatcher *m, const char *s, size_t n) {
+    const sset *src;
+    u8st u;
+    int rc = run_bytes(m, s, n, &src, &u);
+    if (rc < 0) return rc;
+    if (rc) return fr_errf(FR_EINVAL, "the grammar does not allow this text here");
     if (src != &m->cur) {   /* swap the new stacks in */
         sset t = m->cur;
         m->cur = *(sset *)src;

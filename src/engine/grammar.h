@@ -121,6 +121,9 @@ bool fr_gmatcher_done(const fr_gmatcher *m);
 /* Consume bytes (a token's text): 0, or FR_EINVAL when the grammar does
  * not allow them (the state is then unchanged), FR_ETOOLONG, FR_ENOMEM. */
 int fr_gmatcher_accept_bytes(fr_gmatcher *m, const char *s, size_t n);
+/* Could the bytes be consumed now?  1 yes, 0 no (the state is unchanged
+ * either way), or a negative error. */
+int fr_gmatcher_allows(fr_gmatcher *m, const char *s, size_t n);
 /* Consume token id's text; an end-of-generation token is accepted (and
  * changes nothing) when the state is accepting. */
 int fr_gmatcher_accept_token(fr_gmatcher *m, int32_t id);
