@@ -17,8 +17,9 @@
  * scheduler does: "tg-sampled" (the default sampler chain on the logits)
  * and "tg-grammar" (the same with the grammar's token mask applied first,
  * as sched.c applies it); their difference is the constraint's cost.  A
- * generation that completes the grammar starts a new matcher (as a new
- * request would: its mask cache starts empty).  For tg-grammar it prints
+ * generation that completes the grammar starts a new matcher, as a new
+ * request would; each run starts with an empty mask cache, which its
+ * outputs share (as the scheduler's requests share one per model).  For tg-grammar it prints
  * the time in the grammar per token (mask, applying it, advancing the
  * matcher) and the mask cache's hit rate.
  */
@@ -142,10 +143,14 @@ static int run_tg_sampled(fr_ctx *c, const fr_model *m, fr_grammar *g, const fr_
     sp.seed = 42;
     fr_sampler *smp = NULL;
     fr_gmatcher *gm = NULL;
+    fr_gmask_cache *gc = NULL;
     float *masked = NULL;
     int rc = fr_sampler_create(&sp, nv, &smp);
+    /* each run starts with an empty cache, shared by its outputs as the
+     * scheduler's is by its requests */
+    if (!rc && g) rc = fr_gmask_cache_create(gv, FR_GMASK_SHARED_BYTES, &gc);
     if (!rc && g && !(masked = fr_malloc((size_t)nv * sizeof *masked))) rc = FR_ENOMEM;
-    if (!rc && g) rc = fr_gmatcher_create(g, gv, 0, &gm);
+    if (!rc && g) rc = fr_gmatcher_create(g, gv, gc, &gm);
     if (rc) goto out;
     fr_ctx_reset(c);
     int32_t tok = fr_vocab_bos(v) >= 0 ? fr_vocab_bos(v) : 1;
@@ -180,7 +185,7 @@ static int run_tg_sampled(fr_ctx *c, const fr_model *m, fr_grammar *g, const fr_
                 gacc_add(acc, gm);
                 fr_gmatcher_destroy(gm);
                 gm = NULL;
-                if ((rc = fr_gmatcher_create(g, gv, 0, &gm))) goto out;
+                if ((rc = fr_gmatcher_create(g, gv, gc, &gm))) goto out;
             }
         }
         acc->grammar_s += fr_now_s() - tg;
@@ -190,6 +195,7 @@ static int run_tg_sampled(fr_ctx *c, const fr_model *m, fr_grammar *g, const fr_
 out:
     if (gm) gacc_add(acc, gm);
     fr_gmatcher_destroy(gm);
+    fr_gmask_cache_destroy(gc);
     fr_free(masked);
     fr_sampler_destroy(smp);
     return rc;

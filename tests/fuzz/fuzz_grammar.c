@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     fr_gmatcher *m = NULL;
-    rc = fr_gmatcher_create(g, gv, 4, &m);
+    rc = fr_gmatcher_create(g, gv, NULL, &m);
     fr_grammar_unref(g);   /* the matcher holds its own reference */
     if (rc) {
         if (rc != FR_ETOOLONG && rc != FR_ENOMEM) abort();

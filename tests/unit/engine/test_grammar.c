@@ -94,7 +94,7 @@ static int matches(fr_grammar *g, const char *s) {
     int result = -1;
     for (size_t split = 0; split <= n; split++) {
         fr_gmatcher *m = NULL;
-        if (fr_gmatcher_create(g, empty_vocab, 1, &m) != 0) return -2;
+        if (fr_gmatcher_create(g, empty_vocab, NULL, &m) != 0) return -2;
         int r = fr_gmatcher_accept_bytes(m, s, split) == 0 &&
                 fr_gmatcher_accept_bytes(m, s + split, n - split) == 0 && fr_gmatcher_accepting(m);
         fr_gmatcher_destroy(m);
@@ -132,7 +132,7 @@ static void test_match(fr_model *m) {
     /* done: nothing more can follow */
     fr_grammar *g = parse("root ::= \"ab\" \"c\"?");
     fr_gmatcher *mt = NULL;
-    CHECK_INT(fr_gmatcher_create(g, empty_vocab, 0, &mt), 0);
+    CHECK_INT(fr_gmatcher_create(g, empty_vocab, NULL, &mt), 0);
     CHECK(!fr_gmatcher_accepting(mt));
     CHECK_INT(fr_gmatcher_accept_bytes(mt, "ab", 2), 0);
     CHECK(fr_gmatcher_accepting(mt) && !fr_gmatcher_done(mt));
@@ -152,14 +152,14 @@ static void test_match(fr_model *m) {
         n += snprintf(amb + n, sizeof amb - (size_t)n, "r%d ::= r%d | r%d\n", i, i + 1, i + 1);
     snprintf(amb + n, sizeof amb - (size_t)n, "r24 ::= \"a\"\n");
     g = parse(amb);
-    int rc = g ? fr_gmatcher_create(g, empty_vocab, 0, &mt) : -1;
+    int rc = g ? fr_gmatcher_create(g, empty_vocab, NULL, &mt) : -1;
     CHECK_MSG(rc == FR_ETOOLONG && strstr(fr_errdetail(), "ambiguous"), "ambiguous: rc %d %s", rc,
               fr_errdetail());
     if (rc == 0) fr_gmatcher_destroy(mt);
     fr_grammar_unref(g);
     /* deep nesting is dropped at the depth limit rather than growing */
     g = parse("root ::= \"(\" root \")\" | \"x\"");
-    CHECK_INT(fr_gmatcher_create(g, empty_vocab, 0, &mt), 0);
+    CHECK_INT(fr_gmatcher_create(g, empty_vocab, NULL, &mt), 0);
     int refused_at = -1;
     for (int i = 0; i < 2 * FR_GRAMMAR_MAX_DEPTH && refused_at < 0; i++)
         if (fr_gmatcher_accept_bytes(mt, "(", 1) != 0) refused_at = i;
@@ -190,7 +190,7 @@ static void walks(const char *model_name, const char *gtext, int n_walks, int ma
     uint64_t masks = 0, hits = 0;
     for (int w = 0; w < n_walks && g; w++) {
         fr_gmatcher *mt = NULL;
-        CHECK_INT(fr_gmatcher_create(g, tv, 0, &mt), 0);
+        CHECK_INT(fr_gmatcher_create(g, tv, NULL, &mt), 0);
         for (int s = 0; s < max_steps; s++) {
             const uint64_t *mask;
             int32_t n_allowed = 0, count = 0;
@@ -244,7 +244,7 @@ static void test_cache(const char *model_name) {
     fr_gvocab_create(fr_model_vocab(m), &tv);
     fr_grammar *g = parse("root ::= (\"ab\")+");
     fr_gmatcher *mt = NULL;
-    CHECK_INT(fr_gmatcher_create(g, tv, 0, &mt), 0);
+    CHECK_INT(fr_gmatcher_create(g, tv, NULL, &mt), 0);
     const uint64_t *mask;
     int32_t n;
     for (int i = 0; i < 5; i++) {
@@ -259,6 +259,31 @@ static void test_cache(const char *model_name) {
     CHECK(fr_gvocab_bytes(tv) <= fr_gvocab_estimate_bytes(fr_model_vocab(m)));
     fr_gmatcher_destroy(mt);
     fr_grammar_unref(g);
+
+    /* a shared cache: a second matcher of the same grammar text finds
+     * every mask; two grammars whose states look alike do not mix */
+    fr_gmask_cache *sc = NULL;
+    CHECK_INT(fr_gmask_cache_create(tv, 1 << 20, &sc), 0);
+    const char *texts[] = {"root ::= \"ab\" \"cd\"", "root ::= \"ab\" \"cd\"", "root ::= \"xy\" \"cd\""};
+    int32_t id_a = fr_vocab_find(fr_model_vocab(m), "a", 1), id_x = fr_vocab_find(fr_model_vocab(m), "x", 1);
+    for (int k = 0; k < 3; k++) {
+        fr_grammar *gk = parse(texts[k]);
+        fr_gmatcher *mk = NULL;
+        CHECK_INT(fr_gmatcher_create(gk, tv, sc, &mk), 0);
+        CHECK_INT(fr_gmatcher_mask(mk, &mask, &n), 0);
+        if (id_a >= 0 && id_x >= 0) {
+            CHECK_INT(mask[id_a >> 6] >> (id_a & 63) & 1, k < 2);
+            CHECK_INT(mask[id_x >> 6] >> (id_x & 63) & 1, k == 2);
+        }
+        CHECK_INT(fr_gmatcher_accept_bytes(mk, k < 2 ? "ab" : "xy", 2), 0);
+        CHECK_INT(fr_gmatcher_mask(mk, &mask, &n), 0);
+        fr_gmatcher_stats_get(mk, &st);
+        CHECK_INT(st.hits, k == 1 ? 2 : 0);
+        fr_gmatcher_destroy(mk);
+        fr_grammar_unref(gk);
+    }
+    CHECK(fr_gmask_cache_bytes(sc) > 0);
+    fr_gmask_cache_destroy(sc);
     fr_gvocab_destroy(tv);
     fr_model_close(m);
 }
