@@ -886,7 +886,7 @@ static int ss_add(sset *s, const uint32_t *st, uint32_t len) {
             uint32_t i = s->ht[k] - 1, l2;
             if (s->h[i] != h) continue;
             const uint32_t *o = ss_stack(s, i, &l2);
-            if (l2 == len && !memcmp(o, st, len * sizeof *st)) return 0;
+            if (l2 == len && (len == 0 || !memcmp(o, st, len * sizeof *st))) return 0;
         }
     }
     if (s->n >= FR_GRAMMAR_MAX_STACKS)
@@ -912,7 +912,7 @@ static int ss_add(sset *s, const uint32_t *st, uint32_t len) {
     }
     s->off[s->n] = (uint32_t)s->n_d;
     s->d[s->n_d++] = len;
-    memcpy(s->d + s->n_d, st, len * sizeof *st);
+    if (len) memcpy(s->d + s->n_d, st, len * sizeof *st);
     s->n_d += len;
     s->h[s->n] = h;
     s->n++;
@@ -957,7 +957,7 @@ static int work_push(work *w, const fr_grammar *g, const uint32_t *base, uint32_
     if (len > FR_GRAMMAR_MAX_DEPTH) return 0;
     int rc = work_reserve(w, len + 1);
     if (rc) return rc;
-    memcpy(w->d + w->n, base, n * sizeof *base);
+    if (n) memcpy(w->d + w->n, base, n * sizeof *base);
     w->n += n;
     if (a != UINT32_MAX && !is_end(g, a)) w->d[w->n++] = a;
     if (b != UINT32_MAX && !is_end(g, b)) w->d[w->n++] = b;
