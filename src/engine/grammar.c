@@ -58,6 +58,7 @@ struct fr_grammar {
     gel *e;
     uint32_t n_e;
     uint32_t n_rules, root;
+    uint64_t hash;                /* of the compiled form: mask cache keys */
     uint32_t *alt_off;            /* [n_rules + 1] into alts */
     uint32_t *alts;               /* first position of each alternative */
     size_t bytes;
@@ -679,6 +680,10 @@ int fr_grammar_parse(const char *text, size_t len, fr_grammar **out) {
     uint32_t root = 0;
     rule_id(&p, "root", 4, &root);
     g->root = root;
+    uint64_t h = 0x243F6A8885A308D3ULL ^ root;
+    for (uint32_t i = 0; i < g->n_e; i++) h = (h ^ (((uint64_t)g->e[i].type << 32) | g->e[i].v)) * 0x100000001B3ULL;
+    for (uint32_t i = 0; i < na; i++) h = (h ^ g->alts[i]) * 0x100000001B3ULL;
+    g->hash = h;
     g->bytes = sizeof *g + n_e * sizeof *g->e + (p.n_rules + 1) * sizeof *g->alt_off +
                n_alts * sizeof *g->alts;
     *out = g;
@@ -881,7 +886,7 @@ static int ss_add(sset *s, const uint32_t *st, uint32_t len) {
             uint32_t i = s->ht[k] - 1, l2;
             if (s->h[i] != h) continue;
             const uint32_t *o = ss_stack(s, i, &l2);
-            if (l2 == len && !memcmp(o, st, len * sizeof *st)) return 0;
+            if (l2 == len && (len == 0 || !memcmp(o, st, len * sizeof *st))) return 0;
         }
     }
     if (s->n >= FR_GRAMMAR_MAX_STACKS)
@@ -907,7 +912,7 @@ static int ss_add(sset *s, const uint32_t *st, uint32_t len) {
     }
     s->off[s->n] = (uint32_t)s->n_d;
     s->d[s->n_d++] = len;
-    memcpy(s->d + s->n_d, st, len * sizeof *st);
+    if (len) memcpy(s->d + s->n_d, st, len * sizeof *st);
     s->n_d += len;
     s->h[s->n] = h;
     s->n++;
@@ -952,7 +957,7 @@ static int work_push(work *w, const fr_grammar *g, const uint32_t *base, uint32_
     if (len > FR_GRAMMAR_MAX_DEPTH) return 0;
     int rc = work_reserve(w, len + 1);
     if (rc) return rc;
-    memcpy(w->d + w->n, base, n * sizeof *base);
+    if (n) memcpy(w->d + w->n, base, n * sizeof *base);
     w->n += n;
     if (a != UINT32_MAX && !is_end(g, a)) w->d[w->n++] = a;
     if (b != UINT32_MAX && !is_end(g, b)) w->d[w->n++] = b;
@@ -1100,6 +1105,41 @@ typedef struct centry {
     bool valid;
 } centry;
 
+struct fr_gmask_cache {
+    const fr_gvocab *tv;
+    centry *e;
+    int32_t max, n;
+    uint64_t tick;
+    size_t words;
+};
+
+int fr_gmask_cache_create(const fr_gvocab *tv, size_t max_bytes, fr_gmask_cache **out) {
+    *out = NULL;
+    fr_gmask_cache *c = fr_calloc(1, sizeof *c);
+    if (!c) return FR_ENOMEM;
+    c->tv = tv;
+    c->words = ((size_t)tv->n_vocab + 63) / 64;
+    size_t fit = max_bytes / (c->words * 8 + sizeof(centry));
+    c->max = fit < 4 ? 4 : fit > 4096 ? 4096 : (int32_t)fit;
+    if (!(c->e = fr_calloc((size_t)c->max, sizeof *c->e))) {
+        fr_free(c);
+        return FR_ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void fr_gmask_cache_destroy(fr_gmask_cache *c) {
+    if (!c) return;
+    for (int32_t i = 0; i < c->n; i++) fr_free(c->e[i].mask);
+    fr_free(c->e);
+    fr_free(c);
+}
+
+size_t fr_gmask_cache_bytes(const fr_gmask_cache *c) {
+    return sizeof *c + (size_t)c->max * sizeof(centry) + (size_t)c->n * c->words * 8;
+}
+
 struct fr_gmatcher {
     fr_grammar *g;
     const fr_gvocab *tv;
@@ -1107,29 +1147,24 @@ struct fr_gmatcher {
     u8st u;
     work w;
     level *lv;                    /* [FR_GRAMMAR_MAX_TOKEN + 1] */
-    centry *cache;
-    int32_t cache_max, cache_n;
-    uint64_t tick;
-    size_t words;
+    fr_gmask_cache *cache;        /* shared, or own_cache */
+    fr_gmask_cache *own_cache;
     fr_gmatcher_stats st;
 };
 
-int fr_gmatcher_create(fr_grammar *g, const fr_gvocab *tv, int32_t cache_max, fr_gmatcher **out) {
+int fr_gmatcher_create(fr_grammar *g, const fr_gvocab *tv, fr_gmask_cache *cache, fr_gmatcher **out) {
     *out = NULL;
+    if (cache && cache->tv != tv) return fr_errf(FR_EINVAL, "a mask cache of another vocabulary");
     fr_gmatcher *m = fr_calloc(1, sizeof *m);
     if (!m) return FR_ENOMEM;
     m->g = fr_grammar_ref(g);
     m->tv = tv;
-    m->words = ((size_t)tv->n_vocab + 63) / 64;
-    if (cache_max <= 0) {
-        size_t fit = FR_GMATCHER_MASK_BYTES / (m->words * 8);
-        cache_max = fit < 4 ? 4 : fit > 256 ? 256 : (int32_t)fit;
-    }
-    m->cache_max = cache_max;
-    m->cache = fr_calloc((size_t)cache_max, sizeof *m->cache);
-    m->lv = fr_calloc(FR_GRAMMAR_MAX_TOKEN + 1, sizeof *m->lv);
     int rc = FR_ENOMEM;
-    if (!m->cache || !m->lv) goto fail;
+    if (!cache && (rc = fr_gmask_cache_create(tv, FR_GMATCHER_MASK_BYTES, &m->own_cache))) goto fail;
+    m->cache = cache ? cache : m->own_cache;
+    m->lv = fr_calloc(FR_GRAMMAR_MAX_TOKEN + 1, sizeof *m->lv);
+    rc = FR_ENOMEM;
+    if (!m->lv) goto fail;
     /* the start: each alternative of root */
     for (uint32_t k = g->alt_off[g->root]; k < g->alt_off[g->root + 1]; k++)
         if ((rc = work_push(&m->w, g, NULL, 0, g->alts[k], UINT32_MAX))) goto fail;
@@ -1151,9 +1186,7 @@ void fr_gmatcher_destroy(fr_gmatcher *m) {
     if (m->lv)
         for (int i = 0; i <= FR_GRAMMAR_MAX_TOKEN; i++) ss_free(&m->lv[i].own);
     fr_free(m->lv);
-    if (m->cache)
-        for (int32_t i = 0; i < m->cache_n; i++) fr_free(m->cache[i].mask);
-    fr_free(m->cache);
+    fr_gmask_cache_destroy(m->own_cache);
     fr_grammar_unref(m->g);
     fr_free(m);
 }
@@ -1161,8 +1194,8 @@ void fr_gmatcher_destroy(fr_gmatcher *m) {
 size_t fr_gmatcher_bytes(const fr_gmatcher *m) {
     size_t b = sizeof *m + ss_bytes(&m->cur) + ss_bytes(&m->tmp[0]) + ss_bytes(&m->tmp[1]) +
                (m->w.cap + m->w.tmp_cap) * sizeof(uint32_t) +
-               (FR_GRAMMAR_MAX_TOKEN + 1) * sizeof(level) + (size_t)m->cache_max * sizeof(centry) +
-               (size_t)m->cache_n * m->words * 8;
+               (FR_GRAMMAR_MAX_TOKEN + 1) * sizeof(level) +
+               (m->own_cache ? fr_gmask_cache_bytes(m->own_cache) : 0);
     for (int i = 0; i <= FR_GRAMMAR_MAX_TOKEN; i++) b += ss_bytes(&m->lv[i].own);
     return b;
 }
@@ -1171,16 +1204,36 @@ bool fr_gmatcher_accepting(const fr_gmatcher *m) { return m->cur.has_empty && m-
 
 bool fr_gmatcher_done(const fr_gmatcher *m) { return fr_gmatcher_accepting(m) && m->cur.n == 1; }
 
-int fr_gmatcher_accept_bytes(fr_gmatcher *m, const char *s, size_t n) {
+/* Run the bytes from the current state; *end is the set they lead to
+ * (the current one or a tmp).  0, 1 when the grammar refuses them, or a
+ * negative error. */
+static int run_bytes(fr_gmatcher *m, const char *s, size_t n, const sset **end, u8st *u) {
     const sset *src = &m->cur;
-    u8st u = m->u;
+    *u = m->u;
     for (size_t i = 0; i < n; i++) {
         sset *dst = src == &m->tmp[0] ? &m->tmp[1] : &m->tmp[0];
-        int r = step_byte(m->g, src, &u, (uint8_t)s[i], dst, &m->w);
+        int r = step_byte(m->g, src, u, (uint8_t)s[i], dst, &m->w);
         if (r < 0) return r;
-        if (r == STEP_DEAD) return fr_errf(FR_EINVAL, "the grammar does not allow this text here");
+        if (r == STEP_DEAD) return 1;
         if (r == STEP_NEW) src = dst;
     }
+    *end = src;
+    return 0;
+}
+
+int fr_gmatcher_allows(fr_gmatcher *m, const char *s, size_t n) {
+    const sset *src;
+    u8st u;
+    int rc = run_bytes(m, s, n, &src, &u);
+    return rc < 0 ? rc : rc == 0;
+}
+
+int fr_gmatcher_accept_bytes(fr_gmatcher *m, const char *s, size_t n) {
+    const sset *src;
+    u8st u;
+    int rc = run_bytes(m, s, n, &src, &u);
+    if (rc < 0) return rc;
+    if (rc) return fr_errf(FR_EINVAL, "the grammar does not allow this text here");
     if (src != &m->cur) {   /* swap the new stacks in */
         sset t = m->cur;
         m->cur = *(sset *)src;
@@ -1208,7 +1261,7 @@ static uint64_t state_key(const fr_gmatcher *m) {
 static int walk(fr_gmatcher *m, uint64_t *mask, int32_t *n_allowed) {
     const fr_gvocab *tv = m->tv;
     level *lv = m->lv;
-    memset(mask, 0, m->words * 8);
+    memset(mask, 0, m->cache->words * 8);
     int32_t count = 0;
     lv[0].set = &m->cur;
     lv[0].u = m->u;
@@ -1249,26 +1302,27 @@ static int walk(fr_gmatcher *m, uint64_t *mask, int32_t *n_allowed) {
 }
 
 int fr_gmatcher_mask(fr_gmatcher *m, const uint64_t **mask, int32_t *n_allowed) {
-    uint64_t key = state_key(m);
+    fr_gmask_cache *c = m->cache;
+    uint64_t key = mix64(m->g->hash ^ state_key(m));
     m->st.masks++;
-    m->tick++;
-    for (int32_t i = 0; i < m->cache_n; i++)
-        if (m->cache[i].valid && m->cache[i].key == key) {
-            m->cache[i].tick = m->tick;
+    c->tick++;
+    for (int32_t i = 0; i < c->n; i++)
+        if (c->e[i].valid && c->e[i].key == key) {
+            c->e[i].tick = c->tick;
             m->st.hits++;
-            *mask = m->cache[i].mask;
-            *n_allowed = m->cache[i].n_allowed;
+            *mask = c->e[i].mask;
+            *n_allowed = c->e[i].n_allowed;
             return 0;
         }
     centry *e;
-    if (m->cache_n < m->cache_max) {
-        e = &m->cache[m->cache_n];
-        if (!(e->mask = fr_malloc(m->words * 8))) return FR_ENOMEM;
-        m->cache_n++;
+    if (c->n < c->max) {
+        e = &c->e[c->n];
+        if (!(e->mask = fr_malloc(c->words * 8))) return FR_ENOMEM;
+        c->n++;
     } else {
-        e = &m->cache[0];
-        for (int32_t i = 1; i < m->cache_n; i++)
-            if (m->cache[i].tick < e->tick) e = &m->cache[i];
+        e = &c->e[0];
+        for (int32_t i = 1; i < c->n; i++)
+            if (c->e[i].tick < e->tick) e = &c->e[i];
     }
     e->valid = false;
     double t0 = fr_now_s();
@@ -1277,7 +1331,7 @@ int fr_gmatcher_mask(fr_gmatcher *m, const uint64_t **mask, int32_t *n_allowed) 
     if (rc) return rc;
     e->key = key;
     e->valid = true;
-    e->tick = m->tick;
+    e->tick = c->tick;
     *mask = e->mask;
     *n_allowed = e->n_allowed;
     return 0;

@@ -13,6 +13,12 @@
  *                 and which tokens end generation.  Built once per
  *                 vocabulary (the scheduler keeps one per model);
  *                 immutable, shared read-only.
+ *   fr_gmask_cache  token masks by (grammar, state), for one fr_gvocab:
+ *                 a matcher has its own, or several share one (the
+ *                 scheduler keeps one per model, so that requests with
+ *                 the same grammar reuse each other's masks).  Not
+ *                 thread-safe: matchers sharing one must be used from
+ *                 one thread at a time.
  *   fr_gmatcher   one sequence's position in a grammar: a set of stacks
  *                 (as llama.cpp's: each stack is the list of grammar
  *                 positions still to match, its top a character
@@ -52,10 +58,11 @@
  * tokens exactly when the state is accepting.  One mask is one walk over
  * the sorted token texts, sharing the work of common prefixes (the
  * states after each prefix are kept by depth; a dead prefix skips every
- * token that starts with it).  Masks are cached per matcher: the key is a
- * 64-bit hash of the state (order-independent over its stacks, plus the
- * unfinished character), at most `cache_max` masks, least recently used
- * evicted; a state seen again costs a lookup.  (A 64-bit collision would
+ * token that starts with it).  Masks are cached (fr_gmask_cache): the key
+ * is a 64-bit hash of the grammar's compiled form and of the state
+ * (order-independent over its stacks, plus the unfinished character);
+ * bounded by bytes, least recently used evicted; a state seen again, by
+ * this matcher or by another one sharing the cache, costs a lookup.  (A 64-bit collision would
  * give the wrong mask; the next token's fr_gmatcher_accept would then
  * refuse it.)
  */
@@ -77,15 +84,17 @@
 #define FR_GRAMMAR_MAX_WORK 200000         /* expansion steps per character */
 #define FR_GRAMMAR_MAX_TOKEN 256           /* bytes of a token text the masks consider */
 
-/* Bytes of cached masks one matcher keeps at most with cache_max 0 (at
- * least 4 masks): what the scheduler budgets per slot. */
+/* Bytes of masks a matcher's own cache keeps at most (at least 4 masks). */
 #define FR_GMATCHER_MASK_BYTES (2u << 20)
-#define FR_GMATCHER_BUDGET(n_vocab) \
-    ((size_t)FR_GMATCHER_MASK_BYTES + 4 * (((size_t)(n_vocab) + 63) / 64 * 8) + (256u << 10))
+/* What the scheduler budgets: a shared cache per model, and per slot a
+ * matcher's states (the masks are in the shared cache). */
+#define FR_GMASK_SHARED_BYTES (8u << 20)
+#define FR_GMATCHER_BUDGET(n_vocab) ((size_t)(256u << 10))
 
 typedef struct fr_grammar fr_grammar;
 typedef struct fr_gvocab fr_gvocab;
 typedef struct fr_gmatcher fr_gmatcher;
+typedef struct fr_gmask_cache fr_gmask_cache;
 
 /* Parse and compile len bytes of GBNF.  FR_EINVAL with a detail naming
  * the line and column and the problem (syntax, an undefined rule, a
@@ -105,10 +114,17 @@ size_t fr_gvocab_bytes(const fr_gvocab *tv);
 size_t fr_gvocab_estimate_bytes(const fr_vocab *v);
 int32_t fr_gvocab_n_tokens(const fr_gvocab *tv);
 
-/* A matcher at the start of g (g gets a reference; tv must outlive it),
- * caching at most cache_max masks (0: as many as fit in
- * FR_GMATCHER_MASK_BYTES, at least 4, at most 256).  FR_ENOMEM, FR_ETOOLONG (see above). */
-int  fr_gmatcher_create(fr_grammar *g, const fr_gvocab *tv, int32_t cache_max, fr_gmatcher **out);
+/* A mask cache for tv's vocabulary holding at most max_bytes of masks
+ * (at least 4, at most 4096 masks).  FR_ENOMEM. */
+int  fr_gmask_cache_create(const fr_gvocab *tv, size_t max_bytes, fr_gmask_cache **out);
+void fr_gmask_cache_destroy(fr_gmask_cache *c);    /* NULL is fine */
+size_t fr_gmask_cache_bytes(const fr_gmask_cache *c);
+
+/* A matcher at the start of g (g gets a reference; tv must outlive it)
+ * using the mask cache `cache` (of tv; it must outlive the matcher), or
+ * with its own of FR_GMATCHER_MASK_BYTES when cache is NULL.  FR_EINVAL
+ * (a cache of another vocabulary), FR_ENOMEM, FR_ETOOLONG (see above). */
+int  fr_gmatcher_create(fr_grammar *g, const fr_gvocab *tv, fr_gmask_cache *cache, fr_gmatcher **out);
 void fr_gmatcher_destroy(fr_gmatcher *m);      /* NULL is fine */
 size_t fr_gmatcher_bytes(const fr_gmatcher *m);
 
@@ -121,12 +137,16 @@ bool fr_gmatcher_done(const fr_gmatcher *m);
 /* Consume bytes (a token's text): 0, or FR_EINVAL when the grammar does
  * not allow them (the state is then unchanged), FR_ETOOLONG, FR_ENOMEM. */
 int fr_gmatcher_accept_bytes(fr_gmatcher *m, const char *s, size_t n);
+/* Could the bytes be consumed now?  1 yes, 0 no (the state is unchanged
+ * either way), or a negative error. */
+int fr_gmatcher_allows(fr_gmatcher *m, const char *s, size_t n);
 /* Consume token id's text; an end-of-generation token is accepted (and
  * changes nothing) when the state is accepting. */
 int fr_gmatcher_accept_token(fr_gmatcher *m, int32_t id);
 
 /* The mask of the current state: *mask points to n_vocab bits (bit t of
- * word t/64), owned by the matcher, valid until its next call; *n_allowed
+ * word t/64), owned by the cache, valid until the next fr_gmatcher_mask
+ * of any matcher using that cache; *n_allowed
  * counts the set bits.  0, FR_ENOMEM, FR_ETOOLONG. */
 int fr_gmatcher_mask(fr_gmatcher *m, const uint64_t **mask, int32_t *n_allowed);
 

@@ -119,6 +119,7 @@ struct fr_sched {
     fr_ctx *ctx;
     const fr_vocab *vocab;
     fr_gvocab *gvocab;            /* token texts for grammars: made at the first one */
+    fr_gmask_cache *gcache;       /* and the masks all grammar requests share */
     int32_t n_vocab, max_batch;
     slot *slots;                  /* [n_slots] */
     size_t bytes;                 /* everything allocated at create */
@@ -379,8 +380,9 @@ static size_t slots_bytes(const fr_model *m, const fr_sched_config *cfg) {
     size_t per = sizeof(slot) + (size_t)resolve_ctx(m, cfg->n_ctx) * sizeof(int32_t) +
                  fr_sampler_estimate_bytes(&sp, (int32_t)n_vocab) +
                  n_vocab * sizeof(float) + FR_GMATCHER_BUDGET(n_vocab);
-    /* grammars: the token texts once, a matcher per slot (grammar.h) */
-    return sizeof(fr_sched) + fr_gvocab_estimate_bytes(fr_model_vocab(m)) +
+    /* grammars: the token texts and the mask cache once, a matcher per
+     * slot (grammar.h) */
+    return sizeof(fr_sched) + fr_gvocab_estimate_bytes(fr_model_vocab(m)) + FR_GMASK_SHARED_BYTES +
            (size_t)cfg->n_slots * per;
 }
 
@@ -457,6 +459,7 @@ void fr_sched_destroy(fr_sched *s) {
             fr_free(s->slots[i].masked);
         }
     fr_free(s->slots);
+    fr_gmask_cache_destroy(s->gcache);
     fr_gvocab_destroy(s->gvocab);
     fr_ctx_destroy(s->ctx);
     pthread_mutex_destroy(&s->mu);
@@ -622,7 +625,8 @@ static bool assign(fr_sched *s, fr_gen *g) {
     if (g->grammar) {
         int rc = 0;
         if (!s->gvocab) rc = fr_gvocab_create(s->vocab, &s->gvocab);
-        if (!rc) rc = fr_gmatcher_create(g->grammar, s->gvocab, 0, &gm);
+        if (!rc && !s->gcache) rc = fr_gmask_cache_create(s->gvocab, FR_GMASK_SHARED_BYTES, &s->gcache);
+        if (!rc) rc = fr_gmatcher_create(g->grammar, s->gvocab, s->gcache, &gm);
         if (rc) {
             snprintf(g->errmsg, sizeof g->errmsg, "%s", fr_errdetail());
             fr_sampler_destroy(smp);

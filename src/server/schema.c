@@ -114,6 +114,22 @@ static void lit(sc *c, const char *s, size_t n) {
     buf_add(c, "\"", 1);
 }
 
+/* One JSON value, encoded compactly, as a GBNF literal (enum, const,
+ * property names).  json_dumpb into our own buffer: no dependence on
+ * jansson's allocator settings. */
+static int value_lit(sc *c, json_t *v) {
+    size_t n = json_dumpb(v, NULL, 0, JSON_ENCODE_ANY | JSON_COMPACT);
+    char *enc = n ? fr_malloc(n) : NULL;
+    if (!enc || json_dumpb(v, enc, n, JSON_ENCODE_ANY | JSON_COMPACT) != n) {
+        fr_free(enc);
+        c->oom = true;
+        return FR_ENOMEM;
+    }
+    lit(c, enc, n);
+    fr_free(enc);
+    return 0;
+}
+
 /* A new rule name: prefix-N. */
 static void new_rule(sc *c, char *name, size_t cap) {
     snprintf(name, cap, "%s-%d", c->prefix, ++c->n_rules);
@@ -308,13 +324,9 @@ static int object_rule(sc *c, json_t *s, int depth, const char *name) {
             if (!strcmp(json_string_value(json_array_get(req, k)), key)) required[i] = true;
         new_rule(c, kv[i], sizeof kv[i]);
         json_t *jk = json_string(key);
-        char *enc = jk ? json_dumps(jk, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-        json_decref(jk);
         buf_fmt(c, "%s ::= ", kv[i]);
-        if (enc) {
-            lit(c, enc, strlen(enc));
-            fr_free(enc);
-        } else c->oom = true;
+        if (!jk || value_lit(c, jk)) c->oom = true;
+        json_decref(jk);
         buf_fmt(c, " %s-ws \":\" %s-ws %s %s-ws\n", p, p, val, p);
         i++;
     }
@@ -351,17 +363,6 @@ static int object_rule(sc *c, json_t *s, int depth, const char *name) {
     return rc;
 }
 
-/* One JSON value as a GBNF alternative (enum, const). */
-static int value_lit(sc *c, json_t *v) {
-    char *enc = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (!enc) {
-        c->oom = true;
-        return FR_ENOMEM;
-    }
-    lit(c, enc, strlen(enc));
-    fr_free(enc);
-    return 0;
-}
 
 static int type_rule(sc *c, json_t *s, int depth, const char *type, const char *name) {
     const char *p = c->prefix;
@@ -549,6 +550,17 @@ static int schema_grammar(fr_req *rq, json_t *schema, const char *field, const c
     memcpy(t, head, sizeof head - 1);
     memcpy(t + sizeof head - 1, b.p, b.len + 1);
     fr_free(b.p);
+    /* what the grammar parser refuses of a schema's grammar ($ref cycles
+     * that consume nothing, the size limits) is the schema's fault */
+    fr_grammar *g = NULL;
+    rc = fr_grammar_parse(t, strlen(t), &g);
+    fr_grammar_unref(g);
+    if (rc == FR_ENOMEM) return rc;
+    if (rc) {
+        const char *param = strchr(field, '.') ? "response_format" : field;
+        return fr__reply_error(rq, 400, "invalid_value", param, "%s: the schema cannot be used (%s)",
+                               field, fr_errdetail());
+    }
     *out = t;
     return 0;
 }
@@ -613,4 +625,32 @@ int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q) {
     rc = schema_grammar(rq, schema, field, &q->grammar);
     json_decref(obj);
     return rc;
+}
+
+int fr_server_schema_gbnf(const char *json, size_t len, char **gbnf, char *err, size_t errcap) {
+    *gbnf = NULL;
+    json_error_t je;
+    json_t *schema = json_loadb(json, len, JSON_DECODE_ANY, &je);
+    if (!schema) {
+        if (errcap) snprintf(err, errcap, "not JSON: %s (line %d)", je.text, je.line);
+        return FR_EINVAL;
+    }
+    fr_gbnf_buf b = {0};
+    static const char head[] = "root ::= s\n";
+    int rc = fr__schema_gbnf(schema, "s", &b, err, errcap);
+    json_decref(schema);
+    if (rc) {
+        fr_free(b.p);
+        return rc;
+    }
+    char *t = fr_malloc(sizeof head + b.len);
+    if (!t) {
+        fr_free(b.p);
+        return FR_ENOMEM;
+    }
+    memcpy(t, head, sizeof head - 1);
+    memcpy(t + sizeof head - 1, b.p, b.len + 1);
+    fr_free(b.p);
+    *gbnf = t;
+    return 0;
 }
