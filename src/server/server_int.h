@@ -571,8 +571,8 @@ int  fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool 
 /* Calls found so far. */
 int  fr__tool_parser_calls(const fr_tool_parser *p);
 /* The whole answer's message fields from its deltas: sets message's
- * "content" (null when there is none) and "tool_calls" (when there are
- * calls); *n_calls gets their number. */
+ * "content" (null when there is none beside calls, else a string) and
+ * "tool_calls" (when there are calls); *n_calls gets their number. */
 int  fr__tools_message_json(const fr_tools *t, int kind, const char *text, size_t len, json_t *message,
                             int *n_calls);
 

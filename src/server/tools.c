@@ -665,7 +665,9 @@ int fr__tools_message_json(const fr_tools *t, int kind, const char *text, size_t
     }
     if (!rc) {
         *n_calls = (int)json_array_size(calls);
-        json_object_set_new(message, "content", content ? json_stringn(content, clen) : json_null());
+        /* null beside calls, as OpenAI's; a string otherwise */
+        json_object_set_new(message, "content", content ? json_stringn(content, clen)
+                                                : *n_calls ? json_null() : json_string(""));
         if (*n_calls) json_object_set(message, "tool_calls", calls);
     }
     fr_free(content);

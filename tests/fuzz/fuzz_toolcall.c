@@ -6,7 +6,7 @@
  * llama3, mistral, llama2-sys with Hermes' text), b & 4 parallel_tool_calls
  * off, b & 8 a named tool_choice; b >> 4 the size of the streamed pieces
  * (1 to 16 bytes).  The rest is the text.  Checks: the non-streamed
- * message is {"content": string or null[, "tool_calls": [...]]} with every
+ * message is {"content": string, or null beside calls[, "tool_calls": [...]]} with every
  * call's id "call_..." (29 bytes), type "function", a name of the tools,
  * arguments that parse as a JSON object; without parallel_tool_calls at
  * most one call; the streamed deltas fold into the same content and calls
@@ -76,7 +76,8 @@ static json_t *fold(json_t *deltas) {
         }
     }
     json_t *m = json_object();
-    json_object_set_new(m, "content", any ? json_stringn(content, clen) : json_null());
+    json_object_set_new(m, "content", any ? json_stringn(content, clen)
+                                          : json_array_size(calls) ? json_null() : json_string(""));
     if (json_array_size(calls)) json_object_set(m, "tool_calls", calls);
     json_decref(calls);
     fr_free(content);
@@ -101,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int n_calls = -1;
     MUST(fr__tools_message_json(&t, kind, text, n, m, &n_calls) == 0);
     json_t *c = json_object_get(m, "content"), *calls = json_object_get(m, "tool_calls");
-    MUST(json_is_string(c) || json_is_null(c));
+    MUST(json_is_string(c) || (json_is_null(c) && n_calls > 0));
     MUST(n_calls == (int)json_array_size(calls) && (calls ? n_calls > 0 : n_calls == 0));
     MUST(t.parallel || n_calls <= 1);
     for (size_t i = 0; i < json_array_size(calls); i++) {
