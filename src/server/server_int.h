@@ -566,7 +566,9 @@ void fr__tool_parser_destroy(fr_tool_parser *p);
  * (a JSON array) what can be sent now: {"content": "..."} and, for each
  * call, {"tool_calls": [{"index", "id", "type": "function", "function":
  * {"name", "arguments": ""}}]} then {"tool_calls": [{"index", "function":
- * {"arguments": "..."}}]}.  0 or FR_ENOMEM. */
+ * {"arguments": "..."}}]} (several, the pieces to join, when tool_choice
+ * is required or names a function: those calls are read as written).
+ * 0 or FR_ENOMEM. */
 int  fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool end, json_t *deltas);
 /* Calls found so far. */
 int  fr__tool_parser_calls(const fr_tool_parser *p);

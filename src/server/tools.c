@@ -34,7 +34,11 @@
  * trimmed of whitespace at both ends), a call goes out when it is whole,
  * as OpenAI streams it: a delta with its index, id ("call_" and 24 random
  * letters and digits), type and name and empty arguments, then one with
- * the arguments (compact JSON).  A call that does not parse (bad JSON, an
+ * the arguments (compact JSON).  With "required" or a named function the
+ * grammar lets nothing but calls through, so they are read live instead:
+ * the head delta as soon as the name is written, then the arguments in
+ * pieces as they come (the model's JSON without the whitespace between
+ * tokens; a character split between pieces waits to be whole).  A call that does not parse (bad JSON, an
  * unknown function, arguments not an object, one call too many without
  * parallel_tool_calls) is dropped back into the content as the text it
  * was, or for the last, dropped.  The non-streamed reply is the same
@@ -359,6 +363,17 @@ int fr__tools_grammar(fr_req *rq, const fr_gen_req *q, int kind, const char **gr
 /* ---- the reply's parser ---- */
 
 enum { MODE_START, MODE_TEXT, MODE_CALL, MODE_WHOLE };
+/* Live (enforced) reading: between calls, a call's head, its arguments
+ * (sent), arguments not sent (a call that is not taken), the rest of an
+ * object whose head is not a call's. */
+enum { L_SEEK, L_HEAD, L_ARGS, L_SKIP_ARGS, L_SKIP_OBJ };
+
+/* A JSON value read byte by byte: where it ends, and which of its bytes
+ * are insignificant whitespace. */
+typedef struct jscan {
+    bool started, in_str, esc, scalar;
+    int depth;
+} jscan;
 
 struct fr_tool_parser {
     const fr_tools *t;
@@ -371,6 +386,9 @@ struct fr_tool_parser {
     size_t ws_len, ws_cap;
     bool sent_content;
     int n_calls;
+    bool live;                  /* required / named: calls sent as they are written */
+    int live_state;             /* L_* */
+    jscan js;
 };
 
 static const char TAG_OPEN[] = "<tool_call>", TAG_CLOSE[] = "</tool_call>";
@@ -394,6 +412,7 @@ int fr__tool_parser_create(const fr_tools *t, int kind, fr_tool_parser **out) {
     p->kind = kind;
     p->hermes = kind != FR_CHAT_LLAMA3 && kind != FR_CHAT_MISTRAL;
     p->mode = p->hermes ? MODE_TEXT : MODE_START;
+    p->live = t->choice == FR_TOOLS_REQUIRED || t->choice == FR_TOOLS_NAMED;
     *out = p;
     return 0;
 }
@@ -560,12 +579,195 @@ static void consume(fr_tool_parser *p, size_t k) {
     p->len -= k;
 }
 
+/* ---- live reading (tool_choice required or a named function) ----
+ *
+ * The grammar lets the model write nothing but calls, so a call can go
+ * out as it is written: its head ({"name": "f", "arguments": ) gives the
+ * first delta, the arguments follow as they come, without the whitespace
+ * between JSON tokens, and what is between calls (the family's tags and
+ * separators, none of which holds a '{') is skipped.  A call cut short
+ * (max_tokens) is sent as far as it went, as OpenAI does. */
+
+/* Feed s[0..n) to the value scanner; kept bytes go to out (may be NULL).
+ * Returns how many bytes were read; *done when the value ended there. */
+static size_t jscan_feed(jscan *j, const char *s, size_t n, char *out, size_t *n_out, bool *done) {
+    *done = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!j->started) {
+            if (is_ws(c)) continue;
+            j->started = true;
+            if (c == '{' || c == '[') j->depth = 1;
+            else if (c == '"') j->in_str = true;
+            else j->scalar = true;
+            if (out) out[(*n_out)++] = c;
+            continue;
+        }
+        if (j->in_str) {
+            if (out) out[(*n_out)++] = c;
+            if (j->esc) j->esc = false;
+            else if (c == '\\') j->esc = true;
+            else if (c == '"') {
+                j->in_str = false;
+                if (j->depth == 0) {
+                    *done = true;
+                    return i + 1;
+                }
+            }
+            continue;
+        }
+        if (j->scalar) {
+            if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '.' || c == '+' || c == '-' ||
+                c == 'E') {
+                if (out) out[(*n_out)++] = c;
+                continue;
+            }
+            *done = true;
+            return i;
+        }
+        if (is_ws(c)) continue;
+        if (out) out[(*n_out)++] = c;
+        if (c == '"') j->in_str = true;
+        else if (c == '{' || c == '[') j->depth++;
+        else if ((c == '}' || c == ']') && --j->depth == 0) {
+            *done = true;
+            return i + 1;
+        }
+    }
+    return n;
+}
+
+/* Does s[0..n) begin with lit?  1 yes (*at moves past it), 0 cannot
+ * tell yet, -1 no. */
+static int lit_at(const char *s, size_t n, size_t *at, const char *lit) {
+    size_t l = strlen(lit), k = n - *at < l ? n - *at : l;
+    if (memcmp(s + *at, lit, k)) return -1;
+    if (k < l) return 0;
+    *at += l;
+    return 1;
+}
+
+/* A call's head {"name": "NAME", "arguments"|"parameters": at the start of
+ * s: 1 (its length in *len, the name in *name, *name_len), 0 (not whole
+ * yet), -1 (not a call's head). */
+static int match_head(const char *s, size_t n, size_t *len, const char **name, size_t *name_len) {
+    size_t at = 0;
+    int r;
+#define WS() while (at < n && is_ws(s[at])) at++
+#define LIT(x) if ((r = lit_at(s, n, &at, x)) <= 0) return r
+    LIT("{");
+    WS();
+    LIT("\"name\"");
+    WS();
+    LIT(":");
+    WS();
+    LIT("\"");
+    *name = s + at;
+    while (at < n && s[at] != '"') {
+        if (s[at] == '\\' || (size_t)(s + at - *name) >= NAME_MAX_LEN) return -1;
+        at++;
+    }
+    if (at == n) return 0;
+    *name_len = (size_t)(s + at - *name);
+    at++;
+    WS();
+    LIT(",");
+    WS();
+    LIT("\"");
+    if (at == n) return 0;
+    LIT(s[at] == 'p' ? "parameters\"" : "arguments\"");
+    WS();
+    LIT(":");
+#undef WS
+#undef LIT
+    *len = at;
+    return 1;
+}
+
+/* The index of an allowed function named name[0..n), or -1. */
+static int allowed_fn(const fr_tool_parser *p, const char *name, size_t n) {
+    for (size_t i = 0; i < p->t->n; i++)
+        if (strlen(p->t->names[i]) == n && !memcmp(p->t->names[i], name, n))
+            return p->t->choice != FR_TOOLS_NAMED || i == p->t->named ? (int)i : -1;
+    return -1;
+}
+
+static int live_push(fr_tool_parser *p, bool end, json_t *deltas) {
+    for (;;) {
+        if (p->live_state == L_SEEK) {
+            char *o = p->len ? memchr(p->buf, '{', p->len) : NULL;
+            if (!o) {
+                p->len = 0;
+                return 0;
+            }
+            consume(p, (size_t)(o - p->buf));
+            p->live_state = L_HEAD;
+            continue;
+        }
+        if (p->live_state == L_HEAD) {
+            size_t hl = 0, nl = 0;
+            const char *name = NULL;
+            int r = match_head(p->buf, p->len, &hl, &name, &nl);
+            if (r == 0) {
+                if (end) p->len = 0;
+                return 0;
+            }
+            memset(&p->js, 0, sizeof p->js);
+            if (r < 0) {
+                p->live_state = L_SKIP_OBJ;
+                continue;
+            }
+            int fn = allowed_fn(p, name, nl);
+            bool take = fn >= 0 && (p->t->parallel || p->n_calls == 0);
+            if (take) {
+                char id[32];
+                call_id(id);
+                json_t *d = json_pack("{s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "tool_calls", "index", p->n_calls,
+                                      "id", id, "type", "function", "function", "name", p->t->names[fn],
+                                      "arguments", "");
+                if (!d || json_array_append_new(deltas, d)) return FR_ENOMEM;
+                p->n_calls++;
+            }
+            consume(p, hl);
+            p->live_state = take ? L_ARGS : L_SKIP_ARGS;
+            continue;
+        }
+        /* a value: the arguments (sent or not), or an object skipped whole */
+        bool send = p->live_state == L_ARGS, done;
+        char *out = send ? fr_malloc(p->len + 1) : NULL;
+        if (send && !out) return FR_ENOMEM;
+        size_t n_out = 0, used = jscan_feed(&p->js, p->buf, p->len, out, &n_out, &done);
+        /* a character cut at the end of a string waits to be whole: it
+         * stays in the buffer and is read again (inside a string that
+         * changes nothing but the escape flag, which it already cleared) */
+        size_t hold = send && !done && !end && p->js.in_str ? partial_utf8(p->buf, used) : 0;
+        if (send && n_out > hold) {
+            json_t *a = fr__json_text(out, n_out - hold);
+            json_t *d = a ? json_pack("{s:[{s:i, s:{s:o}}]}", "tool_calls", "index", p->n_calls - 1, "function",
+                                      "arguments", a) : NULL;
+            if (!d || json_array_append_new(deltas, d)) {
+                fr_free(out);
+                return FR_ENOMEM;
+            }
+        }
+        fr_free(out);
+        consume(p, used - hold);
+        if (done) {
+            p->live_state = L_SEEK;
+            continue;
+        }
+        if (end) p->len = 0;
+        return 0;
+    }
+}
+
 int fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool end, json_t *deltas) {
     if (len) {
         if (!grow(&p->buf, &p->cap, p->len + len + 1)) return FR_ENOMEM;
         memcpy(p->buf + p->len, text, len);
         p->len += len;
     }
+    if (p->live) return live_push(p, end, deltas);
     int rc = 0;
     for (;;) {
         if (p->mode == MODE_START) {
@@ -653,14 +855,22 @@ int fr__tools_message_json(const fr_tools *t, int kind, const char *text, size_t
             g[clen] = 0;
             content = g;
         } else if (json_object_get(tc, "id")) {
-            json_t *fn = json_object_get(tc, "function");
             json_object_del(tc, "index");
             json_array_append(calls, tc);
-            (void)fn;
-        } else if (tc) {    /* the arguments of the last call */
-            json_t *last = json_array_get(calls, json_array_size(calls) - 1);
-            json_object_set(json_object_get(last, "function"), "arguments",
-                            json_object_get(json_object_get(tc, "function"), "arguments"));
+        } else if (tc) {    /* more of the last call's arguments */
+            json_t *f = json_object_get(json_array_get(calls, json_array_size(calls) - 1), "function");
+            json_t *had = json_object_get(f, "arguments");
+            json_t *more = json_object_get(json_object_get(tc, "function"), "arguments");
+            size_t l1 = json_string_length(had), l2 = json_string_length(more);
+            char *cat = fr_malloc(l1 + l2 + 1);
+            if (!cat) {
+                rc = FR_ENOMEM;
+                break;
+            }
+            memcpy(cat, json_string_value(had), l1);
+            memcpy(cat + l1, json_string_value(more), l2);
+            json_object_set_new(f, "arguments", json_stringn(cat, l1 + l2));
+            fr_free(cat);
         }
     }
     if (!rc) {

@@ -4,11 +4,13 @@
  *
  * The first byte b picks the reading: b & 3 the family (chatml/Hermes,
  * llama3, mistral, llama2-sys with Hermes' text), b & 4 parallel_tool_calls
- * off, b & 8 a named tool_choice; b >> 4 the size of the streamed pieces
- * (1 to 16 bytes).  The rest is the text.  Checks: the non-streamed
+ * off, b & 8 a named tool_choice, b & 16 "required" (both: named; either
+ * reads calls live, as written); (b >> 5) + 1 the size of the streamed
+ * pieces (1 to 8 bytes).  The rest is the text.  Checks: the non-streamed
  * message is {"content": string, or null beside calls[, "tool_calls": [...]]} with every
  * call's id "call_..." (29 bytes), type "function", a name of the tools,
- * arguments that parse as a JSON object; without parallel_tool_calls at
+ * arguments that parse as a JSON object (read live, a call cut short
+ * may stop anywhere: not checked there); without parallel_tool_calls at
  * most one call; the streamed deltas fold into the same content and calls
  * (ids aside), each delta one of the three shapes.  A failed check aborts.
  */
@@ -71,8 +73,15 @@ static json_t *fold(json_t *deltas) {
                                                    json_object_get(fn, "name"), "arguments", ""));
         } else {
             MUST(index + 1 == json_array_size(calls));
-            json_object_set(json_object_get(json_array_get(calls, index), "function"), "arguments",
-                            json_object_get(fn, "arguments"));
+            json_t *f = json_object_get(json_array_get(calls, index), "function");
+            json_t *had = json_object_get(f, "arguments"), *more = json_object_get(fn, "arguments");
+            size_t l1 = json_string_length(had), l2 = json_string_length(more);
+            char *cat = fr_malloc(l1 + l2 + 1);
+            MUST(cat);
+            memcpy(cat, json_string_value(had), l1);
+            memcpy(cat + l1, json_string_value(more), l2);
+            json_object_set_new(f, "arguments", json_stringn(cat, l1 + l2));
+            fr_free(cat);
         }
     }
     json_t *m = json_object();
@@ -93,9 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     uint8_t b = data[0];
     const char *text = (const char *)data + 1;
-    size_t n = size - 1, step = (size_t)(b >> 4) + 1;
-    fr_tools t = {.n = 3, .names = names, .parallel = !(b & 4),
-                  .choice = b & 8 ? FR_TOOLS_NAMED : FR_TOOLS_AUTO, .named = 2};
+    size_t n = size - 1, step = (size_t)(b >> 5) + 1;
+    fr_tools t = {.n = 3, .names = names, .parallel = !(b & 4), .named = 2,
+                  .choice = b & 8 ? FR_TOOLS_NAMED : b & 16 ? FR_TOOLS_REQUIRED : FR_TOOLS_AUTO};
+    bool live = b & 24;
     int kind = kinds[b & 3];
 
     json_t *m = json_object();
@@ -113,9 +123,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *name = json_string_value(json_object_get(fn, "name"));
         MUST(known(name) && (t.choice != FR_TOOLS_NAMED || !strcmp(name, names[2])));
         const char *a = json_string_value(json_object_get(fn, "arguments"));
-        json_t *args = a ? json_loads(a, 0, NULL) : NULL;
-        MUST(json_is_object(args));
-        json_decref(args);
+        MUST(a != NULL);
+        if (!live) {
+            json_t *args = json_loads(a, 0, NULL);
+            MUST(json_is_object(args));
+            json_decref(args);
+        }
         json_object_del(call, "id");
     }
 

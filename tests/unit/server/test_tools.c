@@ -4,8 +4,9 @@
  * Llama 3.1's bare JSON, Mistral's [TOOL_CALLS] list), malformed and
  * unknown calls kept as content, parallel_tool_calls and a named
  * tool_choice, the shape of the streamed deltas, and that every split of
- * a text into streamed pieces folds into the non-streamed message; and
- * the grammar tool_choice gives each family.
+ * a text into streamed pieces folds into the non-streamed message; the
+ * live reading of enforced calls (arguments streamed as written); and the
+ * grammar tool_choice gives each family.
  */
 #include <string.h>
 
@@ -237,6 +238,73 @@ static void test_choice(void) {
     tools.choice = FR_TOOLS_AUTO;
 }
 
+
+/* required / a named function: calls go out as they are written (the
+ * grammar keeps the output to calls): the head first, the arguments in
+ * pieces, without the whitespace between tokens. */
+static void test_live(void) {
+    tools.choice = FR_TOOLS_REQUIRED;
+    const char *two = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": { \"city\": \"Paris \\\" x\" ,"
+                      " \"n\": [1, 2.5e3, true, null]}}\n</tool_call>\n<tool_call>\n" CALL_TIME "\n</tool_call>";
+    json_t *m = message(FR_CHAT_CHATML, two);
+    CHECK(json_is_null(json_object_get(m, "content")));
+    CHECK_INT(n_calls(m), 2);
+    CHECK_STR(call_field(m, 0, "arguments"), "{\"city\":\"Paris \\\" x\",\"n\":[1,2.5e3,true,null]}");
+    CHECK_STR(call_field(m, 1, "name"), "get_time");
+    CHECK_STR(call_field(m, 1, "arguments"), "{}");
+    json_decref(m);
+    check_stream(FR_CHAT_CHATML, two);
+    /* the arguments stream in pieces as they come */
+    fr_tool_parser *p = NULL;
+    json_t *deltas = json_array();
+    CHECK_INT(fr__tool_parser_create(&tools, FR_CHAT_CHATML, &p), 0);
+    for (const char *c = two; *c; c++) CHECK_INT(fr__tool_parser_push(p, c, 1, false, deltas), 0);
+    CHECK_INT(fr__tool_parser_push(p, "", 0, true, deltas), 0);
+    size_t n_args = 0;
+    for (size_t i = 0; i < json_array_size(deltas); i++) {
+        json_t *tc = json_array_get(json_object_get(json_array_get(deltas, i), "tool_calls"), 0);
+        if (tc && !json_object_get(tc, "id")) n_args++;
+    }
+    CHECK_MSG(n_args > 10, "%zu argument deltas", n_args);
+    CHECK_INT(json_array_size(deltas), n_args + 2);
+    json_decref(deltas);
+    fr__tool_parser_destroy(p);
+
+    /* cut short by max_tokens: as far as it went */
+    m = message(FR_CHAT_CHATML, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"Eur\xC3\xA9");
+    CHECK_INT(n_calls(m), 1);
+    CHECK_STR(call_field(m, 0, "arguments"), "{\"zone\":\"Eur\xC3\xA9");
+    json_decref(m);
+    check_stream(FR_CHAT_CHATML, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"\xC3\xA9\xE2\x82\xAC\"}}");
+    /* llama3 and mistral */
+    m = message(FR_CHAT_LLAMA3, "{\"name\": \"get_time\", \"parameters\": {\"zone\": \"UTC\"}}");
+    CHECK_INT(n_calls(m), 1);
+    CHECK_STR(call_field(m, 0, "arguments"), "{\"zone\":\"UTC\"}");
+    json_decref(m);
+    check_stream(FR_CHAT_MISTRAL, "[" CALL_PARIS ", " CALL_TIME "]");
+    m = message(FR_CHAT_MISTRAL, "[" CALL_PARIS ", " CALL_TIME "]");
+    CHECK_INT(n_calls(m), 2);
+    json_decref(m);
+    /* one call only without parallel_tool_calls; a named function only */
+    tools.parallel = false;
+    m = message(FR_CHAT_MISTRAL, "[" CALL_PARIS ", " CALL_TIME "]");
+    CHECK_INT(n_calls(m), 1);
+    CHECK_STR(call_field(m, 0, "name"), "get_weather");
+    json_decref(m);
+    tools.parallel = true;
+    tools.choice = FR_TOOLS_NAMED;
+    tools.named = 1;
+    m = message(FR_CHAT_MISTRAL, "[" CALL_PARIS ", " CALL_TIME "]");
+    CHECK_INT(n_calls(m), 1);
+    CHECK_STR(call_field(m, 0, "name"), "get_time");
+    json_decref(m);
+    /* not a call's head: skipped whole */
+    m = message(FR_CHAT_CHATML, "<tool_call>\n{\"nom\": {\"a\": \"}\"}}\n</tool_call>" "<tool_call>\n" CALL_TIME);
+    CHECK_INT(n_calls(m), 1);
+    json_decref(m);
+    tools.choice = FR_TOOLS_AUTO;
+}
+
 /* The grammar of required / a named function, per family. */
 static void test_grammar(void) {
     fr_gen_req q = {.tools = &tools};
@@ -271,6 +339,7 @@ int main(void) {
     test_llama3();
     test_mistral();
     test_choice();
+    test_live();
     test_grammar();
     CHECK_INT(fr_mem_in_use(), 0);
     return harness_done();
