@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools.sh — tool calls on /v1/chat/completions (tools, tool_choice,
-# parallel_tool_calls; tool and assistant-call messages), with curl and the
-# official openai npm client (tools.test.mjs).
+# parallel_tool_calls; tool and assistant-call messages), with curl, the
+# official openai npm client (tools.test.mjs), and a round trip through
+# Vercel's AI SDK and LangChain (tools-clients.test.mjs).
 #
 # One server, its models from an INI file: tiny-qwen2-q8_0 (chatml:
 # Hermes' <tool_call> syntax), tiny-llama-q8_0 (no template in the file:
@@ -187,6 +188,7 @@ st=$(post /v1/chat/completions "$(body $M '.tool_choice = "auto" | .tools[0].fun
 check "auto does not compile the schemas: 200 ($st)" [ "$st" = 200 ]
 
 PORT=$PORT run_node tools.test.mjs
+PORT=$PORT run_node tools-clients.test.mjs
 check "/health is ok after the tool tests" [ "$(http GET /health)" = 200 ]
 stop_server
 finish
