@@ -389,6 +389,8 @@ struct fr_tool_parser {
     bool live;                  /* required / named: calls sent as they are written */
     int live_state;             /* L_* */
     jscan js;
+    char pend[4];               /* the arguments' last character, not whole yet */
+    size_t n_pend;
 };
 
 static const char TAG_OPEN[] = "<tool_call>", TAG_CLOSE[] = "</tool_call>";
@@ -734,13 +736,19 @@ static int live_push(fr_tool_parser *p, bool end, json_t *deltas) {
         }
         /* a value: the arguments (sent or not), or an object skipped whole */
         bool send = p->live_state == L_ARGS, done;
-        char *out = send ? fr_malloc(p->len + 1) : NULL;
+        char *out = send ? fr_malloc(p->n_pend + p->len + 1) : NULL;
         if (send && !out) return FR_ENOMEM;
-        size_t n_out = 0, used = jscan_feed(&p->js, p->buf, p->len, out, &n_out, &done);
-        /* a character cut at the end of a string waits to be whole: it
-         * stays in the buffer and is read again (inside a string that
-         * changes nothing but the escape flag, which it already cleared) */
-        size_t hold = send && !done && !end && p->js.in_str ? partial_utf8(p->buf, used) : 0;
+        size_t n_out = p->n_pend;
+        if (send) memcpy(out, p->pend, p->n_pend);
+        p->n_pend = 0;
+        size_t used = jscan_feed(&p->js, p->buf, p->len, out, &n_out, &done);
+        /* a character cut at the end waits to be whole (its bytes go
+         * before the next piece's) */
+        size_t hold = send && !done && !end ? partial_utf8(out, n_out) : 0;
+        if (hold) {
+            memcpy(p->pend, out + n_out - hold, hold);
+            p->n_pend = hold;
+        }
         if (send && n_out > hold) {
             json_t *a = fr__json_text(out, n_out - hold);
             json_t *d = a ? json_pack("{s:[{s:i, s:{s:o}}]}", "tool_calls", "index", p->n_calls - 1, "function",
@@ -751,7 +759,7 @@ static int live_push(fr_tool_parser *p, bool end, json_t *deltas) {
             }
         }
         fr_free(out);
-        consume(p, used - hold);
+        consume(p, used);
         if (done) {
             p->live_state = L_SEEK;
             continue;
