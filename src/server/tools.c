@@ -499,10 +499,13 @@ static int emit_call(fr_tool_parser *p, const char *name, json_t *args, json_t *
                            "type", "function", "function", "name", name, "arguments", "");
     json_t *d2 = json_pack("{s:[{s:i, s:{s:s}}]}", "tool_calls", "index", p->n_calls, "function", "arguments", a);
     fr_free(a);
-    if (!d1 || !d2 || json_array_append_new(deltas, d1) || json_array_append_new(deltas, d2)) {
+    if (!d1 || !d2) {
+        json_decref(d1);
         json_decref(d2);
         return FR_ENOMEM;
     }
+    int bad1 = json_array_append_new(deltas, d1), bad2 = json_array_append_new(deltas, d2);
+    if (bad1 || bad2) return FR_ENOMEM;     /* (each is freed when not appended) */
     p->n_calls++;
     return 0;
 }
@@ -530,13 +533,21 @@ static int parse_calls(fr_tool_parser *p, const char *s, size_t n, json_t *delta
         json_error_t err;
         json_t *v = json_loadb(s + at, n - at, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &err);
         if (!v) {
+            if (json_error_code(&err) == json_error_out_of_memory) {   /* not the text's fault */
+                json_decref(calls);
+                return FR_ENOMEM;
+            }
             good = false;
             break;
         }
         at += (size_t)err.position;
-        if (json_is_array(v) && p->kind == FR_CHAT_MISTRAL) json_array_extend(calls, v);
-        else json_array_append(calls, v);
+        int bad = json_is_array(v) && p->kind == FR_CHAT_MISTRAL ? json_array_extend(calls, v)
+                                                                  : json_array_append(calls, v);
         json_decref(v);
+        if (bad) {
+            json_decref(calls);
+            return FR_ENOMEM;
+        }
     }
     size_t nc = json_array_size(calls);
     const char *name;
@@ -864,7 +875,7 @@ int fr__tools_message_json(const fr_tools *t, int kind, const char *text, size_t
             content = g;
         } else if (json_object_get(tc, "id")) {
             json_object_del(tc, "index");
-            json_array_append(calls, tc);
+            if (json_array_append(calls, tc)) rc = FR_ENOMEM;
         } else if (tc) {    /* more of the last call's arguments */
             json_t *f = json_object_get(json_array_get(calls, json_array_size(calls) - 1), "function");
             json_t *had = json_object_get(f, "arguments");

@@ -305,6 +305,33 @@ static void test_live(void) {
     tools.choice = FR_TOOLS_AUTO;
 }
 
+
+/* A failing allocation is FR_ENOMEM (or, inside jansson's loader, a call
+ * read as text) and leaks nothing, in both readings. */
+static void test_oom(void) {
+    const char *text = "Sure. <tool_call>\n" CALL_PARIS "\n</tool_call>\n<tool_call>\n" CALL_TIME "\n</tool_call> ok";
+    for (int live = 0; live < 2; live++) {
+        tools.choice = live ? FR_TOOLS_REQUIRED : FR_TOOLS_AUTO;
+        int n;
+        for (n = 0; n < 400; n++) {
+            json_t *m = json_object();
+            int calls = 0;
+            size_t before = fr_mem_in_use();
+            fr_mem_fail_after(n);
+            int rc = fr__tools_message_json(&tools, FR_CHAT_CHATML, text, strlen(text), m, &calls);
+            fr_mem_fail_after(-1);
+            json_decref(m);
+            CHECK_MSG(rc == 0 || rc == FR_ENOMEM, "fail after %d: rc %d", n, rc);
+            CHECK_MSG(fr_mem_in_use() <= before, "fail after %d: %zu bytes leaked", n, fr_mem_in_use() - before);
+            if (rc == 0 && calls == 2) break;
+            /* (jansson's loader reports some failed allocations as a
+             * parse error: that call is then read as text, whole) */
+        }
+        CHECK(n > 3 && n < 400);
+    }
+    tools.choice = FR_TOOLS_AUTO;
+}
+
 /* The grammar of required / a named function, per family. */
 static void test_grammar(void) {
     fr_gen_req q = {.tools = &tools};
@@ -340,6 +367,7 @@ int main(void) {
     test_mistral();
     test_choice();
     test_live();
+    test_oom();
     test_grammar();
     CHECK_INT(fr_mem_in_use(), 0);
     return harness_done();
