@@ -11,6 +11,17 @@
  * prints just that), and the percentage of the limit reached.
  * --json prints an array with one object per test, with llama-bench's field
  * names where they apply.
+ *
+ * --grammar FILE (GBNF) or --json-schema FILE (compiled as response_format
+ * json_schema compiles it) add two generation tests that sample, as the
+ * scheduler does: "tg-sampled" (the default sampler chain on the logits)
+ * and "tg-grammar" (the same with the grammar's token mask applied first,
+ * as sched.c applies it); their difference is the constraint's cost.  A
+ * generation that completes the grammar starts a new matcher, as a new
+ * request would; each run starts with an empty mask cache, which its
+ * outputs share (as the scheduler's requests share one per model).  For tg-grammar it prints
+ * the time in the grammar per token (mask, applying it, advancing the
+ * matcher) and the mask cache's hit rate.
  */
 #include <math.h>
 #include <stdio.h>
@@ -22,10 +33,14 @@
 #include "base/mem.h"
 #include "base/sysinfo.h"
 #include "cli/cli.h"
+#include "engine/grammar.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/vocab.h"
 #include "kernels/kernels.h"
 #include "kernels/membw.h"
 #include "kernels/pool.h"
+#include "server/server.h"
 
 #define MEMBW_BYTES ((size_t)1 << 30)
 
@@ -36,6 +51,9 @@ typedef struct bench_result {
     double samples[64];
     int n_samples;
     double bytes_per_token;  /* tg only */
+    double grammar_ms;       /* tg-grammar: ms per token in the grammar */
+    double hit_rate;         /* tg-grammar: mask cache hits / masks */
+    long completions;        /* tg-grammar: sentences completed */
 } bench_result;
 
 static void stats(bench_result *r) {
@@ -102,6 +120,87 @@ static int run_tg(fr_ctx *c, const int32_t *toks, long n, double *tps) {
     return 0;
 }
 
+/* Generation with sampling, and with the grammar g's masks when g. */
+typedef struct gacc {
+    double grammar_s;
+    uint64_t masks, hits;
+    long completions;
+} gacc;
+
+static void gacc_add(gacc *a, fr_gmatcher *gm) {
+    fr_gmatcher_stats st;
+    fr_gmatcher_stats_get(gm, &st);
+    a->masks += st.masks;
+    a->hits += st.hits;
+}
+
+static int run_tg_sampled(fr_ctx *c, const fr_model *m, fr_grammar *g, const fr_gvocab *gv, long n,
+                          double *tps, gacc *acc) {
+    const fr_vocab *v = fr_model_vocab(m);
+    int32_t nv = fr_model_hparams(m)->n_vocab;
+    fr_sampler_params sp;
+    fr_sampler_params_default(&sp);
+    sp.seed = 42;
+    fr_sampler *smp = NULL;
+    fr_gmatcher *gm = NULL;
+    fr_gmask_cache *gc = NULL;
+    float *masked = NULL;
+    int rc = fr_sampler_create(&sp, nv, &smp);
+    /* each run starts with an empty cache, shared by its outputs as the
+     * scheduler's is by its requests */
+    if (!rc && g) rc = fr_gmask_cache_create(gv, FR_GMASK_SHARED_BYTES, &gc);
+    if (!rc && g && !(masked = fr_malloc((size_t)nv * sizeof *masked))) rc = FR_ENOMEM;
+    if (!rc && g) rc = fr_gmatcher_create(g, gv, gc, &gm);
+    if (rc) goto out;
+    fr_ctx_reset(c);
+    int32_t tok = fr_vocab_bos(v) >= 0 ? fr_vocab_bos(v) : 1;
+    double t0 = fr_now_s();
+    for (long i = 0; i < n; i++) {
+        const float *logits;
+        if ((rc = fr_ctx_eval(c, &tok, 1, &logits))) goto out;
+        double tg = fr_now_s();
+        if (gm) {
+            const uint64_t *mask;
+            int32_t n_allowed;
+            if ((rc = fr_gmatcher_mask(gm, &mask, &n_allowed))) goto out;
+            if (n_allowed == 0) {
+                rc = fr_errf(FR_EINVAL, "the grammar reached a dead end");
+                goto out;
+            }
+            for (int32_t k = 0; k < nv; k++) masked[k] = mask[k >> 6] >> (k & 63) & 1 ? logits[k] : -INFINITY;
+            logits = masked;
+        }
+        acc->grammar_s += fr_now_s() - tg;
+        tok = fr_sampler_sample(smp, logits);
+        fr_sampler_accept(smp, tok);
+        tg = fr_now_s();
+        if (gm) {
+            bool end = fr_vocab_is_eog(v, tok);
+            if (!end) {
+                if ((rc = fr_gmatcher_accept_token(gm, tok))) goto out;
+                end = fr_gmatcher_done(gm);
+            }
+            if (end) {   /* complete: the next "request" starts */
+                acc->completions++;
+                gacc_add(acc, gm);
+                fr_gmatcher_destroy(gm);
+                gm = NULL;
+                if ((rc = fr_gmatcher_create(g, gv, gc, &gm))) goto out;
+            }
+        }
+        acc->grammar_s += fr_now_s() - tg;
+    }
+    double dt = fr_now_s() - t0;
+    *tps = dt > 0 ? (double)n / dt : 0;
+out:
+    if (gm) gacc_add(acc, gm);
+    fr_gmatcher_destroy(gm);
+    fr_gmask_cache_destroy(gc);
+    fr_free(masked);
+    fr_sampler_destroy(smp);
+    return rc;
+}
+
 static void print_json_result(const bench_result *r, const char *model, size_t model_size,
                               int threads, double membw, bool last) {
     printf("  {\"model_filename\": \"%s\", \"model_size\": %zu, \"n_threads\": %d, "
@@ -115,11 +214,14 @@ static void print_json_result(const bench_result *r, const char *model, size_t m
         printf(", \"bytes_per_token\": %.0f, \"membw_bytes_per_s\": %.0f, \"roofline_pct\": %.1f",
                r->bytes_per_token, membw, pct);
     }
+    if (!strcmp(r->test, "tg-grammar"))
+        printf(", \"grammar_ms_per_token\": %.4f, \"mask_cache_hit_rate\": %.4f, \"completions\": %ld",
+               r->grammar_ms, r->hit_rate, r->completions);
     printf(", \"peak_rss\": %llu}%s\n", (unsigned long long)fr_rss_peak(), last ? "" : ",");
 }
 
 int fr_cli_bench(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *gfile = NULL, *sfile = NULL;
     long p = 512, n = 128, threads = fr_physical_cores(), reps = 3;
     bool json = false, membw_only = false;
     for (int i = 1; i < argc; i++) {
@@ -132,14 +234,20 @@ int fr_cli_bench(int argc, char **argv) {
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--membw")) membw_only = true;
         else if (!strcmp(a, "--ref")) fr_kernels_force_ref(true);
+        else if (!strcmp(a, "--grammar") && v) { gfile = v; i++; }
+        else if (!strcmp(a, "--json-schema") && v) { sfile = v; i++; }
         else return fr_cli_usage("bench: unknown option or missing value '%s'", a);
     }
     if (!model && !membw_only) return fr_cli_usage("bench: -m FILE (or --membw) is required");
+    if (gfile && sfile) return fr_cli_usage("bench: --grammar or --json-schema, not both");
 
     fr_pool *pool = NULL;
     fr_model *m = NULL;
     fr_ctx *c = NULL;
     int32_t *toks = NULL;
+    char *gtext = NULL;
+    fr_grammar *gram = NULL;
+    fr_gvocab *gv = NULL;
     int rc, code = 1;
     const char *stage = "membw";
     double membw = membw_forked((int)threads);
@@ -168,7 +276,34 @@ int fr_cli_bench(int argc, char **argv) {
     if (!toks) { rc = FR_ENOMEM; goto fail; }
     fill_tokens(toks, n_ctx, hp->n_vocab);
 
-    bench_result res[2];
+    if (gfile || sfile) {
+        stage = gfile ? gfile : sfile;
+        size_t len = 0;
+        FILE *f = fopen(stage, "rb");
+        if (!f) {
+            rc = fr_errf(FR_EIO, "cannot open");
+            goto fail;
+        }
+        char *txt = fr_malloc(1 << 20);
+        len = txt ? fread(txt, 1, (1 << 20) - 1, f) : 0;
+        fclose(f);
+        if (!txt) { rc = FR_ENOMEM; goto fail; }
+        txt[len] = 0;
+        if (sfile) {
+            char err[256];
+            rc = fr_server_schema_gbnf(txt, len, &gtext, err, sizeof err);
+            fr_free(txt);
+            if (rc) {
+                rc = fr_errf(rc, "the schema%s", err);
+                goto fail;
+            }
+        } else gtext = txt;
+        if ((rc = fr_grammar_parse(gtext, strlen(gtext), &gram))) goto fail;
+        if ((rc = fr_gvocab_create(fr_model_vocab(m), &gv))) goto fail;
+        stage = "bench";
+    }
+
+    bench_result res[4];
     int n_res = 0;
     stage = "bench";
     if (p > 0) {
@@ -199,6 +334,24 @@ int fr_cli_bench(int argc, char **argv) {
         /* average KV bytes read per step: half the cache filled, K and V, f16 */
         double kv = (double)hp->n_layer * 2.0 * hp->n_head_kv * hp->head_dim * 2.0 * ((double)n / 2.0);
         r->bytes_per_token = (double)fr_model_weight_bytes(m) + kv;
+        for (int k = 0; gram && k < 2; k++) {
+            bench_result *q = &res[n_res++];
+            memset(q, 0, sizeof *q);
+            q->test = k ? "tg-grammar" : "tg-sampled";
+            q->n_gen = n;
+            q->bytes_per_token = r->bytes_per_token;
+            gacc acc = {0};
+            if ((rc = run_tg_sampled(c, m, k ? gram : NULL, gv, n, &tps, &acc))) goto fail;
+            acc = (gacc){0};
+            for (long i = 0; i < reps; i++) {
+                if ((rc = run_tg_sampled(c, m, k ? gram : NULL, gv, n, &tps, &acc))) goto fail;
+                q->samples[q->n_samples++] = tps;
+            }
+            stats(q);
+            q->grammar_ms = acc.grammar_s * 1e3 / ((double)n * (double)reps);
+            q->hit_rate = acc.masks ? (double)acc.hits / (double)acc.masks : 0;
+            q->completions = acc.completions;
+        }
     }
     const char *base = strrchr(model, '/');
     base = base ? base + 1 : model;
@@ -213,6 +366,7 @@ int fr_cli_bench(int argc, char **argv) {
             bench_result *r = &res[i];
             char test[32], roof[96] = "";
             if (r->n_prompt) snprintf(test, sizeof test, "pp%ld", r->n_prompt);
+            else if (strcmp(r->test, "tg")) snprintf(test, sizeof test, "%s%ld", r->test, r->n_gen);
             else snprintf(test, sizeof test, "tg%ld", r->n_gen);
             if (r->n_gen)
                 snprintf(roof, sizeof roof, "%.1f%% of %.1f GB/s (%.1f MB/token)",
@@ -220,6 +374,10 @@ int fr_cli_bench(int argc, char **argv) {
             printf("| %s | %.2f MiB | %ld | %s | %s | %.2f ± %.2f | %s |\n", base,
                    (double)msize / (1024.0 * 1024.0), threads, fr_kernels_isa(), test, r->avg, r->sd, roof);
         }
+        for (int i = 0; i < n_res; i++)
+            if (!strcmp(res[i].test, "tg-grammar"))
+                printf("grammar: %.3f ms per token (mask, apply, advance), mask cache hit rate %.1f%%, "
+                       "%ld outputs completed\n", res[i].grammar_ms, 100 * res[i].hit_rate, res[i].completions);
         printf("peak RSS: %.1f MiB; KV cache: %.1f MiB\n", (double)fr_rss_peak() / (1024.0 * 1024.0),
                (double)fr_ctx_kv_bytes(c) / (1024.0 * 1024.0));
     }
@@ -229,6 +387,9 @@ fail:
     code = fr_cli_fail(rc, stage);
 done:
     fr_free(toks);
+    fr_free(gtext);
+    fr_grammar_unref(gram);
+    fr_gvocab_destroy(gv);
     fr_ctx_destroy(c);
     fr_model_close(m);
     fr_pool_destroy(pool);

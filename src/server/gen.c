@@ -90,6 +90,8 @@ typedef struct gen_seq {
     int32_t n_gen;
     size_t text_offset;         /* text completions' logprobs.text_offset */
     bool strip_space;           /* echo: the first piece's leading space is not in the text */
+    int n_calls;                /* tool calls read so far (tools.c) */
+    fr_tool_parser *tp;         /* a stream's reader of them */
 } gen_seq;
 
 /* A request in progress (arena memory), shared with the stream. */
@@ -114,6 +116,10 @@ typedef struct gen_run {
     const fr_gen_hooks *hk;     /* another handler's (fr__gen_run), or NULL */
     bool hk_done;               /* hk->fin has run */
     bool streaming;             /* the stream's fin owns the end of the request */
+    bool tools;                 /* the reply is read for tool calls (tools.c) */
+    const char *tool_grammar;   /* tool_choice's grammar for this model's family, or NULL */
+    fr_grammar *gram;           /* q->grammar compiled, until submitted */
+    int32_t n_tp;               /* seqs[0 .. n_tp) may have a tool parser */
 } gen_run;
 
 /* ---- parsing ---- */
@@ -174,17 +180,21 @@ static int parse_messages(const fr_body *b, fr_gen_req *q) {
         if (!json_is_object(mi) || !role)
             return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a string", param);
         if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-            strcmp(role, "developer"))
+            strcmp(role, "developer") && strcmp(role, "tool"))
             return fr__reply_error(rq, 400, "invalid_value", param,
-                                   "%s must be system, user or assistant (got '%.32s')", param, role);
-        m[i].role = strcmp(role, "developer") == 0 ? "system" : role;
+                                   "%s must be system, user, assistant or tool (got '%.32s')", param, role);
+        m[i] = (fr_chat_msg){.role = strcmp(role, "developer") == 0 ? "system" : role};
         json_t *c = json_object_get(mi, "content");
-        if (!c) {
-            snprintf(param, sizeof param, "messages[%zu].content", i);
-            return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+        int rc;
+        if ((c && !json_is_null(c)) || strcmp(role, "assistant") ||
+            !json_array_size(json_object_get(mi, "tool_calls"))) {
+            if (!c) {   /* (an assistant's calls may come without content) */
+                snprintf(param, sizeof param, "messages[%zu].content", i);
+                return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+            }
+            if ((rc = parse_content(rq, c, i, &m[i].content))) return rc;
         }
-        int rc = parse_content(rq, c, i, &m[i].content);
-        if (rc) return rc;
+        if ((rc = fr__tools_message(rq, mi, i, &m[i]))) return rc;
     }
     q->msgs = m;
     q->n_msgs = n;
@@ -291,7 +301,7 @@ int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q) {
         (rc = fr__body_keep_alive(b, &q->keep_alive_ms)) ||
         (rc = fr__body_num(b, "timeout", 0, 86400, &q->timeout_s, NULL)))
         return rc;
-    return 0;
+    return fr__gen_parse_structured(b, q);   /* grammar, response_format (schema.c) */
 }
 
 /* The whole body of a generation route into q. */
@@ -302,7 +312,8 @@ static int parse(fr_req *rq, fr_gen_kind kind, fr_gen_req *q) {
     q->kind = kind;
     if ((rc = fr__body_need(rq, &b)) || (rc = fr__body_str(&b, "model", FR_BODY_REQUIRED, &q->model, NULL)) ||
         (rc = kind == FR_GEN_CHAT ? parse_messages(&b, q) : fr__gen_parse_prompts(&b, q)) ||
-        (rc = fr__gen_parse_options(&b, true, q)) || (rc = fr__gen_parse_shapes(&b, q)))
+        (rc = fr__gen_parse_options(&b, true, q)) || (rc = fr__gen_parse_shapes(&b, q)) ||
+        (kind == FR_GEN_CHAT && (rc = fr__tools_parse(&b, q))))
         return rc;
     fr__gen_log_unknown(&b, kind == FR_GEN_CHAT ? "/v1/chat/completions" : "/v1/completions");
     return 0;
@@ -330,10 +341,13 @@ static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_loaded_model *
         return 0;
     }
     int32_t *tok = NULL;
-    size_t nt = 0;
-    int rc = q->kind == FR_GEN_CHAT
-                 ? fr_chat_tokenize(v, lm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
-                 : fr_tokenize(v, text, strlen(text), true, true, &tok, &nt);
+    size_t nt = 0, n_defs = 0;
+    const char *const *defs = NULL;
+    int rc = q->kind == FR_GEN_CHAT ? fr__tools_defs(rq, q, lm->chat_kind, &defs, &n_defs) : 0;
+    if (rc) return rc;
+    rc = q->kind == FR_GEN_CHAT
+             ? fr_chat_tokenize_tools(v, lm->chat_kind, q->msgs, q->n_msgs, defs, n_defs, true, &tok, &nt)
+             : fr_tokenize(v, text, strlen(text), true, true, &tok, &nt);
     if (rc) return rc;
     if (nt == 0) {
         fr_free(tok);
@@ -449,6 +463,17 @@ static json_t *new_text_logprobs(void) {
                      "text_offset");
 }
 
+/* The reply's finish_reason: "tool_calls" when the answer was calls. */
+static const char *finish_of(const gen_seq *sq, int finish) {
+    return finish == FR_FINISH_STOP && sq->n_calls ? "tool_calls" : finish_reason(finish);
+}
+
+/* A non-streamed answer read for tool calls: m's content and tool_calls. */
+static void tool_message(gen_run *r, gen_seq *sq, const char *text, size_t len, json_t *m) {
+    if (fr__tools_message_json(r->q->tools, r->lm->chat_kind, text ? text : "", len, m, &sq->n_calls))
+        FR_WARN("%s: no memory to read the answer for tool calls", r->id);
+}
+
 /* One choice object of sq: chat (message or delta) or text.  A text
  * choice's first one carries the prompt with echo (the caller put it in
  * text). */
@@ -475,6 +500,7 @@ static json_t *choice(gen_run *r, gen_seq *sq, const char *text, size_t len, con
         if (!delta || !sq->sent_role) json_object_set_new(m, "role", json_string("assistant"));
         if (!delta || len || !sq->sent_role)
             json_object_set_new(m, "content", fr__json_text(text ? text : "", len));
+        if (!delta && r->tools) tool_message(r, sq, text, len, m);
         json_object_set_new(c, delta ? "delta" : "message", m);
         sq->sent_role = true;
     } else {
@@ -482,8 +508,23 @@ static json_t *choice(gen_run *r, gen_seq *sq, const char *text, size_t len, con
     }
     json_object_set_new(c, "logprobs", lp);
     json_object_set_new(c, "finish_reason",
-                        finish != FR_FINISH_NONE ? json_string(finish_reason(finish)) : json_null());
+                        finish != FR_FINISH_NONE ? json_string(finish_of(sq, finish)) : json_null());
     return c;
+}
+
+/* A stream read for tool calls: the choices of what o brings (the role's
+ * first if it has not gone, then one per delta), appended to choices. */
+static int tool_chunks(gen_run *r, gen_seq *sq, const fr_gen_out *o, json_t *choices) {
+    json_t *deltas = json_array();
+    if (!deltas) return FR_ENOMEM;
+    int rc = fr__tool_parser_push(sq->tp, o->text, o->len, o->finish != FR_FINISH_NONE, deltas);
+    sq->n_calls = fr__tool_parser_calls(sq->tp);
+    if (!sq->sent_role) json_array_append_new(choices, choice(r, sq, NULL, 0, NULL, 0, FR_FINISH_NONE, true));
+    for (size_t i = 0; !rc && i < json_array_size(deltas); i++)
+        json_array_append_new(choices, json_pack("{s:i, s:O, s:n, s:n}", "index", (json_int_t)sq->index, "delta",
+                                                 json_array_get(deltas, i), "logprobs", "finish_reason"));
+    json_decref(deltas);
+    return rc;
 }
 
 static json_t *envelope(const gen_run *r, bool chunk, json_t *choices) {
@@ -584,6 +625,10 @@ static void hook_fin(gen_run *r) {
  * take it. */
 static void finish_run(gen_run *r) {
     hook_fin(r);
+    for (int32_t i = 0; i < r->n_tp; i++) {
+        fr__tool_parser_destroy(r->seqs[i].tp);
+        r->seqs[i].tp = NULL;
+    }
     if (r->seqs && r->seqs[0].g && r->finish != FR_FINISH_NONE) observe(r, r->finish);
     for (int32_t i = 0; i < r->n_seqs; i++)
         if (r->seqs[i].g) {
@@ -605,12 +650,19 @@ static int pull_seq(gen_run *r, gen_seq *sq, fr_sse *st, int timeout_ms, bool *s
     record(r, sq, &o);
     int finish = o.finish;
     if (finish == FR_FINISH_ERROR) {
-        int err = o.error;
+        int err = o.error ? o.error : FR_EINTERNAL;
+        rc = fr_errf(err, "generation failed: %s", o.error_msg ? o.error_msg : fr_strerror(err));
         fr_gen_out_free(&o);
-        return fr_errf(err ? err : FR_EINTERNAL, "generation failed: %s", fr_strerror(err ? err : FR_EINTERNAL));
+        return rc;
     }
     json_t *choices = json_array();
-    if (o.len || o.n_probs)
+    if (sq->tp) {
+        if ((rc = tool_chunks(r, sq, &o, choices))) {
+            fr_gen_out_free(&o);
+            json_decref(choices);
+            return rc;
+        }
+    } else if (o.len || o.n_probs)
         json_array_append_new(choices, choice(r, sq, o.text, o.len, o.probs, o.n_probs, FR_FINISH_NONE, true));
     if (finish != FR_FINISH_NONE) json_array_append_new(choices, choice(r, sq, NULL, 0, NULL, 0, finish, true));
     fr_gen_out_free(&o);
@@ -729,7 +781,10 @@ static int collect_seq(gen_run *r, gen_seq *sq, char **text, size_t *len, fr_gen
         fr_gen_out o;
         if ((rc = fr_gen_wait(sq->g, WAIT_SLICE_MS, &o))) break;
         record(r, sq, &o);
-        if (sq->finish == FR_FINISH_ERROR) rc = o.error ? o.error : FR_EINTERNAL;
+        if (sq->finish == FR_FINISH_ERROR) {
+            rc = o.error ? o.error : FR_EINTERNAL;
+            if (o.error_msg) fr_errf(rc, "generation failed: %s", o.error_msg);
+        }
         if (o.len) {
             char *t = fr_realloc(*text, *len + o.len + 1);
             if (!t) rc = FR_ENOMEM;
@@ -782,6 +837,25 @@ static int collect(gen_run *r) {
     return fr__reply_json(r->rq, 200, body);
 }
 
+/* Tools for this model's family: the grammar of tool_choice (required or
+ * a named function; it takes the place of a response_format's) and, for a
+ * stream, each choice's reader of its calls. */
+static int tools_prepare(gen_run *r, int32_t n_seqs) {
+    if (!fr__tools_active(r->q)) return 0;
+    r->tools = true;
+    int rc = fr__tools_grammar(r->rq, r->q, r->lm->chat_kind, &r->tool_grammar);
+    if (!rc && r->tool_grammar) {
+        fr_grammar_unref(r->gram);
+        r->gram = NULL;
+        if ((rc = fr_grammar_parse(r->tool_grammar, strlen(r->tool_grammar), &r->gram)) && rc != FR_ENOMEM)
+            rc = fr_errf(FR_EINTERNAL, "the tools' grammar does not compile: %s", fr_errdetail());
+    }
+    if (r->q->stream) r->n_tp = n_seqs;
+    for (int32_t i = 0; !rc && r->q->stream && i < n_seqs; i++)
+        rc = fr__tool_parser_create(r->q->tools, r->lm->chat_kind, &r->seqs[i].tp);
+    return rc;
+}
+
 /* The request's "timeout", else the server's --request-timeout. */
 static double deadline_of(const fr_req *rq, const fr_gen_req *q) {
     double t = q->timeout_s > 0 ? q->timeout_s
@@ -828,6 +902,10 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
 
     int rc;
     bool chat = q->kind == FR_GEN_CHAT;
+    if (q->grammar && (rc = fr__gen_compile_grammar(rq, q, &r->gram))) {
+        finish_run(r);
+        return rc;
+    }
     if (!r->h && (rc = fr__models_acquire(rq, q->model, q->keep_alive_ms, chat ? FR_CAP_CHAT : FR_CAP_COMPLETION,
                                           chat ? "chat completions" : "text completions", &r->h)))
         return rc;
@@ -867,6 +945,10 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
         }
         r->n_prompt += n_ids[k];
     }
+    if ((rc = tools_prepare(r, n_prompts * n))) {
+        finish_run(r);
+        return rc;
+    }
     int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->lm->model));
     for (int32_t i = 0; i < q->n_bias; i++)
         if (q->bias_ids[i] >= nv) {
@@ -885,7 +967,7 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
             .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
             .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
             .prompt_logprobs = q->echo && q->logprobs,
-            .deadline = deadline_of(rq, q),
+            .deadline = deadline_of(rq, q), .grammar = r->gram,
             .on_end = early_release ? on_end : NULL, .on_end_ud = r,
         };
         double retry = 0;
@@ -907,6 +989,8 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
             sq->prompt = k;
         }
     }
+    fr_grammar_unref(r->gram);  /* the generations hold their own references */
+    r->gram = NULL;
     fr__req_on_gone(rq, on_gone, r);
     if (q->stream) {
         if ((rc = fr__reply_sse(rq, pull, fin, r)) < 0) finish_run(r);
@@ -930,6 +1014,8 @@ int fr__gen_run(fr_req *rq, const fr_gen_req *q, fr_handle *h, const fr_gen_hook
     r->h = h;
     r->hk = hk;
     int rc = run(rq, q, r);
+    fr_grammar_unref(r->gram);  /* when run returned before submitting */
+    r->gram = NULL;
     if (!r->streaming) hook_fin(r);     /* every other way out ends here */
     return rc;
 }

@@ -73,7 +73,7 @@ static const char *const known[] = {
     "stream_options", "temperature", "top_p", "min_p", "top_k", "repeat_penalty", "repeat_last_n",
     "presence_penalty", "frequency_penalty", "seed", "stop", "logit_bias", "logprobs", "top_logprobs",
     "ignore_eos", "keep_alive", "timeout", "echo", "user", "grammar", "response_format", "tools",
-    "tool_choice", "parallel_tool_calls", NULL};
+    "tool_choice", "parallel_tool_calls", "json_schema", NULL};
 
 void fr__gen_log_unknown(const fr_body *b, const char *route) {
     const char *key;

@@ -125,4 +125,12 @@ struct json_t *fr_server_search_json(const char *collection, int mode, const str
  * Thread-safe. */
 struct json_t *fr_server_collection_json(const struct fr_collection_info *c);
 
+/* A JSON Schema (json[0..len), JSON text) as a GBNF grammar whose start
+ * rule "root" matches the JSON texts valid for it, exactly as
+ * response_format json_schema compiles it (schema.c; what is supported:
+ * fr__schema_gbnf in server_int.h).  0 with *gbnf fr_malloc'd (the
+ * caller frees it); FR_EINVAL with err naming the problem; FR_ENOMEM.
+ * `frugal bench --json-schema` uses it.  Thread-safe. */
+int fr_server_schema_gbnf(const char *json, size_t len, char **gbnf, char *err, size_t errcap);
+
 #endif

@@ -430,6 +430,7 @@ typedef struct fr_gen_req {
     int32_t n_prompts;
     int32_t n;                  /* choices per prompt; 0 or 1: one */
     bool echo;                  /* text: the prompt precedes the completion */
+    struct fr_tools *tools;     /* chat: tools.c's reading of "tools", NULL without */
 } fr_gen_req;
 
 /* Every field of a generation body but "model" and the prompt
@@ -439,6 +440,60 @@ typedef struct fr_gen_req {
  * default.  top_k false leaves "top_k" to the caller (ask: its number of
  * sources).  0, FR_REPLIED (a 400 naming the field) or FR_ENOMEM. */
 int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q);
+
+/* schema.c: the structured-output fields of a generation body into
+ * q->grammar (fr__gen_parse_options calls it last): "grammar" (GBNF
+ * text, as llama-server takes it), "response_format" ({"type": "text"},
+ * {"type": "json_object"} optionally with llama-server's "schema",
+ * {"type": "json_schema", "json_schema": {"name", "schema", "strict"}})
+ * and llama-server's top-level "json_schema".  At most one of them may
+ * set a grammar.  0, FR_REPLIED (a 400 naming the field, or the schema
+ * keyword that is not supported) or FR_ENOMEM. */
+int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q);
+
+/* JSON Schema → GBNF (schema.c), for response_format, json_schema, and
+ * for whatever else needs a grammar from a schema (tool calls).
+ *
+ * Appends to *out (text NUL-terminated; out->p is fr_realloc'd: start
+ * with {0} and fr_free(out->p) when done) rules whose names all begin
+ * with `prefix` ("PREFIX-…") and one rule named exactly `prefix` that
+ * matches a JSON text valid for `schema`; no "root" rule, so several
+ * schemas (distinct prefixes) can go into one grammar, e.g.
+ *     root ::= "{\"name\": \"f\", \"arguments\": " f ws "}"   + rules of prefix "f".
+ * prefix: 1 to 32 of [A-Za-z0-9_-].
+ *
+ * Supported: type (object, array, string, number, integer, boolean, null,
+ * or an array of them), properties (kept in their order), required (the
+ * others may be left out), additionalProperties (false, true, or a
+ * schema; absent: no other members when properties are listed, any
+ * members when not), enum, const, items (one schema), minItems/maxItems,
+ * anyOf/oneOf (oneOf as anyOf: exclusivity is not enforced), $ref to #,
+ * #/$defs/NAME or #/definitions/NAME (recursive ones too), minLength/
+ * maxLength, format date, time, date-time, uuid; description, title,
+ * $schema, $id, $comment, default, examples, strict and name are ignored.
+ * true or {} is any JSON value.  Any other keyword is refused.
+ * Bounds: maxItems above 100 and maxLength above 1000 count as
+ * unbounded; free-form values ({} or no "items") nest at most 6 deep;
+ * integers have at most 16 digits, fractions 16, exponents 3.
+ * Whitespace: at most one space between tokens (so that a model cannot
+ * loop on whitespace forever), no newlines.
+ *
+ * 0; FR_EINVAL with err holding "PATH: problem", where PATH is empty at
+ * the schema's root or names where, as ".properties.a.items" (so
+ * snprintf("%s%s", "response_format.json_schema.schema", err) reads
+ * "response_format.json_schema.schema.properties.a.items: keyword
+ * 'patternProperties' is not supported"); out is then as it was;
+ * FR_ENOMEM. */
+typedef struct fr_gbnf_buf {
+    char *p;
+    size_t len, cap;
+} fr_gbnf_buf;
+int fr__schema_gbnf(json_t *schema, const char *prefix, fr_gbnf_buf *out, char *err, size_t errcap);
+
+/* Compile q->grammar (fr__gen_run does, before the model is acquired):
+ * 0 with *out holding one reference, FR_REPLIED (400 naming "grammar"
+ * with the parser's message: line, column, problem) or FR_ENOMEM. */
+int fr__gen_compile_grammar(fr_req *rq, const fr_gen_req *q, fr_grammar **out);
 
 /* Hooks of another handler that generates through fr__gen_run (each may
  * be NULL; hooks must live until fin):
@@ -463,6 +518,76 @@ typedef struct fr_gen_hooks {
  * hooks->fin (the request's arena does).  FR_REPLIED or a negative FR_E*
  * as a handler returns. */
 int fr__gen_run(fr_req *rq, const fr_gen_req *q, fr_handle *h, const fr_gen_hooks *hooks);
+
+/* ---- tool calls (tools.c) ----
+ *
+ * OpenAI's function calling on /v1/chat/completions: "tools",
+ * "tool_choice" and "parallel_tool_calls" in the request, assistant
+ * messages with "tool_calls" and "tool" messages in the conversation, and
+ * "tool_calls" in the reply, parsed from the text the model wrote in its
+ * family's call syntax (engine.h, fr_chat_apply_tools).  "required" and a
+ * named function are enforced by a grammar (fr_gen_req.grammar's GBNF). */
+
+typedef enum fr_tool_choice {
+    FR_TOOLS_AUTO, FR_TOOLS_NONE, FR_TOOLS_REQUIRED, FR_TOOLS_NAMED
+} fr_tool_choice;
+
+typedef struct fr_tools {
+    json_t *defs;               /* the request's "tools" (borrowed) */
+    size_t n;
+    const char **names;         /* tools[i].function.name */
+    json_t **params;            /* tools[i].function.parameters, or NULL */
+    fr_tool_choice choice;
+    size_t named;               /* FR_TOOLS_NAMED: the function's index */
+    bool parallel;              /* parallel_tool_calls (default true) */
+} fr_tools;
+
+/* "tools", "tool_choice" and "parallel_tool_calls" of a chat body into
+ * q->tools (the request's arena; left NULL when there are no tools): 0,
+ * FR_REPLIED (400 naming the field: "tools[2].function.name",
+ * "tool_choice") or FR_ENOMEM. */
+int fr__tools_parse(const fr_body *b, fr_gen_req *q);
+/* What messages[i] (its role is checked already; its content read into
+ * m->content, NULL for an assistant message with tool_calls and no
+ * content) adds for tools: an assistant's "tool_calls" into m->calls, a
+ * tool message's "tool_call_id".  0, FR_REPLIED or FR_ENOMEM. */
+int fr__tools_message(fr_req *rq, json_t *msg, size_t i, fr_chat_msg *m);
+/* The definitions as chat kind prints them (the request's arena), for
+ * fr_chat_tokenize_tools; *n 0 when the request offers no tools or
+ * tool_choice is "none". */
+int fr__tools_defs(fr_req *rq, const fr_gen_req *q, int kind, const char *const **defs, size_t *n);
+/* The grammar that enforces tool_choice "required" or a named function
+ * in kind's call syntax (GBNF, root "root", the request's arena; each
+ * call's arguments as its parameters' schema says, fr__schema_gbnf), or
+ * NULL when nothing is enforced.  0, FR_REPLIED (400 naming
+ * "tools[i].function.parameters" and the schema keyword the grammar
+ * cannot enforce) or FR_ENOMEM. */
+int fr__tools_grammar(fr_req *rq, const fr_gen_req *q, int kind, const char **grammar);
+/* True when the reply is parsed for calls (tools offered, choice not none). */
+bool fr__tools_active(const fr_gen_req *q);
+
+/* The reply's parser: text in, OpenAI's deltas out.  Content outside the
+ * calls is trimmed of the whitespace around it; a call that does not
+ * parse (bad JSON, an unknown function, arguments that are not an
+ * object) stays text in the content. */
+typedef struct fr_tool_parser fr_tool_parser;
+int  fr__tool_parser_create(const fr_tools *t, int kind, fr_tool_parser **out);
+void fr__tool_parser_destroy(fr_tool_parser *p);
+/* Feed len bytes of the answer (end: there is no more); appends to deltas
+ * (a JSON array) what can be sent now: {"content": "..."} and, for each
+ * call, {"tool_calls": [{"index", "id", "type": "function", "function":
+ * {"name", "arguments": ""}}]} then {"tool_calls": [{"index", "function":
+ * {"arguments": "..."}}]} (several, the pieces to join, when tool_choice
+ * is required or names a function: those calls are read as written).
+ * 0 or FR_ENOMEM. */
+int  fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool end, json_t *deltas);
+/* Calls found so far. */
+int  fr__tool_parser_calls(const fr_tool_parser *p);
+/* The whole answer's message fields from its deltas: sets message's
+ * "content" (null when there is none beside calls, else a string) and
+ * "tool_calls" (when there are calls); *n_calls gets their number. */
+int  fr__tools_message_json(const fr_tools *t, int kind, const char *text, size_t len, json_t *message,
+                            int *n_calls);
 
 /* ---- models (models.c) ---- */
 

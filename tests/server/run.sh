@@ -43,6 +43,10 @@
 #                insufficient_storage with per-document results, the index
 #                consistent, the rest stored once space is freed) and
 #                --data-sync normal|full
+#   tools.sh     tool calls: tools, tool_choice (required and named enforced
+#                by grammar), streamed calls, the round trip, 400s naming the
+#                field; curl and the openai client (tools.test.mjs), on the
+#                chatml, llama3 and mistral call syntaxes
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -272,7 +276,10 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk; do
+<<<<<<< HEAD
+for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk structured tools; do
+=======
+>>>>>>> g16-tools
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

@@ -96,6 +96,7 @@ static void test_full_ini(void) {
         "pin = yes\n"
         "preload = on\n"
         "threads = 2\n"
+        "chat_template = llama3\n"
         "[model \"org/big one\"]\n"
         "path = /abs/big.gguf\n";
     fr_serve_config c;
@@ -137,7 +138,9 @@ static void test_full_ini(void) {
         CHECK_INT(m->keep_alive_ms, -1);
         CHECK(m->pin && m->preload);
         CHECK_INT(m->threads, 2);
+        CHECK_STR(m->chat_template, "llama3");
         m = &c.models[1];
+        CHECK(m->chat_template == NULL);
         CHECK_STR(m->id, "org/big one");
         CHECK_STR(m->path, "/abs/big.gguf");
         CHECK(m->alias == NULL && !m->pin && !m->preload);
@@ -165,6 +168,8 @@ static void test_ini_errors(void) {
                     "frugal.ini:3: model \"a\" is defined twice (first at line 1)");
     check_ini_error("[model \"a\"]\npath = a\npin = maybe\n", "frugal.ini:3: [model \"a\"] pin: bad boolean 'maybe'");
     check_ini_error("[model \"a\"]\npath = a\nsize = 1\n", "frugal.ini:3: [model \"a\"] size: unknown key");
+    check_ini_error("[model \"a\"]\npath = a\nchat_template = gemma\n",
+                    "frugal.ini:3: [model \"a\"] chat_template: 'gemma' is not a chat template");
     check_ini_error("[model \"a\"]\npath = a\npath = b\n", "frugal.ini:3: [model \"a\"] path: given twice");
     check_ini_error("[server]\nport 8080\n", "frugal.ini:2: syntax error");
     check_ini_error("[server\nport = 1\n", "frugal.ini:1: syntax error");
