@@ -277,7 +277,7 @@ done
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
 <<<<<<< HEAD
-for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk structured tools; do
+for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk structured tools clients; do
 =======
 >>>>>>> g16-tools
     t0=$(date +%s%N)
