@@ -519,6 +519,19 @@ static void record(gen_run *r, const fr_gen_out *o) {
     r->finish = o->finish;
     fr__req_set_tokens(r->rq, r->n_prompt, r->n_gen);
     fr__req_set_queue_ms(r->rq, r->queue_ms);
+    if (r->hk && r->hk->stats)
+        *r->hk->stats = (fr_gen_stats){.n_prompt = r->n_prompt, .n_gen = r->n_gen, .queue_ms = r->queue_ms,
+                                       .ttft_ms = r->ttft_ms, .total_ms = r->total_ms, .finish = r->finish};
+}
+
+/* Send a streamed chunk event, through the hook of a handler that
+ * streams another shape. */
+static int send_chunk(fr_sse *st, const gen_run *r, json_t *ev) {
+    if (r->hk && r->hk->chunk) {
+        if (!ev) return FR_ENOMEM;
+        if (!(ev = r->hk->chunk(r->hk->ud, ev))) return 0;
+    }
+    return fr__sse_json(st, ev);
 }
 
 /* The end of a request for the handler that lent its hooks. */
@@ -571,7 +584,7 @@ static int pull(fr_sse *st, void *ud) {
             for (size_t i = 0; i < json_array_size(choices); i++) {
                 json_t *ev = envelope(r, true, json_pack("[O]", json_array_get(choices, i)));
                 if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
-                if ((rc = fr__sse_json(st, ev))) {
+                if ((rc = send_chunk(st, r, ev))) {
                     json_decref(choices);
                     return rc;
                 }
@@ -731,7 +744,8 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
     }
     fr__req_on_gone(rq, on_gone, r);
     if (q->stream) {
-        if ((rc = fr__reply_sse(rq, pull, fin, r)) < 0) finish_run(r);
+        if ((rc = r->hk && r->hk->ndjson ? fr__reply_ndjson(rq, pull, fin, r) : fr__reply_sse(rq, pull, fin, r)) < 0)
+            finish_run(r);
         else r->streaming = true;
         return rc;
     }
