@@ -38,6 +38,9 @@
 #                insufficient_storage with per-document results, the index
 #                consistent, the rest stored once space is freed) and
 #                --data-sync normal|full
+#   ollama.sh    Ollama's API (/api/...): NDJSON streams, counters, options,
+#                keep_alive load/unload, errors in Ollama's shape, show,
+#                embed, and the official ollama npm client (ollama.test.mjs)
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -267,7 +270,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-for suite in openai budget pressure load badinput embed durability search special hardening hold disk; do
+for suite in openai budget pressure load badinput embed durability search special hardening hold disk ollama; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?

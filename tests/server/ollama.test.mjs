@@ -1,0 +1,146 @@
+// ollama.test.mjs — frugal through the official `ollama` npm package, as
+// an application built for Ollama uses it.  Started by ollama.sh with PORT
+// (a running `frugal serve` on tiny-llama-q8_0, tiny-qwen2-q8_0 and
+// tiny-bert-q8_0).
+//
+// list (the models with :latest and details), ps, show, generate and chat
+// (not streamed and streamed: the parts joined = the whole answer at
+// temperature 0, the last part done with the counters, eval_count =
+// options.num_predict), load and unload by empty generate/chat, embed and
+// embeddings (vectors of the model's width, the same for the same text),
+// a ResponseError with status 404 and Ollama's message for an unknown
+// model, abort() of a stream, and format "json" (the output parses).
+import { Ollama } from 'ollama';
+import { attempt, check, done, eq, port } from './common.mjs';
+
+const ollama = new Ollama({ host: `http://127.0.0.1:${port}` });
+const L = 'tiny-llama-q8_0', Q = 'tiny-qwen2-q8_0', B = 'tiny-bert-q8_0';
+
+async function joined(stream, pick) {
+  let text = '', last, parts = 0;
+  for await (const part of stream) {
+    parts++;
+    last = part;
+    text += pick(part);
+  }
+  return { text, last, parts };
+}
+
+function counters(what, r, n) {
+  check(`${what}: done`, r && r.done === true, r);
+  check(`${what}: eval_count = num_predict ${n}`, r && r.eval_count === n, r);
+  check(`${what}: prompt_eval_count > 0`, r && r.prompt_eval_count > 0, r);
+  check(`${what}: durations in ns`, r && [r.total_duration, r.load_duration, r.prompt_eval_duration, r.eval_duration]
+    .every((d) => Number.isInteger(d) && d >= 0) && r.total_duration >= r.eval_duration, r);
+}
+
+// ---- list, show ----
+const tags = await attempt('list', () => ollama.list());
+if (tags) {
+  eq('list: the three models', tags.models.map((m) => m.name).sort(), [`${B}:latest`, `${L}:latest`, `${Q}:latest`]);
+  const q = tags.models.find((m) => m.name === `${Q}:latest`);
+  check('list: details of qwen2', q && q.details.format === 'gguf' && q.details.family === 'qwen2' &&
+    q.details.quantization_level === 'Q8_0' && q.size > 0, q);
+}
+const show = await attempt('show', () => ollama.show({ model: L }));
+if (show) {
+  check('show: details and model_info', show.details.family === 'llama' &&
+    show.model_info['general.architecture'] === 'llama', show.details);
+}
+
+// ---- generate ----
+const N = 8;
+const opts = { temperature: 0, num_predict: N };
+const g = await attempt('generate', () => ollama.generate({ model: L, prompt: 'Hello', options: opts }));
+if (g) {
+  check('generate: response is text', typeof g.response === 'string' && g.response.length > 0, g);
+  eq('generate: model as named', g.model, L);
+  counters('generate', g, N);
+  check('generate: created_at is a date', !Number.isNaN(Date.parse(g.created_at)), g.created_at);
+}
+const gs = await attempt('generate stream', async () =>
+  joined(await ollama.generate({ model: L, prompt: 'Hello', options: opts, stream: true }), (p) => p.response));
+if (gs && g) {
+  eq('generate stream: the parts joined = the whole answer', gs.text, g.response);
+  check('generate stream: the text, then the last part', gs.parts >= 2, gs.parts);
+  counters('generate stream: the last part', gs.last, N);
+}
+
+// ---- chat ----
+const messages = [{ role: 'user', content: 'Why is the sky blue?' }];
+const c = await attempt('chat', () => ollama.chat({ model: `${Q}:latest`, messages, options: opts }));
+if (c) {
+  check('chat: an assistant message', c.message && c.message.role === 'assistant' && c.message.content.length > 0, c);
+  counters('chat', c, N);
+  eq('chat: done_reason', c.done_reason, 'length');
+}
+const cs = await attempt('chat stream', async () =>
+  joined(await ollama.chat({ model: `${Q}:latest`, messages, options: opts, stream: true }), (p) => p.message.content));
+if (cs && c) {
+  eq('chat stream: the parts joined = the whole answer', cs.text, c.message.content);
+  counters('chat stream: the last part', cs.last, N);
+}
+
+// ---- load, ps, unload ----
+const load = await attempt('load by empty generate', () => ollama.generate({ model: Q, prompt: '', keep_alive: '5m' }));
+if (load) eq('load: done_reason', load.done_reason, 'load');
+const ps = await attempt('ps', () => ollama.ps());
+if (ps) {
+  const m = ps.models.find((x) => x.name === `${Q}:latest`);
+  check('ps: the loaded model with expires_at and size_vram', m && !Number.isNaN(Date.parse(m.expires_at)) &&
+    m.size_vram === 0 && m.size > 0, ps);
+}
+const unload = await attempt('unload by empty chat', () => ollama.chat({ model: Q, messages: [], keep_alive: 0 }));
+if (unload) eq('unload: done_reason', unload.done_reason, 'unload');
+const ps2 = await attempt('ps after unload', () => ollama.ps());
+if (ps2) check('ps: unloaded model gone', !ps2.models.some((x) => x.name === `${Q}:latest`), ps2);
+
+// ---- embed, embeddings ----
+const e = await attempt('embed', () => ollama.embed({ model: B, input: ['hello world', 'another text'] }));
+if (e) {
+  check('embed: two vectors of the same width', e.embeddings.length === 2 && e.embeddings[0].length > 8 &&
+    e.embeddings[0].length === e.embeddings[1].length, e.embeddings.map((v) => v.length));
+  check('embed: prompt_eval_count', e.prompt_eval_count > 0, e);
+}
+const e1 = await attempt('embeddings', () => ollama.embeddings({ model: B, prompt: 'hello world' }));
+if (e1 && e) eq('embeddings: the same vector as embed', e1.embedding, e.embeddings[0]);
+
+// ---- errors ----
+try {
+  await ollama.chat({ model: 'nope', messages });
+  check('chat with an unknown model throws', false);
+} catch (err) {
+  check('unknown model: ResponseError 404', err.name === 'ResponseError' && err.status_code === 404, err);
+  eq('unknown model: Ollama\'s message', err.error, "model 'nope' not found");
+}
+
+// ---- abort a stream ----
+await attempt('abort', async () => {
+  const s = await ollama.generate({ model: L, prompt: 'x', stream: true, options: { num_predict: 1500 } });
+  let n = 0;
+  try {
+    for await (const part of s) {
+      if (++n === 2) s.abort();
+      if (part.done) break;
+    }
+    check('abort: the stream ends with an AbortError', false, n);
+  } catch (err) {
+    eq('abort: AbortError', err.name, 'AbortError');
+  }
+});
+const after = await attempt('generate after the abort', () => ollama.generate({ model: L, prompt: 'x', options: { num_predict: 2 } }));
+if (after) eq('the server answers after the abort', after.eval_count, 2);
+
+// ---- format ----
+for (const model of [L, Q]) {
+  const f = await attempt(`${model} format json`, () =>
+    ollama.generate({ model, prompt: 'Reply in JSON', format: 'json', options: { num_predict: 200, seed: 7 } }));
+  if (f) {
+    let parsed;
+    try { parsed = JSON.parse(f.response); } catch { parsed = undefined; }
+    check(`${model} format json: the response parses as an object`, parsed && typeof parsed === 'object' &&
+      !Array.isArray(parsed), f.response);
+  }
+}
+
+done();
