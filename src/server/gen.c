@@ -37,7 +37,9 @@
  * the messages, which are its prompt, and "top_k", which is its number of
  * sources), hands over the model it acquired to size that prompt, and
  * lends hooks that reshape the non-streamed reply and add one event at
- * the end of a stream.
+ * the end of a stream.  Ollama's routes (ollama.c) lend hooks that
+ * reshape every streamed chunk (chunk), frame the stream as NDJSON
+ * (ndjson) and read the counters and times as they go (stats).
  *
  * Everything a request allocates for its own bookkeeping comes from the
  * request's arena, except the generation's output, which the scheduler
