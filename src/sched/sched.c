@@ -47,6 +47,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -54,6 +55,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/sysinfo.h"
+#include "engine/grammar.h"
 #include "engine/vocab.h"
 #include "sched/sched_int.h"
 
@@ -76,6 +78,8 @@ struct fr_gen {
     bool ignore_eos;
     int32_t n_probs;
     double deadline;
+    fr_grammar *grammar;          /* a reference, or NULL */
+    char errmsg[160];             /* what a FINISH_ERROR was, when not just its code */
     void (*on_end)(void *ud);     /* under mu: NULL once run or disarmed */
     void *on_end_ud;
     /* output, under mu */
@@ -99,6 +103,8 @@ struct fr_gen {
 typedef struct slot {
     fr_gen *g;                    /* NULL: free */
     fr_sampler *smp;
+    fr_gmatcher *gm;              /* the request's grammar position, or NULL */
+    float *masked;                /* [n_vocab] logits with the grammar's mask */
     int32_t *cache;               /* [n_ctx] tokens in the KV sequence */
     int32_t cache_len;
     int32_t n_fed;                /* prompt tokens in the cache */
@@ -112,6 +118,7 @@ struct fr_sched {
     fr_sched_config cfg;
     fr_ctx *ctx;
     const fr_vocab *vocab;
+    fr_gvocab *gvocab;            /* token texts for grammars: made at the first one */
     int32_t n_vocab, max_batch;
     slot *slots;                  /* [n_slots] */
     size_t bytes;                 /* everything allocated at create */
@@ -153,6 +160,7 @@ static void gen_unref(fr_gen *g) {
     fr_free(g->out);
     fr_free(g->probs);
     fr_free(g->hold);
+    fr_grammar_unref(g->grammar);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
     fr_free(g);
@@ -216,6 +224,7 @@ static int gen_create(fr_sched *s, const fr_gen_params *p, fr_gen **out) {
     g->ignore_eos = p->ignore_eos;
     g->n_probs = p->n_probs;
     g->deadline = p->deadline;
+    if (p->grammar) g->grammar = fr_grammar_ref(p->grammar);
     g->on_end = p->on_end;
     g->on_end_ud = p->on_end_ud;
     g->prompt = dup_array(p->prompt, (size_t)p->n_prompt, sizeof *g->prompt);
@@ -366,9 +375,13 @@ static int32_t resolve_ctx(const fr_model *m, int32_t n_ctx) {
 static size_t slots_bytes(const fr_model *m, const fr_sched_config *cfg) {
     fr_sampler_params sp;
     fr_sampler_params_default(&sp);
+    size_t n_vocab = (size_t)fr_model_hparams(m)->n_vocab;
     size_t per = sizeof(slot) + (size_t)resolve_ctx(m, cfg->n_ctx) * sizeof(int32_t) +
-                 fr_sampler_estimate_bytes(&sp, fr_model_hparams(m)->n_vocab);
-    return sizeof(fr_sched) + (size_t)cfg->n_slots * per;
+                 fr_sampler_estimate_bytes(&sp, (int32_t)n_vocab) +
+                 n_vocab * sizeof(float) + FR_GMATCHER_BUDGET(n_vocab);
+    /* grammars: the token texts once, a matcher per slot (grammar.h) */
+    return sizeof(fr_sched) + fr_gvocab_estimate_bytes(fr_model_vocab(m)) +
+           (size_t)cfg->n_slots * per;
 }
 
 static int check_config(const fr_sched_config *cfg) {
@@ -413,7 +426,9 @@ int fr_sched_create(fr_model *m, fr_compute *compute, const fr_sched_config *cfg
     rc = FR_ENOMEM;
     if (!(s->slots = fr_calloc((size_t)s->cfg.n_slots, sizeof *s->slots))) goto fail;
     for (int32_t i = 0; i < s->cfg.n_slots; i++)
-        if (!(s->slots[i].cache = fr_malloc((size_t)s->cfg.n_ctx * sizeof(int32_t)))) goto fail;
+        if (!(s->slots[i].cache = fr_malloc((size_t)s->cfg.n_ctx * sizeof(int32_t))) ||
+            !(s->slots[i].masked = fr_malloc((size_t)s->n_vocab * sizeof(float))))
+            goto fail;
     s->bytes = fr_ctx_bytes(s->ctx) + slots_bytes(m, &s->cfg);
     if (pthread_create(&s->thread, NULL, loop, s) != 0) {
         rc = fr_errf(FR_ENOMEM, "cannot start the scheduler thread");
@@ -437,8 +452,12 @@ void fr_sched_destroy(fr_sched *s) {
         pthread_join(s->thread, NULL);
     }
     if (s->slots)
-        for (int32_t i = 0; i < s->cfg.n_slots; i++) fr_free(s->slots[i].cache);
+        for (int32_t i = 0; i < s->cfg.n_slots; i++) {
+            fr_free(s->slots[i].cache);
+            fr_free(s->slots[i].masked);
+        }
     fr_free(s->slots);
+    fr_gvocab_destroy(s->gvocab);
     fr_ctx_destroy(s->ctx);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -544,6 +563,7 @@ int fr_gen_wait(fr_gen *g, int timeout_ms, fr_gen_out *out) {
     }
     out->finish = g->finish;
     out->error = g->error;
+    out->error_msg = g->finish == FR_FINISH_ERROR && g->errmsg[0] ? g->errmsg : NULL;
     out->n_prompt = g->n_prompt;
     out->n_gen = g->n_gen;
     out->queue_ms = g->t_slot > 0 ? (g->t_slot - g->t_submit) * 1e3 : 0;
@@ -598,10 +618,23 @@ static bool assign(fr_sched *s, fr_gen *g) {
     }
     for (int32_t i = 0; i < g->n_bias; i++) fr_sampler_set_bias(smp, g->bias_ids[i], g->bias[i]);
     for (int32_t i = 0; i < g->n_prompt; i++) fr_sampler_accept(smp, g->prompt[i]);
+    fr_gmatcher *gm = NULL;
+    if (g->grammar) {
+        int rc = 0;
+        if (!s->gvocab) rc = fr_gvocab_create(s->vocab, &s->gvocab);
+        if (!rc) rc = fr_gmatcher_create(g->grammar, s->gvocab, 0, &gm);
+        if (rc) {
+            snprintf(g->errmsg, sizeof g->errmsg, "%s", fr_errdetail());
+            fr_sampler_destroy(smp);
+            gen_finish(s, g, FR_FINISH_ERROR, rc, false);
+            return false;
+        }
+    }
     /* keep the shared prefix, but evaluate at least the last prompt token */
     if (best_len > g->n_prompt - 1) best_len = g->n_prompt - 1;
     sl->g = g;
     sl->smp = smp;
+    sl->gm = gm;
     sl->cache_len = best_len;
     sl->n_fed = best_len;
     sl->generating = false;
@@ -617,6 +650,8 @@ static void free_slot(fr_sched *s, slot *sl, int finish, int error, bool flush) 
     sl->g = NULL;
     fr_sampler_destroy(sl->smp);
     sl->smp = NULL;
+    fr_gmatcher_destroy(sl->gm);
+    sl->gm = NULL;
     pthread_mutex_lock(&s->mu);
     s->n_active--;
     s->tok_gen += (uint64_t)g->n_gen;
@@ -687,13 +722,51 @@ static void token_probs(const float *logits, int32_t n_vocab, int32_t chosen, in
     for (int32_t j = 0; j < pr->n_top; j++) pr->top_logprob[j] -= lse;
 }
 
+/* End the slot's request with an error and a message for the client. */
+static void fail_slot(fr_sched *s, slot *sl, int rc, const char *msg) {
+    snprintf(sl->g->errmsg, sizeof sl->g->errmsg, "%s", msg);
+    free_slot(s, sl, FR_FINISH_ERROR, rc, false);
+}
+
+/* Grammar: the logits with every token the grammar does not allow now
+ * at -INFINITY (the sampler's chain then works on what remains); NULL
+ * when the slot's request has ended (dead end or error). */
+static const float *grammar_mask(fr_sched *s, slot *sl, const float *logits) {
+    const uint64_t *mask;
+    int32_t n_allowed = 0;
+    int rc = fr_gmatcher_mask(sl->gm, &mask, &n_allowed);
+    if (rc) {
+        fail_slot(s, sl, rc, fr_errdetail());
+        return NULL;
+    }
+    if (n_allowed == 0) {
+        fail_slot(s, sl, FR_EINVAL, "the grammar allows no token of this model here (a dead "
+                  "end: no token's text continues the output)");
+        return NULL;
+    }
+    float *out = sl->masked;
+    for (int32_t i = 0; i < s->n_vocab; i++)
+        out[i] = mask[i >> 6] >> (i & 63) & 1 ? logits[i] : -INFINITY;
+    return out;
+}
+
 /* The slot's run asked for logits: choose, emit, decide whether it ends. */
 static void after_logits(fr_sched *s, slot *sl, const float *logits) {
     fr_gen *g = sl->g;
+    if (sl->gm && !(logits = grammar_mask(s, sl, logits))) return;
     int32_t tok = fr_sampler_sample(sl->smp, logits);
     if (!g->ignore_eos && fr_vocab_is_eog(s->vocab, tok)) {
         free_slot(s, sl, FR_FINISH_STOP, 0, true);
         return;
+    }
+    bool grammar_done = false;
+    if (sl->gm) {
+        int rc = fr_gmatcher_accept_token(sl->gm, tok);
+        if (rc) {
+            fail_slot(s, sl, rc, fr_errdetail());
+            return;
+        }
+        grammar_done = fr_gmatcher_done(sl->gm);
     }
     fr_sampler_accept(sl->smp, tok);
     char piece[PIECE_MAX];
@@ -711,6 +784,7 @@ static void after_logits(fr_sched *s, slot *sl, const float *logits) {
     pthread_mutex_unlock(&g->mu);
     if (err) free_slot(s, sl, FR_FINISH_ERROR, err, false);
     else if (stopped) free_slot(s, sl, FR_FINISH_STOP, 0, false);
+    else if (grammar_done) free_slot(s, sl, FR_FINISH_STOP, 0, true);
     else if (!more || sl->cache_len >= s->cfg.n_ctx) free_slot(s, sl, FR_FINISH_LENGTH, 0, true);
     else {
         sl->last = tok;

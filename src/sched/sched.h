@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 
@@ -112,6 +113,16 @@ typedef struct fr_gen_params {
     int32_t n_probs;            /* 0: no logprobs; k >= 1: the chosen token's
                                    logprob and the top k (k <= FR_GEN_MAX_PROBS) */
     double deadline;            /* fr_now_s() time; past it: finish "length"; 0 none */
+    /* Optional: a compiled grammar the output must match (engine/
+     * grammar.h).  Submit takes a reference of its own (the caller may
+     * drop its reference right after); the request's sequence gets its
+     * own matcher.  Each step, tokens the grammar does not allow get
+     * -INFINITY before the sampler's chain (logit_bias, penalties,
+     * temperature ... apply to what remains), end-of-generation tokens
+     * only once the output is a sentence of the grammar; the request ends
+     * "stop" when the output is complete and nothing more can follow, and
+     * "error" (error_msg says so) when no token can continue it. */
+    fr_grammar *grammar;
     /* Optional: called once when the request ends, however it ends (its
      * output, all of it still unread, is complete by then), from the
      * scheduler's thread with the request's lock held — unless the
@@ -160,6 +171,8 @@ typedef struct fr_gen_out {
     int32_t n_probs;
     int finish;                 /* FR_FINISH_NONE while running */
     int error;                  /* FR_E* when finish is FR_FINISH_ERROR */
+    const char *error_msg;      /* and what happened, when known (else NULL);
+                                   valid until fr_gen_release */
     int32_t n_prompt, n_gen;    /* tokens so far */
     double queue_ms;            /* submit → slot (valid once it has a slot) */
     double ttft_ms;             /* submit → first generated token */

@@ -81,6 +81,7 @@ typedef struct gen_run {
     const fr_gen_hooks *hk;     /* another handler's (fr__gen_run), or NULL */
     bool hk_done;               /* hk->fin has run */
     bool streaming;             /* the stream's fin owns the end of the request */
+    fr_grammar *gram;           /* q->grammar compiled, until submitted */
 } gen_run;
 
 /* ---- parsing ---- */
@@ -288,7 +289,7 @@ int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q) {
         (rc = fr__body_keep_alive(b, &q->keep_alive_ms)) ||
         (rc = fr__body_num(b, "timeout", 0, 86400, &q->timeout_s, NULL)))
         return rc;
-    return 0;
+    return fr__gen_parse_structured(b, q);   /* grammar, response_format (schema.c) */
 }
 
 /* The whole body of a generation route into q. */
@@ -571,8 +572,10 @@ static int pull(fr_sse *st, void *ud) {
         if (finish == FR_FINISH_ERROR) {
             int err = o.error;
             fr_gen_out_free(&o);
-            return fr_errf(err ? err : FR_EINTERNAL, "generation failed: %s",
-                           fr_strerror(err ? err : FR_EINTERNAL));
+            const char *msg = o.error_msg ? o.error_msg : fr_strerror(err ? err : FR_EINTERNAL);
+            rc = fr_errf(err ? err : FR_EINTERNAL, "generation failed: %s", msg);
+            fr_gen_out_free(&o);
+            return rc;
         }
         if (o.len || o.n_probs || finish != FR_FINISH_NONE) {
             json_t *choices = json_array();
@@ -647,7 +650,10 @@ static int collect(gen_run *r) {
         if ((rc = fr_gen_wait(r->g, WAIT_SLICE_MS, &o))) break;
         record(r, &o);
         finish = o.finish;
-        if (finish == FR_FINISH_ERROR) rc = o.error ? o.error : FR_EINTERNAL;
+        if (finish == FR_FINISH_ERROR) {
+            rc = o.error ? o.error : FR_EINTERNAL;
+            if (o.error_msg) fr_errf(rc, "generation failed: %s", o.error_msg);
+        }
         if (o.len) {
             char *t = fr_realloc(text, len + o.len + 1);
             if (!t) rc = FR_ENOMEM;
@@ -699,6 +705,10 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
 
     int rc;
     bool chat = q->kind == FR_GEN_CHAT;
+    if (q->grammar && (rc = fr__gen_compile_grammar(rq, q, &r->gram))) {
+        finish_run(r);
+        return rc;
+    }
     if (!r->h && (rc = fr__models_acquire(rq, q->model, q->keep_alive_ms, chat ? FR_CAP_CHAT : FR_CAP_COMPLETION,
                                           chat ? "chat completions" : "text completions", &r->h)))
         return rc;
@@ -724,7 +734,7 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
         .sampling = q->sp, .bias_ids = q->bias_ids, .bias = q->bias, .n_bias = q->n_bias,
         .stop = q->stop, .n_stop = q->n_stop, .ignore_eos = q->ignore_eos,
         .n_probs = q->logprobs ? (q->top_logprobs > 0 ? q->top_logprobs : 1) : 0,
-        .deadline = deadline_of(rq, q),
+        .deadline = deadline_of(rq, q), .grammar = r->gram,
         .on_end = q->logprobs ? NULL : on_end, .on_end_ud = r,
     };
     int32_t nv = fr_vocab_n_tokens(fr_model_vocab(r->lm->model));
@@ -736,7 +746,10 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
                                    (int)q->bias_ids[i], (int)nv);
         }
     double retry = 0;
-    if ((rc = fr_sched_submit(r->lm->sched, &gp, &r->g, &retry))) {
+    rc = fr_sched_submit(r->lm->sched, &gp, &r->g, &retry);
+    fr_grammar_unref(r->gram);  /* the generation holds its own reference */
+    r->gram = NULL;
+    if (rc) {
         finish_run(r);
         if (rc == FR_EBUSY) {
             fr__req_set_retry_after(rq, retry);
@@ -768,6 +781,8 @@ int fr__gen_run(fr_req *rq, const fr_gen_req *q, fr_handle *h, const fr_gen_hook
     r->h = h;
     r->hk = hk;
     int rc = run(rq, q, r);
+    fr_grammar_unref(r->gram);  /* when run returned before submitting */
+    r->gram = NULL;
     if (!r->streaming) hook_fin(r);     /* every other way out ends here */
     return rc;
 }

@@ -450,6 +450,21 @@ typedef struct fr_gen_stats {
     int finish;                 /* FR_FINISH_* */
 } fr_gen_stats;
 
+/* schema.c: the structured-output fields of a generation body into
+ * q->grammar (fr__gen_parse_options calls it last): "grammar" (GBNF
+ * text, as llama-server takes it), "response_format" ({"type": "text"},
+ * {"type": "json_object"} optionally with llama-server's "schema",
+ * {"type": "json_schema", "json_schema": {"name", "schema", "strict"}})
+ * and llama-server's top-level "json_schema".  At most one of them may
+ * set a grammar.  0, FR_REPLIED (a 400 naming the field, or the schema
+ * keyword that is not supported) or FR_ENOMEM. */
+int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q);
+
+/* Compile q->grammar (fr__gen_run does, before the model is acquired):
+ * 0 with *out holding one reference, FR_REPLIED (400 naming "grammar"
+ * with the parser's message: line, column, problem) or FR_ENOMEM. */
+int fr__gen_compile_grammar(fr_req *rq, const fr_gen_req *q, fr_grammar **out);
+
 /* Hooks of another handler that generates through fr__gen_run (each may
  * be NULL; hooks must live until fin):
  *   body        non-streaming: turns the chat.completion object into the
