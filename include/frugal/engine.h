@@ -328,20 +328,32 @@ int32_t fr_sampler_sample(fr_sampler *s, const float *logits);
 
 /* ---- chat templates ---- */
 
+/* A function call an assistant message made (OpenAI's tool_calls). */
+typedef struct fr_chat_call {
+    const char *id;         /* "call_..." (Mistral prints it), or NULL */
+    const char *name;       /* the function's name */
+    const char *arguments;  /* a JSON value's text, printed as it is */
+} fr_chat_call;
+
 typedef struct fr_chat_msg {
-    const char *role;     /* "system", "user", "assistant" */
-    const char *content;
+    const char *role;     /* "system", "user", "assistant", "tool" */
+    const char *content;  /* NULL only for an assistant message with calls */
+    const fr_chat_call *calls;  /* assistant: the calls it made (n_calls) */
+    size_t n_calls;
+    const char *tool_call_id;   /* tool: the call this is the result of, or NULL */
 } fr_chat_msg;
 
 /* LLAMA2: no system support (system text goes in plainly);
  * LLAMA2_SYS: system in <<SYS>>; _BOS: later turns reopen with "<s>[INST] ";
- * _STRIP: contents are trimmed. */
+ * _STRIP: contents are trimmed.  MISTRAL: Mistral's v3 tokenizer format
+ * ("[INST] ...[/INST]"), recognised by [AVAILABLE_TOOLS] or [TOOL_CALLS]
+ * in the template. */
 enum fr_chat_kind { FR_CHAT_CHATML, FR_CHAT_LLAMA2, FR_CHAT_LLAMA2_SYS, FR_CHAT_LLAMA3,
-                    FR_CHAT_LLAMA2_SYS_BOS, FR_CHAT_LLAMA2_SYS_STRIP };
+                    FR_CHAT_LLAMA2_SYS_BOS, FR_CHAT_LLAMA2_SYS_STRIP, FR_CHAT_MISTRAL };
 
 /* Which template a Jinja source stands for (NULL → chatml); a bare name
  * ("chatml", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip",
- * "llama3") is accepted too.  Returns the kind, or FR_EUNSUPP (detail
+ * "llama3", "mistral") is accepted too.  Returns the kind, or FR_EUNSUPP (detail
  * quotes the start of the template) when it is recognised as none of them. */
 int fr_chat_detect(const char *tmpl);
 
@@ -369,5 +381,34 @@ int fr_chat_apply_spans(int kind, const fr_chat_msg *msgs, size_t n, bool add_ge
  * Errors as fr_chat_apply and fr_tokenize. */
 int fr_chat_tokenize(const fr_vocab *v, int kind, const fr_chat_msg *msgs, size_t n,
                      bool add_generation_prompt, int32_t **ids, size_t *n_ids);
+
+/* Tools.  The *_tools forms render n_tools function definitions the way
+ * the kind's family expects, and the messages' calls and tool results:
+ *   chatml (Qwen2.5, Hermes): a system turn (the first system message's
+ *     text, then "# Tools" with the definitions in <tools></tools>, one a
+ *     line, and the instruction to answer with <tool_call>{"name": ...,
+ *     "arguments": ...}</tool_call>); calls as <tool_call> blocks; results
+ *     as a user turn of <tool_response> blocks;
+ *   llama3 (Llama 3.1's JSON tool calling): "Environment: ipython" in the
+ *     system turn, the definitions and the instruction to answer with
+ *     {"name": ..., "parameters": ...} in the first user turn; results in
+ *     the "ipython" role;
+ *   mistral: [AVAILABLE_TOOLS] [...][/AVAILABLE_TOOLS] before the last
+ *     user turn, calls as [TOOL_CALLS] [{"name", "arguments", "id"}],
+ *     results as [TOOL_RESULTS] {"content", "call_id"}[/TOOL_RESULTS];
+ *   the llama-2 family, which has no format of its own: chatml's text
+ *     (Hermes) inside its turns.
+ * tools[i] is one definition's JSON text as the family prints it (OpenAI's
+ * {"type": "function", "function": {...}} object; llama3's prompt shows
+ * it indented by 4).  Every text that comes from the caller (definitions,
+ * names, arguments, results, ids) is a message span: ordinary text, never
+ * a control token.  With n_tools 0 the definitions are left out and the
+ * rest is rendered the same way. */
+int fr_chat_apply_tools(int kind, const fr_chat_msg *msgs, size_t n, const char *const *tools,
+                        size_t n_tools, bool add_generation_prompt, char **out, fr_span **spans,
+                        size_t *n_spans);
+int fr_chat_tokenize_tools(const fr_vocab *v, int kind, const fr_chat_msg *msgs, size_t n,
+                           const char *const *tools, size_t n_tools, bool add_generation_prompt,
+                           int32_t **ids, size_t *n_ids);
 
 #endif

@@ -77,7 +77,7 @@ static int make_prompt(const fr_model *m, const run_opts *o, const char *text, s
     int kind = fr_chat_detect(tmpl_z);
     fr_free(tmpl_z);
     if (kind < 0) return kind;
-    fr_chat_msg msg = {"user", text};
+    fr_chat_msg msg = {.role = "user", .content = text};
     return fr_chat_tokenize(v, kind, &msg, 1, true, ids, n_ids);
 }
 

@@ -82,6 +82,10 @@ typedef struct gen_run {
     bool hk_done;               /* hk->fin has run */
     bool streaming;             /* the stream's fin owns the end of the request */
     fr_grammar *gram;           /* q->grammar compiled, until submitted */
+    bool tools;                 /* the reply is read for tool calls (tools.c) */
+    int n_calls;                /* the calls read so far */
+    fr_tool_parser *tp;         /* a stream's reader of them */
+    const char *tool_grammar;   /* tool_choice's grammar for this model's family, or NULL */
 } gen_run;
 
 /* ---- parsing ---- */
@@ -142,17 +146,20 @@ static int parse_messages(const fr_body *b, fr_gen_req *q) {
         if (!json_is_object(mi) || !role)
             return fr__reply_error(rq, 400, "invalid_value", param, "%s must be a string", param);
         if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-            strcmp(role, "developer"))
+            strcmp(role, "developer") && strcmp(role, "tool"))
             return fr__reply_error(rq, 400, "invalid_value", param,
-                                   "%s must be system, user or assistant (got '%.32s')", param, role);
-        m[i].role = strcmp(role, "developer") == 0 ? "system" : role;
+                                   "%s must be system, user, assistant or tool (got '%.32s')", param, role);
+        m[i] = (fr_chat_msg){.role = strcmp(role, "developer") == 0 ? "system" : role};
         json_t *c = json_object_get(mi, "content");
-        if (!c) {
-            snprintf(param, sizeof param, "messages[%zu].content", i);
-            return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+        int rc;
+        if (!json_is_null(c) || strcmp(role, "assistant") || !json_array_size(json_object_get(mi, "tool_calls"))) {
+            if (!c) {   /* (an assistant's calls may come without content) */
+                snprintf(param, sizeof param, "messages[%zu].content", i);
+                return fr__reply_error(rq, 400, "missing_field", param, "%s is required", param);
+            }
+            if ((rc = parse_content(rq, c, i, &m[i].content))) return rc;
         }
-        int rc = parse_content(rq, c, i, &m[i].content);
-        if (rc) return rc;
+        if ((rc = fr__tools_message(rq, mi, i, &m[i]))) return rc;
     }
     q->msgs = m;
     q->n_msgs = n;
@@ -299,9 +306,10 @@ static int parse(fr_req *rq, fr_gen_kind kind, fr_gen_req *q) {
     memset(q, 0, sizeof *q);
     q->kind = kind;
     if ((rc = fr__body_need(rq, &b)) || (rc = fr__body_str(&b, "model", FR_BODY_REQUIRED, &q->model, NULL)) ||
-        (rc = kind == FR_GEN_CHAT ? parse_messages(&b, q) : parse_prompt(&b, q)))
+        (rc = kind == FR_GEN_CHAT ? parse_messages(&b, q) : parse_prompt(&b, q)) ||
+        (rc = fr__gen_parse_options(&b, true, q)))
         return rc;
-    return fr__gen_parse_options(&b, true, q);
+    return kind == FR_GEN_CHAT ? fr__tools_parse(&b, q) : 0;
 }
 
 /* ---- prompt ---- */
@@ -321,10 +329,13 @@ static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_loaded_model *
         return 0;
     }
     int32_t *tok = NULL;
-    size_t nt = 0;
-    int rc = q->kind == FR_GEN_CHAT
-                 ? fr_chat_tokenize(v, lm->chat_kind, q->msgs, q->n_msgs, true, &tok, &nt)
-                 : fr_tokenize(v, q->prompt, strlen(q->prompt), true, true, &tok, &nt);
+    size_t nt = 0, n_defs = 0;
+    const char *const *defs = NULL;
+    int rc = q->kind == FR_GEN_CHAT ? fr__tools_defs(rq, q, lm->chat_kind, &defs, &n_defs) : 0;
+    if (rc) return rc;
+    rc = q->kind == FR_GEN_CHAT
+             ? fr_chat_tokenize_tools(v, lm->chat_kind, q->msgs, q->n_msgs, defs, n_defs, true, &tok, &nt)
+             : fr_tokenize(v, q->prompt, strlen(q->prompt), true, true, &tok, &nt);
     if (rc) return rc;
     if (nt == 0) {
         fr_free(tok);
@@ -346,6 +357,11 @@ static int build_prompt(fr_req *rq, const fr_gen_req *q, const fr_loaded_model *
 
 static const char *finish_reason(int finish) {
     return finish == FR_FINISH_LENGTH ? "length" : finish == FR_FINISH_CANCELLED ? "cancelled" : "stop";
+}
+
+/* The reply's finish_reason: "tool_calls" when the answer was calls. */
+static const char *finish_of(const gen_run *r, int finish) {
+    return finish == FR_FINISH_STOP && r->n_calls ? "tool_calls" : finish_reason(finish);
 }
 
 static json_t *usage_json(const gen_run *r) {
@@ -416,6 +432,30 @@ static json_t *new_text_logprobs(void) {
                      "text_offset");
 }
 
+static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_prob *probs, int32_t n_probs,
+                      int finish, bool delta);
+
+/* A non-streamed answer read for tool calls: m's content and tool_calls. */
+static void tool_message(gen_run *r, const char *text, size_t len, json_t *m) {
+    if (fr__tools_message_json(r->q->tools, r->lm->chat_kind, text ? text : "", len, m, &r->n_calls))
+        FR_WARN("%s: no memory to read the answer for tool calls", r->id);
+}
+
+/* A stream read for tool calls: the choices of what o brings (a first
+ * one with the role, then one per delta), appended to choices. */
+static int tool_chunks(gen_run *r, const fr_gen_out *o, json_t *choices) {
+    json_t *deltas = json_array();
+    if (!deltas) return FR_ENOMEM;
+    int rc = fr__tool_parser_push(r->tp, o->text, o->len, o->finish != FR_FINISH_NONE, deltas);
+    r->n_calls = fr__tool_parser_calls(r->tp);
+    if (!r->sent_role) json_array_append_new(choices, choice(r, NULL, 0, NULL, 0, FR_FINISH_NONE, true));
+    for (size_t i = 0; !rc && i < json_array_size(deltas); i++)
+        json_array_append_new(choices, json_pack("{s:i, s:O, s:n, s:n}", "index", 0, "delta",
+                                                 json_array_get(deltas, i), "logprobs", "finish_reason"));
+    json_decref(deltas);
+    return rc;
+}
+
 /* One choice object: chat (message or delta) or text. */
 static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_prob *probs, int32_t n_probs,
                       int finish, bool delta) {
@@ -436,6 +476,7 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
         if (!delta || !r->sent_role) json_object_set_new(m, "role", json_string("assistant"));
         if (!delta || len || !r->sent_role)
             json_object_set_new(m, "content", fr__json_text(text ? text : "", len));
+        if (!delta && r->tools) tool_message(r, text, len, m);
         json_object_set_new(c, delta ? "delta" : "message", m);
         r->sent_role = true;
     } else {
@@ -443,7 +484,7 @@ static json_t *choice(gen_run *r, const char *text, size_t len, const fr_gen_pro
     }
     json_object_set_new(c, "logprobs", lp);
     json_object_set_new(c, "finish_reason",
-                        finish != FR_FINISH_NONE ? json_string(finish_reason(finish)) : json_null());
+                        finish != FR_FINISH_NONE ? json_string(finish_of(r, finish)) : json_null());
     return c;
 }
 
@@ -549,6 +590,8 @@ static void hook_fin(gen_run *r) {
  * on_end, or waits for it), then the handle if on_end did not take it. */
 static void finish_run(gen_run *r) {
     hook_fin(r);
+    fr__tool_parser_destroy(r->tp);
+    r->tp = NULL;
     if (r->g) {
         if (r->finish != FR_FINISH_NONE) observe(r, r->finish);
         fr_gen_release(r->g);
@@ -579,7 +622,13 @@ static int pull(fr_sse *st, void *ud) {
         }
         if (o.len || o.n_probs || finish != FR_FINISH_NONE) {
             json_t *choices = json_array();
-            if (o.len || o.n_probs || (r->q->kind == FR_GEN_CHAT && !r->sent_role))
+            if (r->tp) {
+                if ((rc = tool_chunks(r, &o, choices))) {
+                    fr_gen_out_free(&o);
+                    json_decref(choices);
+                    return rc;
+                }
+            } else if (o.len || o.n_probs || (r->q->kind == FR_GEN_CHAT && !r->sent_role))
                 json_array_append_new(choices, choice(r, o.text, o.len, o.probs, o.n_probs,
                                                       FR_FINISH_NONE, true));
             if (finish != FR_FINISH_NONE)
@@ -690,6 +739,16 @@ static int collect(gen_run *r) {
     return rc;
 }
 
+/* Tools for this model's family: the grammar of tool_choice (required or
+ * a named function) and, for a stream, the reader of its calls. */
+static int tools_prepare(gen_run *r) {
+    if (!fr__tools_active(r->q)) return 0;
+    r->tools = true;
+    int rc = fr__tools_grammar(r->rq, r->q, r->lm->chat_kind, &r->tool_grammar);
+    if (!rc && r->q->stream) rc = fr__tool_parser_create(r->q->tools, r->lm->chat_kind, &r->tp);
+    return rc;
+}
+
 /* The request's "timeout", else the server's --request-timeout. */
 static double deadline_of(const fr_req *rq, const fr_gen_req *q) {
     double t = q->timeout_s > 0 ? q->timeout_s
@@ -720,6 +779,10 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
         return rc;
     }
     r->n_prompt = n_ids;
+    if ((rc = tools_prepare(r))) {
+        finish_run(r);
+        return rc;
+    }
     int32_t n_ctx = fr_sched_n_ctx(r->lm->sched);
     if (n_ids >= n_ctx) {
         finish_run(r);

@@ -432,6 +432,7 @@ typedef struct fr_gen_req {
      * required or a named function).  Compiled and enforced by
      * fr__gen_run. */
     const char *grammar;
+    struct fr_tools *tools;     /* chat: tools.c's reading of "tools", NULL without */
 } fr_gen_req;
 
 /* Every field of a generation body but "model" and the prompt
@@ -496,6 +497,71 @@ typedef struct fr_gen_hooks {
  * hooks->fin (the request's arena does).  FR_REPLIED or a negative FR_E*
  * as a handler returns. */
 int fr__gen_run(fr_req *rq, const fr_gen_req *q, fr_handle *h, const fr_gen_hooks *hooks);
+
+/* ---- tool calls (tools.c) ----
+ *
+ * OpenAI's function calling on /v1/chat/completions: "tools",
+ * "tool_choice" and "parallel_tool_calls" in the request, assistant
+ * messages with "tool_calls" and "tool" messages in the conversation, and
+ * "tool_calls" in the reply, parsed from the text the model wrote in its
+ * family's call syntax (engine.h, fr_chat_apply_tools).  "required" and a
+ * named function are enforced by a grammar (fr_gen_req.grammar's GBNF). */
+
+typedef enum fr_tool_choice {
+    FR_TOOLS_AUTO, FR_TOOLS_NONE, FR_TOOLS_REQUIRED, FR_TOOLS_NAMED
+} fr_tool_choice;
+
+typedef struct fr_tools {
+    json_t *defs;               /* the request's "tools" (borrowed) */
+    size_t n;
+    const char **names;         /* tools[i].function.name */
+    json_t **params;            /* tools[i].function.parameters, or NULL */
+    fr_tool_choice choice;
+    size_t named;               /* FR_TOOLS_NAMED: the function's index */
+    bool parallel;              /* parallel_tool_calls (default true) */
+} fr_tools;
+
+/* "tools", "tool_choice" and "parallel_tool_calls" of a chat body into
+ * q->tools (the request's arena; left NULL when there are no tools): 0,
+ * FR_REPLIED (400 naming the field: "tools[2].function.name",
+ * "tool_choice") or FR_ENOMEM. */
+int fr__tools_parse(const fr_body *b, fr_gen_req *q);
+/* What messages[i] (its role is checked already; its content read into
+ * m->content, NULL for an assistant message with tool_calls and no
+ * content) adds for tools: an assistant's "tool_calls" into m->calls, a
+ * tool message's "tool_call_id".  0, FR_REPLIED or FR_ENOMEM. */
+int fr__tools_message(fr_req *rq, json_t *msg, size_t i, fr_chat_msg *m);
+/* The definitions as chat kind prints them (the request's arena), for
+ * fr_chat_tokenize_tools; *n 0 when the request offers no tools or
+ * tool_choice is "none". */
+int fr__tools_defs(fr_req *rq, const fr_gen_req *q, int kind, const char *const **defs, size_t *n);
+/* The grammar that enforces tool_choice "required" or a named function
+ * in kind's call syntax (GBNF, root "root", the request's arena), or
+ * NULL when nothing is enforced.  0 or FR_ENOMEM. */
+int fr__tools_grammar(fr_req *rq, const fr_gen_req *q, int kind, const char **grammar);
+/* True when the reply is parsed for calls (tools offered, choice not none). */
+bool fr__tools_active(const fr_gen_req *q);
+
+/* The reply's parser: text in, OpenAI's deltas out.  Content outside the
+ * calls is trimmed of the whitespace around it; a call that does not
+ * parse (bad JSON, an unknown function, arguments that are not an
+ * object) stays text in the content. */
+typedef struct fr_tool_parser fr_tool_parser;
+int  fr__tool_parser_create(const fr_tools *t, int kind, fr_tool_parser **out);
+void fr__tool_parser_destroy(fr_tool_parser *p);
+/* Feed len bytes of the answer (end: there is no more); appends to deltas
+ * (a JSON array) what can be sent now: {"content": "..."} and, for each
+ * call, {"tool_calls": [{"index", "id", "type": "function", "function":
+ * {"name", "arguments": ""}}]} then {"tool_calls": [{"index", "function":
+ * {"arguments": "..."}}]}.  0 or FR_ENOMEM. */
+int  fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool end, json_t *deltas);
+/* Calls found so far. */
+int  fr__tool_parser_calls(const fr_tool_parser *p);
+/* The whole answer's message fields from its deltas: sets message's
+ * "content" (null when there is none) and "tool_calls" (when there are
+ * calls); *n_calls gets their number. */
+int  fr__tools_message_json(const fr_tools *t, int kind, const char *text, size_t len, json_t *message,
+                            int *n_calls);
 
 /* ---- models (models.c) ---- */
 

@@ -1,7 +1,8 @@
 /*
  * test_chat.c — chat template detection and formatting (GGUF.md §6).
  * The expected strings are written out by hand from llama.cpp's simple
- * formatter rules.
+ * formatter rules, and with tools from the families' own templates
+ * (Qwen2.5's, Llama 3.1's, Mistral-7B-Instruct-v0.3's).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +13,17 @@
 #include "harness.h"
 
 static const fr_chat_msg conv[] = {
-    {"system", "You are helpful."},
-    {"user", "Hello"},
-    {"assistant", "Hi there"},
-    {"user", "How are you?"},
+    {.role = "system", .content = "You are helpful."},
+    {.role = "user", .content = "Hello"},
+    {.role = "assistant", .content = "Hi there"},
+    {.role = "user", .content = "How are you?"},
 };
 /* The same with whitespace around contents, for the trimming templates. */
 static const fr_chat_msg conv_ws[] = {
-    {"system", "  You are helpful.\n"},
-    {"user", "\tHello "},
-    {"assistant", " Hi there  "},
-    {"user", "How are you?\n\n"},
+    {.role = "system", .content = "  You are helpful.\n"},
+    {.role = "user", .content = "\tHello "},
+    {.role = "assistant", .content = " Hi there  "},
+    {.role = "user", .content = "How are you?\n\n"},
 };
 
 static void check_apply(int kind, const fr_chat_msg *m, size_t n, bool gen, const char *want) {
@@ -81,8 +82,130 @@ static void test_apply(void) {
     char *out = (char *)1;
     CHECK_INT(fr_chat_apply(42, conv, 4, true, &out), FR_EINVAL);
     CHECK(out == NULL);
-    fr_chat_msg bad = {"user", NULL};
+    fr_chat_msg bad = {.role = "user", .content = NULL};
     CHECK_INT(fr_chat_apply(FR_CHAT_CHATML, &bad, 1, true, &out), FR_EINVAL);
+}
+
+
+/* ---- tools ---- */
+
+static const char DEF[] = "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}";
+static const fr_chat_call calls2[] = {
+    {.id = "call_1", .name = "get_weather", .arguments = "{\"city\": \"Paris\"}"},
+    {.id = "call_2", .name = "get_weather", .arguments = "{\"city\": \"Lyon\"}"},
+};
+static const fr_chat_msg conv_tools[] = {
+    {.role = "system", .content = "Be brief."},
+    {.role = "user", .content = "Weather in Paris?"},
+    {.role = "assistant", .content = NULL, .calls = calls2, .n_calls = 2},
+    {.role = "tool", .content = "{\"temp\": 21}", .tool_call_id = "call_1"},
+    {.role = "tool", .content = "rain", .tool_call_id = "call_2"},
+};
+
+#define HERMES_TOOLS                                                                              \
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"            \
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"       \
+    "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}\n</tools>\n\n"            \
+    "For each function call, return a json object with function name and arguments within "       \
+    "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": " \
+    "<args-json-object>}\n</tool_call>"
+#define HERMES_CALLS                                                                              \
+    "\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>" \
+    "\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lyon\"}}\n</tool_call>"
+
+static void check_tools(int kind, const fr_chat_msg *m, size_t n, size_t n_tools, const char *want) {
+    const char *defs[] = {DEF};
+    char *out = NULL;
+    CHECK_INT(fr_chat_apply_tools(kind, m, n, defs, n_tools, true, &out, NULL, NULL), 0);
+    CHECK_MSG(out && !strcmp(out, want), "%s:\n got: %s\nwant: %s", fr_chat_name(kind), out, want);
+    fr_free(out);
+}
+
+static void test_tools(void) {
+    /* Qwen2.5 / Hermes: the tools in the system turn, calls as
+     * <tool_call> blocks, consecutive results in one user turn */
+    check_tools(FR_CHAT_CHATML, conv_tools, 5, 1,
+                "<|im_start|>system\nBe brief.\n\n" HERMES_TOOLS "<|im_end|>\n"
+                "<|im_start|>user\nWeather in Paris?<|im_end|>\n"
+                "<|im_start|>assistant" HERMES_CALLS "<|im_end|>\n"
+                "<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response>\n<tool_response>\n"
+                "rain\n</tool_response><|im_end|>\n"
+                "<|im_start|>assistant\n");
+    /* without a system message the tools make one; without tools the
+     * history is rendered the same way */
+    check_tools(FR_CHAT_CHATML, conv_tools + 1, 1, 1,
+                "<|im_start|>system\n" HERMES_TOOLS "<|im_end|>\n"
+                "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n");
+    check_tools(FR_CHAT_CHATML, conv_tools + 2, 2, 0,
+                "<|im_start|>assistant" HERMES_CALLS "<|im_end|>\n"
+                "<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response><|im_end|>\n"
+                "<|im_start|>assistant\n");
+    /* an assistant's text before its calls */
+    fr_chat_msg said = {.role = "assistant", .content = "Let me look.", .calls = calls2, .n_calls = 1};
+    check_tools(FR_CHAT_CHATML, &said, 1, 0,
+                "<|im_start|>assistant\nLet me look.\n<tool_call>\n{\"name\": \"get_weather\", "
+                "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>assistant\n");
+
+    /* Llama 3.1 JSON tool calling */
+    check_tools(FR_CHAT_LLAMA3, conv_tools, 5, 1,
+                "<|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\nCutting Knowledge "
+                "Date: December 2023\nToday Date: 26 Jul 2024\n\nBe brief.<|eot_id|>"
+                "<|start_header_id|>user<|end_header_id|>\n\nGiven the following functions, please "
+                "respond with a JSON for a function call with its proper arguments that best answers "
+                "the given prompt.\n\nRespond in the format {\"name\": function name, \"parameters\": "
+                "dictionary of argument name and its value}.Do not use variables.\n\n"
+                "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}\n\n"
+                "Weather in Paris?<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", "
+                "\"parameters\": {\"city\": \"Paris\"}}\n{\"name\": \"get_weather\", \"parameters\": "
+                "{\"city\": \"Lyon\"}}<|eot_id|>"
+                "<|start_header_id|>ipython<|end_header_id|>\n\n{\"temp\": 21}<|eot_id|>"
+                "<|start_header_id|>ipython<|end_header_id|>\n\nrain<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n");
+
+    /* Mistral v3: the tools and the system text at the last user turn */
+    check_tools(FR_CHAT_MISTRAL, conv_tools, 5, 1,
+                "[AVAILABLE_TOOLS] [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}]"
+                "[/AVAILABLE_TOOLS][INST] Be brief.\n\nWeather in Paris?[/INST]"
+                "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": "
+                "\"call_1\"}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lyon\"}, \"id\": "
+                "\"call_2\"}]</s>"
+                "[TOOL_RESULTS] {\"content\": {\"temp\": 21}, \"call_id\": \"call_1\"}[/TOOL_RESULTS]"
+                "[TOOL_RESULTS] {\"content\": rain, \"call_id\": \"call_2\"}[/TOOL_RESULTS]");
+    check_apply(FR_CHAT_MISTRAL, conv, 4, true,
+                "[INST] Hello[/INST] Hi there</s>[INST] You are helpful.\n\nHow are you?[/INST]");
+
+    /* the llama-2 family borrows Hermes' text */
+    check_tools(FR_CHAT_LLAMA2_SYS, conv_tools, 5, 1,
+                "[INST] <<SYS>>\nBe brief.\n\n" HERMES_TOOLS "\n<</SYS>>\n\nWeather in Paris? [/INST]"
+                HERMES_CALLS "</s>[INST] <tool_response>\n{\"temp\": 21}\n</tool_response>\n"
+                "<tool_response>\nrain\n</tool_response> [/INST]");
+    check_tools(FR_CHAT_LLAMA2, conv_tools + 1, 1, 1,
+                "[INST] " HERMES_TOOLS "\nWeather in Paris? [/INST]");
+
+    /* the caller's texts are message spans: definitions, names,
+     * arguments, results, ids */
+    const char *defs[] = {DEF};
+    char *out = NULL;
+    fr_span *sp = NULL;
+    size_t ns = 0;
+    CHECK_INT(fr_chat_apply_tools(FR_CHAT_MISTRAL, conv_tools, 5, defs, 1, true, &out, &sp, &ns), 0);
+    const char *want[] = {DEF, "Be brief.", "Weather in Paris?", "get_weather", "{\"city\": \"Paris\"}",
+                          "call_1", "get_weather", "{\"city\": \"Lyon\"}", "call_2", "{\"temp\": 21}",
+                          "call_1", "rain", "call_2"};
+    CHECK_INT(ns, sizeof want / sizeof *want);
+    for (size_t i = 0; out && i < ns && i < sizeof want / sizeof *want; i++)
+        CHECK_MSG(sp[i].len == strlen(want[i]) && !memcmp(out + sp[i].off, want[i], sp[i].len),
+                  "span %zu is '%.*s', want '%s'", i, (int)sp[i].len, out + sp[i].off, want[i]);
+    fr_free(out);
+    fr_free(sp);
+
+    /* a call without a name, a tool without a definition: refused */
+    fr_chat_call nameless = {.arguments = "{}"};
+    fr_chat_msg bad = {.role = "assistant", .calls = &nameless, .n_calls = 1};
+    CHECK_INT(fr_chat_apply_tools(FR_CHAT_CHATML, &bad, 1, NULL, 0, true, &out, NULL, NULL), FR_EINVAL);
+    const char *nodef[] = {NULL};
+    CHECK_INT(fr_chat_apply_tools(FR_CHAT_CHATML, conv, 1, nodef, 1, true, &out, NULL, NULL), FR_EINVAL);
 }
 
 static void test_detect(void) {
@@ -139,6 +262,12 @@ static void test_detect(void) {
         "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}"
         "{{ message['content'] + eos_token}}{% endif %}{% endfor %}";
     CHECK_INT(fr_chat_detect(mistral), FR_CHAT_LLAMA2);
+    /* Mistral's v3 template with tools */
+    CHECK_INT(fr_chat_detect("{%- if tools is not none and (message == user_messages[-1]) %}"
+                             "{{- \"[AVAILABLE_TOOLS] [\" }}{{- \"[INST] \" + message[\"content\"] + "
+                             "\"[/INST]\" }}"), FR_CHAT_MISTRAL);
+    CHECK_INT(fr_chat_detect("mistral"), FR_CHAT_MISTRAL);
+    CHECK_STR(fr_chat_name(FR_CHAT_MISTRAL), "mistral");
 
     /* bare names */
     CHECK_INT(fr_chat_detect("chatml"), FR_CHAT_CHATML);
@@ -164,7 +293,7 @@ static void test_detect(void) {
 static void test_oom(void) {
     static char big[3000];
     memset(big, 'x', sizeof big - 1);
-    fr_chat_msg msgs[4] = {{"system", big}, {"user", big}, {"assistant", big}, {"user", big}};
+    fr_chat_msg msgs[4] = {{.role = "system", .content = big}, {.role = "user", .content = big}, {.role = "assistant", .content = big}, {.role = "user", .content = big}};
     char *out = NULL;
     int n;
     for (n = 0; n < 100; n++) {
@@ -187,6 +316,7 @@ int main(void) {
     test_oom();
     test_apply();
     test_detect();
+    test_tools();
     CHECK_INT(fr_mem_in_use(), 0);
     return harness_done();
 }
