@@ -45,8 +45,12 @@
  * loaded context, which a request cannot change; other options are
  * ignored.  keep_alive: a duration ("5m", "0", "-1", any negative one is
  * forever) or seconds.  format: "json" or a JSON schema object, enforced
- * by constrained decoding (fr_gen_req.grammar).  tools are accepted but
- * no tool calls are produced yet.  images are refused (400: frugal serves
+ * by constrained decoding (fr_gen_req.grammar).  tools: tools.c's, as on
+ * /v1/chat/completions with tool_choice "auto": the definitions go into
+ * the model's template, assistant messages may carry tool_calls and tool
+ * messages answer them, and the answer's calls come back in Ollama's shape
+ * ({"function": {"name", "arguments": {...}}}; streamed, one line per call
+ * as it completes; done_reason "stop").  images are refused (400: frugal serves
  * text models); suffix is refused (no fill-in-the-middle); template and
  * context are accepted and ignored.
  *
@@ -379,6 +383,7 @@ typedef struct orun {
     double load_ms;
     fr_gen_stats st;
     fr_gen_hooks hk;
+    json_t *calls;              /* a stream's tool calls so far: [{"name", "arguments"}] by index */
 } orun;
 
 /* {"model", "created_at", "message"|"response"} */
@@ -412,9 +417,32 @@ static json_t *final(const orun *o, json_t *text, const char *reason) {
     return f;
 }
 
+/* Ollama says "stop" for an answer that was tool calls. */
 static const char *reason_of(json_t *choice) {
     const char *r = json_string_value(json_object_get(choice, "finish_reason"));
-    return r ? r : "stop";
+    return r && strcmp(r, "tool_calls") != 0 ? r : "stop";
+}
+
+/* One call in Ollama's shape, {"function": {"name", "arguments": {...}}},
+ * from its name and its arguments' JSON text (an object, as tools.c
+ * checked; kept as a string should it not parse). */
+static json_t *ollama_call(const char *name, const char *args) {
+    json_t *a = args ? json_loads(args, JSON_DECODE_ANY, NULL) : NULL;
+    if (!a) a = json_string(args ? args : "");
+    return json_pack("{s:{s:s, s:o}}", "function", "name", name ? name : "", "arguments", a);
+}
+
+/* OpenAI's message.tool_calls → Ollama's, into message m. */
+static void set_calls(json_t *m, json_t *openai_calls) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(openai_calls, i, c) {
+        json_t *fn = json_object_get(c, "function");
+        json_array_append_new(out, ollama_call(json_string_value(json_object_get(fn, "name")),
+                                               json_string_value(json_object_get(fn, "arguments"))));
+    }
+    json_object_set_new(m, "tool_calls", out);
 }
 
 /* The choice's text: message.content, delta.content or text; NULL when none. */
@@ -431,8 +459,42 @@ static json_t *o_body(void *ud, json_t *completion) {
     json_t *c = json_array_get(json_object_get(completion, "choices"), 0);
     json_t *t = text_of(c);
     json_t *f = final(o, t ? json_incref(t) : json_string(""), reason_of(c));
+    json_t *calls = json_object_get(json_object_get(c, "message"), "tool_calls");
+    if (f && o->chat && json_array_size(calls)) set_calls(json_object_get(f, "message"), calls);
     json_decref(completion);
     return f;
+}
+
+/* A streamed delta's tool_calls: names first, then arguments (whole, as
+ * tools.c sends them); a call whose arguments came is the line to send
+ * (NULL: nothing yet). */
+static json_t *stream_calls(orun *o, json_t *delta_calls) {
+    if (!o->calls && !(o->calls = json_array())) return NULL;
+    json_t *ready = NULL, *c;
+    size_t i;
+    json_array_foreach(delta_calls, i, c) {
+        json_int_t k = json_integer_value(json_object_get(c, "index"));
+        json_t *fn = json_object_get(c, "function");
+        if (k < 0 || k > 1024) continue;
+        while (json_array_size(o->calls) <= (size_t)k) json_array_append_new(o->calls, json_object());
+        json_t *slot = json_array_get(o->calls, (size_t)k);
+        json_t *name = json_object_get(fn, "name");
+        const char *args = json_string_value(json_object_get(fn, "arguments"));
+        if (json_is_string(name)) json_object_set(slot, "name", name);
+        if (args && *args) {
+            if (!ready) ready = json_array();
+            json_array_append_new(ready, ollama_call(json_string_value(json_object_get(slot, "name")), args));
+        }
+    }
+    if (!ready) return NULL;
+    json_t *line = head(o, json_string(""));
+    if (!line) {
+        json_decref(ready);
+        return NULL;
+    }
+    json_object_set_new(json_object_get(line, "message"), "tool_calls", ready);
+    json_object_set_new(line, "done", json_false());
+    return line;
 }
 
 /* Streamed: a chunk of text becomes a line {"done": false}; the finish,
@@ -441,14 +503,23 @@ static json_t *o_chunk(void *ud, json_t *ev) {
     orun *o = ud;
     json_t *c = json_array_get(json_object_get(ev, "choices"), 0), *out = NULL;
     json_t *t = text_of(c);
+    json_t *calls = json_object_get(json_object_get(c, "delta"), "tool_calls");
     if (json_is_string(json_object_get(c, "finish_reason"))) {
         out = final(o, json_string(""), reason_of(c));
+    } else if (o->chat && json_array_size(calls)) {
+        out = stream_calls(o, calls);
     } else if (t && json_string_length(t) > 0) {
         out = head(o, json_incref(t));
         if (out) json_object_set_new(out, "done", json_false());
     }
     json_decref(ev);
     return out;
+}
+
+static void o_fin(void *ud) {
+    orun *o = ud;
+    json_decref(o->calls);
+    o->calls = NULL;
 }
 
 /* The answer to an empty prompt or message list: load, or unload with
@@ -500,6 +571,11 @@ static int parse_message(fr_req *rq, json_t *mi, size_t i, fr_chat_msg *out) {
                                "%s.images: this model cannot read images (frugal serves text models)", param);
     out->role = role;
     out->content = json_is_string(c) ? json_string_value(c) : "";
+    /* an assistant's tool_calls ({"function": {"name", "arguments": {...}}},
+     * as tools.c reads OpenAI's), a tool message's tool_call_id if any
+     * (Ollama's tool messages name no call) */
+    if (!strcmp(role, "assistant") || json_is_string(json_object_get(mi, "tool_call_id")))
+        return fr__tools_message(rq, mi, i, out);
     return 0;
 }
 
@@ -580,12 +656,7 @@ static int generate(fr_req *rq, bool chat) {
         if (n_msgs && !(msgs = fr__req_alloc(rq, n_msgs * sizeof *msgs))) return FR_ENOMEM;
         for (size_t i = 0; i < n_msgs; i++)
             if ((rc = parse_message(rq, json_array_get(ms, i), i, &msgs[i]))) return rc;
-        json_t *tools = json_object_get(b.obj, "tools");
-        if (tools && !json_is_null(tools) && !json_is_array(tools))
-            return fr__reply_error(rq, 400, "invalid_value", "tools", "tools must be an array");
-        if (json_array_size(tools))
-            FR_DEBUG("%s: /api/chat: %zu tools accepted; tool calls are not produced yet", rq->id,
-                     json_array_size(tools));
+        if ((rc = fr__tools_parse(&b, q))) return rc;      /* tools (tool_choice: "auto") */
     } else {
         json_t *img = json_object_get(b.obj, "images");
         if ((rc = opt_str(&b, "prompt", &prompt)) || (rc = opt_str(&b, "system", &system)) ||
@@ -637,7 +708,8 @@ static int generate(fr_req *rq, bool chat) {
     q->n_msgs = n_msgs;
     q->stream = stream;
     q->keep_alive_ms = keep;
-    o->hk = (fr_gen_hooks){.ud = o, .body = o_body, .chunk = o_chunk, .ndjson = true, .stats = &o->st};
+    o->hk = (fr_gen_hooks){.ud = o, .body = o_body, .chunk = o_chunk, .fin = o_fin, .ndjson = true,
+                           .stats = &o->st};
     rc = fr__gen_run(rq, q, h, &o->hk);
     fr__req_set_model(rq, name);
     return rc;
