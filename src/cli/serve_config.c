@@ -26,6 +26,7 @@
  *   path = tiny.gguf          (required)         alias = small
  *   ctx = 4096                parallel = 2       keep_alive = -1
  *   pin = yes                 preload = yes      threads = 2
+ *   chat_template = llama3    (a template name or Jinja source in place of the file's)
  *
  * Line tracking.  inih reports the line of a syntax error, but its
  * handler is not told which line a key came from, and it silently splits
@@ -52,6 +53,7 @@
 #include "base/mem.h"
 #include "base/parse.h"
 #include "base/sysinfo.h"
+#include "frugal/engine.h"
 
 enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BUDGET, K_DUR, K_PCT, K_KEYS, K_LOG, K_SYNC };
 enum { SRC_INI = 1, SRC_ENV = 2, SRC_FLAG = 3 };
@@ -132,7 +134,7 @@ _Static_assert(N_OPTS <= 64, "ini_seen is a 64-bit mask");
 
 /* The keys of a [model "name"] section, bit i of model_seen. */
 static const char *const model_keys[] = {"path", "alias", "ctx", "parallel", "keep_alive", "pin", "preload",
-                                         "threads"};
+                                         "threads", "chat_template"};
 #define N_MODEL_KEYS (sizeof model_keys / sizeof model_keys[0])
 #define MAX_MODEL_NAME 127          /* fr_model_info.id holds 128 bytes */
 
@@ -176,6 +178,7 @@ static void free_model(fr_model_cfg *m) {
     fr_free((char *)m->id);
     fr_free((char *)m->path);
     fr_free((char *)m->alias);
+    fr_free((char *)m->chat_template);
 }
 
 void fr_serve_config_deinit(fr_serve_config *c) {
@@ -422,8 +425,8 @@ static int ini_model_key(ini_state *st, const char *where, const char *key, cons
     size_t k = 0;
     while (k < N_MODEL_KEYS && strcmp(model_keys[k], key)) k++;
     if (k == N_MODEL_KEYS)
-        return fr_errf(FR_EINVAL, "%s: unknown key (want path, alias, ctx, parallel, keep_alive, pin, preload "
-                       "or threads)", where);
+        return fr_errf(FR_EINVAL, "%s: unknown key (want path, alias, ctx, parallel, keep_alive, pin, preload, "
+                       "threads or chat_template)", where);
     if (st->model_seen[st->model] & (1u << k)) return fr_errf(FR_EINVAL, "%s: given twice", where);
     st->model_seen[st->model] |= 1u << k;
     int64_t i64;
@@ -445,6 +448,13 @@ static int ini_model_key(ini_state *st, const char *where, const char *key, cons
     case 4: return fr_parse_duration_ms(where, v, &m->keep_alive_ms);
     case 5: return fr_parse_bool(where, v, &m->pin);
     case 6: return fr_parse_bool(where, v, &m->preload);
+    case 8:
+        if (fr_chat_detect(v) < 0)
+            return fr_errf(FR_EINVAL, "%s: '%.60s' is not a chat template (want chatml, llama2, llama2-sys, "
+                           "llama2-sys-bos, llama2-sys-strip, llama3 or mistral)", where, v);
+        if (!(s = fr_strdup(v))) return FR_ENOMEM;
+        m->chat_template = s;
+        return 0;
     default: rc = fr_parse_int(where, v, 1, 1024, &i64); if (!rc) m->threads = (int32_t)i64; return rc;
     }
 }

@@ -101,8 +101,13 @@ static int load(void *ud, const fr_model_cfg *cfg, void **obj) {
     }
     fr_gguf_str tmpl;
     char *src = NULL;
-    if (fr_gguf_get_str(fr_model_gguf(l->model), "tokenizer.chat_template", &tmpl) == 0 &&
-        !(src = fr_strndup(tmpl.s, (size_t)tmpl.len))) {
+    if (cfg->chat_template) {   /* the configuration's, in place of the file's */
+        if (!(src = fr_strdup(cfg->chat_template))) {
+            rc = FR_ENOMEM;
+            goto fail;
+        }
+    } else if (fr_gguf_get_str(fr_model_gguf(l->model), "tokenizer.chat_template", &tmpl) == 0 &&
+               !(src = fr_strndup(tmpl.s, (size_t)tmpl.len))) {
         rc = FR_ENOMEM;
         goto fail;
     }

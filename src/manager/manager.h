@@ -70,6 +70,8 @@ typedef struct fr_model_cfg {
     int32_t threads;            /* 0 = the server default */
     bool pin;                   /* never evicted */
     bool preload;               /* loaded at start */
+    const char *chat_template;  /* a template name or Jinja source (fr_chat_detect)
+                                   used instead of the file's; NULL: the file's */
 } fr_model_cfg;
 
 /* Capabilities (bits). */

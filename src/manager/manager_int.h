@@ -33,6 +33,7 @@ struct fr__entry {
     /* ---- immutable after publication ---- */
     char *id;                   /* owned */
     char *alias;                /* owned, or NULL */
+    char *chat_template;        /* owned, or NULL (cfg.chat_template) */
     char *path;                 /* owned */
     fr_model_cfg cfg;           /* resolved against the defaults; its strings
                                    point at id/alias/path above */

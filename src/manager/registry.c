@@ -43,7 +43,9 @@ int fr__entry_create(fr_manager *mg, const fr_model_cfg *cfg, bool from_ini, fr_
     e->id = fr_strdup(cfg->id);
     e->path = fr_strdup(cfg->path);
     e->alias = cfg->alias && cfg->alias[0] && strcmp(cfg->alias, cfg->id) ? fr_strdup(cfg->alias) : NULL;
-    if (!e->id || !e->path || (cfg->alias && cfg->alias[0] && strcmp(cfg->alias, cfg->id) && !e->alias)) {
+    e->chat_template = cfg->chat_template ? fr_strdup(cfg->chat_template) : NULL;
+    if (!e->id || !e->path || (cfg->alias && cfg->alias[0] && strcmp(cfg->alias, cfg->id) && !e->alias) ||
+        (cfg->chat_template && !e->chat_template)) {
         fr__entry_free(e);
         return fr_errf(FR_ENOMEM, "model '%s': out of memory", cfg->id);
     }
@@ -51,6 +53,7 @@ int fr__entry_create(fr_manager *mg, const fr_model_cfg *cfg, bool from_ini, fr_
     e->cfg.id = e->id;
     e->cfg.path = e->path;
     e->cfg.alias = e->alias;
+    e->cfg.chat_template = e->chat_template;
     const fr_model_cfg *d = &mg->defaults;
     if (!e->cfg.n_ctx) e->cfg.n_ctx = d->n_ctx;
     if (!e->cfg.parallel) e->cfg.parallel = d->parallel;
@@ -68,6 +71,7 @@ void fr__entry_free(fr__entry *e) {
     if (!e) return;
     fr_free(e->id);
     fr_free(e->alias);
+    fr_free(e->chat_template);
     fr_free(e->path);
     fr_free(e);
 }

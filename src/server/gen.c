@@ -81,11 +81,11 @@ typedef struct gen_run {
     const fr_gen_hooks *hk;     /* another handler's (fr__gen_run), or NULL */
     bool hk_done;               /* hk->fin has run */
     bool streaming;             /* the stream's fin owns the end of the request */
-    fr_grammar *gram;           /* q->grammar compiled, until submitted */
     bool tools;                 /* the reply is read for tool calls (tools.c) */
     int n_calls;                /* the calls read so far */
     fr_tool_parser *tp;         /* a stream's reader of them */
     const char *tool_grammar;   /* tool_choice's grammar for this model's family, or NULL */
+    fr_grammar *gram;           /* q->grammar compiled, until submitted */
 } gen_run;
 
 /* ---- parsing ---- */
@@ -745,6 +745,12 @@ static int tools_prepare(gen_run *r) {
     if (!fr__tools_active(r->q)) return 0;
     r->tools = true;
     int rc = fr__tools_grammar(r->rq, r->q, r->lm->chat_kind, &r->tool_grammar);
+    if (!rc && r->tool_grammar) {   /* it takes the place of a response_format's */
+        fr_grammar_unref(r->gram);
+        r->gram = NULL;
+        if ((rc = fr_grammar_parse(r->tool_grammar, strlen(r->tool_grammar), &r->gram)) && rc != FR_ENOMEM)
+            rc = fr_errf(FR_EINTERNAL, "the tools' grammar does not compile: %s", fr_errdetail());
+    }
     if (!rc && r->q->stream) rc = fr__tool_parser_create(r->q->tools, r->lm->chat_kind, &r->tp);
     return rc;
 }

@@ -461,6 +461,45 @@ typedef struct fr_gen_stats {
  * keyword that is not supported) or FR_ENOMEM. */
 int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q);
 
+/* JSON Schema → GBNF (schema.c), for response_format, json_schema, and
+ * for whatever else needs a grammar from a schema (tool calls).
+ *
+ * Appends to *out (text NUL-terminated; out->p is fr_realloc'd: start
+ * with {0} and fr_free(out->p) when done) rules whose names all begin
+ * with `prefix` ("PREFIX-…") and one rule named exactly `prefix` that
+ * matches a JSON text valid for `schema`; no "root" rule, so several
+ * schemas (distinct prefixes) can go into one grammar, e.g.
+ *     root ::= "{\"name\": \"f\", \"arguments\": " f ws "}"   + rules of prefix "f".
+ * prefix: 1 to 32 of [A-Za-z0-9_-].
+ *
+ * Supported: type (object, array, string, number, integer, boolean, null,
+ * or an array of them), properties (kept in their order), required (the
+ * others may be left out), additionalProperties (false, true, or a
+ * schema; absent: no other members when properties are listed, any
+ * members when not), enum, const, items (one schema), minItems/maxItems,
+ * anyOf/oneOf (oneOf as anyOf: exclusivity is not enforced), $ref to #,
+ * #/$defs/NAME or #/definitions/NAME (recursive ones too), minLength/
+ * maxLength, format date, time, date-time, uuid; description, title,
+ * $schema, $id, $comment, default, examples, strict and name are ignored.
+ * true or {} is any JSON value.  Any other keyword is refused.
+ * Bounds: maxItems above 100 and maxLength above 1000 count as
+ * unbounded; free-form values ({} or no "items") nest at most 6 deep;
+ * integers have at most 16 digits, fractions 16, exponents 3.
+ * Whitespace: at most one space between tokens (so that a model cannot
+ * loop on whitespace forever), no newlines.
+ *
+ * 0; FR_EINVAL with err holding "PATH: problem", where PATH is empty at
+ * the schema's root or names where, as ".properties.a.items" (so
+ * snprintf("%s%s", "response_format.json_schema.schema", err) reads
+ * "response_format.json_schema.schema.properties.a.items: keyword
+ * 'patternProperties' is not supported"); out is then as it was;
+ * FR_ENOMEM. */
+typedef struct fr_gbnf_buf {
+    char *p;
+    size_t len, cap;
+} fr_gbnf_buf;
+int fr__schema_gbnf(json_t *schema, const char *prefix, fr_gbnf_buf *out, char *err, size_t errcap);
+
 /* Compile q->grammar (fr__gen_run does, before the model is acquired):
  * 0 with *out holding one reference, FR_REPLIED (400 naming "grammar"
  * with the parser's message: line, column, problem) or FR_ENOMEM. */
