@@ -364,17 +364,6 @@ int fr__h_ollama_show(fr_req *rq) {
 
 /* ---- POST /api/generate and /api/chat ---- */
 
-/* root ::= object, JSON as RFC 8259 (llama.cpp's json.gbnf in substance):
- * what "format": "json" constrains the output to. */
-static const char json_gbnf[] =
-    "root   ::= object\n"
-    "value  ::= object | array | string | number | (\"true\" | \"false\" | \"null\") ws\n"
-    "object ::= \"{\" ws ( string \":\" ws value (\",\" ws string \":\" ws value)* )? \"}\" ws\n"
-    "array  ::= \"[\" ws ( value (\",\" ws value)* )? \"]\" ws\n"
-    "string ::= \"\\\"\" ( [^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}) )* \"\\\"\" ws\n"
-    "number ::= (\"-\"? ([0-9] | [1-9] [0-9]{0,15})) (\".\" [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws\n"
-    "ws     ::= | \" \" | \"\\n\" [ \\t]{0,20}\n";
-
 /* A generation in progress (the request's arena). */
 typedef struct orun {
     fr_req *rq;
@@ -569,8 +558,7 @@ static int parse_message(fr_req *rq, json_t *mi, size_t i, fr_chat_msg *out) {
     if (json_array_size(img) > 0)
         return fr__reply_error(rq, 400, "invalid_value", param,
                                "%s.images: this model cannot read images (frugal serves text models)", param);
-    out->role = role;
-    out->content = json_is_string(c) ? json_string_value(c) : "";
+    *out = (fr_chat_msg){.role = role, .content = json_is_string(c) ? json_string_value(c) : ""};
     /* an assistant's tool_calls ({"function": {"name", "arguments": {...}}},
      * as tools.c reads OpenAI's), a tool message's tool_call_id if any
      * (Ollama's tool messages name no call) */
@@ -579,17 +567,44 @@ static int parse_message(fr_req *rq, json_t *mi, size_t i, fr_chat_msg *out) {
     return 0;
 }
 
-/* format: "json" or a JSON schema object → q->grammar. */
+/* A JSON schema as the grammar the output must match (schema.c's
+ * compiler, as response_format's): 400 naming "format" and the keyword it
+ * does not support. */
+static int schema_grammar(fr_req *rq, json_t *schema, fr_gen_req *q) {
+    fr_gbnf_buf b = {0};
+    char err[384];
+    int rc = fr__schema_gbnf(schema, "s", &b, err, sizeof err);
+    if (rc) {
+        fr_free(b.p);
+        return rc == FR_ENOMEM ? rc : fr__reply_error(rq, 400, "invalid_value", "format", "format%s", err);
+    }
+    static const char head[] = "root ::= s\n";
+    char *t = fr__req_alloc(rq, sizeof head + b.len);
+    if (!t) {
+        fr_free(b.p);
+        return FR_ENOMEM;
+    }
+    memcpy(t, head, sizeof head - 1);
+    memcpy(t + sizeof head - 1, b.p, b.len);
+    t[sizeof head - 1 + b.len] = 0;
+    fr_free(b.p);
+    q->grammar = t;
+    return 0;
+}
+
+/* format: "json" (any JSON object, as response_format json_object) or a
+ * JSON schema object → q->grammar. */
 static int parse_format(fr_req *rq, json_t *fmt, fr_gen_req *q) {
     if (!fmt || json_is_null(fmt) || (json_is_string(fmt) && json_string_length(fmt) == 0)) return 0;
-    if (json_is_string(fmt) && strcmp(json_string_value(fmt), "json") == 0) {
-        q->grammar = json_gbnf;
-        return 0;
-    }
-    if (json_is_object(fmt))
-        return fr__reply_error(rq, 400, "unsupported", "format",
-                               "format: JSON schemas are not supported yet (use \"json\")");
-    return fr__reply_error(rq, 400, "invalid_value", "format", "format must be \"json\" or a JSON schema object");
+    if (json_is_object(fmt)) return schema_grammar(rq, fmt, q);
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "json") != 0)
+        return fr__reply_error(rq, 400, "invalid_value", "format",
+                               "format must be \"json\" or a JSON schema object");
+    json_t *any = json_pack("{s:s}", "type", "object");
+    if (!any) return FR_ENOMEM;
+    int rc = schema_grammar(rq, any, q);
+    json_decref(any);
+    return rc;
 }
 
 /* options → the sampler, through gen.c's reader of OpenAI's fields (same

@@ -23,6 +23,8 @@ dir=$(models_dir models tiny-llama-q8_0 tiny-qwen2-q8_0 tiny-bert-q8_0)
 start ollama --models "$dir" --ctx 2048 --parallel 2 || finish
 L=tiny-llama-q8_0 Q=tiny-qwen2-q8_0 B=tiny-bert-q8_0
 jqe() { jq -e "$@" >/dev/null 2>&1; }
+# ollama_err TEXT: the last body is Ollama's error shape, its message containing TEXT
+ollama_err() { jq -e --arg s "$1" '(.error | type == "string") and (.error | contains($s)) and (keys == ["error"])' "$TMP/body" >/dev/null; }
 
 # ---- / and version ----
 check "GET / answers 200" [ "$(http GET /)" = 200 ]
@@ -115,8 +117,47 @@ check "format json, chat streamed: the joined lines parse as a JSON object" \
 post /api/generate '{"model":"'$Q'","prompt":"Reply in JSON","format":"json","stream":false,"options":{"seed":1,"num_predict":30}}' >/dev/null
 check "format json on qwen2: the answer begins as a JSON object" jqe '.response | test("^[{][ \\n\\t]*([\"}])")' "$TMP/body"
 
+# a JSON schema: every answer parses and validates (types, required, maxLength)
+SCHEMA='{"type":"object","properties":{"age":{"type":"integer"},"ok":{"type":"boolean"},"name":{"type":"string","maxLength":12}},"required":["age","ok","name"]}'
+valid='.age | type == "number" and floor == .) and (.ok | type == "boolean") and (.name | type == "string" and length <= 12'
+for m in $L $Q; do
+    for s in 1 2 3; do
+        post /api/chat '{"model":"'$m'","messages":[{"role":"user","content":"x"}],"format":'"$SCHEMA"',"stream":false,"options":{"seed":'$s'}}' >/dev/null
+        check "format schema, $m seed $s: the content parses and validates" \
+            jqe '.message.content | fromjson | ('"$valid"')' "$TMP/body"
+    done
+    post /api/generate '{"model":"'$m'","prompt":"x","format":'"$SCHEMA"',"options":{"seed":9}}' >/dev/null
+    check "format schema, $m, generate streamed: the joined lines validate" \
+        jqe -s '.[:-1] | map(.response) | join("") | fromjson | ('"$valid"')' "$TMP/body"
+done
+check "a schema keyword that cannot be enforced: 400" \
+    [ "$(post /api/chat '{"model":"'$L'","messages":[{"role":"user","content":"x"}],"format":{"type":"object","patternProperties":{}}}')" = 400 ]
+check "the 400 names format and the keyword" ollama_err "format: keyword 'patternProperties'"
+
+# ---- tools ----
+TOOLS='[{"type":"function","function":{"name":"get_weather","description":"Weather of a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]'
+post /api/chat '{"model":"'$Q'","messages":[{"role":"user","content":"Weather in Paris?"}],"stream":false,"options":{"num_predict":2}}' >/dev/null
+p0=$(jb .prompt_eval_count)
+post /api/chat '{"model":"'$Q'","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":'"$TOOLS"',"stream":false,"options":{"num_predict":2}}' >/dev/null
+check "tools are rendered into the prompt ($(jb .prompt_eval_count) > $p0 tokens)" [ "$(jb .prompt_eval_count)" -gt "$p0" ]
+# the random model would never call: a grammar (llama-server's "grammar",
+# read from options as from a body) makes it write the Hermes call
+CALL='root ::= \"<tool_call>\\n{\\\"name\\\": \\\"get_weather\\\", \\\"arguments\\\": {\\\"city\\\": \\\"Paris\\\"}}\\n</tool_call>\"'
+post /api/chat '{"model":"'$Q'","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":'"$TOOLS"',"stream":false,"options":{"grammar":"'"$CALL"'"}}' >/dev/null
+check "a tool call in Ollama's shape (arguments an object), done_reason stop" jqe '
+    .message.tool_calls == [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+    and .message.content == "" and .done_reason == "stop"' "$TMP/body"
+post /api/chat '{"model":"'$Q'","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":'"$TOOLS"',"options":{"grammar":"'"$CALL"'"}}' >/dev/null
+check "streamed: one line carries the call, the text lines none of its syntax" jqe -s '
+    ([.[] | select(.message.tool_calls)] | length == 1 and .[0].done == false
+     and .[0].message.tool_calls[0].function == {"name": "get_weather", "arguments": {"city": "Paris"}})
+    and ([.[].message.content] | join("") | contains("tool_call") | not) and (.[-1].done_reason == "stop")' "$TMP/body"
+post /api/chat '{"model":"'$Q'","stream":false,"tools":'"$TOOLS"',"options":{"num_predict":2},"messages":[{"role":"user","content":"Weather?"},{"role":"assistant","content":"","tool_calls":[{"function":{"name":"get_weather","arguments":{"city":"Paris"}}}]},{"role":"tool","content":"sunny"}]}' >/dev/null
+check "an assistant's tool_calls and a tool message (Ollama's shapes) are accepted" jqe '.done == true and .eval_count == 2' "$TMP/body"
+check "bad tools: 400 naming the field" [ "$(post /api/chat '{"model":"'$Q'","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"bad name"}}]}')" = 400 ]
+check "bad tools: named" ollama_err "tools[0].function.name"
+
 # ---- errors in Ollama's shape ----
-ollama_err() { jq -e --arg s "$1" '(.error | type == "string") and (.error | contains($s)) and (keys == ["error"])' "$TMP/body" >/dev/null; }
 check "unknown model: 404" [ "$(post /api/chat '{"model":"nope","messages":[{"role":"user","content":"x"}]}')" = 404 ]
 check "unknown model: {\"error\": \"model 'nope' not found\"}" ollama_err "model 'nope' not found"
 check "unknown model, generate: 404" [ "$(post /api/generate '{"model":"nope:latest","prompt":"x"}')" = 404 ]

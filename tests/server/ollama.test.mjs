@@ -9,7 +9,9 @@
 // options.num_predict), load and unload by empty generate/chat, embed and
 // embeddings (vectors of the model's width, the same for the same text),
 // a ResponseError with status 404 and Ollama's message for an unknown
-// model, abort() of a stream, and format "json" (the output parses).
+// model, abort() of a stream, format "json" and a JSON schema (the output
+// parses and validates), and tools (a call in Ollama's shape, streamed and
+// not, and the round trip with the tool's result).
 import { Ollama } from 'ollama';
 import { attempt, check, done, eq, port } from './common.mjs';
 
@@ -148,5 +150,45 @@ for (const seed of [1, 2]) {
 const fq = await attempt('format json on qwen2', () =>
   ollama.generate({ model: Q, prompt: 'Reply in JSON', format: 'json', options: { seed: 1, num_predict: 30 } }));
 if (fq) check('format json on qwen2: the answer begins as a JSON object', /^\{\s*("|\})/.test(fq.response), fq.response);
+
+// format: a JSON schema (every answer parses and validates)
+const schema = { type: 'object', properties: { age: { type: 'integer' }, ok: { type: 'boolean' },
+  name: { type: 'string', maxLength: 12 } }, required: ['age', 'ok', 'name'] };
+const validates = (t) => {
+  try {
+    const v = JSON.parse(t);
+    return Number.isInteger(v.age) && typeof v.ok === 'boolean' && typeof v.name === 'string' && v.name.length <= 12;
+  } catch { return false; }
+};
+for (const model of [L, Q]) {
+  for (const seed of [1, 2]) {
+    const r = await attempt(`${model} format schema seed ${seed}`, () =>
+      ollama.chat({ model, messages: [{ role: 'user', content: 'x' }], format: schema, options: { seed } }));
+    if (r) check(`${model} format schema seed ${seed}: parses and validates`, validates(r.message.content), r.message.content);
+  }
+}
+
+// tools: a call in Ollama's shape (the tiny model is made to write the
+// Hermes call by a grammar, llama-server's field, read from options)
+const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather of a city',
+  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+const grammar = 'root ::= "<tool_call>\\n{\\"name\\": \\"get_weather\\", \\"arguments\\": {\\"city\\": \\"Paris\\"}}\\n</tool_call>"';
+const tc = await attempt('chat with tools', () =>
+  ollama.chat({ model: Q, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, options: { grammar } }));
+if (tc) eq('chat with tools: message.tool_calls', tc.message.tool_calls, [{ function: { name: 'get_weather', arguments: { city: 'Paris' } } }]);
+const tcs = await attempt('chat with tools, streamed', async () => {
+  const calls = [];
+  for await (const part of await ollama.chat({ model: Q, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools,
+    options: { grammar }, stream: true })) {
+    if (part.message.tool_calls) calls.push(...part.message.tool_calls);
+  }
+  return calls;
+});
+if (tcs) eq('chat with tools, streamed: the call', tcs, [{ function: { name: 'get_weather', arguments: { city: 'Paris' } } }]);
+if (tc) {
+  const next = await attempt('chat with the tool result', () => ollama.chat({ model: Q, tools, options: { num_predict: 2 },
+    messages: [{ role: 'user', content: 'Weather in Paris?' }, tc.message, { role: 'tool', content: 'sunny' }] }));
+  if (next) check('the tool result round trip answers', next.done === true && next.eval_count === 2, next);
+}
 
 done();
