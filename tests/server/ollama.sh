@@ -98,8 +98,8 @@ check "chat stream:false: one object" jqe '.done == true and .message.role == "a
 check "chat: the streamed text joined = the non-streamed text" [ "$streamed" = "$(jq -j .message.content "$TMP/body")" ]
 post /api/chat '{"model":"'$Q'","messages":[{"role":"user","content":"x"}],"stream":false,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"options":{"num_predict":2}}' >/dev/null
 check "chat with tools is accepted" jqe '.done == true' "$TMP/body"
-post /api/chat '{"model":"'$L'","messages":[{"role":"user","content":"x"}],"stream":false,"options":{"num_predict":2,"num_ctx":999}}' >/dev/null
-check "options.num_ctx accepted" jqe '.done == true' "$TMP/body"
+post /api/chat '{"model":"'$L'","messages":[{"role":"user","content":"x"}],"stream":false,"options":{"num_predict":2,"num_ctx":999,"mirostat":1,"num_gpu":99,"numa":false}}' >/dev/null
+check "options.num_ctx and unknown options accepted" jqe '.done == true' "$TMP/body"
 check "options.num_ctx that cannot apply is logged" grep -q "num_ctx 999 ignored" "$SRV_LOG"
 
 # ---- format: constrained decoding ----
@@ -203,6 +203,14 @@ http GET /api/ps >/dev/null
 exp=$(jb ".models[] | select(.name == \"$L:latest\") | .expires_at")
 secs=$(( $(date -d "$exp" +%s) - $(date +%s) ))
 check "keep_alive 10m: expires_at in about 10 minutes ($secs s)" [ "$secs" -gt 540 ] && [ "$secs" -le 601 ]
+post /api/generate '{"model":"'$L'","keep_alive":"-5m"}' >/dev/null
+http GET /api/ps >/dev/null
+check "keep_alive \"-5m\" (any negative duration): never expires" [ "$(jb ".models[] | select(.name == \"$L:latest\") | .expires_at[:4]")" = 9999 ]
+post /api/generate '{"model":"'$L'","keep_alive":120}' >/dev/null
+http GET /api/ps >/dev/null
+exp=$(jb ".models[] | select(.name == \"$L:latest\") | .expires_at")
+secs=$(( $(date -d "$exp" +%s) - $(date +%s) ))
+check "keep_alive 120 (seconds): expires_at in about 2 minutes ($secs s)" [ "$secs" -gt 100 ] && [ "$secs" -le 121 ]
 post /api/chat '{"model":"'$L'","messages":[],"keep_alive":0}' >/dev/null
 check "empty chat with keep_alive 0: unload" jqe '.done_reason == "unload"' "$TMP/body"
 check "after the chat unload /v1/models says unloaded" [ "$(curl -s "$(url /v1/models/$L)" | jq -r .state)" = unloaded ]
@@ -251,4 +259,20 @@ check "keyed server: /api/tags without the key: 401" [ "$(http GET /api/tags)" =
 check "401 in Ollama's shape" jqe '.error | type == "string"' "$TMP/body"
 check "keyed server: with the key: 200" [ "$(http GET /api/tags -H 'Authorization: Bearer sekrit')" = 200 ]
 check "keyed server: GET / needs no key" [ "$(http GET /)" = 200 ]
+
+# ---- busy: 503 with Retry-After, in Ollama's shape ----
+start busy --models "$dir" --ctx 2048 --parallel 1 --queue 1 || finish
+long='{"model":"'$L'","prompt":"x","options":{"num_predict":1900,"temperature":1}}'
+curl -s -N -m 60 "$(url /api/generate)" -d "$long" >/dev/null &
+c1=$!
+poll 10 bash -c "curl -s '$(url /v1/models/$L)' | jq -e '.in_flight >= 1' >/dev/null"
+curl -s -N -m 60 "$(url /api/generate)" -d "$long" >/dev/null &
+c2=$!
+sleep 0.3
+st=$(post /api/generate '{"model":"'$L'","prompt":"x","stream":false,"options":{"num_predict":2}}')
+check "slot and queue full: 503 (got $st)" [ "$st" = 503 ]
+check "503 has Retry-After" [ -n "$(header Retry-After)" ]
+check "503 in Ollama's shape" jqe '(.error | type == "string") and (keys == ["error"])' "$TMP/body"
+kill "$c1" "$c2" 2>/dev/null
+wait "$c1" "$c2" 2>/dev/null
 finish
