@@ -1,5 +1,5 @@
 /*
- * ollama.c — Ollama's API beside OpenAI's (docs: API.md "Ollama's API"),
+ * ollama.c — Ollama's API beside OpenAI's (docs/API-ollama.md),
  * so that tools built for Ollama (ollama-js, Open WebUI, platforms whose
  * LLM is "an Ollama container") work unchanged:
  *
