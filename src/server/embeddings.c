@@ -37,6 +37,11 @@
  * the memory budget and allocated before any work; a reply that cannot
  * be afforded is a 503 naming its size, before any forward pass).
  *
+ * Ollama's POST /api/embed and /api/embeddings (ollama.c) come through
+ * the same path (fr__embeddings_ollama) and differ only in their fields
+ * and reply: {"model", "embeddings": [[...]], "total_duration",
+ * "load_duration", "prompt_eval_count"} and the older {"embedding": [...]}.
+ *
  * The cache key is the model's file tag (path, size, mtime: a changed file
  * never serves old vectors), a byte for the kind of input, and the input
  * (the text, or the token ids).  The value is the vector and the input's
@@ -51,6 +56,7 @@
 #include "base/err.h"
 #include "base/lru.h"
 #include "base/mem.h"
+#include "base/sysinfo.h"
 #include "manager/loader_gguf.h"
 #include "server/reply_int.h"
 #include "server/server_int.h"
@@ -68,9 +74,15 @@ typedef struct item {
     bool cut;                   /* a truncated text: not cached (its key is the whole text) */
 } item;
 
+/* The reply's shape. */
+enum { SHAPE_OPENAI, SHAPE_OLLAMA, SHAPE_OLLAMA_LEGACY };
+
 typedef struct embed_req {
     fr_req *rq;
     const char *model;
+    int shape;
+    int64_t keep_alive_ms;      /* as fr_manager_acquire */
+    double load_ms;             /* the acquire's time (Ollama's load_duration) */
     fr_handle *h;
     fr_loaded_model *lm;
     item *items;
@@ -143,8 +155,10 @@ static int parse_input(fr_req *rq, json_t *in, embed_req *e) {
 
 /* Acquire the model and check it can do `cap`. */
 static int acquire(fr_req *rq, embed_req *e, unsigned cap, const char *what) {
-    int rc = fr__models_acquire(rq, e->model, -2, cap, what, &e->h);
+    double t0 = fr_now_s();
+    int rc = fr__models_acquire(rq, e->model, e->keep_alive_ms, cap, what, &e->h);
     if (rc) return rc;
+    e->load_ms = (fr_now_s() - t0) * 1e3;
     e->lm = fr_handle_obj(e->h);
     e->n_out = fr_batcher_n_out(e->lm->batcher);
     return 0;
@@ -273,7 +287,7 @@ static void base64_into(const void *p, size_t n, char *o, size_t *out_len) {
 
 #define ITEM_HEAD_MAX 72    /* ,{"object":"embedding","index":<20 digits>,"embedding": (64) */
 #define ITEM_TAIL_MAX 4     /* ]}, or "}, */
-#define REPLY_TAIL_MAX 128  /* ],"model": + usage with two 20-digit numbers */
+#define REPLY_TAIL_MAX 160  /* ],"model": + usage with two 20-digit numbers; Ollama's three */
 
 /* The reply's size at most (b64: each vector a base64 string). */
 static size_t reply_bound(const embed_req *e, bool b64, size_t model_json_len) {
@@ -310,10 +324,15 @@ static size_t put(char *p, const char *s) {
 static size_t write_reply(const embed_req *e, bool b64, const char *model_json, uint64_t tokens,
                           char *out) {
     char *p = out;
-    p += put(p, "{\"object\":\"list\",\"data\":[");
+    if (e->shape == SHAPE_OLLAMA) p += sprintf(p, "{\"model\":%s,\"embeddings\":[", model_json);
+    else if (e->shape == SHAPE_OLLAMA_LEGACY) p += put(p, "{\"embedding\":");
+    else p += put(p, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < e->n; i++) {
         const float *v = e->vecs + i * (size_t)e->n_out;
-        p += sprintf(p, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
+        if (e->shape == SHAPE_OPENAI)
+            p += sprintf(p, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
+        else if (i)
+            *p++ = ',';
         if (b64) {
             size_t len;
             *p++ = '"';
@@ -328,7 +347,17 @@ static size_t write_reply(const embed_req *e, bool b64, const char *model_json, 
             }
             *p++ = ']';
         }
-        *p++ = '}';
+        if (e->shape == SHAPE_OPENAI) *p++ = '}';
+    }
+    if (e->shape == SHAPE_OLLAMA_LEGACY) {
+        p += put(p, "}");
+        return (size_t)(p - out);
+    }
+    if (e->shape == SHAPE_OLLAMA) {
+        double total_ms = (fr_now_s() - e->rq->t_start) * 1e3;
+        p += sprintf(p, "],\"total_duration\":%lld,\"load_duration\":%lld,\"prompt_eval_count\":%llu}",
+                     (long long)(total_ms * 1e6), (long long)(e->load_ms * 1e6), (unsigned long long)tokens);
+        return (size_t)(p - out);
     }
     p += put(p, "],\"model\":");
     p += put(p, model_json);
@@ -345,9 +374,11 @@ static int open_body(fr_req *rq, fr_body *b, embed_req *e) {
     return rc;
 }
 
+static int embed(fr_req *rq, embed_req *e, bool b64, bool truncate, const char *model_json);
+
 int fr__h_embeddings(fr_req *rq) {
     fr_body b;
-    embed_req e = {.rq = rq};
+    embed_req e = {.rq = rq, .shape = SHAPE_OPENAI, .keep_alive_ms = FR_KEEP_ALIVE_INHERIT};
     int rc;
     if ((rc = open_body(rq, &b, &e)) || (rc = parse_input(rq, json_object_get(b.obj, "input"), &e))) return rc;
     json_t *body = b.obj;
@@ -369,31 +400,64 @@ int fr__h_embeddings(fr_req *rq) {
         return fr__reply_error(rq, 400, "invalid_value", "dimensions",
                                "model '%.128s' gives vectors of %d dimensions", e.model, (int)e.n_out);
     }
-    /* the reply's memory, admitted and allocated before any work */
-    char *model_json = json_dumps(json_object_get(body, "model"), JSON_ENCODE_ANY), *reply = NULL;
+    char *model_json = json_dumps(json_object_get(body, "model"), JSON_ENCODE_ANY);
     if (!model_json) {
         release(&e);
         return FR_ENOMEM;
     }
-    size_t cap = reply_bound(&e, b64, strlen(model_json));
-    if ((rc = admit(rq, &e, b64, cap)) || !(reply = fr_malloc(cap))) {
-        release(&e);
-        fr_free(model_json);
+    rc = embed(rq, &e, b64, truncate, model_json);
+    fr_free(model_json);
+    return rc;
+}
+
+/* The rest of a request whose model e holds: reply with its vectors. */
+static int embed(fr_req *rq, embed_req *e, bool b64, bool truncate, const char *model_json) {
+    int rc;
+    /* the reply's memory, admitted and allocated before any work */
+    char *reply = NULL;
+    size_t cap = reply_bound(e, b64, strlen(model_json));
+    if ((rc = admit(rq, e, b64, cap)) || !(reply = fr_malloc(cap))) {
+        release(e);
         return rc ? rc : FR_ENOMEM;
     }
     uint64_t tokens = 0;
-    if ((rc = compute(rq, &e, truncate, &tokens))) {
-        release(&e);
-        fr_free(model_json);
+    if ((rc = compute(rq, e, truncate, &tokens))) {
+        release(e);
         fr_free(reply);
         return rc;
     }
     fr__req_set_tokens(rq, (int32_t)tokens, 0);
-    size_t len = write_reply(&e, b64, model_json, tokens, reply);
-    release(&e);
-    fr_free(model_json);
+    size_t len = write_reply(e, b64, model_json, tokens, reply);
+    release(e);
     char *shrunk = fr_realloc(reply, len);    /* give back the bound's slack */
     return fr__reply_owned(rq, 200, "application/json", shrunk ? shrunk : reply, len);
+}
+
+int fr__embeddings_ollama(fr_req *rq, const char *model, const char *name, bool legacy, int64_t keep_alive_ms) {
+    fr_body b;
+    embed_req e = {.rq = rq, .model = model, .shape = legacy ? SHAPE_OLLAMA_LEGACY : SHAPE_OLLAMA,
+                   .keep_alive_ms = keep_alive_ms};
+    bool truncate = true;                       /* Ollama's default */
+    int rc;
+    if ((rc = fr__body_need(rq, &b))) return rc;
+    json_t *in = json_object_get(b.obj, legacy ? "prompt" : "input");
+    if (legacy && in && !json_is_string(in))
+        return fr__reply_error(rq, 400, "invalid_value", "prompt", "prompt must be a string");
+    if (legacy && (!in || json_string_length(in) == 0))    /* as Ollama: nothing to embed */
+        return fr__reply_json(rq, 200, json_pack("{s:[]}", "embedding"));
+    if ((rc = parse_input(rq, in, &e)) || (!legacy && (rc = fr__body_bool(&b, "truncate", &truncate))) ||
+        (rc = acquire(rq, &e, FR_CAP_EMBEDDING, "embeddings")))
+        return rc;
+    json_t *nj = json_string(name);
+    char *model_json = nj ? json_dumps(nj, JSON_ENCODE_ANY) : NULL;
+    json_decref(nj);
+    if (!model_json) {
+        release(&e);
+        return FR_ENOMEM;
+    }
+    rc = embed(rq, &e, false, truncate, model_json);
+    fr_free(model_json);
+    return rc;
 }
 
 typedef struct ranked {

@@ -53,7 +53,9 @@
  * the messages, which are its prompt, and "top_k", which is its number of
  * sources), hands over the model it acquired to size that prompt, and
  * lends hooks that reshape the non-streamed reply and add one event at
- * the end of a stream.
+ * the end of a stream.  Ollama's routes (ollama.c) lend hooks that
+ * reshape every streamed chunk (chunk), frame the stream as NDJSON
+ * (ndjson) and read the counters and times as they go (stats).
  *
  * Everything a request allocates for its own bookkeeping comes from the
  * request's arena, except the generation's output, which the scheduler
@@ -610,6 +612,19 @@ static void record(gen_run *r, gen_seq *sq, const fr_gen_out *o) {
     }
     fr__req_set_tokens(r->rq, r->n_prompt, r->n_gen);
     fr__req_set_queue_ms(r->rq, r->queue_ms);
+    if (r->hk && r->hk->stats)
+        *r->hk->stats = (fr_gen_stats){.n_prompt = r->n_prompt, .n_gen = r->n_gen, .queue_ms = r->queue_ms,
+                                       .ttft_ms = r->ttft_ms, .total_ms = r->total_ms, .finish = r->finish};
+}
+
+/* Send a streamed chunk event, through the hook of a handler that
+ * streams another shape. */
+static int send_chunk(fr_sse *st, const gen_run *r, json_t *ev) {
+    if (r->hk && r->hk->chunk) {
+        if (!ev) return FR_ENOMEM;
+        if (!(ev = r->hk->chunk(r->hk->ud, ev))) return 0;
+    }
+    return fr__sse_json(st, ev);
 }
 
 /* The end of a request for the handler that lent its hooks. */
@@ -670,7 +685,7 @@ static int pull_seq(gen_run *r, gen_seq *sq, fr_sse *st, int timeout_ms, bool *s
     for (size_t i = 0; i < json_array_size(choices) && rc == 0; i++) {
         json_t *ev = envelope(r, true, json_pack("[O]", json_array_get(choices, i)));
         if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
-        rc = fr__sse_json(st, ev);
+        rc = send_chunk(st, r, ev);
         *sent = true;
     }
     json_decref(choices);
@@ -690,7 +705,7 @@ static int stream_head(gen_run *r, fr_sse *st) {
         if (!c) continue;
         json_t *ev = envelope(r, true, json_pack("[o]", c));
         if (r->q->include_usage) json_object_set_new(ev, "usage", json_null());
-        rc = fr__sse_json(st, ev);
+        rc = send_chunk(st, r, ev);
     }
     return rc;
 }
@@ -993,7 +1008,8 @@ static int run(fr_req *rq, const fr_gen_req *q, gen_run *r) {
     r->gram = NULL;
     fr__req_on_gone(rq, on_gone, r);
     if (q->stream) {
-        if ((rc = fr__reply_sse(rq, pull, fin, r)) < 0) finish_run(r);
+        if ((rc = r->hk && r->hk->ndjson ? fr__reply_ndjson(rq, pull, fin, r) : fr__reply_sse(rq, pull, fin, r)) < 0)
+            finish_run(r);
         else r->streaming = true;
         return rc;
     }

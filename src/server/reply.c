@@ -14,6 +14,11 @@
  *
  * fr__json_text makes any bytes a JSON string (U+FFFD for what is not
  * UTF-8): generated text, and error messages that quote a client's bytes.
+ *
+ * Errors under /api/ (Ollama's routes, ollama.c, and whatever the server
+ * answers there before a handler runs: 401, 404, 413, 503 draining) take
+ * Ollama's shape, {"error": "message"}, with the same status: Ollama's
+ * clients read the message from that string.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -194,6 +199,16 @@ json_t *fr__error_json(int status, const char *code, const char *param, const ch
                      "param", param, "code", code ? code : status_code(status));
 }
 
+/* Does rq answer in Ollama's error shape? */
+static bool ollama_path(const fr_req *rq) {
+    return rq->path && strncmp(rq->path, "/api/", 5) == 0;
+}
+
+static json_t *error_body(const fr_req *rq, int status, const char *code, const char *param, const char *msg) {
+    if (ollama_path(rq)) return json_pack("{s:o}", "error", fr__json_text(msg, strlen(msg)));
+    return fr__error_json(status, code, param, msg);
+}
+
 int fr__reply_error(fr_req *rq, int status, const char *code, const char *param, const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -202,7 +217,7 @@ int fr__reply_error(fr_req *rq, int status, const char *code, const char *param,
     va_end(ap);
     /* Take the message out of a detail: a failing json_pack below must not
      * be confused with the error being reported. */
-    return fr__reply_json(rq, status, fr__error_json(status, code, param, msg));
+    return fr__reply_json(rq, status, error_body(rq, status, code, param, msg));
 }
 
 const char *fr__err_code(int err, const char *param) {
@@ -227,5 +242,5 @@ int fr__reply_err(fr_req *rq, int err, const char *param) {
     snprintf(msg, sizeof msg, "%s", d && *d ? d : fr_strerror(err));
     int status = fr_errstatus(err);
     if (status >= 500 && status != 503) FR_ERROR("%s: %s %s: %s", rq->id, rq->method, rq->route_name, msg);
-    return fr__reply_json(rq, status, fr__error_json(status, fr__err_code(err, param), param, msg));
+    return fr__reply_json(rq, status, error_body(rq, status, fr__err_code(err, param), param, msg));
 }

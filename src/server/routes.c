@@ -5,7 +5,7 @@
  * method, path pattern, handler, flags.  To add a route, write the handler
  * in the file of its area (health.c health and metrics, gen.c completions,
  * models.c models and memory, embeddings.c embeddings and rerank,
- * collections.c collections), declare it in server_int.h and add its line here.
+ * collections.c collections, ollama.c Ollama's API), declare it in server_int.h and add its line here.
  *
  * Patterns are '/'-separated segments, each a literal or a {name}
  * parameter that matches one non-empty segment.  Matching walks the table
@@ -45,6 +45,16 @@ const fr_route fr__routes[] = {
     {"DELETE", "/v1/collections/{name}/documents/{id}", fr__h_document_delete, 0},
     {"POST", "/v1/collections/{name}/search", fr__h_collection_search, FR_ROUTE_JSON},
     {"POST", "/v1/collections/{name}/ask", fr__h_collection_ask, FR_ROUTE_JSON},
+    /* Ollama's API (ollama.c) */
+    {"GET", "/", fr__h_ollama_root, FR_ROUTE_PUBLIC},
+    {"GET", "/api/version", fr__h_ollama_version, 0},
+    {"GET", "/api/tags", fr__h_ollama_tags, 0},
+    {"GET", "/api/ps", fr__h_ollama_ps, 0},
+    {"POST", "/api/show", fr__h_ollama_show, FR_ROUTE_JSON},
+    {"POST", "/api/generate", fr__h_ollama_generate, FR_ROUTE_JSON},
+    {"POST", "/api/chat", fr__h_ollama_chat, FR_ROUTE_JSON},
+    {"POST", "/api/embed", fr__h_ollama_embed, FR_ROUTE_JSON},
+    {"POST", "/api/embeddings", fr__h_ollama_embeddings, FR_ROUTE_JSON},
 };
 const size_t fr__n_routes = sizeof fr__routes / sizeof fr__routes[0];
 

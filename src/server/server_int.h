@@ -129,6 +129,19 @@ int fr__h_memory_unload(fr_req *rq);
 int fr__h_embeddings(fr_req *rq);
 int fr__h_rerank(fr_req *rq);
 int fr__h_rerank_tei(fr_req *rq);
+/* Ollama's POST /api/embed (legacy false) and /api/embeddings (true):
+ * model is the id to acquire, name the one the reply shows. */
+int fr__embeddings_ollama(fr_req *rq, const char *model, const char *name, bool legacy, int64_t keep_alive_ms);
+/* ollama.c */
+int fr__h_ollama_root(fr_req *rq);
+int fr__h_ollama_version(fr_req *rq);
+int fr__h_ollama_tags(fr_req *rq);
+int fr__h_ollama_ps(fr_req *rq);
+int fr__h_ollama_show(fr_req *rq);
+int fr__h_ollama_generate(fr_req *rq);
+int fr__h_ollama_chat(fr_req *rq);
+int fr__h_ollama_embed(fr_req *rq);
+int fr__h_ollama_embeddings(fr_req *rq);
 /* collections.c */
 int fr__h_collections_create(fr_req *rq);
 int fr__h_collections_list(fr_req *rq);
@@ -441,6 +454,14 @@ typedef struct fr_gen_req {
  * sources).  0, FR_REPLIED (a 400 naming the field) or FR_ENOMEM. */
 int fr__gen_parse_options(const fr_body *b, bool top_k, fr_gen_req *q);
 
+/* What a generation did so far, for hooks that report it themselves
+ * (Ollama's counters and durations): times as fr_gen_out's. */
+typedef struct fr_gen_stats {
+    int32_t n_prompt, n_gen;
+    double queue_ms, ttft_ms, total_ms;
+    int finish;                 /* FR_FINISH_* */
+} fr_gen_stats;
+
 /* schema.c: the structured-output fields of a generation body into
  * q->grammar (fr__gen_parse_options calls it last): "grammar" (GBNF
  * text, as llama-server takes it), "response_format" ({"type": "text"},
@@ -509,6 +530,14 @@ typedef struct fr_gen_hooks {
     json_t *(*body)(void *ud, json_t *completion);
     json_t *(*last_event)(void *ud, json_t *envelope);
     void (*fin)(void *ud);
+    /* Streaming in another shape (Ollama's routes): each chunk event
+     * (the envelope with one choice, stolen) goes through chunk, which
+     * returns the object to send (stolen) or NULL to send nothing; ndjson
+     * frames the stream as NDJSON (fr__reply_ndjson) instead of SSE. */
+    json_t *(*chunk)(void *ud, json_t *event);
+    bool ndjson;
+    /* When not NULL, kept up to date before every hook call. */
+    fr_gen_stats *stats;
 } fr_gen_hooks;
 
 /* Generate for q and answer as POST /v1/chat/completions (or
@@ -611,6 +640,10 @@ typedef void (*fr_sse_fin_fn)(void *ud, bool completed);
  * FR_EINTERNAL when a reply was already queued) fin is NOT called: the
  * caller still owns ud. */
 int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud);
+/* The same stream framed as NDJSON (application/x-ndjson, Ollama's
+ * streams; sse.c): each fr__sse_json/fr__sse_data appends one line, no
+ * [DONE] at the end, no keep-alive, an error as {"error": "message"}. */
+int fr__reply_ndjson(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud);
 /* Append one event "data: <json>\n\n"; steals obj.  FR_ENOMEM. */
 int fr__sse_json(fr_sse *st, json_t *obj);
 /* Append one event with len bytes of data (no newlines in data). */

@@ -36,6 +36,17 @@
  * A client that goes away ends the stream without more bytes: pull sees
  * fr__sse_gone, the producer stops, and the reader ends with an error;
  * fin(ud, false) runs once, from fr__sse_finish, when both sides are done.
+ *
+ * NDJSON (fr__reply_ndjson, Ollama's streams): the same machinery with
+ * another framing, application/x-ndjson, one JSON object a line:
+ *
+ *   {"model":"...","response":"The","done":false}\n
+ *   ...
+ *   {"model":"...","done":true,...}\n         the last line pull appends
+ *
+ * with no end marker, no keep-alive (an empty line is not JSON, and
+ * Ollama's clients parse every line), and an error after the status line
+ * as Ollama sends it: {"error":"message"}\n.
  */
 #include <stdio.h>
 #include <string.h>
@@ -59,6 +70,7 @@ struct fr_sse {
     bool failed;                /* the producer stopped without [DONE]: end with an error */
     bool waiting;               /* the reader suspended the connection for want of bytes */
     bool completed;             /* the reader reported the end of the stream */
+    bool ndjson;                /* NDJSON framing (set before the stream starts) */
     /* the producer's own: */
     bool oom;                   /* an append failed since the last check */
     double last;                /* fr_now_s() of the last append */
@@ -98,6 +110,11 @@ static void flush(fr_sse *st) {
 int fr__sse_data(fr_sse *st, const char *data, size_t len) {
     if (memchr(data, '\n', len) || memchr(data, '\r', len))
         return fr_errf(FR_EINTERNAL, "an SSE event may not contain a line break");
+    if (st->ndjson) {
+        append(st, data, len);
+        append(st, "\n", 1);
+        return st->oom ? FR_ENOMEM : 0;
+    }
     append(st, "data: ", 6);
     append(st, data, len);
     append(st, "\n\n", 2);
@@ -116,7 +133,7 @@ int fr__sse_json(fr_sse *st, json_t *obj) {
 
 bool fr__sse_gone(fr_sse *st, int timeout_ms) {
     if (fr__req_gone(st->rq, timeout_ms)) return true;
-    if (fr_now_s() - st->last >= st->keepalive_s && !st->oom) {
+    if (!st->ndjson && fr_now_s() - st->last >= st->keepalive_s && !st->oom) {
         append(st, ": keep-alive\n\n", 14);
         st->oom = false;                    /* a lost comment is no loss */
         flush(st);
@@ -128,12 +145,16 @@ static void append_error(fr_sse *st, int err) {
     const char *d = fr_errdetail();
     int status = fr_errstatus(err);
     FR_WARN("%s: stream failed: %s", st->rq->id, d && *d ? d : fr_strerror(err));
-    json_t *e = fr__error_json(status, fr__err_code(err, NULL), NULL, d && *d ? d : fr_strerror(err));
+    const char *msg = d && *d ? d : fr_strerror(err);
+    json_t *e = st->ndjson ? json_pack("{s:o}", "error", fr__json_text(msg, strlen(msg)))
+                           : fr__error_json(status, fr__err_code(err, NULL), NULL, msg);
     if (!e || fr__sse_json(st, e)) {
         static const char fallback[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
                                        "\"param\":null,\"code\":\"out_of_memory\"}}";
+        static const char fallback_nd[] = "{\"error\":\"out of memory\"}";
         st->oom = false;
-        fr__sse_data(st, fallback, sizeof fallback - 1);
+        if (st->ndjson) fr__sse_data(st, fallback_nd, sizeof fallback_nd - 1);
+        else fr__sse_data(st, fallback, sizeof fallback - 1);
     }
 }
 
@@ -158,7 +179,7 @@ void fr__sse_produce(fr_sse *st) {
             }
             append_error(st, rc < 0 ? rc : FR_EINTERNAL);
         }
-        append(st, "data: [DONE]\n\n", 14);
+        if (!st->ndjson) append(st, "data: [DONE]\n\n", 14);
         if (st->oom) break;
         pthread_mutex_lock(&rq->mu);
         st->ended = true;
@@ -199,11 +220,12 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
     return out;
 }
 
-int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) {
+static int reply_stream(fr_req *rq, bool ndjson, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) {
     if (rq->status || rq->pending) return fr_errf(FR_EINTERNAL, "%s: stream after a reply", rq->id);
     fr_sse *st = fr_calloc(1, sizeof *st);
     if (!st) return FR_ENOMEM;
     st->rq = rq;
+    st->ndjson = ndjson;
     st->pull = pull;
     st->fin = fin;
     st->ud = ud;
@@ -212,7 +234,9 @@ int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) 
     if (st->keepalive_s > KEEPALIVE_MAX_S) st->keepalive_s = KEEPALIVE_MAX_S;
     if (st->keepalive_s < 1) st->keepalive_s = 1;
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, st, NULL);
-    if (!r || MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream") != MHD_YES ||
+    if (!r ||
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                ndjson ? "application/x-ndjson" : "text/event-stream") != MHD_YES ||
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache") != MHD_YES ||
         MHD_add_response_header(r, "X-Accel-Buffering", "no") != MHD_YES) {
         if (r) MHD_destroy_response(r);
@@ -223,6 +247,14 @@ int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) 
     if (rc < 0) { fr_free(st); return rc; }
     rq->sse = st;
     return FR_REPLIED;
+}
+
+int fr__reply_sse(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) {
+    return reply_stream(rq, false, pull, fin, ud);
+}
+
+int fr__reply_ndjson(fr_req *rq, fr_sse_pull_fn pull, fr_sse_fin_fn fin, void *ud) {
+    return reply_stream(rq, true, pull, fin, ud);
 }
 
 void fr__sse_finish(fr_sse *st, bool completed) {

@@ -47,6 +47,9 @@
 #                by grammar), streamed calls, the round trip, 400s naming the
 #                field; curl and the openai client (tools.test.mjs), on the
 #                chatml, llama3 and mistral call syntaxes
+#   ollama.sh    Ollama's API (/api/...): NDJSON streams, counters, options,
+#                keep_alive load/unload, errors in Ollama's shape, show,
+#                embed, and the official ollama npm client (ollama.test.mjs)
 # and one closing line for all: "server: N passed, N failed".  Under
 # make server-test-san a sanitizer report in any server's stderr fails.
 set -u
@@ -276,10 +279,7 @@ done
 # ---- the acceptance suites: one script each (helpers in lib.sh) ----
 # Each ends with "suite NAME: N passed, N failed"; those add up here.  A
 # suite that dies without its line counts as one failure.
-<<<<<<< HEAD
-for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk structured tools clients; do
-=======
->>>>>>> g16-tools
+for suite in openai shapes rerank budget pressure load badinput embed durability search special hardening hold disk structured tools clients ollama; do
     t0=$(date +%s%N)
     "$HERE/$suite.sh" >"$TMP/suite.out" 2>&1
     rc=$?
