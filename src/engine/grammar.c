@@ -892,6 +892,9 @@ static int ss_add(sset *s, const uint32_t *st, uint32_t len) {
     if (s->n >= FR_GRAMMAR_MAX_STACKS)
         return fr_errf(FR_ETOOLONG, "the grammar is too ambiguous (more than %d parse stacks at once)",
                        FR_GRAMMAR_MAX_STACKS);
+    if (s->n_d + len + 1 > FR_GRAMMAR_MAX_STATE_WORDS)
+        return fr_errf(FR_ETOOLONG, "the grammar is too ambiguous (its parse stacks pass %d positions "
+                       "at once)", FR_GRAMMAR_MAX_STATE_WORDS);
     if (s->n == s->cap) {
         uint32_t cap = s->cap ? 2 * s->cap : 16;
         uint32_t *off = fr_realloc(s->off, (size_t)cap * sizeof *off);
@@ -937,6 +940,9 @@ typedef struct work {
 
 static int work_reserve(work *w, size_t more) {
     if (w->n + more <= w->cap) return 0;
+    if (w->n + more > FR_GRAMMAR_MAX_WORK_WORDS)
+        return fr_errf(FR_ETOOLONG, "the grammar is too ambiguous (its expansion passes %d positions)",
+                       FR_GRAMMAR_MAX_WORK_WORDS);
     size_t cap = w->cap ? 2 * w->cap : 1024;
     while (cap < w->n + more) cap *= 2;
     uint32_t *d = fr_realloc(w->d, cap * sizeof *d);
@@ -1031,7 +1037,7 @@ static int advance(const fr_grammar *g, const sset *in, uint32_t cp, sset *out, 
         if (!group_match(g, top, cp, cp)) continue;
         int rc = work_push(w, g, st, len - 1, group_end(g, top), UINT32_MAX);
         if (rc) return rc;
-        if (w->n > (1u << 20) && (rc = expand(g, w, out))) return rc;
+        if (w->n > FR_GRAMMAR_MAX_WORK_WORDS / 2 && (rc = expand(g, w, out))) return rc;
     }
     return expand(g, w, out);
 }

@@ -46,9 +46,13 @@
  * included), FR_GRAMMAR_MAX_ELEMS elements, repetition counts up to
  * FR_GRAMMAR_MAX_REPEAT; at run time a stack deeper than
  * FR_GRAMMAR_MAX_DEPTH is dropped, a state of more than
- * FR_GRAMMAR_MAX_STACKS stacks or an expansion of more than
- * FR_GRAMMAR_MAX_WORK steps is an error (FR_ETOOLONG: "the grammar is too
- * ambiguous").
+ * FR_GRAMMAR_MAX_STACKS stacks or FR_GRAMMAR_MAX_STATE_WORDS positions, or
+ * an expansion of more than FR_GRAMMAR_MAX_WORK steps or
+ * FR_GRAMMAR_MAX_WORK_WORDS positions, is an error (FR_ETOOLONG: "the
+ * grammar is too ambiguous").  So a matcher holds at most about 84 KiB per
+ * state it keeps (its current one, two spares, and one per byte of the
+ * longest token text during a mask: 22 MiB in the very worst case, some
+ * tens of KiB for JSON grammars) plus an 8 MiB work list at worst.
  *
  * Masks.  fr_gmatcher_mask gives, for the current state, a bitmask of
  * n_vocab bits: token t is allowed when its whole text can be consumed
@@ -80,7 +84,9 @@
 #define FR_GRAMMAR_MAX_ELEMS (1u << 20)
 #define FR_GRAMMAR_MAX_REPEAT 1000         /* m, n in {m,n} */
 #define FR_GRAMMAR_MAX_DEPTH 1024          /* elements on one stack */
-#define FR_GRAMMAR_MAX_STACKS 4096         /* stacks in one state */
+#define FR_GRAMMAR_MAX_STACKS 1024         /* stacks in one state */
+#define FR_GRAMMAR_MAX_STATE_WORDS 16384   /* positions of all stacks of one state */
+#define FR_GRAMMAR_MAX_WORK_WORDS (1 << 21) /* positions on the expansion's work list */
 #define FR_GRAMMAR_MAX_WORK 200000         /* expansion steps per character */
 #define FR_GRAMMAR_MAX_TOKEN 256           /* bytes of a token text the masks consider */
 
