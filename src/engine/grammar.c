@@ -1133,9 +1133,9 @@ typedef struct memo_ent {
     int32_t idx;
 } memo_ent;
 
-#define MEMO_CAP 8192               /* entries (a power of two) */
+#define MEMO_CAP 4096               /* entries (a power of two) */
 #define POOL_MAX 2048               /* sets kept */
-#define POOL_BYTES (2u << 20)       /* their buffers at most */
+#define POOL_BYTES (1u << 20)       /* their buffers at most (past it, no more are kept) */
 
 typedef struct centry {
     uint64_t key, tick;

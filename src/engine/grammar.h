@@ -93,9 +93,12 @@
 /* Bytes of masks a matcher's own cache keeps at most (at least 4 masks). */
 #define FR_GMATCHER_MASK_BYTES (2u << 20)
 /* What the scheduler budgets: a shared cache per model, and per slot a
- * matcher's states (the masks are in the shared cache). */
+ * matcher (the masks are in the shared cache): its states and the memo of
+ * a mask walk (at most 1 MiB of kept sets, 128 KiB of entries) — what
+ * JSON-schema grammars take; a hostile grammar can take more, up to the
+ * limits above. */
 #define FR_GMASK_SHARED_BYTES (8u << 20)
-#define FR_GMATCHER_BUDGET(n_vocab) ((size_t)(256u << 10))
+#define FR_GMATCHER_BUDGET(n_vocab) ((size_t)(3u << 19))
 
 typedef struct fr_grammar fr_grammar;
 typedef struct fr_gvocab fr_gvocab;
