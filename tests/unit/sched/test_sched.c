@@ -480,66 +480,6 @@ static void test_two_models(fr_model *a, fr_model *b, fr_compute *cmp) {
     fr_free(tb);
 }
 
-/* Grammars: the output matches, the request ends "stop" when complete,
- * the scheduler keeps its own reference; errors say what happened. */
-static void test_grammar(fr_model *m, fr_compute *cmp) {
-    fr_sched_config cfg = {.n_ctx = 1200, .n_slots = 2, .n_queue = 2};
-    fr_sched *s = NULL;
-    CHECK_INT(fr_sched_create(m, cmp, &cfg, &s), 0);
-    if (!s) return;
-    int32_t n;
-    int32_t *tok = tokens_of(m, prompts[0], &n);
-    result r;
-    fr_gen *g = NULL;
-    const char *yn = "root ::= \"yes\" | \"no\"";
-    for (int k = 0; k < 2; k++) {
-        fr_grammar *gr = NULL;
-        CHECK_INT(fr_grammar_parse(yn, strlen(yn), &gr), 0);
-        fr_gen_params p = greedy(tok, n, 50);
-        p.sampling.temp = 1;
-        p.sampling.seed = (uint64_t)k;
-        p.grammar = gr;
-        CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
-        fr_grammar_unref(gr);     /* the request holds its own */
-        collect(g, &r);
-        fr_gen_release(g);
-        CHECK_MSG(!strcmp(r.text, "yes") || !strcmp(r.text, "no"), "grammar output '%s'", r.text);
-        CHECK_INT(r.last.finish, FR_FINISH_STOP);
-    }
-    /* too ambiguous: an error that says so */
-    char amb[4096];
-    int k = snprintf(amb, sizeof amb, "root ::= r0 \"!\"\n");
-    for (int i = 0; i < 24; i++) k += snprintf(amb + k, sizeof amb - (size_t)k, "r%d ::= r%d | r%d\n", i, i + 1, i + 1);
-    snprintf(amb + k, sizeof amb - (size_t)k, "r24 ::= \"a\"\n");
-    fr_grammar *gr = NULL;
-    CHECK_INT(fr_grammar_parse(amb, strlen(amb), &gr), 0);
-    fr_gen_params p = greedy(tok, n, 5);
-    p.grammar = gr;
-    CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
-    collect(g, &r);
-    CHECK_INT(r.last.finish, FR_FINISH_ERROR);
-    CHECK_MSG(r.last.error_msg && strstr(r.last.error_msg, "ambiguous"), "error_msg: %s",
-              r.last.error_msg ? r.last.error_msg : "(null)");
-    fr_gen_release(g);
-    fr_grammar_unref(gr);
-    /* a dead end: only ever deeper nesting, which stops at the depth limit */
-    const char *deep = "root ::= \"(\" root \")\"";
-    CHECK_INT(fr_grammar_parse(deep, strlen(deep), &gr), 0);
-    p = greedy(tok, n, 1150);
-    p.grammar = gr;
-    p.n_probs = 0;
-    CHECK_INT(fr_sched_submit(s, &p, &g, NULL), 0);
-    collect(g, &r);
-    CHECK_INT(r.last.finish, FR_FINISH_ERROR);
-    CHECK_MSG(r.last.error_msg && strstr(r.last.error_msg, "dead end"), "error_msg: %s",
-              r.last.error_msg ? r.last.error_msg : "(null)");
-    CHECK(r.len > 0 && strspn(r.text, "(") == r.len);
-    fr_gen_release(g);
-    fr_grammar_unref(gr);
-    fr_free(tok);
-    fr_sched_destroy(s);
-}
-
 int main(void) {
     size_t mem0 = fr_mem_in_use();
     char path[1024];
@@ -558,7 +498,6 @@ int main(void) {
         test_concurrent(llama, cmp, "tiny-llama-f32");
         test_concurrent(qwen, cmp, "tiny-qwen2-q8_0");
         test_finish(llama, cmp);
-        test_grammar(llama, cmp);
         test_two_models(llama, qwen, cmp);
     }
     fr_compute_destroy(cmp);
