@@ -34,6 +34,12 @@
  * match a character starting with those bytes.  Going to the next token,
  * levels up to its common prefix are kept; when the previous token died
  * at a depth within that prefix, the next one dies too without work.
+ * Within one walk, advancing a state by a character is memoised by the
+ * state and by which of its stacks take the character (a bitmask, for
+ * states of at most 64 stacks): all the characters a string accepts
+ * share one advance, so a state inside a string costs one expansion, not
+ * one per distinct character of the vocabulary; the results live in a
+ * pool of sets (bounded) that the levels point into.
  */
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -892,6 +898,9 @@ static int ss_add(sset *s, const uint32_t *st, uint32_t len) {
     if (s->n >= FR_GRAMMAR_MAX_STACKS)
         return fr_errf(FR_ETOOLONG, "the grammar is too ambiguous (more than %d parse stacks at once)",
                        FR_GRAMMAR_MAX_STACKS);
+    if (s->n_d + len + 1 > FR_GRAMMAR_MAX_STATE_WORDS)
+        return fr_errf(FR_ETOOLONG, "the grammar is too ambiguous (its parse stacks pass %d positions "
+                       "at once)", FR_GRAMMAR_MAX_STATE_WORDS);
     if (s->n == s->cap) {
         uint32_t cap = s->cap ? 2 * s->cap : 16;
         uint32_t *off = fr_realloc(s->off, (size_t)cap * sizeof *off);
@@ -937,6 +946,9 @@ typedef struct work {
 
 static int work_reserve(work *w, size_t more) {
     if (w->n + more <= w->cap) return 0;
+    if (w->n + more > FR_GRAMMAR_MAX_WORK_WORDS)
+        return fr_errf(FR_ETOOLONG, "the grammar is too ambiguous (its expansion passes %d positions)",
+                       FR_GRAMMAR_MAX_WORK_WORDS);
     size_t cap = w->cap ? 2 * w->cap : 1024;
     while (cap < w->n + more) cap *= 2;
     uint32_t *d = fr_realloc(w->d, cap * sizeof *d);
@@ -1031,7 +1043,7 @@ static int advance(const fr_grammar *g, const sset *in, uint32_t cp, sset *out, 
         if (!group_match(g, top, cp, cp)) continue;
         int rc = work_push(w, g, st, len - 1, group_end(g, top), UINT32_MAX);
         if (rc) return rc;
-        if (w->n > (1u << 20) && (rc = expand(g, w, out))) return rc;
+        if (w->n > FR_GRAMMAR_MAX_WORK_WORDS / 2 && (rc = expand(g, w, out))) return rc;
     }
     return expand(g, w, out);
 }
@@ -1065,26 +1077,37 @@ enum { STEP_DEAD, STEP_SAME, STEP_NEW };
 /* One byte from (in, u): STEP_SAME (the stacks are unchanged, *u
  * updated), STEP_NEW (out holds the new stacks), STEP_DEAD; or a negative
  * error. */
+enum { STEP_CP = 3 };
+
+/* The UTF-8 side of one byte: STEP_CP with *cp when it finishes a
+ * character, STEP_SAME when it begins or continues one that some stack
+ * could still take, STEP_DEAD. */
+static int utf8_feed(const fr_grammar *g, const sset *in, u8st *u, uint8_t b, uint32_t *cp) {
+    if (u->rem == 0) {
+        if (b < 0x80) {
+            *cp = b;
+            return STEP_CP;
+        }
+        if (b >= 0xC2 && b <= 0xDF) *u = (u8st){b & 0x1Fu, 1, 0x80};
+        else if ((b & 0xF0) == 0xE0) *u = (u8st){b & 0x0Fu, 2, 0x800};
+        else if (b >= 0xF0 && b <= 0xF4) *u = (u8st){b & 0x07u, 3, 0x10000};
+        else return STEP_DEAD;
+        return partial_range(g, in, u) ? STEP_SAME : STEP_DEAD;
+    }
+    if ((b & 0xC0) != 0x80) return STEP_DEAD;
+    u->val = (u->val << 6) | (b & 0x3Fu);
+    u->rem--;
+    if (u->rem) return partial_range(g, in, u) ? STEP_SAME : STEP_DEAD;
+    *cp = u->val;
+    if (*cp < u->min || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF)) return STEP_DEAD;
+    u->val = u->min = 0;
+    return STEP_CP;
+}
+
 static int step_byte(const fr_grammar *g, const sset *in, u8st *u, uint8_t b, sset *out, work *w) {
     uint32_t cp;
-    if (u->rem == 0) {
-        if (b < 0x80) cp = b;
-        else {
-            if (b >= 0xC2 && b <= 0xDF) *u = (u8st){b & 0x1Fu, 1, 0x80};
-            else if ((b & 0xF0) == 0xE0) *u = (u8st){b & 0x0Fu, 2, 0x800};
-            else if (b >= 0xF0 && b <= 0xF4) *u = (u8st){b & 0x07u, 3, 0x10000};
-            else return STEP_DEAD;
-            return partial_range(g, in, u) ? STEP_SAME : STEP_DEAD;
-        }
-    } else {
-        if ((b & 0xC0) != 0x80) return STEP_DEAD;
-        u->val = (u->val << 6) | (b & 0x3Fu);
-        u->rem--;
-        if (u->rem) return partial_range(g, in, u) ? STEP_SAME : STEP_DEAD;
-        cp = u->val;
-        if (cp < u->min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return STEP_DEAD;
-        u->val = u->min = 0;
-    }
+    int r = utf8_feed(g, in, u, b, &cp);
+    if (r != STEP_CP) return r;
     int rc = advance(g, in, cp, out, w);
     if (rc) return rc;
     return out->n ? STEP_NEW : STEP_DEAD;
@@ -1097,6 +1120,22 @@ typedef struct level {
     sset own;
     u8st u;
 } level;
+
+/* Within one mask walk, what advancing a state by a character gave:
+ * (the state's key and size, the character) → a set kept in the pool
+ * (idx), or dead (idx -1).  In a string, every token's next character
+ * leads from the same few states, so most advances are found here. */
+typedef struct memo_ent {
+    uint64_t set_key;
+    uint64_t what;                /* which stacks' tops take the character (a
+                                     state of at most 64 stacks), else it */
+    uint32_t set_n, gen;
+    int32_t idx;
+} memo_ent;
+
+#define MEMO_CAP 4096               /* entries (a power of two) */
+#define POOL_MAX 2048               /* sets kept */
+#define POOL_BYTES (1u << 20)       /* their buffers at most (past it, no more are kept) */
 
 typedef struct centry {
     uint64_t key, tick;
@@ -1149,6 +1188,11 @@ struct fr_gmatcher {
     level *lv;                    /* [FR_GRAMMAR_MAX_TOKEN + 1] */
     fr_gmask_cache *cache;        /* shared, or own_cache */
     fr_gmask_cache *own_cache;
+    memo_ent *memo;               /* [MEMO_CAP], allocated at the first walk */
+    sset *pool;                   /* [POOL_MAX] */
+    int32_t pool_n;
+    size_t pool_bytes;
+    uint32_t gen;                 /* the walk: memo entries of others are stale */
     fr_gmatcher_stats st;
 };
 
@@ -1187,6 +1231,10 @@ void fr_gmatcher_destroy(fr_gmatcher *m) {
         for (int i = 0; i <= FR_GRAMMAR_MAX_TOKEN; i++) ss_free(&m->lv[i].own);
     fr_free(m->lv);
     fr_gmask_cache_destroy(m->own_cache);
+    if (m->pool)
+        for (int32_t i = 0; i < POOL_MAX; i++) ss_free(&m->pool[i]);
+    fr_free(m->pool);
+    fr_free(m->memo);
     fr_grammar_unref(m->g);
     fr_free(m);
 }
@@ -1195,7 +1243,8 @@ size_t fr_gmatcher_bytes(const fr_gmatcher *m) {
     size_t b = sizeof *m + ss_bytes(&m->cur) + ss_bytes(&m->tmp[0]) + ss_bytes(&m->tmp[1]) +
                (m->w.cap + m->w.tmp_cap) * sizeof(uint32_t) +
                (FR_GRAMMAR_MAX_TOKEN + 1) * sizeof(level) +
-               (m->own_cache ? fr_gmask_cache_bytes(m->own_cache) : 0);
+               (m->own_cache ? fr_gmask_cache_bytes(m->own_cache) : 0) +
+               (m->memo ? MEMO_CAP * sizeof *m->memo + POOL_MAX * sizeof *m->pool + m->pool_bytes : 0);
     for (int i = 0; i <= FR_GRAMMAR_MAX_TOKEN; i++) b += ss_bytes(&m->lv[i].own);
     return b;
 }
@@ -1257,8 +1306,68 @@ static uint64_t state_key(const fr_gmatcher *m) {
     return mix64(m->cur.key ^ mix64(((uint64_t)m->cur.n << 40) ^ ((uint64_t)m->u.rem << 32) ^ m->u.val));
 }
 
+/* One byte of a token in the walk: from level a to level b. */
+static int walk_step(fr_gmatcher *m, const level *a, level *b, uint8_t byte) {
+    b->u = a->u;
+    uint32_t cp;
+    int r = utf8_feed(m->g, a->set, &b->u, byte, &cp);
+    if (r == STEP_SAME) b->set = a->set;
+    if (r != STEP_CP) return r;
+    const sset *in = a->set;
+    /* the result depends on the character only through which stacks take
+     * it: characters alike there (most of a string's) share one advance */
+    uint64_t what = (uint64_t)cp | (1ULL << 63);
+    if (in->n <= 64) {
+        what = 0;
+        for (uint32_t i = 0; i < in->n; i++) {
+            uint32_t len;
+            const uint32_t *st = ss_stack(in, i, &len);
+            if (len && group_match(m->g, st[len - 1], cp, cp)) what |= 1ULL << i;
+        }
+        if (!what) return STEP_DEAD;
+    }
+    uint64_t h = mix64(in->key ^ ((uint64_t)in->n << 32) ^ (what * 0x9E3779B97F4A7C15ULL));
+    memo_ent *e = NULL;
+    for (uint32_t k = (uint32_t)h & (MEMO_CAP - 1), probes = 0; probes < 8; k = (k + 1) & (MEMO_CAP - 1), probes++) {
+        memo_ent *x = &m->memo[k];
+        if (x->gen != m->gen) {   /* free: a miss */
+            e = x;
+            break;
+        }
+        if (x->set_key == in->key && x->set_n == in->n && x->what == what) {
+            if (x->idx < 0) return STEP_DEAD;
+            b->set = &m->pool[x->idx];
+            return STEP_NEW;
+        }
+    }
+    bool keep = e && m->pool_n < POOL_MAX && m->pool_bytes < POOL_BYTES;
+    sset *dst = keep ? &m->pool[m->pool_n] : &b->own;
+    size_t before = keep ? ss_bytes(dst) : 0;
+    int rc = advance(m->g, in, cp, dst, &m->w);
+    if (rc) return rc;
+    if (keep) m->pool_bytes += ss_bytes(dst) - before;
+    if (e && (keep || dst->n == 0)) {
+        *e = (memo_ent){.set_key = in->key, .set_n = in->n, .what = what, .gen = m->gen,
+                        .idx = dst->n ? m->pool_n : -1};
+        if (keep && dst->n) m->pool_n++;
+    }
+    if (dst->n == 0) return STEP_DEAD;
+    b->set = dst;
+    return STEP_NEW;
+}
+
 /* The walk over the sorted token texts (see the file's header). */
 static int walk(fr_gmatcher *m, uint64_t *mask, int32_t *n_allowed) {
+    if (!m->memo) {
+        m->memo = fr_calloc(MEMO_CAP, sizeof *m->memo);
+        m->pool = fr_calloc(POOL_MAX, sizeof *m->pool);
+        if (!m->memo || !m->pool) return FR_ENOMEM;
+    }
+    if (++m->gen == 0) {   /* wrapped: clear for real */
+        memset(m->memo, 0, MEMO_CAP * sizeof *m->memo);
+        m->gen = 1;
+    }
+    m->pool_n = 0;
     const fr_gvocab *tv = m->tv;
     level *lv = m->lv;
     memset(mask, 0, m->cache->words * 8);
@@ -1276,15 +1385,12 @@ static int walk(fr_gmatcher *m, uint64_t *mask, int32_t *n_allowed) {
         if (valid > lcp + 1) valid = lcp + 1;
         uint32_t d = valid;
         for (; d <= len; d++) {
-            level *a = &lv[d - 1], *b = &lv[d];
-            b->u = a->u;
-            int r = step_byte(m->g, a->set, &b->u, t[d - 1], &b->own, &m->w);
+            int r = walk_step(m, &lv[d - 1], &lv[d], t[d - 1]);
             if (r < 0) return r;
             if (r == STEP_DEAD) {
                 dead_at = d;
                 break;
             }
-            b->set = r == STEP_NEW ? &b->own : a->set;
         }
         valid = d > len ? len + 1 : d;
         if (dead_at != UINT32_MAX) continue;

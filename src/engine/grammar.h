@@ -46,9 +46,13 @@
  * included), FR_GRAMMAR_MAX_ELEMS elements, repetition counts up to
  * FR_GRAMMAR_MAX_REPEAT; at run time a stack deeper than
  * FR_GRAMMAR_MAX_DEPTH is dropped, a state of more than
- * FR_GRAMMAR_MAX_STACKS stacks or an expansion of more than
- * FR_GRAMMAR_MAX_WORK steps is an error (FR_ETOOLONG: "the grammar is too
- * ambiguous").
+ * FR_GRAMMAR_MAX_STACKS stacks or FR_GRAMMAR_MAX_STATE_WORDS positions, or
+ * an expansion of more than FR_GRAMMAR_MAX_WORK steps or
+ * FR_GRAMMAR_MAX_WORK_WORDS positions, is an error (FR_ETOOLONG: "the
+ * grammar is too ambiguous").  So a matcher holds at most about 84 KiB per
+ * state it keeps (its current one, two spares, and one per byte of the
+ * longest token text during a mask: 22 MiB in the very worst case, some
+ * tens of KiB for JSON grammars) plus an 8 MiB work list at worst.
  *
  * Masks.  fr_gmatcher_mask gives, for the current state, a bitmask of
  * n_vocab bits: token t is allowed when its whole text can be consumed
@@ -80,16 +84,21 @@
 #define FR_GRAMMAR_MAX_ELEMS (1u << 20)
 #define FR_GRAMMAR_MAX_REPEAT 1000         /* m, n in {m,n} */
 #define FR_GRAMMAR_MAX_DEPTH 1024          /* elements on one stack */
-#define FR_GRAMMAR_MAX_STACKS 4096         /* stacks in one state */
+#define FR_GRAMMAR_MAX_STACKS 1024         /* stacks in one state */
+#define FR_GRAMMAR_MAX_STATE_WORDS 16384   /* positions of all stacks of one state */
+#define FR_GRAMMAR_MAX_WORK_WORDS (1 << 21) /* positions on the expansion's work list */
 #define FR_GRAMMAR_MAX_WORK 200000         /* expansion steps per character */
 #define FR_GRAMMAR_MAX_TOKEN 256           /* bytes of a token text the masks consider */
 
 /* Bytes of masks a matcher's own cache keeps at most (at least 4 masks). */
 #define FR_GMATCHER_MASK_BYTES (2u << 20)
 /* What the scheduler budgets: a shared cache per model, and per slot a
- * matcher's states (the masks are in the shared cache). */
+ * matcher (the masks are in the shared cache): its states and the memo of
+ * a mask walk (at most 1 MiB of kept sets, 128 KiB of entries) — what
+ * JSON-schema grammars take; a hostile grammar can take more, up to the
+ * limits above. */
 #define FR_GMASK_SHARED_BYTES (8u << 20)
-#define FR_GMATCHER_BUDGET(n_vocab) ((size_t)(256u << 10))
+#define FR_GMATCHER_BUDGET(n_vocab) ((size_t)(3u << 19))
 
 typedef struct fr_grammar fr_grammar;
 typedef struct fr_gvocab fr_gvocab;

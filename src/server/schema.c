@@ -145,13 +145,20 @@ static void primitives(sc *c) {
     buf_fmt(c, "%s-number ::= %s-integer (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?\n", p, p);
     buf_fmt(c, "%s-boolean ::= \"true\" | \"false\"\n", p);
     buf_fmt(c, "%s-null ::= \"null\"\n", p);
-    buf_fmt(c, "%s-date ::= \"\\\"\" [0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" "
-               "(\"0\" [1-9] | [12] [0-9] | \"3\" [01]) \"\\\"\"\n", p);
+    /* RFC 3339 full-date: days as the month has them, February 29 in
+     * leap years only (divisible by 4; centuries by 400) */
+    buf_fmt(c, "%s-d28 ::= \"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8]\n", p);
+    buf_fmt(c, "%s-md ::= (\"01\" | \"03\" | \"05\" | \"07\" | \"08\" | \"10\" | \"12\") \"-\" "
+               "(%s-d28 | \"29\" | \"30\" | \"31\") | (\"04\" | \"06\" | \"09\" | \"11\") \"-\" "
+               "(%s-d28 | \"29\" | \"30\") | \"02-\" %s-d28\n", p, p, p, p);
+    buf_fmt(c, "%s-leap ::= [0-9] [0-9] ([02468] [48] | [13579] [26] | [2468] \"0\") | "
+               "([02468] [048] | [13579] [26]) \"00\"\n", p);
+    buf_fmt(c, "%s-date-body ::= [0-9]{4} \"-\" %s-md | %s-leap \"-02-29\"\n", p, p, p);
+    buf_fmt(c, "%s-date ::= \"\\\"\" %s-date-body \"\\\"\"\n", p, p);
     buf_fmt(c, "%s-time-body ::= ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9] \":\" [0-5] [0-9] "
                "(\".\" [0-9]{1,6})? (\"Z\" | [+-] ([01] [0-9] | \"2\" [0-3]) \":\" [0-5] [0-9])\n", p);
     buf_fmt(c, "%s-time ::= \"\\\"\" %s-time-body \"\\\"\"\n", p, p);
-    buf_fmt(c, "%s-date-time ::= \"\\\"\" [0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" "
-               "(\"0\" [1-9] | [12] [0-9] | \"3\" [01]) \"T\" %s-time-body \"\\\"\"\n", p, p);
+    buf_fmt(c, "%s-date-time ::= \"\\\"\" %s-date-body \"T\" %s-time-body \"\\\"\"\n", p, p, p);
     buf_fmt(c, "%s-hex ::= [0-9a-fA-F]\n", p);
     buf_fmt(c, "%s-uuid ::= \"\\\"\" %s-hex{8} \"-\" %s-hex{4} \"-\" %s-hex{4} \"-\" %s-hex{4} "
                "\"-\" %s-hex{12} \"\\\"\"\n", p, p, p, p, p, p);
@@ -195,7 +202,7 @@ static const char *const known_keys[] = {
     "type", "properties", "required", "additionalProperties", "enum", "const", "items",
     "minItems", "maxItems", "anyOf", "oneOf", "$ref", "$defs", "definitions", "minLength",
     "maxLength", "format", "description", "title", "$schema", "$id", "$comment", "default",
-    "examples", "strict", "name", NULL};
+    "examples", "strict", "name", "nullable", NULL};
 
 static int check_keys(sc *c, json_t *s) {
     const char *k;
@@ -391,6 +398,22 @@ static int schema_rule(sc *c, json_t *s, int depth, char *name, size_t cap) {
     }
     if (!json_is_object(s)) return sc_fail(c, "a schema must be an object or true");
     if ((rc = check_keys(c, s))) return rc;
+    json_t *nullable = json_object_get(s, "nullable");
+    if (nullable && !json_is_boolean(nullable)) return sc_fail(c, "nullable must be true or false");
+    if (json_is_true(nullable)) {   /* OpenAPI's (openai's zod helper writes it): or null */
+        json_t *inner_s = json_copy(s);
+        if (!inner_s || json_object_del(inner_s, "nullable")) {
+            json_decref(inner_s);
+            return FR_ENOMEM;
+        }
+        char inner[96];
+        rc = schema_rule(c, inner_s, depth + 1, inner, sizeof inner);
+        json_decref(inner_s);
+        if (rc) return rc;
+        new_rule(c, name, cap);
+        buf_fmt(c, "%s ::= %s | %s-null\n", name, inner, c->prefix);
+        return 0;
+    }
     json_t *ref = json_object_get(s, "$ref");
     if (ref) {
         const char *r = json_string_value(ref);

@@ -490,7 +490,8 @@ int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q);
  * members when not), enum, const, items (one schema), minItems/maxItems,
  * anyOf/oneOf (oneOf as anyOf: exclusivity is not enforced), $ref to #,
  * #/$defs/NAME or #/definitions/NAME (recursive ones too), minLength/
- * maxLength, format date, time, date-time, uuid; description, title,
+ * maxLength, format date, time, date-time, uuid, nullable (OpenAPI's,
+ * as openai's zod helper writes it: the value or null); description, title,
  * $schema, $id, $comment, default, examples, strict and name are ignored.
  * true or {} is any JSON value.  Any other keyword is refused.
  * Bounds: maxItems above 100 and maxLength above 1000 count as

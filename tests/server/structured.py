@@ -67,6 +67,13 @@ FORMATS = {
 }
 
 
+def date_ok(v):
+    """RFC 3339 full-date (and the date of a date-time): real days only."""
+    y, m, d = int(v[0:4]), int(v[5:7]), int(v[8:10])
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return 1 <= m <= 12 and 1 <= d <= [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]
+
+
 def is_type(v, t):
     return {"object": lambda: isinstance(v, dict), "array": lambda: isinstance(v, list),
             "string": lambda: isinstance(v, str), "boolean": lambda: isinstance(v, bool),
@@ -93,7 +100,8 @@ def validate(v, s, root):
     if isinstance(v, str):
         if len(v) < s.get("minLength", 0) or len(v) > s.get("maxLength", 1 << 30):
             return "string length %d" % len(v)
-        if "format" in s and not re.match(FORMATS[s["format"]], v):
+        if "format" in s and not (re.match(FORMATS[s["format"]], v) and
+                                  (s["format"] != "date" or date_ok(v))):
             return "%r is not a %s" % (v, s["format"])
     if isinstance(v, list):
         if len(v) < s.get("minItems", 0) or len(v) > s.get("maxItems", 1 << 30):

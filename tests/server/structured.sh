@@ -5,7 +5,8 @@
 # and runs structured.py: 100 generations per model against 5 JSON
 # schemas, each parsed and validated; json_object; GBNF grammars; the
 # 400s for bad grammars and unsupported schema keywords (what it checks is
-# listed there).
+# listed there), then structured.test.mjs: the openai npm client's
+# chat.completions.parse with zodResponseFormat.
 SUITE=structured
 . "$(dirname "$0")/lib.sh"
 
@@ -25,5 +26,7 @@ else
     n=${line#py: }; a=${n%% passed*}; b=${n#*passed, }; b=${b%% failed*}
     pass=$((pass + a)); fail=$((fail + b))
 fi
+# the official openai client with zod (chat.completions.parse)
+PORT=$PORT run_node structured.test.mjs
 check "/health is ok after the structured tests" [ "$(http GET /health)" = 200 ]
 finish
