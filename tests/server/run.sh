@@ -47,6 +47,12 @@
 #                by grammar), streamed calls, the round trip, 400s naming the
 #                field; curl and the openai client (tools.test.mjs), on the
 #                chatml, llama3 and mistral call syntaxes
+#   structured.sh  grammar-constrained output: 100 generations per tiny model
+#                against 5 JSON schemas, each validated; json_object, GBNF
+#                grammars, 400s for bad grammars and unsupported keywords
+#   clients.sh   openai, the AI SDK and LangChain: chat, stream, a tool call
+#                round trip, 100 structured outputs each, embeddings; and
+#                promtool check metrics on /metrics
 #   ollama.sh    Ollama's API (/api/...): NDJSON streams, counters, options,
 #                keep_alive load/unload, errors in Ollama's shape, show,
 #                embed, and the official ollama npm client (ollama.test.mjs)
