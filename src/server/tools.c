@@ -588,6 +588,7 @@ static size_t partial_utf8(const char *s, size_t n) {
 }
 
 static void consume(fr_tool_parser *p, size_t k) {
+    if (k == 0) return;     /* (an empty buffer may be NULL) */
     memmove(p->buf, p->buf + k, p->len - k);
     p->len -= k;
 }
