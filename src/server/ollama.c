@@ -567,42 +567,17 @@ static int parse_message(fr_req *rq, json_t *mi, size_t i, fr_chat_msg *out) {
     return 0;
 }
 
-/* A JSON schema as the grammar the output must match (schema.c's
- * compiler, as response_format's): 400 naming "format" and the keyword it
- * does not support. */
-static int schema_grammar(fr_req *rq, json_t *schema, fr_gen_req *q) {
-    fr_gbnf_buf b = {0};
-    char err[384];
-    int rc = fr__schema_gbnf(schema, "s", &b, err, sizeof err);
-    if (rc) {
-        fr_free(b.p);
-        return rc == FR_ENOMEM ? rc : fr__reply_error(rq, 400, "invalid_value", "format", "format%s", err);
-    }
-    static const char head[] = "root ::= s\n";
-    char *t = fr__req_alloc(rq, sizeof head + b.len);
-    if (!t) {
-        fr_free(b.p);
-        return FR_ENOMEM;
-    }
-    memcpy(t, head, sizeof head - 1);
-    memcpy(t + sizeof head - 1, b.p, b.len);
-    t[sizeof head - 1 + b.len] = 0;
-    fr_free(b.p);
-    q->grammar = t;
-    return 0;
-}
-
 /* format: "json" (any JSON object, as response_format json_object) or a
  * JSON schema object → q->grammar. */
 static int parse_format(fr_req *rq, json_t *fmt, fr_gen_req *q) {
     if (!fmt || json_is_null(fmt) || (json_is_string(fmt) && json_string_length(fmt) == 0)) return 0;
-    if (json_is_object(fmt)) return schema_grammar(rq, fmt, q);
+    if (json_is_object(fmt)) return fr__schema_grammar(rq, fmt, "format", &q->grammar);
     if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "json") != 0)
         return fr__reply_error(rq, 400, "invalid_value", "format",
                                "format must be \"json\" or a JSON schema object");
     json_t *any = json_pack("{s:s}", "type", "object");
     if (!any) return FR_ENOMEM;
-    int rc = schema_grammar(rq, any, q);
+    int rc = fr__schema_grammar(rq, any, "format", &q->grammar);
     json_decref(any);
     return rc;
 }

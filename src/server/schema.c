@@ -549,9 +549,7 @@ int fr__schema_gbnf(json_t *schema, const char *prefix, fr_gbnf_buf *out, char *
 
 /* ================= the request's fields ================= */
 
-/* GBNF for schema: "root ::= s" and the schema's rules, in the request's
- * arena; a 400 naming where (field.path: problem) when not supported. */
-static int schema_grammar(fr_req *rq, json_t *schema, const char *field, const char **out) {
+int fr__schema_grammar(fr_req *rq, json_t *schema, const char *field, const char **out) {
     fr_gbnf_buf b = {0};
     char err[384];
     int rc = fr__schema_gbnf(schema, "s", &b, err, sizeof err);
@@ -606,7 +604,7 @@ int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q) {
         if (set_by)
             return fr__reply_error(rq, 400, "invalid_value", "json_schema",
                                    "json_schema and %s cannot both be given", set_by);
-        if ((rc = schema_grammar(rq, js, "json_schema", &q->grammar))) return rc;
+        if ((rc = fr__schema_grammar(rq, js, "json_schema", &q->grammar))) return rc;
         set_by = "json_schema";
     }
     if (!rf || json_is_null(rf)) return 0;
@@ -645,7 +643,7 @@ int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q) {
         if (!(obj = json_pack("{s:s}", "type", "object"))) return FR_ENOMEM;
         schema = obj;
     }
-    rc = schema_grammar(rq, schema, field, &q->grammar);
+    rc = fr__schema_grammar(rq, schema, field, &q->grammar);
     json_decref(obj);
     return rc;
 }

@@ -471,6 +471,12 @@ typedef struct fr_gen_stats {
  * set a grammar.  0, FR_REPLIED (a 400 naming the field, or the schema
  * keyword that is not supported) or FR_ENOMEM. */
 int fr__gen_parse_structured(const fr_body *b, fr_gen_req *q);
+/* GBNF for a request's JSON schema: "root ::= s" and the schema's rules
+ * (fr__schema_gbnf), in the request's arena, checked by the grammar
+ * parser; a 400 naming where (field.path: problem; param field, or
+ * "response_format" for a field inside it) when it is not supported.
+ * response_format's and Ollama's "format" use it. */
+int fr__schema_grammar(fr_req *rq, json_t *schema, const char *field, const char **out);
 
 /* JSON Schema → GBNF (schema.c), for response_format, json_schema, and
  * for whatever else needs a grammar from a schema (tool calls).
