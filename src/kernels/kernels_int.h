@@ -15,6 +15,7 @@
 #ifndef FR_KERNELS_KERNELS_INT_H
 #define FR_KERNELS_KERNELS_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -102,6 +103,10 @@ static inline int fr__nearest_int(float f) {
  * Optional per type and ISA; each out[r] equals what vec_dot returns for
  * that row, bit for bit, so results do not depend on how rows are grouped. */
 typedef void (*fr__vec_dot4_fn)(int64_t n, const void *w, size_t stride, const void *a, float *out);
+
+/* Whether the CPU has the kernel level `isa` ("neon", "avx2", ...) and
+ * its table is filled (kernels.c). */
+bool fr__kernels_has(const char *isa);
 
 /* The active table's vec_dot4 for a weight type, or NULL (kernels.c). */
 fr__vec_dot4_fn fr__kernels_dot4(int type);
@@ -231,6 +236,56 @@ extern const fr__gemv fr__avx512_gemv_q8_0;
 extern const fr__gemv fr__avx512_gemv_f16;
 extern const fr__gemv fr__avx512_gemv_q4_K;
 extern const fr__gemv fr__avx512_gemv_q6_K;
+
+/* ---- arm/neon.c (AArch64 NEON; neon_dotprod.c builds the quantized
+ * dots again with SDOT as fr__dotprod_*; neon_i8mm.c has SMMLA tiles) ---- */
+
+#define FR__ARM_QDOTS(isa) \
+    float fr__##isa##_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q5_0_q8_0(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q4_1_q8_1(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q5_1_q8_1(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a); \
+    void fr__##isa##_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out); \
+    void fr__##isa##_vec_dot4_q8_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out); \
+    void fr__##isa##_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, \
+                                          size_t astride, float *out); \
+    void fr__##isa##_vec_dot4x4_q8_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, \
+                                          size_t astride, float *out);
+FR__ARM_QDOTS(neon)
+FR__ARM_QDOTS(dotprod)
+#undef FR__ARM_QDOTS
+
+float fr__neon_vec_dot_f32(int64_t n, const void *w, const void *a);
+float fr__neon_vec_dot_f16(int64_t n, const void *w, const void *a);
+float fr__neon_vec_dot_bf16(int64_t n, const void *w, const void *a);
+void fr__neon_dequantize_f16(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_bf16(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q4_0(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q8_0(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q4_K(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q6_K(const void *src, float *dst, int64_t n);
+void fr__neon_quantize_f16(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_bf16(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_q8_0(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_q8_1(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_q8_K(const float *src, void *dst, int64_t n);
+
+/* neon_i8mm.c (SMMLA, vmmlaq_s32): four rows × four activations in 2×2
+ * tiles of 8-byte dots; bit-identical to vec_dot like the others. */
+void fr__i8mm_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+void fr__i8mm_vec_dot4x4_q8_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+void fr__i8mm_vec_dot4x4_q4_K_q8_K(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+void fr__i8mm_vec_dot4x4_q6_K_q8_K(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
 
 /* ---- gemm_avx512.c: register-tiled int8 GEMM for batches (prefill) ----
  *
