@@ -44,6 +44,25 @@ static uint64_t xgetbv0(void) {
 }
 #endif
 
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+
+/* The bits of <asm/hwcap.h> (arch/arm64/include/uapi/asm/hwcap.h), spelled
+ * out so that older headers build too. */
+#define FR_HWCAP_FPHP    (1ul << 9)
+#define FR_HWCAP_ASIMDHP (1ul << 10)
+#define FR_HWCAP_ASIMD   (1ul << 1)
+#define FR_HWCAP_ASIMDDP (1ul << 20)
+#define FR_HWCAP2_I8MM   (1ul << 13)
+
+void fr__cpu_from_hwcap(fr_cpu_features *f, unsigned long hwcap, unsigned long hwcap2) {
+    f->neon = hwcap & FR_HWCAP_ASIMD;
+    f->dotprod = f->neon && (hwcap & FR_HWCAP_ASIMDDP);
+    f->fp16 = f->neon && (hwcap & FR_HWCAP_FPHP) && (hwcap & FR_HWCAP_ASIMDHP);
+    f->i8mm = f->neon && (hwcap2 & FR_HWCAP2_I8MM);
+}
+
 static fr_cpu_features features;
 static int features_done;
 
@@ -71,6 +90,8 @@ const fr_cpu_features *fr_cpu(void) {
             f.avx512bf16 = f.avx512f && (a & (1u << 5));
         }
     }
+#elif defined(__aarch64__)
+    fr__cpu_from_hwcap(&f, getauxval(AT_HWCAP), getauxval(AT_HWCAP2));
 #endif
     features = f;
     features_done = 1;

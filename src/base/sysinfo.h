@@ -21,14 +21,25 @@
 #include <stdint.h>
 
 typedef struct fr_cpu_features {
+    /* x86-64 */
     bool avx, avx2, fma, f16c;
     bool avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16;
     bool avxvnni;
+    /* aarch64: Advanced SIMD (HWCAP_ASIMD), SDOT/UDOT (HWCAP_ASIMDDP),
+     * half-precision arithmetic (HWCAP_FPHP and HWCAP_ASIMDHP), SMMLA
+     * (HWCAP2_I8MM) */
+    bool neon, dotprod, fp16, i8mm;
 } fr_cpu_features;
 
-/* The CPU's features, read once with cpuid (and xgetbv for OS support).
- * Thread-safe after the first call. */
+/* The CPU's features, read once with cpuid (and xgetbv for OS support) on
+ * x86-64, from getauxval(AT_HWCAP/AT_HWCAP2) on aarch64 (the kernel's
+ * word: under qemu-user, the emulated -cpu model's).  Fields of the other
+ * architecture stay false.  Thread-safe after the first call. */
 const fr_cpu_features *fr_cpu(void);
+
+/* Sets f's aarch64 fields from the AT_HWCAP and AT_HWCAP2 words (pure bit
+ * arithmetic, on every architecture, so tests can give it made-up words). */
+void fr__cpu_from_hwcap(fr_cpu_features *f, unsigned long hwcap, unsigned long hwcap2);
 
 /* Physical cores (SMT siblings counted once); at least 1. */
 int fr_physical_cores(void);
