@@ -341,20 +341,27 @@ uint64_t fr_mem_limit(void) {
     return total;
 }
 
-#define MINCORE_CHUNK 4096   /* pages per mincore call: a 4 KiB vector */
+/* Page-size arithmetic (issue 13: a Pi 5 kernel has 16 KiB pages, some
+ * arm64 distributions 64 KiB): nothing here assumes 4 KiB; the page size
+ * comes from sysconf, falling back to 4096 only if sysconf fails. */
+size_t fr_page_size(void) {
+    long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (size_t)ps : 4096;
+}
 
-uint64_t fr_resident_bytes(const void *addr, size_t len) {
-    if (!addr || !len) return 0;
-    long psl = sysconf(_SC_PAGESIZE);
-    uintptr_t ps = psl > 0 ? (uintptr_t)psl : 4096;
+#define MINCORE_CHUNK 4096   /* pages per mincore call (a 4 KiB vector, whatever the page size) */
+
+uint64_t fr__resident_bytes_ps(const void *addr, size_t len, size_t ps,
+                               int (*mincore_fn)(void *, size_t, unsigned char *)) {
+    if (!addr || !len || !ps || (ps & (ps - 1))) return 0;
     uintptr_t start = (uintptr_t)addr, end;
     if (__builtin_add_overflow(start, len, &end)) end = UINTPTR_MAX;
     unsigned char vec[MINCORE_CHUNK];
     uint64_t total = 0;
-    for (uintptr_t a = start & ~(ps - 1); a < end;) {
+    for (uintptr_t a = start & ~(uintptr_t)(ps - 1); a < end;) {
         uintptr_t left = (end - a + ps - 1) / ps;
         size_t pages = left < MINCORE_CHUNK ? (size_t)left : MINCORE_CHUNK;
-        if (mincore((void *)a, pages * ps, vec) == 0) {
+        if (mincore_fn((void *)a, pages * ps, vec) == 0) {
             for (size_t i = 0; i < pages; i++) {
                 if (!(vec[i] & 1)) continue;
                 uintptr_t lo = a + i * ps, hi = lo + ps;
@@ -367,4 +374,8 @@ uint64_t fr_resident_bytes(const void *addr, size_t len) {
         a += pages * ps;
     }
     return total;
+}
+
+uint64_t fr_resident_bytes(const void *addr, size_t len) {
+    return fr__resident_bytes_ps(addr, len, fr_page_size(), mincore);
 }

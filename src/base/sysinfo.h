@@ -79,6 +79,19 @@ uint64_t fr_cgroup_limit(void);
  * of it. */
 uint64_t fr_mem_limit(void);
 
+/* The page size (sysconf(_SC_PAGESIZE): 4 KiB on x86-64, 16 KiB on a Pi 5
+ * kernel, 64 KiB on some arm64 ones; 4096 only if sysconf fails).  Nothing
+ * may assume 4 KiB: page arithmetic takes this value (mincore below: the
+ * GGUF mapping starts at file offset 0 and needs no rounding). */
+size_t fr_page_size(void);
+
+/* fr_resident_bytes for pages of ps bytes with mincore_fn in place of
+ * mincore(2) (which it calls with ps-aligned addresses, lengths that are
+ * multiples of ps and at most 4096 pages at once): tests give it other
+ * page sizes and made-up residency.  0 for a ps that is not a power of two. */
+uint64_t fr__resident_bytes_ps(const void *addr, size_t len, size_t ps,
+                               int (*mincore_fn)(void *, size_t, unsigned char *));
+
 /* Bytes of [addr, addr + len) whose pages are resident now (mincore(2),
  * page by page, in chunks: no allocation).  Partial first and last pages
  * count only their part inside the range.  Parts of the range that are
