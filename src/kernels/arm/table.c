@@ -71,6 +71,16 @@ void fr__arm_fill(fr__table *t, int level) {
 #undef QDOTS
 
 void fr__arm_ops_fill(fr_ops *o, int level) {
-    (void)o;
-    (void)level;
+    if (level != FR__ARM_NEON) return; /* the higher levels keep these */
+    o->rmsnorm = fr__neon_rmsnorm;
+    o->add = fr__neon_add;
+    o->rope = fr__neon_rope;
+    o->scale = fr__neon_scale;
+    o->silu_mul = fr__neon_silu_mul;
+    o->f16_rows = fr__neon_f16_rows;
+    o->att_qk = fr__neon_att_qk;
+    o->att_softmax = fr__neon_att_softmax;
+    o->att_pv = fr__neon_att_pv;
+    o->layernorm = fr__neon_layernorm;
+    o->gelu = fr__neon_gelu;
 }

@@ -15,7 +15,9 @@
  *                  chains against the twin's double accumulator;
  *   quantize_f16   bit-identical on finite values (hardware FCVTN rounds to
  *                  nearest even, as fr_f32_to_f16).
- * It also checks that each level's table holds that level's functions, and
+ * It also checks that each level's table holds that level's functions (and
+ * that fr_ops_get gives arm/ops_neon.c's forward ops, which test_ops
+ * compares with their twins), and
  * that the CPU's best level is the one FRUGAL_EXPECT_ISA names when set
  * (make test runs the arm64 build under qemu-aarch64 with -cpu cortex-a72,
  * cortex-a76 and max and sets it to neon, dotprod and i8mm), so a run that
@@ -30,6 +32,8 @@
 #include "base/mem.h"
 #include "kernels/kernels.h"
 #include "kernels/kernels_int.h"
+#include "kernels/ops.h"
+#include "kernels/ops_int.h"
 
 #define TOL_FDOT_REL 1e-5
 
@@ -203,6 +207,8 @@ static void check_wiring(const char *isa) {
     const fr_type_ops *q4 = fr_kernels_get(FR_TYPE_Q4_0), *q6 = fr_kernels_get(FR_TYPE_Q6_K);
     CHECK(fr_kernels_get(FR_TYPE_F16)->vec_dot == fr__neon_vec_dot_f16);
     CHECK(fr_kernels_get(FR_TYPE_Q8_K)->quantize == fr__neon_quantize_q8_K);
+    CHECK(fr_ops_get()->rmsnorm == fr__neon_rmsnorm); /* the forward ops follow the level */
+    CHECK(fr_ops_get()->att_pv == fr__neon_att_pv);
     if (!strcmp(isa, "neon")) {
         CHECK(q4->vec_dot == fr__neon_vec_dot_q4_0_q8_0);
         CHECK(q6->vec_dot == fr__neon_vec_dot_q6_K_q8_K);

@@ -26,7 +26,8 @@
  *                        whose 1 + tanh cancels for negative x (an absolute
  *                        error of a few 1e-8·|x|);
  *   exact (0)            add, scale, f16_rows (one rounding / none).
- * Each SIMD table the CPU has (AVX2, AVX-512) is compared in turn; one it
+ * Each SIMD table the CPU has (AVX2, AVX-512; on aarch64 the neon, dotprod
+ * and i8mm levels, all with arm/ops_neon.c) is compared in turn; one it
  * lacks is skipped with a message; the twins are checked either way.
  */
 #include <math.h>
@@ -57,7 +58,7 @@ static bool have_simd(void) { return simd_table != NULL; }
 
 static const fr_ops *simd(void) { return simd_table; }
 
-#if defined(__x86_64__) /* for test_exp */
+#if defined(__x86_64__) || defined(__aarch64__) /* for test_exp */
 static int32_t ulp_diff(float a, float b) {
     int32_t ia, ib;
     memcpy(&ia, &a, 4);
@@ -135,15 +136,19 @@ static void test_ref_values(void) {
     CHECK_NEAR(hf[2], 0.333251953125, 0);
 }
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
 /* exp of 16 values with the table's ISA */
 static void simd_exp16(const float *x, float *y) {
+#if defined(__aarch64__)
+    for (int i = 0; i < 16; i += 4) fr__neon_exp4(x + i, y + i);
+#else
     if (simd_table == fr__ops_avx512()) {
         fr__avx512_exp16(x, y);
     } else {
         fr__avx2_exp8(x, y);
         fr__avx2_exp8(x + 8, y + 8);
     }
+#endif
 }
 
 static void test_exp(void) {
@@ -514,7 +519,7 @@ int main(void) {
             continue;
         }
         int before = harness_failed;
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
         test_exp();
 #endif
         test_rows();
