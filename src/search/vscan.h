@@ -43,6 +43,10 @@ void fr__vscan_dot_ref(const int8_t *q, const int8_t *rows, size_t n, size_t dim
 void fr__vscan_dot_avx2(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
 void fr__vscan_dot_avx512(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
 
+/* aarch64 (arm/vscan_neon.c, built twice): plain NEON and SDOT. */
+void fr__vscan_dot_neon(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
+void fr__vscan_dot_dotprod(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
+
 /* aarch64 (arm/vscan_arm.c): the kernel of each level, indexed by
  * FR__ARM_NEON/DOTPROD/I8MM (kernels/kernels_int.h: 1, 2, 3; [0] unused);
  * NULL: the level below's (the twin at the bottom). */

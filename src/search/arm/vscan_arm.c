@@ -10,7 +10,7 @@
 
 const fr_vscan_dot_fn fr__vscan_arm[4] = {
     NULL,       /* [0] unused: the twin, fr__vscan_dot_ref */
-    NULL,       /* FR__ARM_NEON */
-    NULL,       /* FR__ARM_DOTPROD */
+    fr__vscan_dot_neon,     /* FR__ARM_NEON */
+    fr__vscan_dot_dotprod,  /* FR__ARM_DOTPROD (and i8mm: no SMMLA version) */
     NULL,       /* FR__ARM_I8MM */
 };

@@ -1,7 +1,8 @@
 /*
  * test_vscan.c — the exact vector scan (search/vscan.h):
  *
- *   kernels      ref, avx2 and avx512 give the same integers (exact: the
+ *   kernels      ref, avx2 and avx512 (aarch64: neon, dotprod) give the
+ *                same integers (exact: the
  *                sums are of int8 products in int32, no saturation) on
  *                random codes, on all ±127 (the extremes of vpmaddubsw's
  *                pairs and of vpdpbusd), alternating signs and zeros, for
@@ -195,6 +196,9 @@ static void test_select(void) {
     CHECK(fr__vscan_dot_for("neon") == (c->neon ? arm_expect(1) : NULL));
     CHECK(fr__vscan_dot_for("dotprod") == (dp ? arm_expect(2) : NULL));
     CHECK(fr__vscan_dot_for("i8mm") == (mm ? arm_expect(3) : NULL));
+    /* the NEON kernels are listed: SDOT from the dotprod level up */
+    CHECK(fr__vscan_arm[1] == fr__vscan_dot_neon);
+    CHECK(arm_expect(2) == fr__vscan_dot_dotprod && arm_expect(3) == fr__vscan_dot_dotprod);
     CHECK(fr__vscan_dot_for("avx2") == NULL);      /* not this architecture's */
     CHECK(fr__vscan_dot_for("") == NULL);
     CHECK_STR(fr__vscan_isa(), fr_kernels_isa());
