@@ -198,6 +198,8 @@ FR__ARM_QDOTS(dotprod)
 float fr__neon_vec_dot_f32(int64_t n, const void *w, const void *a);
 float fr__neon_vec_dot_f16(int64_t n, const void *w, const void *a);
 float fr__neon_vec_dot_bf16(int64_t n, const void *w, const void *a);
+void fr__neon_vec_dot4x4_f16(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                             float *out);
 void fr__neon_dequantize_f16(const void *src, float *dst, int64_t n);
 void fr__neon_dequantize_bf16(const void *src, float *dst, int64_t n);
 void fr__neon_dequantize_q4_0(const void *src, float *dst, int64_t n);

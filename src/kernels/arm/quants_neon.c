@@ -393,6 +393,34 @@ float fr__neon_vec_dot_bf16(int64_t n, const void *w, const void *a) {
     return sum;
 }
 
+/* F16 four rows × four activations (prefill): 16 four-lane FMA chains,
+ * each weight and activation vector converted once for four products.
+ * Within float rounding of vec_dot (other lane split), as vec_dot4x4
+ * allows. */
+void fr__neon_vec_dot4x4_f16(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                             float *out) {
+    float32x4_t acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < 4; t++) acc[r][t] = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t x[4], y[4];
+        for (int r = 0; r < 4; r++) x[r] = h4((const uint16_t *)((const char *)w + (size_t)r * wstride) + i);
+        for (int t = 0; t < 4; t++) y[t] = h4((const uint16_t *)((const char *)a + (size_t)t * astride) + i);
+        for (int r = 0; r < 4; r++)
+            for (int t = 0; t < 4; t++) acc[r][t] = vfmaq_f32(acc[r][t], x[r], y[t]);
+    }
+    for (int r = 0; r < 4; r++) {
+        const uint16_t *x = (const uint16_t *)((const char *)w + (size_t)r * wstride);
+        for (int t = 0; t < 4; t++) {
+            const uint16_t *y = (const uint16_t *)((const char *)a + (size_t)t * astride);
+            float sum = vaddvq_f32(acc[r][t]);
+            for (int64_t k = i; k < n; k++) sum += f16(x[k]) * f16(y[k]);
+            out[4 * t + r] = sum;
+        }
+    }
+}
+
 void fr__neon_dequantize_f16(const void *src, float *dst, int64_t n) {
     const uint16_t *x = src;
     int64_t i = 0;

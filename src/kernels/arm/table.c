@@ -44,6 +44,7 @@ void fr__arm_fill(fr__table *t, int level) {
         o[FR_TYPE_F16].dequantize = fr__neon_dequantize_f16;
         o[FR_TYPE_F16].quantize = fr__neon_quantize_f16;
         o[FR_TYPE_F16].vec_dot = fr__neon_vec_dot_f16;
+        t->dot4x4[FR_TYPE_F16] = fr__neon_vec_dot4x4_f16;
         o[FR_TYPE_BF16].dequantize = fr__neon_dequantize_bf16;
         o[FR_TYPE_BF16].quantize = fr__neon_quantize_bf16;
         o[FR_TYPE_BF16].vec_dot = fr__neon_vec_dot_bf16;

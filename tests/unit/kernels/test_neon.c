@@ -10,7 +10,8 @@
  *                  to even as nearest_int), every quantized vec_dot (exact
  *                  int32 per block, the twin's scalar float steps), and
  *                  vec_dot4 / vec_dot4x4 against vec_dot of the twin for
- *                  each (row, activation): bit for bit;
+ *                  each (row, activation): bit for bit (F16's vec_dot4x4
+ *                  within TOL_FDOT_REL like the float dots);
  *   TOL_FDOT_REL 1e-5 · Σ|w·a|  F32/F16/BF16 dots: four 4-lane float FMA
  *                  chains against the twin's double accumulator;
  *   quantize_f16   bit-identical on finite values (hardware FCVTN rounds to
@@ -134,6 +135,22 @@ static void check_quantize(const char *isa, int type) {
     CHECK_MSG(bad == 0, "%s quantize %s: %d rows differ from the twin", isa, fr_type_name(type), bad);
 }
 
+/* got = the twin's vec_dot: bit for bit for the quantized types, within
+ * TOL_FDOT_REL·Σ|w·a| for the float ones */
+static bool dot_close(int type, int64_t n, const void *w, const void *aq, float got) {
+    const fr_type_ops *ref = fr_kernels_ref(type);
+    const float want = ref->vec_dot(n, w, aq);
+    if (!float_type(type)) return got == want;
+    float *wf = fr_malloc(4 * (size_t)n), *af = fr_malloc(4 * (size_t)n);
+    ref->dequantize(w, wf, n);
+    fr_kernels_ref(ref->vec_dot_type)->dequantize(aq, af, n);
+    double mag = 0;
+    for (int64_t k = 0; k < n; k++) mag += fabs((double)wf[k] * af[k]);
+    fr_free(af);
+    fr_free(wf);
+    return fabs((double)got - want) <= TOL_FDOT_REL * mag;
+}
+
 /* vec_dot4 (4 rows · 1 activation) and vec_dot4x4 (4 rows · 4
  * activations) of the active table: each output = the twin's vec_dot */
 static void check_dot4(const char *isa, int type) {
@@ -169,7 +186,7 @@ static void check_dot4(const char *isa, int type) {
             d44(n, w, rb, aq, ab, out);
             for (int t = 0; t < 4; t++)
                 for (int r = 0; r < 4; r++)
-                    if (out[4 * t + r] != ref->vec_dot(n, w + r * rb, aq + t * ab) && bad++ < 3)
+                    if (!dot_close(type, n, w + r * rb, aq + t * ab, out[4 * t + r]) && bad++ < 3)
                         fprintf(stderr, "  %s vec_dot4x4 %s n=%lld row %d act %d: %.9g vs %.9g\n", isa,
                                 fr_type_name(type), (long long)n, r, t, out[4 * t + r],
                                 ref->vec_dot(n, w + r * rb, aq + t * ab));
