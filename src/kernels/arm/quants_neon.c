@@ -27,6 +27,9 @@
  * - Dequantizers multiply (and subtract) exactly as the twins.
  * - Float dots (F32, F16, BF16) accumulate in four 4-lane float
  *   accumulators with FMA; the twins in double (float rounding only).
+ *   F16's vec_dot4x4 (prefill) keeps one such chain per (row, token).
+ * arm/table.c puts these in the dispatch levels: the plain ones in neon,
+ * the SDOT dots in dotprod (and so in i8mm, which adds quants_i8mm.c).
  */
 #include <arm_neon.h>
 #include <string.h>
