@@ -26,6 +26,7 @@ MODULES="
 engine/model_int.h: forward encoder
 search/index_int.h: ask
 kernels/ops_int.h: table
+kernels/arm/neon_int.h: quants_neon quants_i8mm
 server/reply_int.h: embeddings
 "
 

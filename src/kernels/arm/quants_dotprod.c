@@ -6,4 +6,4 @@
  * kernels.c fills when getauxval reports ASIMDDP, FPHP and ASIMDHP.
  * The functions are named fr__dotprod_*; quants_neon.c explains them.
  */
-#include "quants_neon.c"
+#include "kernels/arm/quants_neon.c"

@@ -3,4 +3,4 @@
  * (-march=armv8.2-a+dotprod+fp16) as fr__vscan_dot_dotprod; vscan_arm.c
  * lists it for the dotprod and i8mm levels, which the CPU must have.
  */
-#include "vscan_neon.c"
+#include "search/arm/vscan_neon.c"
