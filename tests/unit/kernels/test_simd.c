@@ -579,7 +579,7 @@ static void check_arm_levels(const fr_cpu_features *cpu) {
     if (cpu->neon) {
         fr_kernels_force_isa("neon");
         CHECK(fr_kernels_get(FR_TYPE_F32)->vec_dot == fr__neon_vec_dot_f32);
-        CHECK(fr_kernels_get(FR_TYPE_Q8_0)->vec_dot == fr__ref_vec_dot_q8_0_q8_0);
+        CHECK(fr_kernels_get(FR_TYPE_Q8_0)->vec_dot == fr__neon_vec_dot_q8_0_q8_0);
     }
     if (dp) {
         fr_kernels_force_isa("dotprod");
