@@ -16,6 +16,10 @@
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
 #   make bench                benchmarks; writes docs/PERFORMANCE.md
 #   make demo                 build, make a demo model, run it
+#   make CC=aarch64-linux-gnu-gcc  cross-build for arm64 into build/aarch64/
+#   make test-arm             that cross build's tests under qemu-user
+#                             (cortex-a72, cortex-a76, max); part of make test
+#   make bench-arm            frugal bench under qemu (works, not a speed)
 #
 # Warnings are errors (WERROR=0 to relax while hacking).
 
@@ -183,6 +187,28 @@ soak-san:
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  SOAK_MINUTES=$(SOAK_MINUTES) tests/soak/run.sh
 
+# ---- arm64 under emulation (issue 13) ----
+# test-arm cross-builds build/aarch64/ (frugal, unit tests, replays) and
+# runs them under qemu-user at -cpu cortex-a72, cortex-a76 and max, so
+# each aarch64 kernel level (neon, dotprod, i8mm) runs its unit, golden
+# and CLI tests (scripts/test-arm.sh says which and how long).  make test
+# runs it on x86-64 hosts; on an aarch64 host make test runs natively.
+# bins builds what the tests run, for whichever CC.
+ARM_CC ?= aarch64-linux-gnu-gcc
+.PHONY: bins test-arm bench-arm
+bins: $(BIN) $(UNIT_BIN) $(REPLAY_BIN)
+test-arm:
+	@$(MAKE) --no-print-directory CC=$(ARM_CC) bins
+	@FRUGAL_TESTDATA=$(TESTDATA) scripts/test-arm.sh
+
+# frugal bench on the arm64 binary under qemu (-cpu cortex-a76, the Pi 5's
+# core): shows that it runs; emulated speed says nothing about a real board
+# (docs/PERFORMANCE.md, "Raspberry Pi 5").
+bench-arm:
+	@$(MAKE) --no-print-directory CC=$(ARM_CC) build/aarch64/frugal
+	QEMU_LD_PREFIX=/ qemu-aarch64 -cpu cortex-a76 build/aarch64/frugal bench \
+	  -m $(TESTDATA)/models/tiny-llama-q4_0.gguf -p 32 -n 16 -r 1 -t 2
+
 # No file includes a header of a layer above its own or another module's
 # *_int.h (ARCHITECTURE.md's layer order; scripts/check-layers.sh).
 layers:
@@ -209,15 +235,27 @@ FUZZ_LIB    := build/fuzz-lib/libfrugal.a
 fuzz: $(FUZZ_BIN)
 fuzz-smoke: fuzz
 	@FRUGAL_TESTDATA=$(TESTDATA) scripts/fuzz-smoke.sh
+# x86: every file with the AVX-512 flags (as before); aarch64: baseline,
+# the arm/ kernel files with their own -march.
+FUZZ_ARCH_FLAGS := $(if $(filter x86,$(ARCH_DIR)),$(AVX512_FLAGS))
 build/fuzz-lib/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) $(FUZZ_ARCH_FLAGS) -MMD -MP -c $< -o $@
+build/fuzz-lib/%_neon.o: %_neon.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) $(NEON_FLAGS) -MMD -MP -c $< -o $@
+build/fuzz-lib/%_dotprod.o: %_dotprod.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) $(DOTPROD_FLAGS) -MMD -MP -c $< -o $@
+build/fuzz-lib/%_i8mm.o: %_i8mm.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_LIB_CFLAGS) $(I8MM_FLAGS) -MMD -MP -c $< -o $@
 $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_http.h $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AVX512_FLAGS) $< $(FUZZ_LIB) -o $@ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_ARCH_FLAGS) $< $(FUZZ_LIB) -o $@ $(LDLIBS)
 
 # ---- benchmarks and demo ----
 bench: $(BIN)

@@ -198,6 +198,9 @@ done
 search_md=$(search_section)
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+# the computed (not measured) "## Raspberry Pi 5" section and what follows
+# it are kept as written
+pi_md=$( [ -f "$OUT" ] && awk '/^## Raspberry Pi 5/{p=1} p' "$OUT" )
 {
 cat <<EOF2
 # Performance
@@ -265,6 +268,7 @@ $serve_rows
 - Peak RSS of the server during the run: $(sj "'%.0f' % d['peak_rss_mib']") MiB (file $(awk "BEGIN{printf \"%.0f\", $(stat -c %s "$DIR/tl-q4_0.gguf")/1048576}") MiB).
 EOF2
 printf '\n%s\n' "$search_md"
+[ -z "$pi_md" ] || printf '\n%s\n' "$pi_md"
 } >"$OUT"
 echo "bench: wrote $OUT" >&2
 cat "$OUT"

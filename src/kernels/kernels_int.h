@@ -168,7 +168,16 @@ typedef struct fr__table {
  * arm/ files named *_neon.c, *_dotprod.c, *_i8mm.c, compiled with -march for that
  * level by the Makefile) and leaves the rest.  The same for the
  * element-wise ops (ops.h): fr__arm_ops_fill(o, level) on a copy of the
- * level below, the reference ops at the bottom. */
+ * level below, the reference ops at the bottom (ops_int.h).  A level may
+ * set any fr__table entry: ops[] members, dot4, dot4x4, gemv, and gemm (a
+ * batched GEMM on the activation layout of x86/gemm_avx512.c below, which
+ * fr_matmul runs when the active level has one).  The search layer's int8
+ * scan has its own list, fr__vscan_arm in search/vscan.h.  Tests:
+ * test_simd checks each level's functions against the twins (add a
+ * check_dot/... line per kernel) and that each level holds what
+ * arm/table.c put in it; test_ops runs every present level's ops table;
+ * test_matmul forces each level; make test-arm runs them under qemu at
+ * cortex-a72 (neon), cortex-a76 (dotprod) and max (i8mm). */
 enum { FR__ARM_NEON = 1, FR__ARM_DOTPROD = 2, FR__ARM_I8MM = 3 };
 void fr__arm_fill(fr__table *t, int level);
 

@@ -553,7 +553,7 @@ static void check_bf16_edges(void) {
 /* The CPU's levels (fr_cpu from getauxval; under qemu-user the -cpu
  * model's): the best is the one kernels.c reports, each present one can
  * be forced, FRUGAL_ISA caps the start-up choice, and FRUGAL_EXPECT_ISA
- * (set by tests/arm/run.sh from the -cpu model) is the best it must find. */
+ * (set by scripts/test-arm.sh from the -cpu model) is the best it must find. */
 static void check_arm_levels(const fr_cpu_features *cpu) {
     const bool dp = cpu->neon && cpu->dotprod && cpu->fp16, mm = dp && cpu->i8mm;
     const char *best = mm ? "i8mm" : dp ? "dotprod" : cpu->neon ? "neon" : "ref";
