@@ -25,6 +25,8 @@ LAYERS="base kernels engine sched manager router search tasks server cli"
 MODULES="
 engine/model_int.h: forward encoder
 search/index_int.h: ask
+kernels/ops_int.h: table
+kernels/arm/neon_int.h: quants_neon quants_i8mm
 server/reply_int.h: embeddings
 "
 

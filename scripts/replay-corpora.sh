@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Replay every fuzz target's committed corpus (tests/fuzz/corpus/NAME) with
-# its plain-main replay binary.
+# its plain-main replay binary (run through $FRUGAL_EXEC when set:
+# qemu-aarch64 in scripts/test-arm.sh).
 set -u
 dir=$1; bad=0; n=0
 for b in "$dir"/fuzz_*; do
@@ -8,7 +9,7 @@ for b in "$dir"/fuzz_*; do
     name=$(basename "$b"); name=${name#fuzz_}
     corpus=tests/fuzz/corpus/$name
     if [ ! -d "$corpus" ]; then echo "replay: no corpus for $name"; bad=$((bad+1)); continue; fi
-    if "$b" "$corpus" >/tmp/replay.$$ 2>&1; then
+    if ${FRUGAL_EXEC-} "$b" "$corpus" >/tmp/replay.$$ 2>&1; then
         echo "replay $name: $(tail -n 1 /tmp/replay.$$)"
         n=$((n + 1))
     else

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run unit-test binaries; each ends with "N passed, N failed".  Prints each
 # binary's closing line and a total line in the same form; fails if any
-# binary fails, crashes or prints no closing line.
+# binary fails, crashes or prints no closing line.  FRUGAL_EXEC, when set,
+# is put before each binary (qemu-aarch64: scripts/test-arm.sh).
 set -u
 total_p=0 total_f=0 bad=0
 for t in "$@"; do
-    out=$("$t" 2>&1); rc=$?
+    out=$(${FRUGAL_EXEC-} "$t" 2>&1); rc=$?
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
     if [ -z "$line" ] || [ $rc -ne 0 ]; then
         printf '%s\n' "$out" | tail -n 40

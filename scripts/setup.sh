@@ -4,6 +4,20 @@
 set -eu
 pkgs="build-essential pkg-config clang libclang-rt-14-dev libpcre2-dev libutf8proc-dev libjansson-dev
       libmicrohttpd-dev libinih-dev libsqlite3-dev curl python3 xxd jq iproute2"
+# On amd64 also the arm64 cross build and its emulator (make CC=aarch64-linux-gnu-gcc,
+# make test-arm): the cross compiler, qemu-user, and the arm64 (multiarch) -dev
+# packages of the libraries the Makefile takes from pkg-config.  On an arm64
+# machine the native packages above are all it needs.
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        echo "setup: adding the arm64 architecture (multiarch)"
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+        $SUDO dpkg --add-architecture arm64
+    fi
+    pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+          libpcre2-dev:arm64 libutf8proc-dev:arm64 libjansson-dev:arm64 libmicrohttpd-dev:arm64
+          libinih-dev:arm64 libsqlite3-dev:arm64"
+fi
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -5,8 +5,8 @@
  *
  * Every function here has the signature of one fr_type_ops member
  * (kernels.h).  Names read fr__<isa>_<op>_<type>[_<activation type>]:
- * fr__ref_* are the plain C twins (ref.c), fr__avx2_* (x86_avx2.c) and
- * fr__avx512_* (x86_avx512.c) are only called when the CPU has the ISA.
+ * fr__ref_* are the plain C twins (ref.c), fr__avx2_* (x86/quants_avx2.c) and
+ * fr__avx512_* (x86/quants_avx512.c) are only called when the CPU has the ISA.
  *
  * Half-precision fields are stored as raw uint16_t bits.  Blocks are at
  * least 2-byte aligned in a GGUF mapping (Q8_K, an activation-only type,
@@ -15,6 +15,7 @@
 #ifndef FR_KERNELS_KERNELS_INT_H
 #define FR_KERNELS_KERNELS_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -144,6 +145,93 @@ const fr__gemv *fr__kernels_gemv(int type);
  * use it, so a buffer sized in one mode serves both. */
 const fr__gemv *fr__kernels_gemv_best(int type);
 
+/* One instruction-set level's dispatch table (kernels.c keeps one per
+ * level).  A level starts as a copy of the level below it (the reference
+ * twins at the bottom), so an entry a level does not set keeps the one
+ * below: NULL dot4/dot4x4/gemv/gemm entries mean "none, use vec_dot". */
+typedef struct fr__table {
+    fr_type_ops ops[FR_TYPE_COUNT];
+    fr__vec_dot4_fn dot4[FR_TYPE_COUNT];
+    fr__vec_dot4x4_fn dot4x4[FR_TYPE_COUNT];
+    const fr__gemv *gemv[FR_TYPE_COUNT];
+    const struct fr__gemm_ops *gemm;      /* batched int8 GEMM, or NULL */
+} fr__table;
+
+/* ---- arm/: the aarch64 levels ----
+ *
+ * On aarch64, kernels.c has the levels ref < neon < dotprod < i8mm
+ * (FRUGAL_ISA=ref|neon|dotprod|i8mm caps them), each filled only when
+ * getauxval says the CPU has it (fr_cpu: neon = ASIMD; dotprod = ASIMDDP
+ * and FPHP+ASIMDHP; i8mm = HWCAP2_I8MM on top).  For each present level
+ * in turn it copies the table below and calls fr__arm_fill(t, level),
+ * which sets what that level has (arm/table.c; the functions live in
+ * arm/ files named *_neon.c, *_dotprod.c, *_i8mm.c, compiled with -march for that
+ * level by the Makefile) and leaves the rest.  The same for the
+ * element-wise ops (ops.h): fr__arm_ops_fill(o, level) on a copy of the
+ * level below, the reference ops at the bottom (ops_int.h).  A level may
+ * set any fr__table entry: ops[] members, dot4, dot4x4, gemv, and gemm (a
+ * batched GEMM on the activation layout of x86/gemm_avx512.c below, which
+ * fr_matmul runs when the active level has one).  The search layer's int8
+ * scan has its own list, fr__vscan_arm in search/vscan.h.  Tests:
+ * test_simd checks each level's functions against the twins (add a
+ * check_dot/... line per kernel) and that each level holds what
+ * arm/table.c put in it; test_ops runs every present level's ops table;
+ * test_matmul forces each level; make test-arm runs them under qemu at
+ * cortex-a72 (neon), cortex-a76 (dotprod) and max (i8mm). */
+enum { FR__ARM_NEON = 1, FR__ARM_DOTPROD = 2, FR__ARM_I8MM = 3 };
+void fr__arm_fill(fr__table *t, int level);
+
+/* arm/quants_neon.c (armv8-a: fr__neon_*); arm/quants_dotprod.c builds
+ * its quantized dots again with SDOT (fr__dotprod_*). */
+#define FR__ARM_QDOTS(isa) \
+    float fr__##isa##_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q5_0_q8_0(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q4_1_q8_1(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q5_1_q8_1(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a); \
+    float fr__##isa##_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a); \
+    void fr__##isa##_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out); \
+    void fr__##isa##_vec_dot4_q8_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out); \
+    void fr__##isa##_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, \
+                                          size_t astride, float *out); \
+    void fr__##isa##_vec_dot4x4_q8_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, \
+                                          size_t astride, float *out);
+FR__ARM_QDOTS(neon)
+FR__ARM_QDOTS(dotprod)
+#undef FR__ARM_QDOTS
+
+float fr__neon_vec_dot_f32(int64_t n, const void *w, const void *a);
+float fr__neon_vec_dot_f16(int64_t n, const void *w, const void *a);
+float fr__neon_vec_dot_bf16(int64_t n, const void *w, const void *a);
+void fr__neon_vec_dot4x4_f16(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                             float *out);
+void fr__neon_dequantize_f16(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_bf16(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q4_0(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q8_0(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q4_K(const void *src, float *dst, int64_t n);
+void fr__neon_dequantize_q6_K(const void *src, float *dst, int64_t n);
+void fr__neon_quantize_f16(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_bf16(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_q8_0(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_q8_1(const float *src, void *dst, int64_t n);
+void fr__neon_quantize_q8_K(const float *src, void *dst, int64_t n);
+
+/* arm/quants_i8mm.c (SMMLA, vmmlaq_s32): four rows × four activations in 2×2
+ * tiles of 8-byte dots; bit-identical to vec_dot like the others. */
+void fr__i8mm_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+void fr__i8mm_vec_dot4x4_q8_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+void fr__i8mm_vec_dot4x4_q4_K_q8_K(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+void fr__i8mm_vec_dot4x4_q6_K_q8_K(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
+                                   float *out);
+
 /* ---- ref.c: the reference twins ---- */
 
 void fr__ref_dequantize_f32(const void *src, float *dst, int64_t n);
@@ -187,7 +275,7 @@ float fr__ref_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__ref_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__ref_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a);
 
-/* ---- x86_avx2.c (AVX2 + FMA + F16C) ---- */
+/* ---- x86/quants_avx2.c (AVX2 + FMA + F16C) ---- */
 
 void fr__avx2_dequantize_f16(const void *src, float *dst, int64_t n);
 void fr__avx2_dequantize_q4_0(const void *src, float *dst, int64_t n);
@@ -218,21 +306,21 @@ float fr__avx2_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a);
 
-/* ---- x86_avx512.c (AVX-512 F/BW/VL + VNNI, on ymm registers) ---- */
+/* ---- x86/quants_avx512.c (AVX-512 F/BW/VL + VNNI, on ymm registers) ---- */
 
 float fr__avx512_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
 float fr__avx512_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
 void  fr__avx512_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
 void  fr__avx512_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
                                       float *out);
-/* Decode GEMVs on zmm registers (their prepared layouts: x86_avx512.c). */
+/* Decode GEMVs on zmm registers (their prepared layouts: x86/quants_avx512.c). */
 extern const fr__gemv fr__avx512_gemv_q4_0;
 extern const fr__gemv fr__avx512_gemv_q8_0;
 extern const fr__gemv fr__avx512_gemv_f16;
 extern const fr__gemv fr__avx512_gemv_q4_K;
 extern const fr__gemv fr__avx512_gemv_q6_K;
 
-/* ---- gemm_avx512.c: register-tiled int8 GEMM for batches (prefill) ----
+/* ---- x86/gemm_avx512.c: register-tiled int8 GEMM for batches (prefill) ----
  *
  * For Q4_0, Q8_0 (Q8_0 activations) and Q4_K, Q6_K (Q8_K activations).
  * The activations are converted once per matmul into tiles of
@@ -269,5 +357,15 @@ void fr__avx512_gemm_convert(const fr__gemm *g, const float *x, int ith, int nth
 
 /* y for weight rows [16p, 16p+16) ∩ [0, M) and all N tokens. */
 void fr__avx512_gemm_panel(const fr__gemm *g, int64_t p);
+
+/* A level's GEMM (fr__table.gemm): the two phases above, for the weight
+ * types gemm_type() in matmul.c names, on the activation layout above. */
+typedef struct fr__gemm_ops {
+    void (*convert)(const fr__gemm *g, const float *x, int ith, int nth);
+    void (*panel)(const fr__gemm *g, int64_t p);
+} fr__gemm_ops;
+
+/* The active level's GEMM, or NULL (kernels.c). */
+const fr__gemm_ops *fr__kernels_gemm(void);
 
 #endif

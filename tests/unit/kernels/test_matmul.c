@@ -6,7 +6,7 @@
  * (N ≥ 4 takes the tiled GEMM for Q4_0, Q8_0, Q4_K and Q6_K on AVX-512
  * VNNI: 17 and 30 leave partial token tiles), thread
  * counts 1 (no pool), 1, 2 and 3 (pool), every ISA level the CPU has
- * (ref, avx2, avx512), ldy = M and ldy > M.  The expected value is
+ * (ref, avx2, avx512; on aarch64 ref, neon, dotprod, i8mm), ldy = M and ldy > M.  The expected value is
  *     Σ_k dequant(W)[r][k] · dequant(quant(x[t]))[k]
  * in double, where quant is the active table's quantizer for the
  * activation type (the one fr_matmul uses; test_simd checks it against the
@@ -179,8 +179,13 @@ int main(void) {
 
     size_t mem0 = fr_mem_in_use();
     ktest_seed(42);
+#if defined(__aarch64__)
+    static const char *levels[] = {"ref", "neon", "dotprod", "i8mm"};
+#else
     static const char *levels[] = {"ref", "avx2", "avx512"};
-    for (int pass = 0; pass < 3; pass++) {
+#endif
+    const int n_levels = (int)(sizeof levels / sizeof levels[0]);
+    for (int pass = 0; pass < n_levels; pass++) {
         if (fr_kernels_force_isa(levels[pass]) != 0) continue;   /* not on this CPU */
         const char *isa = fr_kernels_isa();
         printf("ISA: %s\n", isa);
@@ -201,7 +206,7 @@ int main(void) {
     }
     fr_kernels_force_ref(false);
     test_deterministic(pools);
-    for (int l = 0; l < 3; l++)
+    for (int l = 0; l < n_levels; l++)
         if (fr_kernels_force_isa(levels[l]) == 0) test_multi(pools);
     fr_kernels_force_ref(false);
     CHECK_INT(fr_mem_in_use(), mem0);
