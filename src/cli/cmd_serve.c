@@ -79,6 +79,7 @@ int fr_cli_models_start(const fr_serve_config *c, fr_compute **compute, fr_gguf_
                         .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue,
                         .batch_tokens = (int32_t)c->batch_tokens};
     mc.loader = fr_gguf_loader(env);
+    mc.compute = *compute;
     FR_DEBUG("models: dir %s, %zu from the INI file, budget %llu bytes, max loaded %d, %lld threads",
              mc.models_dir ? mc.models_dir : "(none)", mc.n_models, (unsigned long long)mc.budget_bytes,
              (int)mc.max_loaded, (long long)c->threads);
