@@ -141,6 +141,11 @@ int fr_cli_serve(int argc, char **argv) {
     if ((rc = fr_serve_config_env(c, env_get))) return config_error(&st, rc);
     if ((rc = fr_serve_config_args(c, argc, argv, &help))) return config_error(&st, rc);
     if ((rc = fr_serve_config_finish(c))) return config_error(&st, rc);
+    if (c->print_config) {
+        fr_serve_config_print(c, stdout);
+        fr_serve_config_deinit(c);
+        return 0;
+    }
     if (c->models_dir && (rc = check_models_dir(c->models_dir))) return config_error(&st, rc);
     /* The data directory: a bad one (or an existing index that cannot be
      * opened) is a configuration error, exit 2 with one line, before the
