@@ -14,6 +14,7 @@
  *   header_timeout = 10s      max_conns = 1024   max_conns_per_ip = 64
  *   cors_origin = http://app.example:3000, http://localhost:5173
  *   allowed_host = frugal.lan
+ *   profile = auto            (a board profile: see "board profiles" below)
  *
  *   [memory]
  *   budget = 6G | 75%         warning = 80       critical = 90
