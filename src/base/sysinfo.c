@@ -16,6 +16,14 @@
  *   /proc/pressure/memory    "some avg10=0.00 avg60=0.00 avg300=0.00 total=0"
  *                            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0"
  *
+ *   /proc/device-tree/model  "Raspberry Pi 5 Model B Rev 1.0\0"
+ *   thermal_zoneN/temp       millidegrees Celsius, "48312\n"
+ *   thermal_zoneN/type       "cpu-thermal\n"
+ *   trip_point_K_type/_temp  "passive" | "active" | "hot" | "critical", and
+ *                            millidegrees (Documentation/driver-api/thermal)
+ *   get_throttled            hex bits, "0x50005\n" or "50005\n" (the Pi
+ *                            firmware driver, raspberrypi-hwmon / vcgencmd)
+ *
  * The cgroup limit is the tightest memory.max from the process's cgroup
  * up to the root of the mount, since any ancestor's limit binds too.  When
  * the path from /proc/self/cgroup does not exist under /sys/fs/cgroup (a
@@ -348,6 +356,83 @@ size_t fr_page_size(void) {
     long ps = sysconf(_SC_PAGESIZE);
     return ps > 0 ? (size_t)ps : 4096;
 }
+/* ---- board and temperature (FRUGAL_SYSROOT) ---- */
+
+void fr_board_read(fr_board *out) {
+    fr_board b = {.model = ""};
+    char path[SYS_PATH_MAX], buf[16384];
+    if (sys_path(path, sizeof path, "/proc/device-tree/model") && read_small(path, buf, sizeof b.model)) {
+        size_t n = strcspn(buf, "\n");     /* the file ends with a NUL, no newline */
+        memcpy(b.model, buf, n);
+        b.model[n] = 0;
+    }
+    if (sys_path(path, sizeof path, "/proc/cpuinfo") && read_small(path, buf, sizeof buf))
+        for (const char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+            if (!strncmp(p, "processor", 9) && (p[9] == ' ' || p[9] == '\t' || p[9] == ':')) b.cpus++;
+    if (sys_path(path, sizeof path, "/proc/meminfo") && read_small(path, buf, sizeof buf))
+        meminfo_key(buf, "MemTotal", &b.mem_total);
+    *out = b;
+}
+
+/* A millidegree file as degrees; false if missing or not a number. */
+static bool read_millideg(const char *path, double *out) {
+    char buf[32];
+    if (!read_small(path, buf, sizeof buf)) return false;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf) return false;
+    *out = (double)v / 1000.0;
+    return true;
+}
+
+#define THERMAL_ZONES 32        /* zones looked at: thermal_zone0..31 */
+#define TRIP_POINTS   16
+
+void fr_thermal_read(fr_thermal *out) {
+    fr_thermal t = {.fw_throttled = -1};
+    char path[SYS_PATH_MAX], buf[64];
+    int hottest = -1;
+    for (int z = 0; z < THERMAL_ZONES; z++) {
+        double c;
+        if (!sys_path(path, sizeof path, "/sys/class/thermal/thermal_zone%d/temp", z) ||
+            !read_millideg(path, &c))
+            continue;
+        if (t.temp_known && c <= t.temp_c) continue;
+        t.temp_known = true;
+        t.temp_c = c;
+        hottest = z;
+    }
+    if (hottest >= 0) {
+        if (sys_path(path, sizeof path, "/sys/class/thermal/thermal_zone%d/type", hottest) &&
+            read_small(path, buf, sizeof buf)) {
+            size_t n = strcspn(buf, "\n");
+            if (n >= sizeof t.type) n = sizeof t.type - 1;
+            memcpy(t.type, buf, n);
+            t.type[n] = 0;
+        }
+        for (int k = 0; k < TRIP_POINTS; k++) {
+            double c;
+            if (!sys_path(path, sizeof path, "/sys/class/thermal/thermal_zone%d/trip_point_%d_type", hottest, k) ||
+                !read_small(path, buf, sizeof buf))
+                break;
+            if (strncmp(buf, "passive", 7)) continue;
+            if (!sys_path(path, sizeof path, "/sys/class/thermal/thermal_zone%d/trip_point_%d_temp", hottest, k) ||
+                !read_millideg(path, &c) || c <= 0)
+                continue;
+            if (!t.passive_known || c < t.passive_c) t.passive_c = c;
+            t.passive_known = true;
+        }
+    }
+    if (sys_path(path, sizeof path, "/sys/devices/platform/soc/soc:firmware/get_throttled") &&
+        read_small(path, buf, sizeof buf)) {
+        char *end;
+        unsigned long long v = strtoull(buf, &end, 16);
+        if (end != buf) t.fw_throttled = (int64_t)(v & 0xffffffffu);
+    }
+    *out = t;
+}
+
+#define MINCORE_CHUNK 4096   /* pages per mincore call: a 4 KiB vector */
 
 #define MINCORE_CHUNK 4096   /* pages per mincore call (a 4 KiB vector, whatever the page size) */
 

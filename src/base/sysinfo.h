@@ -10,6 +10,10 @@
  *   $FRUGAL_SYSROOT/proc/self/cgroup              (the "0::/path" line)
  *   $FRUGAL_SYSROOT/sys/fs/cgroup/<path>/memory.{max,current,events}
  *   $FRUGAL_SYSROOT/proc/pressure/memory
+ *   $FRUGAL_SYSROOT/proc/device-tree/model, /proc/cpuinfo  (fr_board_read)
+ *   $FRUGAL_SYSROOT/sys/class/thermal/thermal_zoneN/{temp,type,
+ *       trip_point_K_type,trip_point_K_temp}                (fr_thermal_read)
+ *   $FRUGAL_SYSROOT/sys/devices/platform/soc/soc:firmware/get_throttled
  * Missing files are normal (no cgroup v2, a kernel without PSI): the
  * fields say unknown instead of the call failing.
  */
@@ -91,6 +95,33 @@ size_t fr_page_size(void);
  * page sizes and made-up residency.  0 for a ps that is not a power of two. */
 uint64_t fr__resident_bytes_ps(const void *addr, size_t len, size_t ps,
                                int (*mincore_fn)(void *, size_t, unsigned char *));
+/* What board this is, for `frugal serve --profile auto` (cli/serve_config.c
+ * maps it to a profile).  model: /proc/device-tree/model without its
+ * trailing NUL ("Raspberry Pi 5 Model B Rev 1.0"), "" on machines
+ * without a device tree; cpus: "processor" lines of /proc/cpuinfo (0 if
+ * unreadable); mem_total: MemTotal in bytes (0 if unknown).  No heap. */
+typedef struct fr_board {
+    char model[128];
+    int cpus;
+    uint64_t mem_total;
+} fr_board;
+void fr_board_read(fr_board *out);
+
+/* The SoC's temperature and throttle state (manager/pressure.c).  Every
+ * thermal zone is read; the hottest one counts.  passive_c is the lowest
+ * "passive" trip point of that zone (where the kernel starts to throttle
+ * the CPU), fw_throttled the Raspberry Pi firmware's get_throttled bits
+ * (0x1 under-voltage, 0x2 ARM frequency capped, 0x4 throttled, 0x8 soft
+ * temperature limit, now; the same << 16 since boot).  No heap. */
+typedef struct fr_thermal {
+    bool temp_known;
+    double temp_c;              /* degrees Celsius of the hottest zone */
+    char type[32];              /* its type ("cpu-thermal", "x86_pkg_temp") */
+    bool passive_known;
+    double passive_c;
+    int64_t fw_throttled;       /* -1 = no such file */
+} fr_thermal;
+void fr_thermal_read(fr_thermal *out);
 
 /* Bytes of [addr, addr + len) whose pages are resident now (mincore(2),
  * page by page, in chunks: no allocation).  Partial first and last pages

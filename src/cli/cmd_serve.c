@@ -79,6 +79,7 @@ int fr_cli_models_start(const fr_serve_config *c, fr_compute **compute, fr_gguf_
                         .parallel = (int32_t)c->parallel, .queue = (int32_t)c->queue,
                         .batch_tokens = (int32_t)c->batch_tokens};
     mc.loader = fr_gguf_loader(env);
+    mc.compute = *compute;
     FR_DEBUG("models: dir %s, %zu from the INI file, budget %llu bytes, max loaded %d, %lld threads",
              mc.models_dir ? mc.models_dir : "(none)", mc.n_models, (unsigned long long)mc.budget_bytes,
              (int)mc.max_loaded, (long long)c->threads);
@@ -140,6 +141,11 @@ int fr_cli_serve(int argc, char **argv) {
     if ((rc = fr_serve_config_env(c, env_get))) return config_error(&st, rc);
     if ((rc = fr_serve_config_args(c, argc, argv, &help))) return config_error(&st, rc);
     if ((rc = fr_serve_config_finish(c))) return config_error(&st, rc);
+    if (c->print_config) {
+        fr_serve_config_print(c, stdout);
+        fr_serve_config_deinit(c);
+        return 0;
+    }
     if (c->models_dir && (rc = check_models_dir(c->models_dir))) return config_error(&st, rc);
     /* The data directory: a bad one (or an existing index that cannot be
      * opened) is a configuration error, exit 2 with one line, before the

@@ -14,6 +14,7 @@
  *   header_timeout = 10s      max_conns = 1024   max_conns_per_ip = 64
  *   cors_origin = http://app.example:3000, http://localhost:5173
  *   allowed_host = frugal.lan
+ *   profile = auto            (a board profile: see "board profiles" below)
  *
  *   [memory]
  *   budget = 6G | 75%         warning = 80       critical = 90
@@ -55,8 +56,10 @@
 #include "base/sysinfo.h"
 #include "frugal/engine.h"
 
-enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BUDGET, K_DUR, K_PCT, K_KEYS, K_LOG, K_SYNC };
-enum { SRC_INI = 1, SRC_ENV = 2, SRC_FLAG = 3 };
+enum kind { K_STR, K_PATH, K_INT, K_SIZE, K_BUDGET, K_DUR, K_PCT, K_KEYS, K_LOG, K_SYNC, K_PROFILE };
+/* where a setting came from (fr_serve_config.src); the API key lists
+ * compare INI < ENV < FLAG, profiles set no keys */
+enum { SRC_DEFAULT = 0, SRC_INI = 1, SRC_ENV = 2, SRC_FLAG = 3, SRC_PROFILE = 4 };
 
 typedef struct opt {
     const char *section, *key;      /* INI */
@@ -70,6 +73,9 @@ typedef struct opt {
 #define F(field) offsetof(fr_serve_config, field)
 
 static const opt opts[] = {
+    {"server", "profile", "--profile", "FRUGAL_PROFILE", K_PROFILE, F(profile), 0, 0, "NAME",
+     "board profile: the defaults of threads, budget, levels, max_loaded, parallel and queue for a "
+     "board (pi4-4g, pi4-8g, pi5-4g, pi5-8g, pi5-16g, cm4-4g, vps-2c, x86-16g) or auto (none)"},
     {"server", "models", "--models", "FRUGAL_MODELS", K_PATH, F(models_dir), 0, 0, "DIR",
      "folder of *.gguf models offered (default: none)"},
     {"server", "host", "--host", "FRUGAL_HOST", K_STR, F(host), 0, 0, "ADDR", "address to listen on (127.0.0.1)"},
@@ -140,6 +146,105 @@ static const char *const model_keys[] = {"path", "alias", "ctx", "parallel", "ke
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* ---- board profiles ----
+ *
+ * A profile gives values to some settings, written as in the INI file and
+ * run through the same parsers; each applies only where no INI key,
+ * variable or flag set it (fr_serve_config_finish), so the precedence is
+ * default < profile < INI < environment < flag.  Starting points, from the
+ * services frugal replaces: on a Pi, threads = cores − 1 (all are 4-core),
+ * one cached model, warning 60 % / critical 70 % / emergency 95 %, 2
+ * parallel requests; budgets Pi 4 8 GB 5G, Pi 5 16 GB 12G, a 24 GB x86
+ * 18 GB (75 %).  The rest is derived: a 4 GB board keeps the 8 GB board's
+ * ~3 GB for the OS and gets 2.5G; a Pi 5 8 GB is a Pi 4 8 GB; queue is 4
+ * × parallel; a 2-core VPS uses both cores and 60 % of its memory (its
+ * size varies); x86-16g, 75 % (12G of 16 GB, 18G of 24 GB), keeps the
+ * physical-core default and 4 slots, 2 models, levels 70/80/95.  The
+ * table is in the README ("Board profiles"). */
+
+typedef struct profile {
+    const char *name, *what;
+    const char *kv[8][2];           /* INI key, value */
+} profile;
+
+#define PI_LEVELS {"warning", "60"}, {"critical", "70"}, {"emergency", "95"}
+static const profile profiles[] = {
+    {"pi4-4g", "Raspberry Pi 4, 4 GB",
+     {{"threads", "3"}, {"budget", "2560M"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"pi4-8g", "Raspberry Pi 4, 8 GB",
+     {{"threads", "3"}, {"budget", "5G"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"pi5-4g", "Raspberry Pi 5, 4 GB (or 2 GB)",
+     {{"threads", "3"}, {"budget", "2560M"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"pi5-8g", "Raspberry Pi 5, 8 GB",
+     {{"threads", "3"}, {"budget", "5G"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"pi5-16g", "Raspberry Pi 5, 16 GB",
+     {{"threads", "3"}, {"budget", "12G"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"cm4-4g", "Raspberry Pi Compute Module 4, 4 GB or less",
+     {{"threads", "3"}, {"budget", "2560M"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"vps-2c", "a virtual server with 2 cores",
+     {{"threads", "2"}, {"budget", "60%"}, PI_LEVELS, {"max_loaded", "1"}, {"parallel", "2"},
+      {"queue", "8"}}},
+    {"x86-16g", "a machine with more cores, 16 GB or more",
+     {{"budget", "75%"}, {"warning", "70"}, {"critical", "80"}, {"emergency", "95"}, {"max_loaded", "2"},
+      {"parallel", "4"}, {"queue", "16"}}},
+};
+#define N_PROFILES (sizeof profiles / sizeof profiles[0])
+#define PROFILE_NAMES "pi4-4g, pi4-8g, pi5-4g, pi5-8g, pi5-16g, cm4-4g, vps-2c, x86-16g or auto"
+
+static const profile *find_profile(const char *name) {
+    for (size_t i = 0; i < N_PROFILES; i++)
+        if (!strcmp(profiles[i].name, name)) return &profiles[i];
+    return NULL;
+}
+
+const char *fr_serve_profile_auto(const fr_board *b) {
+    const uint64_t gib = 1ull << 30;
+    bool big = b->mem_total > 6 * gib, huge = b->mem_total > 12 * gib;
+    if (strstr(b->model, "Raspberry Pi 5") || strstr(b->model, "Compute Module 5"))
+        return huge ? "pi5-16g" : big ? "pi5-8g" : "pi5-4g";
+    if (strstr(b->model, "Compute Module 4")) return big ? "pi4-8g" : "cm4-4g";
+    if (strstr(b->model, "Raspberry Pi 4") || strstr(b->model, "Raspberry Pi 400"))
+        return big ? "pi4-8g" : "pi4-4g";
+    return b->cpus > 0 && b->cpus <= 2 ? "vps-2c" : "x86-16g";
+}
+
+static const opt *find_key(const char *key);
+static int set_opt(fr_serve_config *c, const opt *o, const char *where, const char *v, int source,
+                   const char *base_dir);
+
+/* Apply the profile to the settings nobody else set. */
+static int apply_profile(fr_serve_config *c) {
+    const char *name = c->profile;
+    if (!strcmp(name, "auto")) {
+        fr_board b;
+        fr_board_read(&b);
+        name = fr_serve_profile_auto(&b);
+        snprintf(c->board, sizeof c->board, "%s%s%d CPUs, %.1f GiB", b.model, *b.model ? ", " : "", b.cpus,
+                 (double)b.mem_total / (double)(1ull << 30));
+    }
+    const profile *pr = find_profile(name);
+    if (!pr) return FR_EINTERNAL;
+    snprintf(c->profile_used, sizeof c->profile_used, "%s", pr->name);
+    char where[64];
+    snprintf(where, sizeof where, "profile %s", pr->name);
+    for (size_t k = 0; k < 8 && pr->kv[k][0]; k++) {
+        const opt *o = find_key(pr->kv[k][0]);
+        if (!o) return FR_EINTERNAL;
+        size_t i = (size_t)(o - opts);
+        if (c->src[i] != SRC_DEFAULT) continue;
+        int rc = set_opt(c, o, where, pr->kv[k][1], SRC_PROFILE, NULL);
+        if (rc) return rc;
+        c->src[i] = SRC_PROFILE;
+    }
+    return 0;
+}
+
 /* ---- defaults and freeing ---- */
 
 int fr_serve_config_init(fr_serve_config *c) {
@@ -189,6 +294,7 @@ void fr_serve_config_deinit(fr_serve_config *c) {
     fr_free(c->data_dir);
     fr_free(c->cors_origin);
     fr_free(c->allowed_host);
+    fr_free(c->profile);
     free_keys(c);
     for (size_t i = 0; i < c->n_models; i++) free_model(&c->models[i]);
     fr_free(c->models);
@@ -251,8 +357,8 @@ static int set_keys(fr_serve_config *c, const char *where, const char *v, int so
     }
 }
 
-static int set_opt(fr_serve_config *c, const opt *o, const char *where, const char *v, int source,
-                   const char *base_dir) {
+static int set_value(fr_serve_config *c, const opt *o, const char *where, const char *v, int source,
+                     const char *base_dir) {
     char *field = (char *)c + o->off;
     int64_t i64;
     uint64_t u64;
@@ -303,8 +409,29 @@ static int set_opt(fr_serve_config *c, const opt *o, const char *where, const ch
     case K_SYNC:
         if (!strcmp(v, "normal") || !strcmp(v, "full")) { *(bool *)field = !strcmp(v, "full"); return 0; }
         return fr_errf(FR_EINVAL, "%s: bad value '%.40s' (want normal or full)", where, v);
+    case K_PROFILE:
+        if (strcmp(v, "auto") && !find_profile(v))
+            return fr_errf(FR_EINVAL, "%s: unknown profile '%.40s' (known: " PROFILE_NAMES ")", where, v);
+        return set_str((char **)field, v);
     }
     return FR_EINTERNAL;
+}
+
+/* Set o from text v and note the source. */
+static int set_opt(fr_serve_config *c, const opt *o, const char *where, const char *v, int source,
+                   const char *base_dir) {
+    int rc = set_value(c, o, where, v, source, base_dir);
+    if (!rc) {
+        c->src[o - opts] = (uint8_t)source;
+        c->src_line[o - opts] = 0;
+    }
+    return rc;
+}
+
+static const opt *find_key(const char *key) {
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (!strcmp(opts[i].key, key)) return &opts[i];
+    return NULL;
 }
 
 /* ---- INI ---- */
@@ -478,6 +605,7 @@ static int on_key(void *user, const char *section_ignored, const char *key, cons
             return INI_FAIL(st, FR_EINVAL, "%s: given twice", where);
         st->c->ini_seen |= 1ull << i;
         st->rc = set_opt(st->c, &opts[i], where, value, SRC_INI, st->base_dir);
+        st->c->src_line[i] = st->line;
         return st->rc ? 0 : 1;
     }
     return INI_FAIL(st, FR_EINVAL, "%s: unknown key", where);
@@ -587,6 +715,7 @@ int fr_serve_config_args(fr_serve_config *c, int argc, char **argv, bool *help) 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { *help = true; return 0; }
+        if (!strcmp(a, "--print-config")) { c->print_config = true; continue; }
         if (!strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
             if (!strcmp(a, "--config") && ++i >= argc) return fr_errf(FR_EINVAL, "--config needs a file");
             continue;
@@ -635,6 +764,7 @@ static int read_key_file(fr_serve_config *c) {
 int fr_serve_config_finish(fr_serve_config *c) {
     int rc;
     if (c->api_key_file && (rc = read_key_file(c))) return rc;
+    if (c->profile && (rc = apply_profile(c))) return rc;
     if (!c->threads) c->threads = fr_physical_cores();
     if (!(c->mem_warning < c->mem_critical && c->mem_critical < c->mem_emergency))
         return fr_errf(FR_EINVAL, "memory thresholds must rise: warning %g%% < critical %g%% < emergency %g%%",
@@ -642,10 +772,76 @@ int fr_serve_config_finish(fr_serve_config *c) {
     return 0;
 }
 
+/* ---- --print-config ---- */
+
+/* ms as the INI writes it. */
+static void fmt_dur(char *buf, size_t cap, int64_t ms) {
+    if (ms < 0) snprintf(buf, cap, "-1");
+    else if (ms && ms % 60000 == 0) snprintf(buf, cap, "%lldm", (long long)(ms / 60000));
+    else if (ms && ms % 1000 == 0) snprintf(buf, cap, "%llds", (long long)(ms / 1000));
+    else snprintf(buf, cap, "%lldms", (long long)ms);
+}
+
+static void fmt_size(char *buf, size_t cap, uint64_t b) {
+    static const char units[] = "KMGT";
+    int u = -1;
+    while (u < 3 && b && b % 1024 == 0) { b /= 1024; u++; }
+    if (u < 0) snprintf(buf, cap, "%llu", (unsigned long long)b);
+    else snprintf(buf, cap, "%llu%c", (unsigned long long)b, units[u]);
+}
+
+void fr_serve_config_print(const fr_serve_config *c, FILE *f) {
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt *o = &opts[i];
+        const char *field = (const char *)c + o->off;
+        char val[256], src[300];
+        switch (o->kind) {
+        case K_STR: case K_PATH: case K_PROFILE: {
+            const char *str = *(char *const *)field;
+            snprintf(val, sizeof val, "%s", str ? str : "(none)");
+            if (o->kind == K_PROFILE && str && *c->profile_used && strcmp(str, c->profile_used))
+                snprintf(val, sizeof val, "%s -> %s (%s)", str, c->profile_used, c->board);
+            break;
+        }
+        case K_INT: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)field); break;
+        case K_SIZE: fmt_size(val, sizeof val, *(const uint64_t *)field); break;
+        case K_BUDGET:
+            if (c->budget_pct > 0) {
+                char b[32];
+                fmt_size(b, sizeof b, (uint64_t)((double)fr_mem_limit() * c->budget_pct / 100.0) & ~(uint64_t)1048575);
+                snprintf(val, sizeof val, "%g%% (%s of %.1f GiB)", c->budget_pct, b,
+                         (double)fr_mem_limit() / (double)(1ull << 30));
+            } else if (c->budget_bytes) fmt_size(val, sizeof val, c->budget_bytes);
+            else snprintf(val, sizeof val, "75%%");
+            break;
+        case K_DUR: fmt_dur(val, sizeof val, *(const int64_t *)field); break;
+        case K_PCT: snprintf(val, sizeof val, "%g", *(const double *)field); break;
+        case K_KEYS: snprintf(val, sizeof val, "(%zu key%s)", c->n_api_keys, c->n_api_keys == 1 ? "" : "s"); break;
+        case K_LOG: snprintf(val, sizeof val, "%s", level_names[*(const int64_t *)field & 3]); break;
+        case K_SYNC: snprintf(val, sizeof val, "%s", *(const bool *)field ? "full" : "normal"); break;
+        default: snprintf(val, sizeof val, "?"); break;
+        }
+        switch (c->src[i]) {
+        case SRC_PROFILE: snprintf(src, sizeof src, "profile %s", c->profile_used); break;
+        case SRC_INI:
+            snprintf(src, sizeof src, "INI %s:%d", c->config_path ? c->config_path : "", (int)c->src_line[i]);
+            break;
+        case SRC_ENV: snprintf(src, sizeof src, "env %s", o->env); break;
+        case SRC_FLAG: snprintf(src, sizeof src, "flag %s", o->flag); break;
+        default:
+            snprintf(src, sizeof src, "default%s", field == (const char *)&c->threads ? " (physical cores)" : "");
+        }
+        fprintf(f, "%-16s %-40s %s\n", o->key, val, src);
+    }
+    if (c->n_models) fprintf(f, "%-16s %-40zu %s\n", "[model] sections", c->n_models, "INI");
+}
+
 void fr_serve_config_usage(FILE *f) {
     fprintf(f, "usage: frugal serve [options]\n\n"
-               "Settings come from flags, then FRUGAL_* variables, then the INI file, then defaults.\n\n"
-               "  --config FILE (FRUGAL_CONFIG)\n      INI file: [server], [memory], [search], [model \"name\"] sections\n");
+               "Settings come from flags, then FRUGAL_* variables, then the INI file, then the board profile\n"
+               "(--profile), then defaults.\n\n"
+               "  --config FILE (FRUGAL_CONFIG)\n      INI file: [server], [memory], [search], [model \"name\"] sections\n"
+               "  --print-config\n      print the effective settings and where each came from, then exit\n");
     for (size_t i = 0; i < N_OPTS; i++)
         fprintf(f, "  %s %s (%s; [%s] %s)\n      %s\n", opts[i].flag, opts[i].arg, opts[i].env, opts[i].section,
                 opts[i].key, opts[i].help);

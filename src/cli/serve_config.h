@@ -1,7 +1,10 @@
 /*
- * serve_config.h — the configuration of `frugal serve`, from four sources
+ * serve_config.h — the configuration of `frugal serve`, from five sources
  * in order of precedence: command-line flags > FRUGAL_* environment
- * variables > the INI file (--config F or FRUGAL_CONFIG) > defaults.
+ * variables > the INI file (--config F or FRUGAL_CONFIG) > the board
+ * profile (--profile NAME, FRUGAL_PROFILE or [server] profile = NAME;
+ * `auto` reads the board) > defaults.  --print-config prints every
+ * setting with its source.
  *
  * Every setting is one row of the option table in serve_config.c, which
  * gives its flag, variable, INI section and key, type and range; the
@@ -27,6 +30,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/sysinfo.h"
 #include "manager/manager.h"
 
 typedef struct fr_serve_config {
@@ -62,6 +66,12 @@ typedef struct fr_serve_config {
     bool data_sync_full;        /* --data-sync full: SQLite synchronous=FULL (else NORMAL) */
     int64_t log_level;          /* FR_LOG_*: --log-level (FRUGAL_LOG) */
     char *config_path;          /* the INI file read, or NULL */
+    char *profile;              /* --profile: a board profile's name, "auto", or NULL */
+    char profile_used[32];      /* the profile applied ("auto" resolved), "" = none */
+    char board[200];            /* what auto read: model, CPUs, memory */
+    bool print_config;          /* --print-config */
+    uint8_t src[64];            /* per option: SRC_* (serve_config.c) */
+    int32_t src_line[64];       /* per option: the INI line that set it */
 
     fr_model_cfg *models;       /* [model "name"] sections; strings owned */
     size_t n_models;
@@ -108,6 +118,17 @@ int fr_serve_config_file(fr_serve_config *c, const char *path);
  * error), fill threads, check that warning < critical < emergency.
  * FR_EINVAL/FR_EIO with a detail; FR_ENOMEM. */
 int fr_serve_config_finish(fr_serve_config *c);
+
+/* The profile `auto` picks for a board (base/sysinfo.h fr_board_read): a
+ * Pi 5 / CM5 by memory (pi5-4g up to 6 GiB, pi5-8g up to 12, else
+ * pi5-16g), a CM4 (cm4-4g, or pi4-8g above 6 GiB), a Pi 4 / 400 (pi4-4g,
+ * pi4-8g), anything else vps-2c with at most 2 CPUs, else x86-16g. */
+const char *fr_serve_profile_auto(const fr_board *b);
+
+/* Every setting's effective value and source ("default", "profile NAME",
+ * "INI file:line", "env VAR", "flag --x"), one per line (after finish).
+ * API keys are counted, not printed. */
+void fr_serve_config_print(const fr_serve_config *c, FILE *f);
 
 /* Every flag with its variable, INI key and default, for --help. */
 void fr_serve_config_usage(FILE *f);

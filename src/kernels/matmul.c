@@ -255,7 +255,7 @@ static void gemm_run(const fr__gemm_ops *ops, fr_pool *pool, int wtype, const vo
               .act = work, .y = y, .ldy = ldy},
         .x = x, .pool = pool, .n_panels = (M + FR__GEMM_ROWS - 1) / FR__GEMM_ROWS,
     };
-    atomic_init(&c.next, fr_pool_size(pool));
+    atomic_init(&c.next, fr_pool_threads(pool));
     fr_pool_run(pool, gemm_task, &c);
 }
 
@@ -309,7 +309,7 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     c.act = c.convert ? (const unsigned char *)work : (const unsigned char *)x;
     FR_ASSERT(!c.convert || work);
 
-    const int nth = fr_pool_size(pool);
+    const int nth = fr_pool_threads(pool);
     /* chunks are multiples of 4 rows, so the 4-row groups (and with them
      * which kernel computes which row) do not depend on the thread count */
     c.chunk = c.gemv || N == 1 ? CHUNK_GEMV : CHUNK_GEMM;
@@ -375,7 +375,7 @@ void fr_matmul_multi(fr_pool *pool, int wtype, int64_t K, const fr_mm_part *part
     mm_multi c = {.gemv = gemv, .x = x, .work = work, .prep = prep_bytes(gemv, K), .K = K, .N = N,
                   .n = n_parts, .pool = pool};
     FR_ASSERT(fr_type_row_size(wtype, K, &c.wrow) && K % gemv->blck == 0 && work);
-    const int nth = fr_pool_size(pool);
+    const int nth = fr_pool_threads(pool);
     int64_t rows = 0;
     for (int i = 0; i < n_parts; i++) {
         c.part[i] = parts[i];

@@ -18,7 +18,15 @@
 
 /* Creation, destruction and size are public: frugal/kernels.h. */
 
-/* Run fn on all threads; pool may be NULL (runs fn(ctx, 0, 1)). */
+/* Threads the next runs use: 1..fr_pool_size (all unless set lower).
+ * fn gets this count as nth; work split before a run must use it, while
+ * buffers per thread are sized for fr_pool_size.  set clamps n to
+ * [1, size] and may only be called between runs by the pool's caller;
+ * fr_pool_threads may be read by any thread. */
+int  fr_pool_threads(const fr_pool *pool);
+void fr_pool_set_threads(fr_pool *pool, int n);
+
+/* Run fn on the threads (fr_pool_threads); pool may be NULL (runs fn(ctx, 0, 1)). */
 void fr_pool_run(fr_pool *pool, fr_pool_fn fn, void *ctx);
 
 /* Wait until all nth threads of the current run reach the barrier. */

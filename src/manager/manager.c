@@ -96,6 +96,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "sched/sched.h"
 
 struct fr_handle {
     fr_manager *mg;
@@ -945,6 +946,7 @@ void fr_manager_memory(fr_manager *mg, fr_memory_report *out) {
     memset(out, 0, sizeof *out);
     fr__manager_refresh_usage(mg);
     fr__pressure_read_status(mg);
+    fr__thermal_read(mg);
     pthread_mutex_lock(&mg->mu);
     uint64_t resident = 0, heap_models = 0;
     int32_t loaded = 0;
@@ -981,6 +983,13 @@ void fr_manager_memory(fr_manager *mg, fr_memory_report *out) {
     out->load_bytes_total = mg->load_bytes_total;
     out->loaded = loaded;
     out->max_loaded = mg->max_loaded;
+    out->temp_known = mg->thermal.temp_known;
+    out->temp_c = mg->thermal.temp_c;
+    out->hot_c = mg->hot_c;
+    out->cool_c = mg->cool_c;
+    out->throttled = mg->hot;
+    out->fw_throttled = mg->thermal.fw_throttled;
+    out->compute_threads = mg->compute ? fr_compute_threads_active(mg->compute) : 0;
     pthread_mutex_unlock(&mg->mu);
 }
 
@@ -1108,6 +1117,10 @@ int fr_manager_create(const fr_manager_config *cfg, fr_manager **out) {
     mg->critical = cfg->mem_critical ? cfg->mem_critical : 90;
     mg->emergency = cfg->mem_emergency ? cfg->mem_emergency : 95;
     mg->housekeeping_ms = cfg->housekeeping_ms ? cfg->housekeeping_ms : 1000;
+    mg->compute = cfg->compute;
+    mg->threads_max = cfg->compute ? fr_compute_threads(cfg->compute) : 0;
+    mg->slots_hot = mg->defaults.parallel / 2 > 0 ? mg->defaults.parallel / 2 : 1;
+    mg->thermal.fw_throttled = -1;
     mg->oom_kill_seen = -1;
     mg->st.cgroup_oom = mg->st.cgroup_oom_kill = -1;
     mg->st.psi_some_avg10 = mg->st.psi_full_avg10 = -1;

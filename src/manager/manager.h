@@ -116,6 +116,8 @@ typedef struct fr_manager_config {
     double mem_warning, mem_critical, mem_emergency;   /* percent; 0 = 80, 90, 95 */
     int32_t housekeeping_ms;        /* poll period; 0 = 1000 */
     fr_loader loader;
+    struct fr_compute *compute;     /* the compute pool to throttle when the SoC
+                                       is hot (pressure.c); NULL = none */
 } fr_manager_config;
 
 /* Scan the directory, register the INI models, start housekeeping, load
@@ -286,6 +288,13 @@ typedef struct fr_memory_report {
     double load_ms_total;
     uint64_t load_bytes_total;  /* estimated bytes of those loads */
     int32_t loaded, max_loaded;
+    /* the SoC (pressure.c, base/sysinfo.h fr_thermal) */
+    bool temp_known;
+    double temp_c;              /* the hottest thermal zone */
+    double hot_c, cool_c;       /* throttle at hot_c, back to normal at cool_c */
+    bool throttled;             /* threads and slots are reduced now */
+    int64_t fw_throttled;       /* the Pi firmware's bits; -1 = not read */
+    int32_t compute_threads;    /* forward-pass threads now (0: no compute) */
 } fr_memory_report;
 void fr_manager_memory(fr_manager *mg, fr_memory_report *out);
 

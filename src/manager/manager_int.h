@@ -27,6 +27,12 @@
 #define FR__PSI_SOME_WARNING  10.0
 #define FR__PSI_FULL_CRITICAL 10.0
 
+/* Thermal rule (degrees Celsius): see pressure.c. */
+#define FR__THERMAL_MARGIN_C 5.0    /* throttle this far below the passive trip */
+#define FR__THERMAL_HOT_C    80.0   /* without a passive trip point */
+#define FR__THERMAL_HYST_C   5.0    /* back to normal this far below that */
+#define FR__FW_THROTTLED_NOW 0xcu   /* get_throttled: throttled | soft temp limit */
+
 typedef struct fr__entry fr__entry;
 
 struct fr__entry {
@@ -114,6 +120,12 @@ struct fr_manager {
     uint64_t loads, load_failures, sheds_budget, sheds_emergency;
     double load_ms_total;
     uint64_t load_bytes_total;
+    fr_thermal thermal;         /* the last reading */
+    bool hot;                   /* throttling now */
+    double hot_c, cool_c;       /* of that reading's trip point */
+    struct fr_compute *compute; /* immutable; NULL = nothing to throttle */
+    int threads_max;            /* the pool's size */
+    int32_t slots_hot;          /* slot cap while hot */
 };
 
 /* ---- manager.c ---- */
@@ -184,6 +196,13 @@ void fr__pressure_apply_status(fr_manager *mg, const fr_mem_status *st);
 
 /* Take a reading and apply it.  mu not held. */
 void fr__pressure_read_status(fr_manager *mg);
+
+/* Store a thermal reading, decide hot or not (hysteresis), and throttle
+ * or restore the compute pool on a change.  mu held. */
+void fr__thermal_apply(fr_manager *mg, const fr_thermal *t);
+
+/* Take a thermal reading and apply it.  mu not held. */
+void fr__thermal_read(fr_manager *mg);
 
 /* The housekeeping thread's body. */
 void *fr__pressure_housekeeping_main(void *arg);

@@ -30,6 +30,24 @@
  *
  * Level changes are logged once per transition (warning and worse at warn
  * level, the return to ok at info), and so is a new cgroup OOM kill.
+ *
+ * Temperature.  Every pass (and every fr_manager_memory, so /metrics is
+ * current) reads the thermal zones (base/sysinfo.h fr_thermal_read).  The
+ * SoC counts as hot from hot_c on: FR__THERMAL_MARGIN_C (5 °C) below the
+ * hottest zone's lowest passive trip point, where the kernel's own
+ * throttling starts; without one, FR__THERMAL_HOT_C, 80 °C: the Raspberry
+ * Pi firmware caps the ARM clock from 80 °C and throttles ARM and GPU
+ * from 85 °C (Raspberry Pi documentation, "Frequency management and
+ * thermal control"), and the Pi kernels' cpu-thermal zone has no passive
+ * trip (only the 110 °C critical one, and fan "active" points on the Pi 5).
+ * The firmware saying it throttles or applies its soft temperature limit
+ * now (get_throttled bits 0x4, 0x8) is hot too.  It stays hot until the
+ * temperature is at most cool_c = hot_c − FR__THERMAL_HYST_C and the
+ * firmware bits are clear (hysteresis: no flapping around one degree).
+ * While hot, the compute pool runs forward passes on half its threads
+ * (at least 1) and each scheduler fills at most half the default slots
+ * (at least 1; requests beyond wait in its queue); both come back when it
+ * cools.  Both transitions are logged.
  */
 #include "manager/manager_int.h"
 
@@ -40,6 +58,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
+#include "sched/sched.h"
 
 static int byte_level(const fr_manager *mg, double pct) {
     if (pct >= mg->emergency) return FR_LEVEL_EMERGENCY;
@@ -81,6 +100,39 @@ void fr__pressure_apply_status(fr_manager *mg, const fr_mem_status *st) {
     mg->level_bytes = lb;
 }
 
+void fr__thermal_apply(fr_manager *mg, const fr_thermal *t) {
+    mg->hot_c = t->passive_known ? t->passive_c - FR__THERMAL_MARGIN_C : FR__THERMAL_HOT_C;
+    mg->cool_c = mg->hot_c - FR__THERMAL_HYST_C;
+    bool fw = t->fw_throttled > 0 && (t->fw_throttled & FR__FW_THROTTLED_NOW);
+    bool hot = mg->hot;
+    if (!hot && ((t->temp_known && t->temp_c >= mg->hot_c) || fw)) hot = true;
+    else if (hot && !fw && (!t->temp_known || t->temp_c <= mg->cool_c)) hot = false;
+    mg->thermal = *t;
+    if (hot == mg->hot) return;
+    mg->hot = hot;
+    int threads = hot ? (mg->threads_max / 2 > 0 ? mg->threads_max / 2 : 1) : mg->threads_max;
+    if (mg->compute) {
+        fr_compute_set_threads(mg->compute, threads);
+        fr_compute_set_slot_cap(mg->compute, hot ? mg->slots_hot : 0);
+    }
+    char temp[32] = "unknown";
+    if (t->temp_known) snprintf(temp, sizeof temp, "%.1f °C", t->temp_c);
+    if (hot)
+        FR_WARN("SoC hot (%s, hot from %.1f °C%s): %d compute thread%s, at most %d slot%s per model "
+                "until %.1f °C", temp, mg->hot_c, fw ? ", the firmware throttles" : "", threads,
+                threads == 1 ? "" : "s", (int)mg->slots_hot, mg->slots_hot == 1 ? "" : "s", mg->cool_c);
+    else
+        FR_INFO("SoC cooled (%s <= %.1f °C): %d compute threads, all slots again", temp, mg->cool_c, threads);
+}
+
+void fr__thermal_read(fr_manager *mg) {
+    fr_thermal t;
+    fr_thermal_read(&t);
+    pthread_mutex_lock(&mg->mu);
+    fr__thermal_apply(mg, &t);
+    pthread_mutex_unlock(&mg->mu);
+}
+
 void fr__pressure_read_status(fr_manager *mg) {
     fr_mem_status st;
     fr_mem_status_read(&st);
@@ -116,6 +168,7 @@ void fr_manager_housekeep(fr_manager *mg) {
     pthread_mutex_lock(&mg->hk_mu);
     fr__manager_refresh_usage(mg);
     fr__pressure_read_status(mg);
+    fr__thermal_read(mg);
     pthread_mutex_lock(&mg->mu);
     if (!mg->stopping) {
         uint64_t now = fr_now_ns();

@@ -7,11 +7,17 @@
  * the order they were asked for.  Two models with work therefore
  * alternate pass by pass instead of one starving the other (a plain mutex
  * lets the thread that just released it take it again).
+ *
+ * Fewer threads (fr_compute_set_threads) are applied to the pool when a
+ * turn starts: the turn's holder is the pool's only caller and no run is
+ * in progress then, as fr_pool_set_threads requires.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "kernels/pool.h"
 #include "sched/sched_int.h"
 
 int fr_compute_create(int n_threads, fr_compute **out) {
@@ -26,6 +32,8 @@ int fr_compute_create(int n_threads, fr_compute **out) {
     }
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    c->want_threads = n_threads;
+    atomic_init(&c->slot_cap, 0);
     *out = c;
     return 0;
 }
@@ -46,8 +54,28 @@ void fr__compute_acquire(fr_compute *c) {
     pthread_mutex_lock(&c->mu);
     uint64_t ticket = c->next_ticket++;
     while (c->serving != ticket) pthread_cond_wait(&c->cv, &c->mu);
+    int want = c->want_threads;
+    pthread_mutex_unlock(&c->mu);
+    if (want != fr_pool_threads(c->pool)) fr_pool_set_threads(c->pool, want);
+}
+
+void fr_compute_set_threads(fr_compute *c, int n) {
+    int size = fr_pool_size(c->pool);
+    pthread_mutex_lock(&c->mu);
+    c->want_threads = n < 1 ? 1 : n > size ? size : n;
     pthread_mutex_unlock(&c->mu);
 }
+
+int fr_compute_threads_active(fr_compute *c) {
+    pthread_mutex_lock(&c->mu);
+    int n = c->want_threads;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+void fr_compute_set_slot_cap(fr_compute *c, int32_t n) { atomic_store(&c->slot_cap, n < 0 ? 0 : n); }
+
+int32_t fr_compute_slot_cap(fr_compute *c) { return atomic_load(&c->slot_cap); }
 
 void fr__compute_release(fr_compute *c) {
     pthread_mutex_lock(&c->mu);

@@ -25,7 +25,8 @@
  * run asked for logits.  With nothing to do the thread sleeps on the
  * scheduler's condition variable; submit and destroy wake it.  A cancel
  * needs no wake-up: a cancelled request is running or queued, and the
- * queue is non-empty only while every slot is busy, so the loop is awake.
+ * queue is non-empty only while every slot is busy (or, while the compute's
+ * slot cap holds, at least one: slot_limit), so the loop is awake.
  *
  * Groups (fr_sched_submit_n: n continuations of one prompt).  The leader
  * stands in the queue for its group and is taken only when n slots are
@@ -990,6 +991,16 @@ static void finish_list(fr_sched *s, fr_gen *list, int finish) {
     }
 }
 
+/* Slots the loop may fill now: all of them, or the compute's cap while
+ * the SoC is hot (a group larger than the cap still runs, alone).  Under
+ * s->mu. */
+static int32_t slot_limit(const fr_sched *s) {
+    int32_t lim = fr_compute_slot_cap(s->compute);
+    if (lim <= 0 || lim > s->cfg.n_slots) lim = s->cfg.n_slots;
+    if (s->n_active == 0 && s->q_head && 1 + s->q_head->n_sibs > lim) lim = 1 + s->q_head->n_sibs;
+    return lim > s->n_active ? lim - s->n_active : 0;
+}
+
 static void *loop(void *arg) {
     fr_sched *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -998,7 +1009,7 @@ static void *loop(void *arg) {
         bool cancel_all = s->cancel_epoch != s->cancel_seen;
         s->cancel_seen = s->cancel_epoch;
         fr_gen *q[Q_LISTS];
-        take_queue(s, cancel_all ? 0 : s->cfg.n_slots - s->n_active, q, now);
+        take_queue(s, cancel_all ? 0 : slot_limit(s), q, now);
         if (s->n_active == 0 && !q[Q_CANCELLED] && !q[Q_EXPIRED]) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;

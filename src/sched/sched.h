@@ -47,7 +47,19 @@ typedef struct fr_compute fr_compute;
 /* A pool of n_threads workers and the turn lock.  FR_EINVAL, FR_ENOMEM. */
 int  fr_compute_create(int n_threads, fr_compute **out);
 void fr_compute_destroy(fr_compute *c);   /* no scheduler may still use it */
-int  fr_compute_threads(const fr_compute *c);
+int  fr_compute_threads(const fr_compute *c);   /* the pool's size (buffers are sized for it) */
+
+/* Throttling (the SoC is hot: manager/pressure.c).  set_threads makes the
+ * forward passes that start from now on use n threads (clamped to
+ * [1, fr_compute_threads]); a pass already running keeps its count.
+ * set_slot_cap lets each scheduler fill at most n slots (0 = all of them)
+ * with new requests; requests beyond wait in its queue (a group of n
+ * continuations larger than the cap still runs, alone).  Thread-safe;
+ * the getters return what was set. */
+void fr_compute_set_threads(fr_compute *c, int n);
+int  fr_compute_threads_active(fr_compute *c);
+void fr_compute_set_slot_cap(fr_compute *c, int32_t n);
+int32_t fr_compute_slot_cap(fr_compute *c);
 
 /* ---- schedulers ---- */
 

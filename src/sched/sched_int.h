@@ -15,6 +15,8 @@ struct fr_compute {
     pthread_cond_t cv;
     uint64_t next_ticket;        /* the next ticket to draw */
     uint64_t serving;            /* the ticket whose turn it is */
+    int want_threads;            /* fr_compute_set_threads; applied at acquire */
+    _Atomic int32_t slot_cap;    /* fr_compute_set_slot_cap; 0 = none */
 };
 
 fr_pool *fr__compute_pool(fr_compute *c);

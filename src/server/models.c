@@ -267,6 +267,7 @@ struct fr_models_metrics {
     fr_metric *cache_hits, *cache_misses, *cache_bytes, *cache_entries;
     fr_metric *bytes, *level, *pct, *psi, *loaded, *loads, *fails, *load_s, *evict, *shed;
     fr_metric *slots, *busy, *queued, *steps;
+    fr_metric *temp, *throttled, *fw, *threads;
 };
 
 int fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_lru *cache, fr_models_metrics **out) {
@@ -305,7 +306,16 @@ int fr__models_metrics_create(fr_metrics *r, fr_manager *mg, fr_lru *cache, fr_m
         (rc = fr_metric_gauge(r, "frugal_slots_busy", "Slots serving a request", "model", &c->busy)) ||
         (rc = fr_metric_gauge(r, "frugal_queue_depth", "Requests waiting for a slot", "model", &c->queued)) ||
         (rc = fr_metric_counter(r, "frugal_forward_passes_total", "Forward passes (batches) run", "model",
-                                &c->steps))) {
+                                &c->steps)) ||
+        (rc = fr_metric_gauge(r, "frugal_soc_temperature_celsius",
+                              "The hottest thermal zone (absent: no thermal zone)", NULL, &c->temp)) ||
+        (rc = fr_metric_gauge(r, "frugal_throttled",
+                              "1 while the SoC is hot and compute threads and slots are reduced", NULL,
+                              &c->throttled)) ||
+        (rc = fr_metric_gauge(r, "frugal_firmware_throttled",
+                              "Raspberry Pi firmware get_throttled flags now (absent: not a Pi)", "flag", &c->fw)) ||
+        (rc = fr_metric_gauge(r, "frugal_compute_threads", "Threads a forward pass uses now", NULL,
+                              &c->threads))) {
         fr_free(c);
         return rc;
     }
@@ -379,6 +389,13 @@ void fr__collect_models(void *ud, fr_metrics *r) {
         counter_to(c->evict, (double)rep.evictions[i], fr_evict_reason_name(i));
     counter_to(c->shed, (double)rep.sheds_budget, "budget");
     counter_to(c->shed, (double)rep.sheds_emergency, "emergency");
+    if (rep.temp_known) fr_metric_set(c->temp, rep.temp_c, NULL);
+    fr_metric_set(c->throttled, rep.throttled, NULL);
+    if (rep.fw_throttled >= 0) {
+        static const char *const flags[] = {"under_voltage", "freq_capped", "throttled", "soft_temp_limit"};
+        for (int i = 0; i < 4; i++) fr_metric_set(c->fw, (double)((rep.fw_throttled >> i) & 1), flags[i]);
+    }
+    if (rep.compute_threads) fr_metric_set(c->threads, rep.compute_threads, NULL);
     if (c->cache) {
         fr_lru_stats ls;
         fr_lru_stats_get(c->cache, &ls);

@@ -255,5 +255,42 @@ check "index rm --all drops the collection ($(cat "$TMP/ix.err"))" [ $rc -eq 0 ]
 "$BIN" index ls "${IX[@]}" --json >"$TMP/ix.out" 2>&1
 check "no collection is left" python3 -c "import json,sys; sys.exit(0 if json.load(open('$TMP/ix.out'))['data'] == [] else 1)"
 
+# serve --profile auto --print-config on fake Pi 4, Pi 5 and x86 trees
+# (FRUGAL_SYSROOT): the board picks the profile, each line names its
+# source, a flag and an INI key beat the profile, nothing is served (exit 0)
+fake_board() {  # DIR MODEL|"" CPUS MEM_KB
+    mkdir -p "$1/proc/device-tree"
+    [ -n "$2" ] && printf '%s\0' "$2" >"$1/proc/device-tree/model"
+    : >"$1/proc/cpuinfo"
+    for i in $(seq 0 $(($3 - 1))); do printf 'processor\t: %d\n\n' "$i" >>"$1/proc/cpuinfo"; done
+    printf 'MemTotal:       %s kB\nMemAvailable:   1000000 kB\n' "$4" >"$1/proc/meminfo"
+}
+fake_board "$TMP/pi4" "Raspberry Pi 4 Model B Rev 1.4" 4 7997928
+fake_board "$TMP/pi5" "Raspberry Pi 5 Model B Rev 1.0" 4 16582080
+fake_board "$TMP/x86" "" 16 24684084
+FRUGAL_SYSROOT=$TMP/pi4 "$BIN" serve --profile auto --print-config >"$TMP/pc.out" 2>"$TMP/err"; rc=$?
+check "print-config exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+check "auto on a Pi 4 8 GB is pi4-8g" grep -Eq '^profile +auto -> pi4-8g \(Raspberry Pi 4 Model B Rev 1.4, 4 CPUs, 7.6 GiB\) +flag --profile$' "$TMP/pc.out"
+check "pi4-8g: 3 threads from the profile" grep -Eq '^threads +3 +profile pi4-8g$' "$TMP/pc.out"
+check "pi4-8g: budget 5G" grep -Eq '^budget +5G +profile pi4-8g$' "$TMP/pc.out"
+check "pi4-8g: warning 60" grep -Eq '^warning +60 +profile pi4-8g$' "$TMP/pc.out"
+check "untouched settings say default" grep -Eq '^port +8080 +default$' "$TMP/pc.out"
+printf '[server]\nprofile = auto\nparallel = 1\n' >"$TMP/pc.ini"
+FRUGAL_SYSROOT=$TMP/pi5 "$BIN" serve --config "$TMP/pc.ini" --threads 2 --print-config >"$TMP/pc.out" 2>"$TMP/err"; rc=$?
+check "print-config with an INI exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+check "auto (from the INI) on a Pi 5 16 GB is pi5-16g" grep -Eq "^profile +auto -> pi5-16g .* INI $TMP/pc.ini:2\$" "$TMP/pc.out"
+check "pi5-16g: budget 12G" grep -Eq '^budget +12G +profile pi5-16g$' "$TMP/pc.out"
+check "--threads beats the profile" grep -Eq '^threads +2 +flag --threads$' "$TMP/pc.out"
+check "the INI's parallel beats the profile" grep -Eq "^parallel +1 +INI $TMP/pc.ini:3\$" "$TMP/pc.out"
+check "pi5-16g: one model" grep -Eq '^max_loaded +1 +profile pi5-16g$' "$TMP/pc.out"
+FRUGAL_SYSROOT=$TMP/x86 FRUGAL_PROFILE=auto "$BIN" serve --print-config >"$TMP/pc.out" 2>"$TMP/err"; rc=$?
+check "print-config on x86 exits 0 ($(cat "$TMP/err"))" [ $rc -eq 0 ]
+check "auto (from FRUGAL_PROFILE) on a 24 GB x86 is x86-16g" grep -Eq '^profile +auto -> x86-16g \(16 CPUs, 23.5 GiB\) +env FRUGAL_PROFILE$' "$TMP/pc.out"
+check "x86-16g: 75% of 24 GB is 18 GB" grep -Eq '^budget +75% \(18079M of 23.5 GiB\) +profile x86-16g$' "$TMP/pc.out"
+check "x86-16g: threads keep the physical-core default" grep -Eq '^threads +[0-9]+ +default \(physical cores\)$' "$TMP/pc.out"
+FRUGAL_SYSROOT=$TMP/x86 "$BIN" serve --profile pi3 --print-config >"$TMP/pc.out" 2>"$TMP/err"; rc=$?
+check "an unknown profile exits 2" [ $rc -eq 2 ]
+check "the error lists the known profiles ($(cat "$TMP/err"))" grep -q "unknown profile 'pi3' (known: pi4-4g, pi4-8g, pi5-4g, pi5-8g, pi5-16g, cm4-4g, vps-2c, x86-16g or auto)" "$TMP/err"
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -12,8 +12,12 @@
 # stays; loads are still allowed.  emergency: every idle model is evicted
 # ("emergency"), a request for an unloaded model gets 503 + Retry-After
 # with a message about memory, the pinned model still answers.  Back to
-# ok: a new request loads and succeeds.  Last, the meminfo source alone
-# (MemTotal/MemAvailable, no cgroup) gives an emergency at start.
+# ok: a new request loads and succeeds.  Then the meminfo source alone
+# (MemTotal/MemAvailable, no cgroup) gives an emergency at start.  Last,
+# temperature: a fake thermal zone and Pi firmware file going up and down;
+# /metrics follows (frugal_soc_temperature_celsius, frugal_throttled,
+# frugal_compute_threads, frugal_firmware_throttled) with hysteresis, and
+# a request still completes on the reduced pool.
 SUITE=pressure
 . "$(dirname "$0")/lib.sh"
 
@@ -165,4 +169,45 @@ mv "$S2/proc/meminfo.tmp" "$S2/proc/meminfo"
 check "meminfo: level ok at 10% used" poll 10 level_is ok
 s=$(complete $A)
 check "meminfo ok: the request succeeds (got $s)" [ "$s" = 200 ]
+stop_server
+
+# ---- temperature: a Pi 5's zone (no passive trip: hot from 80 °C, cool at 75) ----
+TZ0=$S2/sys/class/thermal/thermal_zone0
+FW=$S2/sys/devices/platform/soc/soc:firmware
+mkdir -p "$TZ0" "$FW"
+printf 'cpu-thermal\n' >"$TZ0/type"
+printf 'critical\n' >"$TZ0/trip_point_0_type"
+printf '110000\n' >"$TZ0/trip_point_0_temp"
+set_temp() { printf '%s\n' "$1" >"$TZ0/temp.tmp" && mv "$TZ0/temp.tmp" "$TZ0/temp"; }
+set_fw() { printf '%s\n' "$1" >"$FW/get_throttled.tmp" && mv "$FW/get_throttled.tmp" "$FW/get_throttled"; }
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+set_temp 50000
+set_fw 0x0
+FRUGAL_SYSROOT=$S2 start thermal --models "$dir" --ctx 128 --threads 4 --parallel 2 --memory-budget 1G || finish
+check "thermal: 50 °C exported ($(metric frugal_soc_temperature_celsius))" metric_is frugal_soc_temperature_celsius 50
+check "thermal: not throttled" metric_is frugal_throttled 0
+check "thermal: 4 compute threads" metric_is frugal_compute_threads 4
+check "thermal: firmware flag throttled 0" metric_is 'frugal_firmware_throttled{flag="throttled"}' 0
+set_temp 85500
+check "thermal: 85.5 °C exported" poll 10 metric_is frugal_soc_temperature_celsius 85.5
+check "thermal: throttled at 85.5 °C" metric_is frugal_throttled 1
+check "thermal: 2 compute threads when hot" metric_is frugal_compute_threads 2
+check "thermal: the throttling is logged" grep -q "SoC hot (85.5 °C" "$SRV_LOG"
+s=$(complete $A)
+check "thermal: a request completes on 2 threads (got $s)" [ "$s" = 200 ]
+set_temp 77000
+check "thermal: 77 °C exported" poll 10 metric_is frugal_soc_temperature_celsius 77
+check "thermal: still throttled at 77 °C (hysteresis)" metric_is frugal_throttled 1
+check "thermal: still 2 threads at 77 °C" metric_is frugal_compute_threads 2
+set_temp 74000
+check "thermal: cooled at 74 °C" poll 10 metric_is frugal_throttled 0
+check "thermal: 4 compute threads again" metric_is frugal_compute_threads 4
+check "thermal: the cooling is logged" grep -q "SoC cooled (74.0 °C" "$SRV_LOG"
+set_fw 0x80008
+check "thermal: the firmware's soft temperature limit throttles" poll 10 metric_is frugal_throttled 1
+check "thermal: its flag is exported" metric_is 'frugal_firmware_throttled{flag="soft_temp_limit"}' 1
+check "thermal: 2 threads under the firmware limit" metric_is frugal_compute_threads 2
+set_fw 0x80000
+check "thermal: the firmware limit lifted" poll 10 metric_is frugal_throttled 0
+check "thermal: soft_temp_limit flag 0" metric_is 'frugal_firmware_throttled{flag="soft_temp_limit"}' 0
 finish

@@ -21,7 +21,8 @@
 #   rerank.sh    TEI's /rerank and Jina's/Cohere's /v1/rerank against
 #                llama.cpp's scores (raw and sigmoid)
 #   budget.sh    --memory-budget: LRU eviction, pins, busy models never evicted
-#   pressure.sh  memory levels from fake /proc and /sys files (FRUGAL_SYSROOT)
+#   pressure.sh  memory levels and temperature (throttling) from fake /proc
+#                and /sys files (FRUGAL_SYSROOT)
 #   load.sh      32 concurrent streams on --parallel 4 --queue 8 (load.mjs)
 #   badinput.sh  bad requests, disconnects and slow clients
 #   embed.sh     embeddings and rerank: the openai client and llama.cpp's

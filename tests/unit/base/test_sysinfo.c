@@ -2,8 +2,10 @@
  * test_sysinfo.c — the memory sources of base/sysinfo: /proc/meminfo,
  * cgroup v2 (memory.max / current / events, the tightest limit on the
  * path, the mount-root fallback), PSI, all read under FRUGAL_SYSROOT from
- * files in the kernel's formats; missing files give "unknown"; and
- * fr_resident_bytes on file and anonymous mappings.
+ * files in the kernel's formats; missing files give "unknown"; the board
+ * (device-tree model, CPUs, MemTotal) and the thermal zones (hottest
+ * zone, its lowest passive trip point, the Pi firmware's get_throttled);
+ * and fr_resident_bytes on file and anonymous mappings.
  */
 #include "harness.h"
 
@@ -204,6 +206,61 @@ static void test_psi(void) {
     CHECK(!st.psi);
 }
 
+static void test_board(void) {
+    fr_board b;
+    fr_board_read(&b);                          /* nothing there yet but meminfo */
+    CHECK_STR(b.model, "");
+    CHECK_INT(b.cpus, 0);
+    put("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0%c", 0);
+    put("proc/cpuinfo", "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd0b\n\n"
+        "processor\t: 1\n\nprocessor\t: 2\n\nprocessor\t: 3\n\nRevision\t: d04170\n");
+    put("proc/meminfo", "MemTotal:        8245520 kB\nMemAvailable:    7000000 kB\n");
+    fr_board_read(&b);
+    CHECK_STR(b.model, "Raspberry Pi 5 Model B Rev 1.0");
+    CHECK_INT(b.cpus, 4);
+    CHECK_INT(b.mem_total, 8245520ull * 1024);
+    rm("proc/device-tree/model");
+    rm("proc/cpuinfo");
+}
+
+static void test_thermal(void) {
+    fr_thermal t;
+    fr_thermal_read(&t);                        /* no zones: unknown */
+    CHECK(!t.temp_known && !t.passive_known);
+    CHECK_INT(t.fw_throttled, -1);
+    /* a Pi 5: one zone, fan trips "active", a critical one, no passive */
+    put("sys/class/thermal/thermal_zone0/temp", "61250\n");
+    put("sys/class/thermal/thermal_zone0/type", "cpu-thermal\n");
+    put("sys/class/thermal/thermal_zone0/trip_point_0_type", "critical\n");
+    put("sys/class/thermal/thermal_zone0/trip_point_0_temp", "110000\n");
+    put("sys/class/thermal/thermal_zone0/trip_point_1_type", "active\n");
+    put("sys/class/thermal/thermal_zone0/trip_point_1_temp", "50000\n");
+    put("sys/devices/platform/soc/soc:firmware/get_throttled", "50005\n");
+    fr_thermal_read(&t);
+    CHECK(t.temp_known);
+    CHECK_NEAR(t.temp_c, 61.25, 1e-9);
+    CHECK_STR(t.type, "cpu-thermal");
+    CHECK(!t.passive_known);
+    CHECK_INT(t.fw_throttled, 0x50005);
+    /* a PC: the hottest zone counts, with its lowest passive trip point */
+    put("sys/class/thermal/thermal_zone2/temp", "88000\n");
+    put("sys/class/thermal/thermal_zone2/type", "x86_pkg_temp\n");
+    put("sys/class/thermal/thermal_zone2/trip_point_0_type", "passive\n");
+    put("sys/class/thermal/thermal_zone2/trip_point_0_temp", "95000\n");
+    put("sys/class/thermal/thermal_zone2/trip_point_1_type", "passive\n");
+    put("sys/class/thermal/thermal_zone2/trip_point_1_temp", "90000\n");
+    put("sys/devices/platform/soc/soc:firmware/get_throttled", "0x0\n");
+    fr_thermal_read(&t);
+    CHECK_NEAR(t.temp_c, 88, 1e-9);
+    CHECK_STR(t.type, "x86_pkg_temp");
+    CHECK(t.passive_known);
+    CHECK_NEAR(t.passive_c, 90, 1e-9);
+    CHECK_INT(t.fw_throttled, 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/sys/class' '%s/sys/devices'", root, root);
+    CHECK_INT(system(cmd), 0);
+}
+
 static void test_resident(void) {
     long ps = sysconf(_SC_PAGESIZE);
     CHECK_INT(fr_resident_bytes(NULL, 100), 0);
@@ -358,6 +415,8 @@ int main(void) {
     test_meminfo();
     test_cgroup();
     test_psi();
+    test_board();
+    test_thermal();
     test_resident();
     test_page_sizes();
     test_hwcap();

@@ -4,11 +4,15 @@
  * key, [model "name"] sections, relative paths, precedence flags > env >
  * INI > defaults (API key lists too), --flag=value, --data-sync, and the
  * errors: each names the file, line, section and key (or the flag /
- * variable).
+ * variable).  Board profiles: `auto` on fake /proc trees (FRUGAL_SYSROOT)
+ * of a Pi 4 4 GB / 8 GB, Pi 5 8 GB / 16 GB, CM4, a 24 GB x86 and a 2-core
+ * VPS; precedence default < profile < INI < env < flag; an unknown name
+ * lists the known ones; --print-config names every source.
  */
 #include "harness.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/serve_config.c"
@@ -317,6 +321,145 @@ static void test_data_sync(void) {
     check_ini_error("[search]\ndata_sync = full\ndata_sync = full\n", "[search] data_sync: given twice");
 }
 
+/* ---- profiles ---- */
+
+static char root[128];
+
+static void put(const char *rel, const char *text, size_t len) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    for (char *p = path + strlen(root) + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(path, 0755); *p = '/'; }
+    FILE *fp = fopen(path, "w");
+    CHECK_MSG(fp != NULL, "cannot write %s", path);
+    if (fp) { fwrite(text, 1, len, fp); fclose(fp); }
+}
+
+/* A fake /proc: the device-tree model (NULL: none, as on a PC), n
+ * processors, MemTotal in kB. */
+static void fake_board(const char *model, int cpus, long long mem_kb) {
+    char cmd[300], buf[2048];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK_INT(system(cmd), 0);
+    mkdir(root, 0755);
+    if (model) put("proc/device-tree/model", model, strlen(model) + 1);     /* with its NUL */
+    size_t n = 0;
+    for (int i = 0; i < cpus; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "processor\t: %d\nmodel name\t: x\ncore id\t\t: %d\n\n",
+                              i, i);
+    put("proc/cpuinfo", buf, n);
+    n = (size_t)snprintf(buf, sizeof buf, "MemTotal:       %lld kB\nMemAvailable:   %lld kB\n", mem_kb,
+                         mem_kb / 2);
+    put("proc/meminfo", buf, n);
+    setenv("FRUGAL_SYSROOT", root, 1);
+}
+
+/* auto on a board: the profile applied, and its threads and budget. */
+static void check_auto(const char *model, int cpus, long long mem_kb, const char *want, int64_t threads,
+                       uint64_t budget, double pct) {
+    fake_board(model, cpus, mem_kb);
+    fr_board b;
+    fr_board_read(&b);
+    CHECK_STR(fr_serve_profile_auto(&b), want);
+    fr_serve_config c;
+    fr_serve_config_init(&c);
+    CHECK(ini(&c, "[server]\nprofile = auto\n") == 0);
+    CHECK(fr_serve_config_finish(&c) == 0);
+    CHECK_MSG(!strcmp(c.profile_used, want), "%s: got %s, want %s", model ? model : "(no model)",
+              c.profile_used, want);
+    if (threads) CHECK_INT(c.threads, threads);
+    CHECK_INT(c.budget_bytes, budget);
+    CHECK_NEAR(c.budget_pct, pct, 0);
+    fr_serve_config_deinit(&c);
+}
+
+static void test_profiles(void) {
+    snprintf(root, sizeof root, "/tmp/frugal-test-profiles-%d", (int)getpid());
+    const uint64_t G = 1ull << 30;
+    check_auto("Raspberry Pi 4 Model B Rev 1.4", 4, 3884924, "pi4-4g", 3, 2560ull << 20, 0);
+    check_auto("Raspberry Pi 4 Model B Rev 1.4", 4, 7997928, "pi4-8g", 3, 5 * G, 0);
+    check_auto("Raspberry Pi 5 Model B Rev 1.0", 4, 8245520, "pi5-8g", 3, 5 * G, 0);
+    check_auto("Raspberry Pi 5 Model B Rev 1.1", 4, 16582080, "pi5-16g", 3, 12 * G, 0);
+    check_auto("Raspberry Pi 5 Model B Rev 1.0", 4, 4031456, "pi5-4g", 3, 2560ull << 20, 0);
+    check_auto("Raspberry Pi Compute Module 4 Rev 1.0", 4, 3884924, "cm4-4g", 3, 2560ull << 20, 0);
+    check_auto(NULL, 16, 24684084, "x86-16g", 0, 0, 75);
+    check_auto(NULL, 2, 4026532, "vps-2c", 2, 0, 60);
+
+    /* the Pi 5 8 GB's values where nothing else set them */
+    fake_board("Raspberry Pi 5 Model B Rev 1.0", 4, 8245520);
+    fr_serve_config c;
+    fr_serve_config_init(&c);
+    CHECK(fr_serve_config_finish(&c) == 0);            /* no profile: defaults */
+    CHECK_INT(c.parallel, 4);
+    CHECK_NEAR(c.mem_warning, 80, 0);
+    CHECK_STR(c.profile_used, "");
+    fr_serve_config_deinit(&c);
+
+    fr_serve_config_init(&c);
+    char *argv[] = {"serve", "--profile", "auto", NULL};
+    bool help;
+    CHECK(fr_serve_config_args(&c, 3, argv, &help) == 0);
+    CHECK(fr_serve_config_finish(&c) == 0);
+    CHECK_STR(c.profile_used, "pi5-8g");
+    CHECK_INT(c.threads, 3);
+    CHECK_INT(c.parallel, 2);
+    CHECK_INT(c.queue, 8);
+    CHECK_INT(c.max_loaded, 1);
+    CHECK_NEAR(c.mem_warning, 60, 0);
+    CHECK_NEAR(c.mem_critical, 70, 0);
+    CHECK_NEAR(c.mem_emergency, 95, 0);
+    CHECK_INT(c.ctx, 2048);                            /* not in profiles */
+    CHECK(strstr(c.board, "Raspberry Pi 5 Model B Rev 1.0, 4 CPUs") != NULL);
+    fr_serve_config_deinit(&c);
+
+    /* precedence: default < profile < INI < env < flag */
+    fr_serve_config_init(&c);
+    CHECK(ini(&c, "[server]\nprofile = pi4-8g\nparallel = 3\nqueue = 5\n[memory]\nwarning = 50\n") == 0);
+    env_set(0, "FRUGAL_QUEUE", "6");
+    env_set(1, "FRUGAL_PROFILE", "pi5-16g");
+    CHECK(fr_serve_config_env(&c, env_get) == 0);
+    env_set(0, NULL, NULL);
+    char *flags[] = {"serve", "--threads", "1", "--max-loaded=2", "--print-config", NULL};
+    CHECK(fr_serve_config_args(&c, 5, flags, &help) == 0 && c.print_config);
+    CHECK(fr_serve_config_finish(&c) == 0);
+    CHECK_STR(c.profile_used, "pi5-16g");              /* env's profile beats the INI's */
+    CHECK_INT(c.budget_bytes, 12 * G);                 /* profile beats default */
+    CHECK_NEAR(c.mem_critical, 70, 0);
+    CHECK_INT(c.parallel, 3);                          /* INI beats profile */
+    CHECK_NEAR(c.mem_warning, 50, 0);
+    CHECK_INT(c.queue, 6);                             /* env beats INI */
+    CHECK_INT(c.threads, 1);                           /* flag beats profile */
+    CHECK_INT(c.max_loaded, 2);
+    CHECK_INT(c.port, 8080);                           /* default */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    fr_serve_config_print(&c, f);
+    fclose(f);
+    const char *want[] = {"profile          pi5-16g", "env FRUGAL_PROFILE", "budget           12G",
+                          "profile pi5-16g", "parallel         3", "INI :3", "queue            6",
+                          "env FRUGAL_QUEUE", "threads          1", "flag --threads", "port             8080",
+                          "max_loaded       2", "flag --max-loaded", "api_key          (0 keys)"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK_MSG(text && strstr(text, want[i]), "--print-config lacks '%s':\n%s", want[i], text ? text : "");
+    free(text);
+    fr_serve_config_deinit(&c);
+
+    /* an unknown profile names the known ones, from each source */
+    check_ini_error("[server]\nprofile = pi3\n", "frugal.ini:2: [server] profile: unknown profile 'pi3' "
+                    "(known: pi4-4g, pi4-8g, pi5-4g, pi5-8g, pi5-16g, cm4-4g, vps-2c, x86-16g or auto)");
+    fr_serve_config_init(&c);
+    char *bad[] = {"serve", "--profile", "rpi5"};
+    CHECK_INT(fr_serve_config_args(&c, 3, bad, &help), FR_EINVAL);
+    CHECK(strstr(fr_errdetail(), "--profile: unknown profile 'rpi5' (known: pi4-4g") != NULL);
+    fr_serve_config_deinit(&c);
+
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK_INT(system(cmd), 0);
+    unsetenv("FRUGAL_SYSROOT");
+}
+
 int main(void) {
     size_t mem0 = fr_mem_in_use();
     test_data_sync();
@@ -325,6 +468,7 @@ int main(void) {
     test_ini_errors();
     test_precedence();
     test_finish();
+    test_profiles();
     CHECK_INT(fr_mem_in_use(), mem0);
     return harness_done();
 }

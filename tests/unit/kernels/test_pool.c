@@ -2,7 +2,8 @@
  * test_pool.c — the persistent compute pool: every ith runs exactly once
  * per run, barrier phases see all writes of the phase, workers that fell
  * asleep wake up, create/destroy repeatedly without leaks, allocation
- * failures unwind.
+ * failures unwind; fr_pool_set_threads: runs use exactly the threads set
+ * (nth and barriers follow), parked workers come back, clamping.
  */
 #include "harness.h"
 
@@ -25,7 +26,7 @@ typedef struct {
 
 static void count_fn(void *arg, int ith, int nth) {
     ctx_t *c = arg;
-    if (nth != fr_pool_size(c->pool)) atomic_fetch_add(&c->bad_nth, 1);
+    if (nth != fr_pool_threads(c->pool)) atomic_fetch_add(&c->bad_nth, 1);
     if (ith < 0 || ith >= nth || ith >= MAX_T) { atomic_fetch_add(&c->bad_ith, 1); return; }
     atomic_fetch_add(&c->calls[ith], 1);
 }
@@ -89,6 +90,36 @@ int main(void) {
         for (int i = 0; i < n; i++) CHECK_INT(atomic_load(&c.calls[i]), 3);
         CHECK_INT(atomic_load(&c.bad_phase), 0);
         fr_pool_destroy(pool);
+    }
+
+    /* fewer threads at run time: 4 → 2 → 1 → 3 → 9 (clamped to 4) → 0 (1),
+     * with pauses so that parked and sleeping workers are both exercised */
+    {
+        fr_pool *pool;
+        CHECK_INT(fr_pool_create(MAX_T, &pool), 0);
+        CHECK_INT(fr_pool_threads(pool), MAX_T);
+        const int want[] = {2, 1, 3, 9, 0, 4}, got[] = {2, 1, 3, 4, 1, 4};
+        for (int k = 0; k < 6; k++) {
+            fr_pool_set_threads(pool, want[k]);
+            CHECK_INT(fr_pool_threads(pool), got[k]);
+            CHECK_INT(fr_pool_size(pool), MAX_T);
+            ctx_t c = {0};
+            c.pool = pool;
+            for (int r = 0; r < 500; r++) fr_pool_run(pool, count_fn, &c);
+            sleep_ms(20);
+            for (int r = 0; r < 500; r++) fr_pool_run(pool, count_fn, &c);
+            for (c.run = 1; c.run <= 300; c.run++) fr_pool_run(pool, phase_fn, &c);
+            for (int i = 0; i < MAX_T; i++)
+                CHECK_MSG(atomic_load(&c.calls[i]) == (i < got[k] ? 1000 : 0),
+                          "set %d: thread %d ran %d times", want[k], i, atomic_load(&c.calls[i]));
+            CHECK_INT(atomic_load(&c.bad_nth), 0);
+            CHECK_INT(atomic_load(&c.bad_ith), 0);
+            CHECK_INT(atomic_load(&c.bad_phase), 0);
+        }
+        fr_pool_set_threads(pool, 2);
+        fr_pool_destroy(pool);                     /* parked workers stop too */
+        fr_pool_set_threads(NULL, 3);
+        CHECK_INT(fr_pool_threads(NULL), 1);
     }
 
     /* create/destroy repeatedly, with and without a run in between */

@@ -610,6 +610,83 @@ static void test_group(fr_model *m, fr_compute *cmp) {
     fr_free(tok);
 }
 
+/* Throttled (the SoC is hot: fr_compute_set_threads / set_slot_cap): 3
+ * requests on 2 slots with a cap of 1 run one at a time (the others wait
+ * in the queue), on 1 thread of the pool, with the solo texts; a group of
+ * 2 larger than the cap still runs, alone; lifting the cap lets 2 run. */
+static void test_throttled(fr_model *m, fr_compute *cmp) {
+    int32_t n[3], *tok[3];
+    solo ref[3];
+    for (int i = 0; i < 3; i++) {
+        tok[i] = tokens_of(m, prompts[i], &n[i]);
+        run_solo(m, tok[i], n[i], 16, &ref[i]);
+    }
+    fr_sched_config cfg = {.n_ctx = 256, .n_slots = 2, .n_queue = 4};
+    fr_sched *s = NULL;
+    CHECK_INT(fr_sched_create(m, cmp, &cfg, &s), 0);
+    if (!s) return;
+    fr_compute_set_threads(cmp, 1);
+    CHECK_INT(fr_compute_threads_active(cmp), 1);
+    fr_compute_set_slot_cap(cmp, 1);
+    fr_gen *g[3];
+    for (int i = 0; i < 3; i++) {
+        fr_gen_params p = greedy(tok[i], n[i], 16);
+        CHECK_INT(fr_sched_submit(s, &p, &g[i], NULL), 0);
+    }
+    int most = 0, queued_seen = 0;
+    for (int k = 0; k < 2000 && !fr_sched_idle(s); k++) {
+        fr_sched_stats st;
+        fr_sched_stats_get(s, &st);
+        if (st.slots_busy > most) most = st.slots_busy;
+        if (st.queued > 0) queued_seen = 1;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+        if (k == 0) CHECK_MSG(st.slots_busy + st.queued == 3, "busy %d + queued %d", st.slots_busy, st.queued);
+    }
+    CHECK_MSG(most == 1, "at most %d slots busy under a cap of 1", most);
+    CHECK(queued_seen);
+    for (int i = 0; i < 3; i++) {
+        result r;
+        collect(g[i], &r);
+        check_same("throttled", &r, &ref[i], 16);
+        fr_gen_release(g[i]);
+    }
+    /* a group of 2 under a cap of 1: runs alone instead of waiting forever */
+    fr_gen_params p = greedy(tok[0], n[0], 8);
+    fr_gen *grp[2];
+    CHECK_INT(fr_sched_submit_n(s, &p, 2, grp, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        result r;
+        collect(grp[i], &r);
+        CHECK_INT(r.n_ids, 8);
+        fr_gen_release(grp[i]);
+    }
+    /* the cap lifted: both slots fill again */
+    fr_compute_set_slot_cap(cmp, 0);
+    fr_compute_set_threads(cmp, 99);
+    CHECK_INT(fr_compute_threads_active(cmp), fr_compute_threads(cmp));
+    fr_gen_params p0 = greedy(tok[0], n[0], 16), p1 = greedy(tok[1], n[1], 16);
+    CHECK_INT(fr_sched_submit(s, &p0, &g[0], NULL), 0);
+    CHECK_INT(fr_sched_submit(s, &p1, &g[1], NULL), 0);
+    most = 0;
+    for (int k = 0; k < 2000 && !fr_sched_idle(s); k++) {
+        fr_sched_stats st;
+        fr_sched_stats_get(s, &st);
+        if (st.slots_busy > most) most = st.slots_busy;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_INT(most, 2);
+    for (int i = 0; i < 2; i++) {
+        result r;
+        collect(g[i], &r);
+        check_same("unthrottled", &r, &ref[i], 16);
+        fr_gen_release(g[i]);
+    }
+    fr_sched_destroy(s);
+    for (int i = 0; i < 3; i++) fr_free(tok[i]);
+}
+
 int main(void) {
     size_t mem0 = fr_mem_in_use();
     char path[1024];
@@ -630,6 +707,7 @@ int main(void) {
         test_finish(llama, cmp);
         test_group(llama, cmp);
         test_two_models(llama, qwen, cmp);
+        test_throttled(llama, cmp);
     }
     fr_compute_destroy(cmp);
     fr_model_close(llama);
