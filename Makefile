@@ -16,6 +16,8 @@
 #   make SAN=address,undefined  sanitizer build in build/san-address,undefined
 #   make bench                benchmarks; writes docs/PERFORMANCE.md
 #   make demo                 build, make a demo model, run it
+#   make deb                  build/frugal_VERSION_ARCH.deb (packaging/; ARCH from $(CC))
+#   make deb-test             install, serve, purge that package (root; tests/deb)
 #
 # Warnings are errors (WERROR=0 to relax while hacking).
 
@@ -173,6 +175,21 @@ bench: $(BIN)
 
 demo: $(BIN)
 	scripts/demo.sh $(BIN)
+
+# ---- Debian package (packaging/mkdeb.sh; tests/deb/run.sh installs it) ----
+# VERSION is the one source of the version.  DEB_ARCH follows the compiler's
+# target, so `make deb CC=aarch64-linux-gnu-gcc` packages the cross build as
+# arm64; DEB_BIN and DEB_ARCH may also be given outright.
+FRUGAL_VERSION := $(shell cat VERSION)
+DEB_ARCH ?= $(shell case "$$($(CC) -dumpmachine)" in (aarch64*) echo arm64;; (x86_64*) echo amd64;; \
+                      (*) dpkg --print-architecture;; esac)
+DEB_BIN  ?= $(BIN)
+DEB      := build/frugal_$(FRUGAL_VERSION)_$(DEB_ARCH).deb
+.PHONY: deb deb-test
+deb: $(DEB_BIN)
+	packaging/mkdeb.sh $(DEB_BIN) $(DEB_ARCH) $(FRUGAL_VERSION) $(DEB)
+deb-test: deb
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_DEB=$(abspath $(DEB)) tests/deb/run.sh
 
 clean:
 	rm -rf build
