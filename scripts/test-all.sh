@@ -3,7 +3,8 @@
 # fuzz-corpus replays, CLI and HTTP-server black-box tests (also against
 # the ASan+UBSan binary), the unit tests
 # and replays again under ASan+UBSan, a short libFuzzer run of each
-# fuzz target, and a 2-minute soak (make soak, docs/SOAK.md) — then one
+# fuzz target, a 2-minute soak (make soak, docs/SOAK.md) and the Debian
+# package's install check (make deb-test) — then one
 # closing line that adds up every suite's "N passed, N failed".
 set -u
 MAKE=${MAKE:-make}
@@ -26,11 +27,13 @@ run $MAKE $JOBS --no-print-directory server-test-san
 run $MAKE $JOBS --no-print-directory SAN=address,undefined OPT=-O1 unit replay
 run $MAKE $JOBS --no-print-directory fuzz-smoke
 run $MAKE $JOBS --no-print-directory soak SOAK_MINUTES=2
+# The Debian package: dpkg -i, one request, purge (tests/deb/run.sh; root).
+run $MAKE $JOBS --no-print-directory deb-test
 p=0 f=0
 while read -r line; do
     n=${line#*: }; a=${n%% passed*}; b=${n#*passed, }; b=${b%% failed*}
     p=$((p + a)); f=$((f + b))
-done < <(grep -E '^(unit|replay|cli|server|fuzz|soak): [0-9]+ passed, [0-9]+ failed$' "$log")
+done < <(grep -E '^(unit|replay|cli|server|fuzz|soak|deb): [0-9]+ passed, [0-9]+ failed$' "$log")
 [ $status -ne 0 ] && [ $f -eq 0 ] && f=1
 echo "total: $p passed, $f failed"
 exit $status
