@@ -105,8 +105,9 @@ check "installed: no memory drop-in while the budget is unset" \
     [ ! -e /etc/systemd/system/frugal.service.d/50-memory.conf ]
 U=/lib/systemd/system/frugal.service
 for kv in User=frugal Restart=on-failure ProtectSystem=strict ProtectHome=yes NoNewPrivileges=yes \
-          PrivateTmp=yes ReadWritePaths=/var/lib/frugal CapabilityBoundingSet= MemoryHigh=85% MemoryMax=90%; do
-    check "unit: $kv" grep -qx "$kv" "$U"
+          PrivateTmp=yes ReadWritePaths=/var/lib/frugal CapabilityBoundingSet= MemoryHigh=85% MemoryMax=90% \
+          'ExecReload=/bin/kill -HUP $MAINPID'; do
+    check "unit: $kv" grep -qxF "$kv" "$U"
 done
 if command -v systemd-analyze >/dev/null; then
     systemd-analyze verify --man=no "$U" >"$TMP/verify" 2>&1; rc=$?
@@ -150,6 +151,16 @@ if [ -n "$PORT" ]; then
     check "serve: a chat completion answers 200 (got $s)" [ "$s" = 200 ] || cat "$TMP/chat.json"
     check "serve: the answer has a message and usage" \
         bash -c "jq -e '.choices[0].message.role == \"assistant\" and .usage.completion_tokens > 0' '$TMP/chat.json' >/dev/null"
+    # What `systemctl reload frugal` does (ExecReload): SIGHUP rescans the models.
+    install -o frugal -g frugal -m 0640 "$M" /var/lib/frugal/models/tiny2.gguf
+    kill -HUP "$PID"
+    found=0
+    for _ in $(seq 1 100); do
+        curl -s "http://127.0.0.1:$PORT/v1/models" | jq -e '[.data[].id] | index("tiny2")' >/dev/null 2>&1 &&
+            { found=1; break; }
+        sleep 0.05
+    done
+    check "serve: SIGHUP (systemctl reload) offers a model added to /var/lib/frugal/models" [ $found = 1 ]
     kill -TERM "$PID"
     for _ in $(seq 1 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.05; done
     wait "$PID"; rc=$?
