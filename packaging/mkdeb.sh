@@ -17,7 +17,8 @@
 # Depends: dpkg-shlibdeps on BIN when dpkg-dev is installed (cross binaries
 # too: it picks ARCH's objdump and the :ARCH libraries' symbols files), else
 # the packages owning the libraries BIN links (readelf -d, dpkg -S), plus
-# adduser for postinst.
+# adduser for postinst.  DEB_MAINTAINER names the maintainer (a placeholder
+# otherwise, which lintian reports as bogus-mail-host).
 set -euo pipefail
 [ $# -eq 4 ] || { echo "usage: $0 BIN ARCH VERSION OUT.deb" >&2; exit 2; }
 bin=$1 arch=$2 version=$3 out=$4
@@ -28,6 +29,8 @@ top=$(cd "$here/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/frugal-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
+# Set DEB_MAINTAINER to a real address before publishing the package.
+maint=${DEB_MAINTAINER:-frugal developers <frugal@localhost>}
 gnu=$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null) ||
     { echo "mkdeb: unknown architecture '$arch'" >&2; exit 1; }
 
@@ -45,8 +48,8 @@ install -m 0755 "$here/memory-limits" "$root/usr/lib/frugal/memory-limits"
 install -m 0644 "$here/copyright" "$root/usr/share/doc/frugal/copyright"
 gzip -9n <"$top/README.md" >"$root/usr/share/doc/frugal/README.md.gz"
 date=$(git -C "$top" log -1 --format=%aD 2>/dev/null || date -R)
-printf 'frugal (%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- frugal developers <frugal@localhost>  %s\n' \
-    "$version" "$(git -C "$top" describe --always --dirty 2>/dev/null || echo 'a source tree')" "$date" |
+printf 'frugal (%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' \
+    "$version" "$(git -C "$top" describe --always --dirty 2>/dev/null || echo 'a source tree')" "$maint" "$date" |
     gzip -9n >"$root/usr/share/doc/frugal/changelog.gz"
 for s in postinst prerm postrm; do install -m 0755 "$here/$s" "$root/DEBIAN/$s"; done
 echo /etc/frugal/frugal.ini >"$root/DEBIAN/conffiles"
@@ -74,7 +77,7 @@ cat >"$root/DEBIAN/control" <<EOT
 Package: frugal
 Version: $version
 Architecture: $arch
-Maintainer: frugal developers <frugal@localhost>
+Maintainer: $maint
 Installed-Size: $size
 Depends: $shlibs, adduser
 Section: net

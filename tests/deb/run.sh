@@ -118,7 +118,7 @@ else
 fi
 if command -v lintian >/dev/null; then
     echo "deb: lintian (reported, not counted):"
-    lintian --no-tag-display-limit "$DEB" 2>&1 | sed 's/^/  /'
+    lintian --tag-display-limit 0 "$DEB" 2>&1 | sed 's/^/  /'
 else
     echo "deb: lintian not installed; skipped"
 fi
