@@ -80,16 +80,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- install ----
-exec 9>/run/lock/frugal-deb-test.lock
+exec 9>"$([ -d /run/lock ] && echo /run/lock || echo /tmp)/frugal-deb-test.lock"
 flock 9
-if dpkg-query -W -f='${Status}' frugal 2>/dev/null | grep -q 'installed\|config-files'; then
+# db:Status-Status: installed, config-files, ..., not-installed (or no line).
+pkg_state() { dpkg-query -W -f='${db:Status-Status}' frugal 2>/dev/null; }
+if [ -n "$(pkg_state)" ] && [ "$(pkg_state)" != not-installed ]; then
     echo "deb: purging the frugal package installed before this test"
     dpkg --purge frugal >/dev/null
 fi
 installed=1
 dpkg -i "$DEB" >"$TMP/install.log" 2>&1; rc=$?
 check "dpkg -i: exit 0 (rc $rc)" [ $rc -eq 0 ] || cat "$TMP/install.log"
-check "installed: dpkg says installed" bash -c "dpkg-query -W -f='\${Status}' frugal | grep -qx 'install ok installed'"
+check "installed: dpkg says installed ($(pkg_state))" [ "$(pkg_state)" = installed ]
 check "installed: /usr/bin/frugal runs" bash -c "/usr/bin/frugal serve --help >/dev/null 2>&1"
 check "installed: user frugal exists" bash -c "getent passwd frugal >/dev/null"
 uid=$(id -u frugal 2>/dev/null || echo -1)
@@ -174,8 +176,7 @@ check "dpkg -r: exit 0 (rc $rc)" [ $rc -eq 0 ] || cat "$TMP/remove.log"
 check "removed: the binary is gone" [ ! -e /usr/bin/frugal ]
 check "removed: the unit is gone" [ ! -e "$U" ]
 check "removed: the conffile stays" [ -f /etc/frugal/frugal.ini ]
-check "removed: dpkg keeps config-files" \
-    bash -c "dpkg-query -W -f='\${Status}' frugal | grep -qx 'deinstall ok config-files'"
+check "removed: dpkg keeps config-files ($(pkg_state))" [ "$(pkg_state)" = config-files ]
 check "removed: the user stays" bash -c "getent passwd frugal >/dev/null"
 check "removed: the models stay" [ -f /var/lib/frugal/models/tiny.gguf ]
 # Install again over the kept, edited conffile: postinst derives the unit's
@@ -197,7 +198,7 @@ fi
 dpkg --purge frugal >"$TMP/purge.log" 2>&1; rc=$?
 check "dpkg --purge: exit 0 (rc $rc)" [ $rc -eq 0 ] || cat "$TMP/purge.log"
 installed=0
-check "purged: dpkg knows no frugal" bash -c "! dpkg-query -W -f='\${Status}' frugal 2>/dev/null | grep -q ok"
+check "purged: dpkg knows no frugal ($(pkg_state))" bash -c "[ -z '$(pkg_state)' ] || [ '$(pkg_state)' = not-installed ]"
 check "purged: /etc/frugal is gone" [ ! -e /etc/frugal ]
 check "purged: /var/lib/frugal is gone" [ ! -e /var/lib/frugal ]
 check "purged: /usr/lib/frugal is gone" [ ! -e /usr/lib/frugal ]
