@@ -14,6 +14,7 @@
 #   /usr/lib/frugal/memory-limits            the unit's MemoryHigh/MemoryMax from the budget
 #   /var/lib/frugal/{models,data}            made frugal's by postinst
 #   /usr/share/doc/frugal/                   copyright, changelog.gz, README.md.gz
+#   /usr/share/man/man1/frugal.1.gz          packaging/frugal.1
 # Depends: dpkg-shlibdeps on BIN when dpkg-dev is installed (cross binaries
 # too: it picks ARCH's objdump and the :ARCH libraries' symbols files), else
 # the packages owning the libraries BIN links (readelf -d, dpkg -S), plus
@@ -35,7 +36,7 @@ gnu=$(dpkg-architecture -a"$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null) ||
     { echo "mkdeb: unknown architecture '$arch'" >&2; exit 1; }
 
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/frugal" \
-    "$root/usr/lib/frugal" "$root/usr/share/doc/frugal" "$root/var/lib/frugal/models" "$root/var/lib/frugal/data"
+    "$root/usr/lib/frugal" "$root/usr/share/doc/frugal" "$root/usr/share/man/man1" "$root/var/lib/frugal/models" "$root/var/lib/frugal/data"
 install -m 0755 "$bin" "$root/usr/bin/frugal"
 strip=${STRIP:-}
 if [ -z "$strip" ]; then
@@ -46,6 +47,7 @@ install -m 0644 "$here/frugal.service" "$root/lib/systemd/system/frugal.service"
 install -m 0644 "$here/frugal.ini" "$root/etc/frugal/frugal.ini"
 install -m 0755 "$here/memory-limits" "$root/usr/lib/frugal/memory-limits"
 install -m 0644 "$here/copyright" "$root/usr/share/doc/frugal/copyright"
+gzip -9n <"$here/frugal.1" >"$root/usr/share/man/man1/frugal.1.gz"
 gzip -9n <"$top/README.md" >"$root/usr/share/doc/frugal/README.md.gz"
 date=$(git -C "$top" log -1 --format=%aD 2>/dev/null || date -R)
 printf 'frugal (%s) unstable; urgency=medium\n\n  * Built from %s.\n\n -- %s  %s\n' \

@@ -63,7 +63,7 @@ check "package: $DEB exists" [ -f "$DEB" ]
 dpkg-deb -c "$DEB" >"$TMP/contents" 2>/dev/null
 for f in ./usr/bin/frugal ./lib/systemd/system/frugal.service ./etc/frugal/frugal.ini \
          ./usr/lib/frugal/memory-limits ./var/lib/frugal/models/ ./var/lib/frugal/data/ \
-         ./usr/share/doc/frugal/copyright; do
+         ./usr/share/doc/frugal/copyright ./usr/share/man/man1/frugal.1.gz; do
     check "package: has $f" grep -q " $f\$" "$TMP/contents"
 done
 check "package: files are root's (--root-owner-group)" \
