@@ -27,9 +27,39 @@ WERROR   ?= 1
 OPT      ?= -O2
 TESTDATA ?= $(abspath ../shared/testdata)
 
+# ---- target architecture (issue 13) ----
+# The compiler says what it builds for: x86_64 builds src/*/x86/, aarch64
+# src/*/arm/ (never the other's).  A compiler for another architecture
+# than this machine's (make CC=aarch64-linux-gnu-gcc on x86) is a cross
+# build: it goes to build/<arch>/ beside the native build/ and takes the
+# libraries of Debian's multiarch packages (libfoo-dev:arm64) through
+# <triplet>-pkg-config when installed, else pkg-config pointed at
+# /usr/lib/<triplet>/pkgconfig.
+TRIPLET   := $(shell $(CC) -dumpmachine 2>/dev/null)
+ARCH      := $(firstword $(subst -, ,$(TRIPLET)))
+HOST_ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+ARCH_DIR  := x86
+else ifeq ($(ARCH),aarch64)
+ARCH_DIR  := arm
+else
+ARCH_DIR  := none
+endif
+ifeq ($(ARCH),$(HOST_ARCH))
+CROSS     :=
+PKG_CONFIG ?= pkg-config
+else
+CROSS     := $(ARCH)
+ifneq ($(shell command -v $(TRIPLET)-pkg-config 2>/dev/null),)
+PKG_CONFIG := $(TRIPLET)-pkg-config
+else
+PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLET)/pkgconfig:/usr/share/pkgconfig pkg-config
+endif
+endif
+
 PKGS     := libpcre2-8 libutf8proc libmicrohttpd jansson inih sqlite3
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
             -Wno-unused-parameter
@@ -41,22 +71,32 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing -pthread $(WARN) -Isrc -
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
 TEST_LIBS :=
 
+BUILD_ROOT := build$(if $(CROSS),/$(CROSS))
 ifneq ($(SAN),)
-BUILD    := build/san-$(SAN)
+BUILD    := $(BUILD_ROOT)/san-$(SAN)
 CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS  += -fsanitize=$(SAN)
 else
-BUILD    := build
+BUILD    := $(BUILD_ROOT)
 endif
 
-# Per-file instruction sets: x86 SIMD kernels are compiled for their ISA
-# and chosen at run time, so one binary runs on any x86-64.
-AVX2_FLAGS   := -mavx2 -mfma -mf16c
-AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-                -mavx512vnni -mavx512bf16
+# Per-file instruction sets: the SIMD kernels of src/kernels/<arch>/ and
+# src/search/<arch>/ are compiled for the ISA their name ends in and chosen
+# at run time (kernels.c), so one binary runs on any CPU of its
+# architecture.  x86: *_avx2.c, *_avx512.c.  arm: *_neon.c (plain
+# ARMv8-A Advanced SIMD: Cortex-A72, Pi 4), *_dotprod.c (+ SDOT/UDOT and
+# half-precision arithmetic: Cortex-A76, Pi 5), *_i8mm.c (+ SMMLA: Neoverse
+# V1, Apple M); other files there take the baseline flags.
+AVX2_FLAGS    := -mavx2 -mfma -mf16c
+AVX512_FLAGS  := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+                 -mavx512vnni -mavx512bf16
+NEON_FLAGS    := -march=armv8-a
+DOTPROD_FLAGS := -march=armv8.2-a+dotprod+fp16
+I8MM_FLAGS    := -march=armv8.2-a+dotprod+fp16+i8mm
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/kernels/*.c src/engine/*.c src/sched/*.c src/search/*.c \
-                          src/manager/*.c src/server/*.c))
+                          src/manager/*.c src/server/*.c \
+                          src/kernels/$(ARCH_DIR)/*.c src/search/$(ARCH_DIR)/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -78,6 +118,18 @@ $(BUILD)/%_avx2.o: %_avx2.c
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_neon.o: %_neon.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(NEON_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_dotprod.o: %_dotprod.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DOTPROD_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%_i8mm.o: %_i8mm.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(I8MM_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -194,4 +246,4 @@ deb-test: deb
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

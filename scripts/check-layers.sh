@@ -25,6 +25,7 @@ LAYERS="base kernels engine sched manager router search tasks server cli"
 MODULES="
 engine/model_int.h: forward encoder
 search/index_int.h: ask
+kernels/ops_int.h: table
 server/reply_int.h: embeddings
 "
 

@@ -44,6 +44,25 @@ static uint64_t xgetbv0(void) {
 }
 #endif
 
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+
+/* The bits of <asm/hwcap.h> (arch/arm64/include/uapi/asm/hwcap.h), spelled
+ * out so that older headers build too. */
+#define FR_HWCAP_FPHP    (1ul << 9)
+#define FR_HWCAP_ASIMDHP (1ul << 10)
+#define FR_HWCAP_ASIMD   (1ul << 1)
+#define FR_HWCAP_ASIMDDP (1ul << 20)
+#define FR_HWCAP2_I8MM   (1ul << 13)
+
+void fr__cpu_from_hwcap(fr_cpu_features *f, unsigned long hwcap, unsigned long hwcap2) {
+    f->neon = hwcap & FR_HWCAP_ASIMD;
+    f->dotprod = f->neon && (hwcap & FR_HWCAP_ASIMDDP);
+    f->fp16 = f->neon && (hwcap & FR_HWCAP_FPHP) && (hwcap & FR_HWCAP_ASIMDHP);
+    f->i8mm = f->neon && (hwcap2 & FR_HWCAP2_I8MM);
+}
+
 static fr_cpu_features features;
 static int features_done;
 
@@ -71,6 +90,8 @@ const fr_cpu_features *fr_cpu(void) {
             f.avx512bf16 = f.avx512f && (a & (1u << 5));
         }
     }
+#elif defined(__aarch64__)
+    fr__cpu_from_hwcap(&f, getauxval(AT_HWCAP), getauxval(AT_HWCAP2));
 #endif
     features = f;
     features_done = 1;
@@ -320,20 +341,27 @@ uint64_t fr_mem_limit(void) {
     return total;
 }
 
-#define MINCORE_CHUNK 4096   /* pages per mincore call: a 4 KiB vector */
+/* Page-size arithmetic (issue 13: a Pi 5 kernel has 16 KiB pages, some
+ * arm64 distributions 64 KiB): nothing here assumes 4 KiB; the page size
+ * comes from sysconf, falling back to 4096 only if sysconf fails. */
+size_t fr_page_size(void) {
+    long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (size_t)ps : 4096;
+}
 
-uint64_t fr_resident_bytes(const void *addr, size_t len) {
-    if (!addr || !len) return 0;
-    long psl = sysconf(_SC_PAGESIZE);
-    uintptr_t ps = psl > 0 ? (uintptr_t)psl : 4096;
+#define MINCORE_CHUNK 4096   /* pages per mincore call (a 4 KiB vector, whatever the page size) */
+
+uint64_t fr__resident_bytes_ps(const void *addr, size_t len, size_t ps,
+                               int (*mincore_fn)(void *, size_t, unsigned char *)) {
+    if (!addr || !len || !ps || (ps & (ps - 1))) return 0;
     uintptr_t start = (uintptr_t)addr, end;
     if (__builtin_add_overflow(start, len, &end)) end = UINTPTR_MAX;
     unsigned char vec[MINCORE_CHUNK];
     uint64_t total = 0;
-    for (uintptr_t a = start & ~(ps - 1); a < end;) {
+    for (uintptr_t a = start & ~(uintptr_t)(ps - 1); a < end;) {
         uintptr_t left = (end - a + ps - 1) / ps;
         size_t pages = left < MINCORE_CHUNK ? (size_t)left : MINCORE_CHUNK;
-        if (mincore((void *)a, pages * ps, vec) == 0) {
+        if (mincore_fn((void *)a, pages * ps, vec) == 0) {
             for (size_t i = 0; i < pages; i++) {
                 if (!(vec[i] & 1)) continue;
                 uintptr_t lo = a + i * ps, hi = lo + ps;
@@ -346,4 +374,8 @@ uint64_t fr_resident_bytes(const void *addr, size_t len) {
         a += pages * ps;
     }
     return total;
+}
+
+uint64_t fr_resident_bytes(const void *addr, size_t len) {
+    return fr__resident_bytes_ps(addr, len, fr_page_size(), mincore);
 }

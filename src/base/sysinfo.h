@@ -21,14 +21,25 @@
 #include <stdint.h>
 
 typedef struct fr_cpu_features {
+    /* x86-64 */
     bool avx, avx2, fma, f16c;
     bool avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16;
     bool avxvnni;
+    /* aarch64: Advanced SIMD (HWCAP_ASIMD), SDOT/UDOT (HWCAP_ASIMDDP),
+     * half-precision arithmetic (HWCAP_FPHP and HWCAP_ASIMDHP), SMMLA
+     * (HWCAP2_I8MM) */
+    bool neon, dotprod, fp16, i8mm;
 } fr_cpu_features;
 
-/* The CPU's features, read once with cpuid (and xgetbv for OS support).
- * Thread-safe after the first call. */
+/* The CPU's features, read once with cpuid (and xgetbv for OS support) on
+ * x86-64, from getauxval(AT_HWCAP/AT_HWCAP2) on aarch64 (the kernel's
+ * word: under qemu-user, the emulated -cpu model's).  Fields of the other
+ * architecture stay false.  Thread-safe after the first call. */
 const fr_cpu_features *fr_cpu(void);
+
+/* Sets f's aarch64 fields from the AT_HWCAP and AT_HWCAP2 words (pure bit
+ * arithmetic, on every architecture, so tests can give it made-up words). */
+void fr__cpu_from_hwcap(fr_cpu_features *f, unsigned long hwcap, unsigned long hwcap2);
 
 /* Physical cores (SMT siblings counted once); at least 1. */
 int fr_physical_cores(void);
@@ -67,6 +78,19 @@ uint64_t fr_cgroup_limit(void);
  * reports; 0 only if even that fails.  The manager's default budget is 75%
  * of it. */
 uint64_t fr_mem_limit(void);
+
+/* The page size (sysconf(_SC_PAGESIZE): 4 KiB on x86-64, 16 KiB on a Pi 5
+ * kernel, 64 KiB on some arm64 ones; 4096 only if sysconf fails).  Nothing
+ * may assume 4 KiB: page arithmetic takes this value (mincore below: the
+ * GGUF mapping starts at file offset 0 and needs no rounding). */
+size_t fr_page_size(void);
+
+/* fr_resident_bytes for pages of ps bytes with mincore_fn in place of
+ * mincore(2) (which it calls with ps-aligned addresses, lengths that are
+ * multiples of ps and at most 4096 pages at once): tests give it other
+ * page sizes and made-up residency.  0 for a ps that is not a power of two. */
+uint64_t fr__resident_bytes_ps(const void *addr, size_t len, size_t ps,
+                               int (*mincore_fn)(void *, size_t, unsigned char *));
 
 /* Bytes of [addr, addr + len) whose pages are resident now (mincore(2),
  * page by page, in chunks: no allocation).  Partial first and last pages

@@ -3,7 +3,7 @@
  * the matrix multiply that the engine's projections run on.
  *
  * Each computable type has a reference twin in ref.c (plain C) and, where
- * written, SIMD versions (x86_avx2.c, x86_avx512.c) chosen once at start
+ * written, SIMD versions (x86/quants_avx2.c, x86/quants_avx512.c) chosen once at start
  * from the CPU's features.  FRUGAL_REF=1 in the environment (or
  * fr_kernels_force_ref(true)) selects the twins everywhere; FRUGAL_ISA=
  * ref|avx2|avx512 caps the level (so the AVX2 paths can be tested on an

@@ -5,8 +5,8 @@
  *
  * Every function here has the signature of one fr_type_ops member
  * (kernels.h).  Names read fr__<isa>_<op>_<type>[_<activation type>]:
- * fr__ref_* are the plain C twins (ref.c), fr__avx2_* (x86_avx2.c) and
- * fr__avx512_* (x86_avx512.c) are only called when the CPU has the ISA.
+ * fr__ref_* are the plain C twins (ref.c), fr__avx2_* (x86/quants_avx2.c) and
+ * fr__avx512_* (x86/quants_avx512.c) are only called when the CPU has the ISA.
  *
  * Half-precision fields are stored as raw uint16_t bits.  Blocks are at
  * least 2-byte aligned in a GGUF mapping (Q8_K, an activation-only type,
@@ -144,6 +144,39 @@ const fr__gemv *fr__kernels_gemv(int type);
  * use it, so a buffer sized in one mode serves both. */
 const fr__gemv *fr__kernels_gemv_best(int type);
 
+/* One instruction-set level's dispatch table (kernels.c keeps one per
+ * level).  A level starts as a copy of the level below it (the reference
+ * twins at the bottom), so an entry a level does not set keeps the one
+ * below: NULL dot4/dot4x4/gemv/gemm entries mean "none, use vec_dot". */
+typedef struct fr__table {
+    fr_type_ops ops[FR_TYPE_COUNT];
+    fr__vec_dot4_fn dot4[FR_TYPE_COUNT];
+    fr__vec_dot4x4_fn dot4x4[FR_TYPE_COUNT];
+    const fr__gemv *gemv[FR_TYPE_COUNT];
+    const struct fr__gemm_ops *gemm;      /* batched int8 GEMM, or NULL */
+} fr__table;
+
+/* ---- arm/: the aarch64 levels ----
+ *
+ * On aarch64, kernels.c has the levels ref < neon < dotprod < i8mm
+ * (FRUGAL_ISA=ref|neon|dotprod|i8mm caps them), each filled only when
+ * getauxval says the CPU has it (fr_cpu: neon = ASIMD; dotprod = ASIMDDP
+ * and FPHP+ASIMDHP; i8mm = HWCAP2_I8MM on top).  For each present level
+ * in turn it copies the table below and calls fr__arm_fill(t, level),
+ * which sets what that level has (arm/table.c; the functions live in
+ * arm/ files named *_neon.c, *_dotprod.c, *_i8mm.c, compiled with -march for that
+ * level by the Makefile) and leaves the rest.  The same for the
+ * element-wise ops (ops.h): fr__arm_ops_fill(o, level) on a copy of the
+ * level below, the reference ops at the bottom. */
+enum { FR__ARM_NEON = 1, FR__ARM_DOTPROD = 2, FR__ARM_I8MM = 3 };
+void fr__arm_fill(fr__table *t, int level);
+
+/* arm/quants_neon.c (armv8-a) */
+float fr__neon_vec_dot_f32(int64_t n, const void *w, const void *a);
+
+/* arm/quants_dotprod.c (armv8.2-a+dotprod+fp16) */
+float fr__dotprod_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
+
 /* ---- ref.c: the reference twins ---- */
 
 void fr__ref_dequantize_f32(const void *src, float *dst, int64_t n);
@@ -187,7 +220,7 @@ float fr__ref_vec_dot_q4_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__ref_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__ref_vec_dot_q6_K_q8_K(int64_t n, const void *w, const void *a);
 
-/* ---- x86_avx2.c (AVX2 + FMA + F16C) ---- */
+/* ---- x86/quants_avx2.c (AVX2 + FMA + F16C) ---- */
 
 void fr__avx2_dequantize_f16(const void *src, float *dst, int64_t n);
 void fr__avx2_dequantize_q4_0(const void *src, float *dst, int64_t n);
@@ -218,21 +251,21 @@ float fr__avx2_vec_dot_q5_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q2_K_q8_K(int64_t n, const void *w, const void *a);
 float fr__avx2_vec_dot_q3_K_q8_K(int64_t n, const void *w, const void *a);
 
-/* ---- x86_avx512.c (AVX-512 F/BW/VL + VNNI, on ymm registers) ---- */
+/* ---- x86/quants_avx512.c (AVX-512 F/BW/VL + VNNI, on ymm registers) ---- */
 
 float fr__avx512_vec_dot_q4_0_q8_0(int64_t n, const void *w, const void *a);
 float fr__avx512_vec_dot_q8_0_q8_0(int64_t n, const void *w, const void *a);
 void  fr__avx512_vec_dot4_q4_0_q8_0(int64_t n, const void *w, size_t stride, const void *a, float *out);
 void  fr__avx512_vec_dot4x4_q4_0_q8_0(int64_t n, const void *w, size_t wstride, const void *a, size_t astride,
                                       float *out);
-/* Decode GEMVs on zmm registers (their prepared layouts: x86_avx512.c). */
+/* Decode GEMVs on zmm registers (their prepared layouts: x86/quants_avx512.c). */
 extern const fr__gemv fr__avx512_gemv_q4_0;
 extern const fr__gemv fr__avx512_gemv_q8_0;
 extern const fr__gemv fr__avx512_gemv_f16;
 extern const fr__gemv fr__avx512_gemv_q4_K;
 extern const fr__gemv fr__avx512_gemv_q6_K;
 
-/* ---- gemm_avx512.c: register-tiled int8 GEMM for batches (prefill) ----
+/* ---- x86/gemm_avx512.c: register-tiled int8 GEMM for batches (prefill) ----
  *
  * For Q4_0, Q8_0 (Q8_0 activations) and Q4_K, Q6_K (Q8_K activations).
  * The activations are converted once per matmul into tiles of
@@ -269,5 +302,15 @@ void fr__avx512_gemm_convert(const fr__gemm *g, const float *x, int ith, int nth
 
 /* y for weight rows [16p, 16p+16) ∩ [0, M) and all N tokens. */
 void fr__avx512_gemm_panel(const fr__gemm *g, int64_t p);
+
+/* A level's GEMM (fr__table.gemm): the two phases above, for the weight
+ * types gemm_type() in matmul.c names, on the activation layout above. */
+typedef struct fr__gemm_ops {
+    void (*convert)(const fr__gemm *g, const float *x, int ith, int nth);
+    void (*panel)(const fr__gemm *g, int64_t p);
+} fr__gemm_ops;
+
+/* The active level's GEMM, or NULL (kernels.c). */
+const fr__gemm_ops *fr__kernels_gemm(void);
 
 #endif

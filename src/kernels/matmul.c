@@ -37,7 +37,7 @@
  *
  * Larger batches (N ≥ GEMV_MAX_N) with Q4_0, Q8_0, Q4_K or Q6_K weights,
  * when the AVX-512 table is active, take the tiled int8 GEMM instead
- * (gemm_avx512.c; see "batches on AVX-512 VNNI" below): phase 1 converts
+ * (x86/gemm_avx512.c; see "batches on AVX-512 VNNI" below): phase 1 converts
  * into the GEMM's token tiles, phase 2 hands out panels of 16 rows.
  *
  * Nothing is allocated: the context lives on the caller's stack and the
@@ -196,7 +196,7 @@ static void matmul_task(void *arg, int ith, int nth) {
         do_chunk(c, ch);
 }
 
-/* ---- batches on AVX-512 VNNI: the tiled int8 GEMM (gemm_avx512.c) ----
+/* ---- batches on AVX-512 VNNI: the tiled int8 GEMM (x86/gemm_avx512.c) ----
  *
  * One pool run: every thread converts its share of the activations into
  * the GEMM's token tiles, barrier, then threads take panels of 16 weight
@@ -208,6 +208,7 @@ static void matmul_task(void *arg, int ith, int nth) {
 
 typedef struct gemm_ctx {
     fr__gemm g;
+    const fr__gemm_ops *ops;
     const float *x;
     fr_pool *pool;
     int64_t n_panels;
@@ -230,23 +231,26 @@ static size_t gemm_act_size(int wtype, int64_t K, int64_t N) {
 
 static void gemm_task(void *arg, int ith, int nth) {
     gemm_ctx *c = arg;
-    fr__avx512_gemm_convert(&c->g, c->x, ith, nth);
+    c->ops->convert(&c->g, c->x, ith, nth);
     fr_pool_barrier(c->pool);
     for (int64_t p = ith; p < c->n_panels; p = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed))
-        fr__avx512_gemm_panel(&c->g, p);
+        c->ops->panel(&c->g, p);
 }
 
 /* Whether the call suits the GEMM.  fr_matmul_work_size sizes `work` for
- * it whichever table is active; fr_matmul takes it when the AVX-512 table
- * is active (kernels.c installs that one only on CPUs with AVX-512
- * F/BW/VL and VNNI, which gemm_avx512.c needs). */
+ * it whichever table is active; fr_matmul takes it when the active level
+ * has one (fr__kernels_gemm: on x86 the AVX-512 level, which kernels.c
+ * installs only on CPUs with AVX-512 F/BW/VL and VNNI, which
+ * x86/gemm_avx512.c needs). */
 static bool gemm_use(int wtype, int64_t N) {
     return N >= GEMM_MIN_N && gemm_type(wtype) && !use_gemv(fr__kernels_gemv(wtype), N);
 }
 
-static void gemm_run(fr_pool *pool, int wtype, const void *W, size_t wrow, int64_t K, int64_t M,
-                     const float *x, int64_t N, float *y, int64_t ldy, void *work, fr_quantize_fn quantize) {
+static void gemm_run(const fr__gemm_ops *ops, fr_pool *pool, int wtype, const void *W, size_t wrow, int64_t K,
+                     int64_t M, const float *x, int64_t N, float *y, int64_t ldy, void *work,
+                     fr_quantize_fn quantize) {
     gemm_ctx c = {
+        .ops = ops,
         .g = {.wtype = wtype, .W = W, .wrow = wrow, .K = K, .M = M, .N = N, .quantize = quantize,
               .act = work, .y = y, .ldy = ldy},
         .x = x, .pool = pool, .n_panels = (M + FR__GEMM_ROWS - 1) / FR__GEMM_ROWS,
@@ -294,9 +298,10 @@ void fr_matmul(fr_pool *pool, int wtype, const void *W, int64_t K, int64_t M,
     FR_ASSERT(fr_type_row_size(wops->vec_dot_type, K, &c.arow));
     if (!use_gemv(c.gemv, N)) c.gemv = NULL;
     else c.prep = prep_bytes(c.gemv, K);
-    if (gemm_use(wtype, N) && strcmp(fr_kernels_isa(), "avx512") == 0) {
+    const fr__gemm_ops *gemm = fr__kernels_gemm();
+    if (gemm && gemm_use(wtype, N)) {
         FR_ASSERT(work);
-        gemm_run(pool, wtype, W, c.wrow, K, M, x, N, y, ldy, work, aops->quantize);
+        gemm_run(gemm, pool, wtype, W, c.wrow, K, M, x, N, y, ldy, work, aops->quantize);
         return;
     }
     c.convert = wops->vec_dot_type != FR_TYPE_F32;

@@ -1,12 +1,15 @@
 /*
  * ops.c — the plain C twins of the forward-pass ops (ops.h) and the
- * dispatch between them and the SIMD versions (ops_avx512.c).
+ * dispatch between them and the SIMD versions (x86/ops_avx512.c).
  *
  * The twins are written for clarity: one element at a time, libm's expf
  * and tanhf, the RMSNorm and LayerNorm sums in double.  The SIMD table is chosen once (pthread_once):
- * AVX-512 F/BW/VL (ops_avx512.c), else AVX2+FMA+F16C (ops_avx2.c), else
+ * AVX-512 F/BW/VL (x86/ops_avx512.c), else AVX2+FMA+F16C (x86/ops_avx2.c), else
  * the twins; fr_ops_get() returns it unless the kernels run a lower level
- * (fr_kernels_isa() "ref": the twins; "avx2": the AVX2 table).
+ * (fr_kernels_isa() "ref": the twins; "avx2": the AVX2 table).  On aarch64
+ * the tables follow the kernels' levels neon < dotprod < i8mm, each a copy
+ * of the one below with fr__arm_ops_fill's functions on top (arm/table.c;
+ * kernels_int.h), and fr_ops_get() returns the kernels' level's.
  */
 #include "kernels/ops.h"
 
@@ -143,6 +146,7 @@ static const fr_ops ref_table = {
     .gelu = fr__ref_gelu,
 };
 
+#if defined(__x86_64__)
 static fr_ops avx2_table, avx512_table, best_table;
 static bool have_avx2, have_avx512;
 static const char *best_isa = "ref";
@@ -198,6 +202,56 @@ const fr_ops *fr__ops_avx512(void) {
     return have_avx512 ? &avx512_table : NULL;
 }
 
+const fr_ops *fr__ops_for(const char *isa) {
+    if (strcmp(isa, "ref") == 0) return &ref_table;
+    if (strcmp(isa, "avx2") == 0) return fr__ops_avx2();
+    if (strcmp(isa, "avx512") == 0) return fr__ops_avx512();
+    return NULL;
+}
+#elif defined(__aarch64__)
+/* Indexed like the kernels' levels (FR__ARM_*); NULL where the CPU lacks
+ * the level. */
+static const char *const level_names[] = {"ref", "neon", "dotprod", "i8mm"};
+static fr_ops arm_tables[4];
+static const fr_ops *arm_level[4];
+static fr_ops best_table;
+static const char *best_isa = "ref";
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void init_once(void) {
+    const fr_cpu_features *cpu = fr_cpu();
+    const bool has[4] = {true, cpu->neon, cpu->neon && cpu->dotprod && cpu->fp16,
+                         cpu->neon && cpu->dotprod && cpu->fp16 && cpu->i8mm};
+    arm_tables[0] = ref_table;
+    arm_level[0] = &arm_tables[0];
+    best_table = ref_table;
+    for (int i = 1; i < 4 && has[i]; i++) {
+        arm_tables[i] = arm_tables[i - 1];
+        fr__arm_ops_fill(&arm_tables[i], i);
+        arm_level[i] = &arm_tables[i];
+        best_table = arm_tables[i];
+        best_isa = level_names[i];
+    }
+}
+
+const fr_ops *fr__ops_for(const char *isa) {
+    pthread_once(&once, init_once);
+    for (int i = 0; i < 4; i++)
+        if (strcmp(isa, level_names[i]) == 0) return arm_level[i];
+    return NULL;
+}
+#else
+static fr_ops best_table;
+static const char *best_isa = "ref";
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void init_once(void) { best_table = ref_table; }
+
+const fr_ops *fr__ops_for(const char *isa) {
+    return strcmp(isa, "ref") == 0 ? &ref_table : NULL;
+}
+#endif
+
 static _Atomic(const fr_ops *) override;
 
 void fr__ops_override(const fr_ops *t) { atomic_store(&override, t); }
@@ -208,8 +262,8 @@ const fr_ops *fr_ops_get(void) {
     if (o) return o;
     const char *isa = fr_kernels_isa();
     if (strcmp(isa, "ref") == 0) return &ref_table;
-    if (strcmp(isa, "avx2") == 0 && have_avx2) return &avx2_table;
-    return &best_table;
+    const fr_ops *t = fr__ops_for(isa);
+    return t ? t : &best_table;
 }
 
 const fr_ops *fr_ops_ref(void) { return &ref_table; }

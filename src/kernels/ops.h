@@ -5,7 +5,7 @@
  * for the encoders (bert) LayerNorm and GELU.
  *
  * Each op has a plain C twin in ops.c and, where the CPU allows, a SIMD
- * version (ops_avx512.c, else ops_avx2.c), chosen once from fr_cpu().
+ * version (x86/ops_avx512.c, else x86/ops_avx2.c), chosen once from fr_cpu().
  * fr_ops_get() follows the kernels' choice: when fr_kernels_isa() is "ref"
  * (FRUGAL_REF=1 or fr_kernels_force_ref) it returns the twins.  Tables are
  * read-only after the first call, so every op is thread-safe on distinct

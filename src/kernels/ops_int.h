@@ -1,7 +1,7 @@
 /*
  * ops_int.h — the per-ISA functions behind the fr_ops table (ops.h):
- * fr__ref_* are the plain C twins (ops.c); fr__avx2_* (ops_avx2.c) need
- * AVX2, FMA and F16C; fr__avx512_* (ops_avx512.c) AVX-512 F/BW/VL on top.
+ * fr__ref_* are the plain C twins (ops.c); fr__avx2_* (x86/ops_avx2.c) need
+ * AVX2, FMA and F16C; fr__avx512_* (x86/ops_avx512.c) AVX-512 F/BW/VL on top.
  * Each has the signature of the fr_ops member of the same name.
  */
 #ifndef FR_KERNELS_OPS_INT_H
@@ -67,9 +67,19 @@ void fr__avx2_gelu(float *x, int64_t n);
 /* exp(x) for 8 lanes, within 2 ulp of expf above −87.3 (AVX2; for tests). */
 void fr__avx2_exp8(const float *x, float *y);
 
-/* The SIMD tables, or NULL when the CPU lacks the ISA (for tests). */
+/* The SIMD tables, or NULL when the CPU lacks the ISA (for tests; x86). */
 const fr_ops *fr__ops_avx2(void);
 const fr_ops *fr__ops_avx512(void);
+
+/* The table of the kernels' level named isa (fr_kernels_isa's names: "ref",
+ * "avx2", "avx512"; "neon", "dotprod", "i8mm"), or NULL when the CPU lacks
+ * it or the name is not one of this architecture's. */
+const fr_ops *fr__ops_for(const char *isa);
+
+/* aarch64 (arm/table.c): set the ops level FR__ARM_NEON/DOTPROD/I8MM has
+ * on o, a copy of the level below (kernels_int.h); unset members keep the
+ * level below's, the reference twins at the bottom. */
+void fr__arm_ops_fill(fr_ops *o, int level);
 
 /* Make fr_ops_get() return t (NULL: back to the normal choice); for tests
  * that run the engine on a table other than the CPU's best. */

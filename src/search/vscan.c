@@ -1,6 +1,6 @@
 /*
  * vscan.c — the plain C twin of the int8 dot kernel, the choice between
- * it and the SIMD versions (vscan_avx2.c, vscan_avx512.c), quantisation,
+ * it and the SIMD versions (x86/vscan_avx2.c, x86/vscan_avx512.c), quantisation,
  * and the exact top-k with its error bound (vscan.h explains the bound).
  */
 #include "search/vscan.h"
@@ -23,6 +23,7 @@ void fr__vscan_dot_ref(const int8_t *q, const int8_t *rows, size_t n, size_t dim
     }
 }
 
+#if defined(__x86_64__)
 static bool have_avx2(void) {
     const fr_cpu_features *c = fr_cpu();
     return c->avx2 && c->fma && c->f16c;
@@ -39,6 +40,27 @@ fr_vscan_dot_fn fr__vscan_dot_for(const char *isa) {
     if (!strcmp(isa, "ref")) return fr__vscan_dot_ref;
     return NULL;
 }
+#elif defined(__aarch64__)
+/* The kernels' aarch64 levels (kernels.c): 1 neon, 2 dotprod, 3 i8mm. */
+fr_vscan_dot_fn fr__vscan_dot_for(const char *isa) {
+    static const char *const names[] = {"ref", "neon", "dotprod", "i8mm"};
+    const fr_cpu_features *c = fr_cpu();
+    const bool has[4] = {true, c->neon, c->neon && c->dotprod && c->fp16,
+                         c->neon && c->dotprod && c->fp16 && c->i8mm};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(isa, names[i]) != 0) continue;
+        if (!has[i]) return NULL;
+        for (int l = i; l > 0; l--)
+            if (fr__vscan_arm[l]) return fr__vscan_arm[l];
+        return fr__vscan_dot_ref;
+    }
+    return NULL;
+}
+#else
+fr_vscan_dot_fn fr__vscan_dot_for(const char *isa) {
+    return strcmp(isa, "ref") == 0 ? fr__vscan_dot_ref : NULL;
+}
+#endif
 
 /* The kernels' level decides (it is capped by FRUGAL_ISA / FRUGAL_REF and
  * only ever names a level the CPU has); cheap enough to ask per scan. */

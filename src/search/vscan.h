@@ -19,8 +19,9 @@
  * nothing it skips can beat S, so the result is exact.
  *
  * Kernels.  fr__vscan_dot_ref (plain C), _avx2 (vpmaddubsw with the sign
- * trick, vscan_avx2.c), _avx512 (AVX-512 VNNI vpdpbusd, vscan_avx512.c)
- * compute the same integers; fr__vscan_dot() returns the one of the ISA
+ * trick, x86/vscan_avx2.c), _avx512 (AVX-512 VNNI vpdpbusd, x86/vscan_avx512.c)
+ * compute the same integers; on aarch64 the NEON ones of arm/ (listed in
+ * fr__vscan_arm by level).  fr__vscan_dot() returns the one of the ISA
  * level the kernels run (fr_kernels_isa(): FRUGAL_ISA / FRUGAL_REF apply).
  * All functions are thread-safe.
  */
@@ -41,6 +42,11 @@ typedef void (*fr_vscan_dot_fn)(const int8_t *q, const int8_t *rows, size_t n, s
 void fr__vscan_dot_ref(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
 void fr__vscan_dot_avx2(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
 void fr__vscan_dot_avx512(const int8_t *q, const int8_t *rows, size_t n, size_t dim_pad, int32_t *out);
+
+/* aarch64 (arm/vscan_arm.c): the kernel of each level, indexed by
+ * FR__ARM_NEON/DOTPROD/I8MM (kernels/kernels_int.h: 1, 2, 3; [0] unused);
+ * NULL: the level below's (the twin at the bottom). */
+extern const fr_vscan_dot_fn fr__vscan_arm[4];
 
 /* The kernel for the active ISA level, and its name ("avx512", "avx2",
  * "ref"); the SIMD ones NULL when the CPU lacks them (for tests). */

@@ -251,6 +251,104 @@ static void test_resident(void) {
     }
 }
 
+/* fr__resident_bytes_ps with 4, 16 and 64 KiB pages on made-up addresses
+ * (no real mapping: fake_mincore answers).  Each call must get a
+ * page-aligned address and a whole number of pages, at most one chunk of
+ * 4096; every third page counts as resident (page number % 3 == 0). */
+static size_t fake_ps;
+static int fake_calls, fake_bad;
+static uintptr_t fake_next;            /* where the next call must start */
+
+static int fake_mincore(void *addr, size_t len, unsigned char *vec) {
+    const uintptr_t a = (uintptr_t)addr;
+    fake_calls++;
+    if (a % fake_ps || len % fake_ps || len / fake_ps > 4096 || (fake_next && a != fake_next)) fake_bad++;
+    fake_next = a + len;
+    for (size_t i = 0; i < len / fake_ps; i++) vec[i] = (a / fake_ps + i) % 3 == 0;
+    return 0;
+}
+
+/* The expected count, byte range by byte range. */
+static uint64_t want_resident(uintptr_t start, size_t len, size_t ps) {
+    uint64_t n = 0;
+    for (uintptr_t p = start / ps; p * ps < start + len; p++) {
+        if (p % 3) continue;
+        uintptr_t lo = p * ps, hi = lo + ps;
+        if (lo < start) lo = start;
+        if (hi > start + len) hi = start + len;
+        n += hi - lo;
+    }
+    return n;
+}
+
+static void test_page_sizes(void) {
+    CHECK(fr_page_size() >= 4096 && (fr_page_size() & (fr_page_size() - 1)) == 0);
+    CHECK_INT(fr_page_size(), (uint64_t)sysconf(_SC_PAGESIZE));
+    static const size_t sizes[] = {4096, 16384, 65536};
+    for (int k = 0; k < 3; k++) {
+        const size_t ps = fake_ps = sizes[k];
+        const uintptr_t base = (uintptr_t)0x40000000;    /* aligned for all three */
+        struct { uintptr_t off; size_t len; } cases[] = {
+            {0, 1},                          /* one byte of page 0 (resident) */
+            {ps - 10, 20},                   /* straddles pages 0 and 1 */
+            {100, 3 * ps},                   /* partial first and last page */
+            {ps, ps},                        /* exactly page 1 (not resident) */
+            {3 * ps + 5, 4096},              /* 4 KiB inside a bigger page */
+            {7, 4096 * ps + 3 * ps},         /* more than one chunk of pages */
+        };
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const uintptr_t start = base + cases[c].off;
+            fake_calls = fake_bad = 0;
+            fake_next = 0;
+            uint64_t got = fr__resident_bytes_ps((const void *)start, cases[c].len, ps, fake_mincore);
+            uint64_t want = want_resident(start, cases[c].len, ps);
+            CHECK_MSG(got == want, "page %zu case %zu: %llu resident bytes, want %llu", ps, c,
+                      (unsigned long long)got, (unsigned long long)want);
+            CHECK_MSG(fake_bad == 0, "page %zu case %zu: mincore got an unaligned range", ps, c);
+            size_t pages = (start + cases[c].len + ps - 1) / ps - start / ps;
+            CHECK_INT(fake_calls, (pages + 4095) / 4096);
+        }
+        /* 4 KiB pages would have counted these differently: page 1 of a
+         * bigger page is 4 KiB pages 4..7 (16K) or 16..31 (64K) */
+        if (ps > 4096) {
+            fake_calls = 0;
+            fake_next = 0;
+            CHECK_INT(fr__resident_bytes_ps((const void *)(base + ps), 4096, ps, fake_mincore), 0);
+        }
+    }
+    CHECK_INT(fr__resident_bytes_ps((const void *)0x40000000, 100, 12288, fake_mincore), 0); /* not a power of two */
+    CHECK_INT(fr__resident_bytes_ps((const void *)0x40000000, 100, 0, fake_mincore), 0);
+}
+
+/* The aarch64 feature bits as the kernel sets them (arm64 hwcap.h): the
+ * Pi 4's Cortex-A72 (fp asimd evtstrm crc32 cpuid), the Pi 5's Cortex-A76
+ * (+ atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp), a Neoverse V1
+ * (+ i8mm in AT_HWCAP2). */
+static void test_hwcap(void) {
+    fr_cpu_features f = {0};
+    const unsigned long a72 = (1ul << 0) | (1ul << 1) | (1ul << 2) | (1ul << 7) | (1ul << 11);
+    const unsigned long a76 = a72 | (1ul << 8) | (1ul << 9) | (1ul << 10) | (1ul << 12) | (1ul << 15) |
+                              (1ul << 16) | (1ul << 20);
+    fr__cpu_from_hwcap(&f, a72, 0);
+    CHECK(f.neon && !f.dotprod && !f.fp16 && !f.i8mm);
+    fr__cpu_from_hwcap(&f, a76, 0);
+    CHECK(f.neon && f.dotprod && f.fp16 && !f.i8mm);
+    fr__cpu_from_hwcap(&f, a76, 1ul << 13);
+    CHECK(f.neon && f.dotprod && f.fp16 && f.i8mm);
+    fr__cpu_from_hwcap(&f, a76 & ~(1ul << 10), 1ul << 13);   /* no ASIMDHP: no fp16 */
+    CHECK(f.neon && f.dotprod && !f.fp16 && f.i8mm);
+    fr__cpu_from_hwcap(&f, 0, ~0ul);                          /* no Advanced SIMD: nothing */
+    CHECK(!f.neon && !f.dotprod && !f.fp16 && !f.i8mm);
+#if defined(__aarch64__)
+    const fr_cpu_features *c = fr_cpu();
+    printf("this CPU: neon %d dotprod %d fp16 %d i8mm %d\n", c->neon, c->dotprod, c->fp16, c->i8mm);
+    CHECK(c->neon);                                           /* every aarch64 Linux has it */
+    CHECK(!c->avx2);
+#elif defined(__x86_64__)
+    CHECK(!fr_cpu()->neon);
+#endif
+}
+
 int main(void) {
     snprintf(root, sizeof root, "/tmp/frugal-test-sysinfo-%d", (int)getpid());
     CHECK_INT(mkdir(root, 0755), 0);
@@ -261,6 +359,8 @@ int main(void) {
     test_cgroup();
     test_psi();
     test_resident();
+    test_page_sizes();
+    test_hwcap();
 
     unsetenv("FRUGAL_SYSROOT");
     /* the real machine: MemTotal is known */

@@ -189,8 +189,8 @@ static void test_golden(void) {
         golden_model(&fixtures[i], m, NULL, "ref");
         if (i == 0) golden_model(&fixtures[i], m, pool2, "ref,pool2"); /* slow under ASan */
         fr_kernels_force_ref(false);
-        if (fr__ops_avx2() && fr__ops_avx512()) { /* the AVX2 forward ops too */
-            fr__ops_override(fr__ops_avx2());
+        if (fr__ops_for("avx2") && fr__ops_for("avx512")) { /* the AVX2 forward ops too */
+            fr__ops_override(fr__ops_for("avx2"));
             snprintf(mode, sizeof mode, "%s,ops-avx2", fr_kernels_isa());
             golden_model(&fixtures[i], m, pool2, mode);
             fr__ops_override(NULL);
@@ -661,9 +661,9 @@ static void test_attention(void) {
         for (int pi = 0; pi < 3; pi++)
             for (int kr = 0; kr < 3; kr++) {
                 /* 0: the CPU's best ops, 1: the twins, 2: the AVX2 ops */
-                if (kr == 2 && !fr__ops_avx2()) continue;
+                if (kr == 2 && !fr__ops_for("avx2")) continue;
                 fr_kernels_force_ref(kr == 1);
-                fr__ops_override(kr == 2 ? fr__ops_avx2() : NULL);
+                fr__ops_override(kr == 2 ? fr__ops_for("avx2") : NULL);
                 fr_ctx *c = NULL;
                 CHECK_INT(fr_ctx_create(m, 256, pools[pi], &c), 0);
                 if (!c) continue;

@@ -36,6 +36,11 @@
 #include "base/sysinfo.h"
 #include "kernels/kernels.h"
 
+#if defined(__aarch64__)
+/* Helpers (four-row dots, GEMVs) that no NEON kernel needs yet. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
+
 #define TOL_DOT_REL 1e-5
 #define TOL_FDOT_REL 1e-5
 #define TOL_Q8_0_CODE 1
@@ -195,6 +200,7 @@ static void check_dot4x4(const char *name, int type, fr__vec_dot4x4_fn dot4x4, d
     CHECK_MSG(bad == 0, "%s: %d results not bit-identical", name, bad);
 }
 
+#if defined(__x86_64__)
 /* Decode GEMV (fr__gemv) on `nr` (odd) rows: the prepared activation holds
  * exactly the codes and scale of the Q8_0 row fr__avx2_quantize_q8_0 gives
  * and the offsets −8·d·Σq (Q4_0) or −128·d·Σq (Q8_0), whatever block
@@ -250,6 +256,7 @@ static void check_gemv_q8_0(const char *name, int type, const fr__gemv *g, doubl
     CHECK_MSG(bad_prep == 0, "%s: %d prepared blocks differ", name, bad_prep);
     CHECK_MSG(bad == 0, "%s: %d outputs differ from the twin", name, bad);
 }
+#endif
 
 /* F16 GEMV: the prepared activation is the twin's f16 rounding of x, as
  * floats (exact); y[r] within TOL_FDOT_REL·mag of the twin's vec_dot_f16
@@ -332,6 +339,7 @@ static void check_gemv_f16(const char *name, const fr__gemv *g) {
     CHECK_MSG(bad == 0, "%s: %d outputs differ from the twin", name, bad);
 }
 
+#if defined(__x86_64__)
 /* K-quant GEMV (Q8_K activations): the prepared codes, d and bsums (Q6_K)
  * or the int16 Σ per 32-element sub-block (Q4_K, codes in sub-block order
  * 0 2 1 3 4 6 5 7) are those of fr__avx2_quantize_q8_K; y[r] within
@@ -404,6 +412,7 @@ static void check_gemv_q8_K(const char *name, int type, const fr__gemv *g) {
     CHECK_MSG(bad_prep == 0, "%s: %d prepared values differ", name, bad_prep);
     CHECK_MSG(bad == 0, "%s: %d outputs differ from the twin", name, bad);
 }
+#endif
 
 /* fr_matmul with one activation row takes the active GEMV: y equals
  * `rows` on the prepared row, bit for bit, with 1, 2 and 3 threads and an
@@ -456,6 +465,7 @@ static void check_quant_exact(const char *name, int type, q_fn simd) {
     CHECK_MSG(bad == 0, "%s: %d rows differ from the twin", name, bad);
 }
 
+#if defined(__x86_64__)
 static void check_quant_q8_0(void) {
     int64_t ls[8];
     const int nl = lengths(FR_TYPE_Q8_0, ls);
@@ -494,7 +504,9 @@ static void check_quant_q8_0(void) {
     CHECK_INT(q.qs[0], 127); CHECK_INT(q.qs[1], 0); CHECK_INT(q.qs[2], 2);
     CHECK_INT(q.qs[3], 2); CHECK_INT(q.qs[4], -2); CHECK_INT(q.qs[5], 0); CHECK_INT(q.qs[6], 3);
 }
+#endif
 
+#if defined(__x86_64__)
 /* quantize_q8_1: as quantize_q8_0, and where a block's codes agree with
  * the twin's, s must agree bit for bit (same d, same Σq). */
 static void check_quant_q8_1(void) {
@@ -520,7 +532,9 @@ static void check_quant_q8_1(void) {
     CHECK_MSG(same > 150, "quantize_q8_1: only %d of 192 blocks with identical codes", same);
     fr_free(b); fr_free(a); fr_free(x);
 }
+#endif
 
+#if defined(__x86_64__)
 /* quantize_bf16 on the edge values of fr_f32_to_bf16. */
 static void check_bf16_edges(void) {
     float x[16];
@@ -533,13 +547,70 @@ static void check_bf16_edges(void) {
     fr__avx2_quantize_bf16(x, b, 16);
     CHECK_MSG(!memcmp(a, b, sizeof a), "quantize_bf16 edge values differ from the twin");
 }
+#endif
+
+#if defined(__aarch64__)
+/* The CPU's levels (fr_cpu from getauxval; under qemu-user the -cpu
+ * model's): the best is the one kernels.c reports, each present one can
+ * be forced, FRUGAL_ISA caps the start-up choice, and FRUGAL_EXPECT_ISA
+ * (set by tests/arm/run.sh from the -cpu model) is the best it must find. */
+static void check_arm_levels(const fr_cpu_features *cpu) {
+    const bool dp = cpu->neon && cpu->dotprod && cpu->fp16, mm = dp && cpu->i8mm;
+    const char *best = mm ? "i8mm" : dp ? "dotprod" : cpu->neon ? "neon" : "ref";
+    const char *isa = getenv("FRUGAL_ISA"), *expect = getenv("FRUGAL_EXPECT_ISA");
+    printf("kernels: best %s, active %s (FRUGAL_ISA=%s)\n", fr_kernels_best_isa(), fr_kernels_isa(),
+           isa ? isa : "");
+    CHECK_STR(fr_kernels_best_isa(), best);
+    if (expect && *expect) CHECK_STR(fr_kernels_best_isa(), expect);
+    if (isa && *isa && fr_kernels_force_isa(isa) == 0) {
+        fr_kernels_force_isa(NULL);
+        /* the start-up level was capped; forcing the best back proves it was */
+        CHECK(fr_kernels_force_isa(isa) == 0);
+        CHECK_STR(fr_kernels_isa(), isa);
+    }
+    static const char *const names[] = {"ref", "neon", "dotprod", "i8mm"};
+    const bool has[] = {true, cpu->neon, dp, mm};
+    for (int i = 0; i < 4; i++) {
+        CHECK_INT(fr_kernels_force_isa(names[i]), has[i] ? 0 : FR_EUNSUPP);
+        if (has[i]) CHECK_STR(fr_kernels_isa(), names[i]);
+    }
+    CHECK_INT(fr_kernels_force_isa("avx2"), FR_EUNSUPP);   /* not this architecture's */
+    /* each level has what it and the levels below set (arm/table.c) */
+    if (cpu->neon) {
+        fr_kernels_force_isa("neon");
+        CHECK(fr_kernels_get(FR_TYPE_F32)->vec_dot == fr__neon_vec_dot_f32);
+        CHECK(fr_kernels_get(FR_TYPE_Q8_0)->vec_dot == fr__ref_vec_dot_q8_0_q8_0);
+    }
+    if (dp) {
+        fr_kernels_force_isa("dotprod");
+        CHECK(fr_kernels_get(FR_TYPE_F32)->vec_dot == fr__neon_vec_dot_f32);
+        CHECK(fr_kernels_get(FR_TYPE_Q8_0)->vec_dot == fr__dotprod_vec_dot_q8_0_q8_0);
+    }
+    fr_kernels_force_ref(true);
+    CHECK(fr_kernels_get(FR_TYPE_F32)->vec_dot == fr__ref_vec_dot_f32);
+    fr_kernels_force_isa(NULL);
+}
+#endif
 
 int main(void) {
     const fr_cpu_features *cpu = fr_cpu();
     ktest_seed(1234);
     size_t mem0 = fr_mem_in_use();
+#if defined(__aarch64__)
+    check_arm_levels(cpu);
+    if (!cpu->neon) {
+        printf("skipped: this CPU lacks Advanced SIMD; arm/*_neon.c not tested\n");
+    } else {
+        check_dot("neon vec_dot_f32", FR_TYPE_F32, fr__neon_vec_dot_f32, TOL_FDOT_REL);
+    }
+    if (!(cpu->neon && cpu->dotprod && cpu->fp16)) {
+        printf("skipped: this CPU lacks dotprod/fp16; arm/*_dotprod.c not tested\n");
+    } else {
+        check_dot("dotprod vec_dot_q8_0_q8_0", FR_TYPE_Q8_0, fr__dotprod_vec_dot_q8_0_q8_0, TOL_DOT_REL);
+    }
+#elif defined(__x86_64__)
     if (!(cpu->avx2 && cpu->fma && cpu->f16c)) {
-        printf("skipped: this CPU lacks AVX2/FMA/F16C; x86_avx2.c not tested\n");
+        printf("skipped: this CPU lacks AVX2/FMA/F16C; x86/quants_avx2.c not tested\n");
     } else {
         check_dequant("avx2 dequantize_f16", FR_TYPE_F16, fr__avx2_dequantize_f16);
         check_dequant("avx2 dequantize_q4_0", FR_TYPE_Q4_0, fr__avx2_dequantize_q4_0);
@@ -584,7 +655,7 @@ int main(void) {
     }
     if (!(cpu->avx2 && cpu->fma && cpu->f16c && cpu->avx512f && cpu->avx512bw && cpu->avx512vl &&
           cpu->avx512vnni)) {
-        printf("skipped: this CPU lacks AVX-512 F/BW/VL/VNNI; x86_avx512.c not tested\n");
+        printf("skipped: this CPU lacks AVX-512 F/BW/VL/VNNI; x86/quants_avx512.c not tested\n");
     } else {
         /* bit-identical to the AVX2 versions, hence within their tolerances of the twins */
         check_dot("avx512 vec_dot_q4_0_q8_0", FR_TYPE_Q4_0, fr__avx512_vec_dot_q4_0_q8_0, TOL_DOT_REL);
@@ -625,6 +696,7 @@ int main(void) {
         fr_kernels_force_ref(false);
         CHECK_STR(fr_kernels_isa(), "avx512");
     }
+#endif
     CHECK_INT(fr_mem_in_use(), mem0);
     return harness_done();
 }

@@ -77,11 +77,17 @@ static void fill_codes(int8_t *p, size_t n, int kind, int row) {
     }
 }
 
+#if defined(__aarch64__)
+static const char *const isas[] = {"ref", "neon", "dotprod", "i8mm"};
+#else
+static const char *const isas[] = {"ref", "avx2", "avx512"};
+#endif
+#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
+
 static void test_kernels(void) {
-    static const char *const isas[] = {"ref", "avx2", "avx512"};
     static const size_t dims[] = {64, 128, 192, 384, 448, 768, 1024, 4096};
     static const size_t ns[] = {0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 100};
-    int ran[3] = {0};
+    int ran[4] = {0};
     long bad = 0;
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         const size_t dp = dims[di];
@@ -96,7 +102,7 @@ static void test_kernels(void) {
                     int32_t *out = fr_malloc((n + 1) * sizeof *out);
                     fill_codes(q, dp, qk, 0);
                     for (size_t r = 0; r < n; r++) fill_codes(rows + r * dp, dp, rk, (int)r);
-                    for (int k = 0; k < 3; k++) {
+                    for (int k = 0; k < N_ISAS; k++) {
                         fr_vscan_dot_fn f = fr__vscan_dot_for(isas[k]);
                         if (!f) continue;
                         ran[k]++;
@@ -116,14 +122,14 @@ static void test_kernels(void) {
     }
     CHECK_INT(bad, 0);
     CHECK(ran[0] > 0);
-    if (!ran[1]) printf("test_vscan: no AVX2 on this CPU, its kernel not checked\n");
-    if (!ran[2]) printf("test_vscan: no AVX-512 VNNI on this CPU, its kernel not checked\n");
+    for (int k = 1; k < N_ISAS; k++)
+        if (!ran[k]) printf("test_vscan: no %s on this CPU, its kernel not checked\n", isas[k]);
     /* the extremes: 4096 × 127·127 = 66,064,384, and −(that) */
     int8_t *q = fr_malloc(4096), *r = fr_malloc(4 * 4096);
     int32_t out[4];
     memset(q, 127, 4096);
     for (int k = 0; k < 4; k++) memset(r + k * 4096, k & 1 ? -127 : 127, 4096);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N_ISAS; k++) {
         fr_vscan_dot_fn f = fr__vscan_dot_for(isas[k]);
         if (!f) continue;
         f(q, r, 4, 4096, out);
@@ -136,6 +142,7 @@ static void test_kernels(void) {
     fr_free(r);
 }
 
+#if defined(__x86_64__)
 static void test_select(void) {
     const fr_cpu_features *c = fr_cpu();
     bool avx2 = c->avx2 && c->fma && c->f16c;
@@ -143,7 +150,7 @@ static void test_select(void) {
     CHECK(fr__vscan_dot_for("ref") == fr__vscan_dot_ref);
     CHECK(fr__vscan_dot_for("avx2") == (avx2 ? fr__vscan_dot_avx2 : NULL));
     CHECK(fr__vscan_dot_for("avx512") == (avx512 ? fr__vscan_dot_avx512 : NULL));
-    CHECK(fr__vscan_dot_for("neon") == NULL);
+    CHECK(fr__vscan_dot_for("neon") == NULL);     /* not this architecture's */
     CHECK(fr__vscan_dot_for("") == NULL);
     /* the active one follows the kernels' level */
     CHECK_STR(fr__vscan_isa(), fr_kernels_isa());
@@ -172,6 +179,49 @@ static void test_select(void) {
     CHECK(strcmp(fr__vscan_isa(), "ref") == 0);
     faking = false;
 }
+#elif defined(__aarch64__)
+/* The arm levels: a level the CPU lacks gives NULL; one it has gives its
+ * fr__vscan_arm entry, else the nearest level below's, else the twin. */
+static fr_vscan_dot_fn arm_expect(int level) {
+    for (int l = level; l > 0; l--)
+        if (fr__vscan_arm[l]) return fr__vscan_arm[l];
+    return fr__vscan_dot_ref;
+}
+
+static void test_select(void) {
+    const fr_cpu_features *c = fr_cpu();
+    const bool dp = c->neon && c->dotprod && c->fp16, mm = dp && c->i8mm;
+    CHECK(fr__vscan_dot_for("ref") == fr__vscan_dot_ref);
+    CHECK(fr__vscan_dot_for("neon") == (c->neon ? arm_expect(1) : NULL));
+    CHECK(fr__vscan_dot_for("dotprod") == (dp ? arm_expect(2) : NULL));
+    CHECK(fr__vscan_dot_for("i8mm") == (mm ? arm_expect(3) : NULL));
+    CHECK(fr__vscan_dot_for("avx2") == NULL);      /* not this architecture's */
+    CHECK(fr__vscan_dot_for("") == NULL);
+    CHECK_STR(fr__vscan_isa(), fr_kernels_isa());
+    CHECK(fr__vscan_dot() == fr__vscan_dot_for(fr__vscan_isa()));
+    fr_kernels_force_ref(true);
+    CHECK_STR(fr__vscan_isa(), "ref");
+    CHECK(fr__vscan_dot() == fr__vscan_dot_ref);
+    fr_kernels_force_ref(false);
+    /* a CPU with dotprod but no fp16 (none is known; the level needs both),
+     * and one without Advanced SIMD */
+    faking = true;
+    fake = *c;
+    fake.fp16 = false;
+    CHECK(fr__vscan_dot_for("dotprod") == NULL);
+    CHECK(fr__vscan_dot_for("i8mm") == NULL);
+    memset(&fake, 0, sizeof fake);
+    CHECK(fr__vscan_dot_for("neon") == NULL);
+    CHECK(fr__vscan_dot_for("ref") == fr__vscan_dot_ref);
+    CHECK(fr__vscan_dot() != NULL);
+    CHECK(strcmp(fr__vscan_isa(), "ref") == 0);
+    faking = false;
+}
+#else
+static void test_select(void) {
+    CHECK(fr__vscan_dot_for("ref") == fr__vscan_dot_ref);
+}
+#endif
 
 /* ---- quantize, normalize ---- */
 

@@ -1,5 +1,5 @@
 /*
- * vscan_avx2.c — the int8 dot kernel (vscan.h) on AVX2: 32 codes per
+ * x86/vscan_avx2.c — the int8 dot kernel (vscan.h) on AVX2: 32 codes per
  * step, |q| · (v with the sign of q) by vpmaddubsw (unsigned × signed
  * bytes into pairs of int16: at most 2·127·127 = 32258, no saturation),
  * vpmaddwd against ones into int32 lanes.  Four rows at a time share the

@@ -1,5 +1,5 @@
 /*
- * x86_avx2.c — AVX2 + FMA + F16C row kernels (compiled with -mavx2 -mfma
+ * x86/quants_avx2.c — AVX2 + FMA + F16C row kernels (compiled with -mavx2 -mfma
  * -mf16c; kernels.c calls them only when fr_cpu() reports all three).
  *
  * Each function is the twin of the fr__ref_* function of the same name in

@@ -1,5 +1,5 @@
 /*
- * vscan_avx512.c — the int8 dot kernel (vscan.h) on AVX-512 VNNI: 64
+ * x86/vscan_avx512.c — the int8 dot kernel (vscan.h) on AVX-512 VNNI: 64
  * codes per step, vpdpbusd of |q| (unsigned bytes) with v negated where q
  * is negative (a masked subtract; codes are in [-127, 127], so −v fits),
  * four int8 products summed into each int32 lane without saturation.

@@ -1,5 +1,5 @@
 /*
- * ops_avx512.c — AVX-512 versions of the forward-pass ops (ops.h), on zmm
+ * x86/ops_avx512.c — AVX-512 versions of the forward-pass ops (ops.h), on zmm
  * registers.  Compiled with AVX-512 F/BW/VL flags; ops.c only calls these
  * when the CPU has them.
  *

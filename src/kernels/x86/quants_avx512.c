@@ -1,11 +1,11 @@
 /*
- * x86_avx512.c — AVX-512 VNNI row kernels (compiled with the AVX-512
+ * x86/quants_avx512.c — AVX-512 VNNI row kernels (compiled with the AVX-512
  * F/BW/VL/DQ/VNNI/BF16 flags; kernels.c calls them only when fr_cpu()
  * reports AVX-512 F, BW, VL and VNNI).  They run on 256-bit registers:
  * the gain is vpdpbusd (u8×s8 → int32, four products summed per lane, in
  * one instruction) replacing maddubs + madd + add.
  *
- * Each function computes exactly what its x86_avx2.c namesake computes:
+ * Each function computes exactly what its x86/quants_avx2.c namesake computes:
  * the same int32 lane sums, the same float operations in the same order,
  * so the results are bit-identical to the AVX2 versions (test_simd checks
  * that) and within the twins' tolerances of ref.c.
@@ -56,7 +56,7 @@ static inline __m256i q4_0_offset(__m256i yv) {
                             _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), yv));
 }
 
-/* Q4_0·Q8_0, nr (1 or 4) rows, computing exactly what x86_avx2.c's
+/* Q4_0·Q8_0, nr (1 or 4) rows, computing exactly what x86/quants_avx2.c's
  * q4_0_rows computes (same int32 lanes, same float chain per row): the
  * accumulator input of vpdpbusd carries the −8·Σa offset. */
 static inline __attribute__((always_inline)) void
@@ -756,7 +756,7 @@ static void gemv_q6_K_rows4(int64_t n, const void *w, size_t stride, int64_t nro
 
 const fr__gemv fr__avx512_gemv_q6_K = {256, gemv_q8_K_size, gemv_q6_K_prepare, gemv_q6_K_rows, gemv_q6_K_rows4};
 
-/* Q4_K's 12 scale bytes → bytes 0..7 scales, 8..15 mins (as x86_avx2.c's
+/* Q4_K's 12 scale bytes → bytes 0..7 scales, 8..15 mins (as x86/quants_avx2.c's
  * q4_K_scales_mins, in xmm lanes).  With u0, u1, u2 the three dwords:
  * scales 0-3 = u0 & 0x3f, 4-7 = (u2 & 0x0f) | ((u0 >> 2) & 0x30); mins
  * 0-3 = u1 & 0x3f, 4-7 = ((u2 >> 4) & 0x0f) | ((u1 >> 2) & 0x30).  The

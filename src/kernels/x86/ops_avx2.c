@@ -1,11 +1,11 @@
 /*
- * ops_avx2.c — AVX2+FMA+F16C versions of the forward-pass ops (ops.h), for
- * x86 CPUs without AVX-512.  The same algorithms as ops_avx512.c on 8-lane
+ * x86/ops_avx2.c — AVX2+FMA+F16C versions of the forward-pass ops (ops.h), for
+ * x86 CPUs without AVX-512.  The same algorithms as x86/ops_avx512.c on 8-lane
  * ymm registers; where a row or a tail does not fill a vector the twin in
  * ops.c does that part (the twins index by pointer, so a sub-range is the
  * same call on offset pointers).
  *
- * exp: as ops_avx512.c, with 2^n built in the exponent bits (two factors,
+ * exp: as x86/ops_avx512.c, with 2^n built in the exponent bits (two factors,
  * so n = 128 works); below −87.34 the result is 0 where expf gives a
  * denormal (softmax weights and SiLU: no visible difference), above 88.72
  * it is +inf.

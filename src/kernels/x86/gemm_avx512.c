@@ -1,5 +1,5 @@
 /*
- * gemm_avx512.c — register-tiled int8 GEMM with AVX-512 VNNI for batches
+ * x86/gemm_avx512.c — register-tiled int8 GEMM with AVX-512 VNNI for batches
  * of activation rows (prefill): Q4_0 and Q8_0 weights against Q8_0
  * activations, Q4_K and Q6_K against Q8_K.  fr_matmul (matmul.c) calls it
  * for N ≥ a few rows when the active table is the AVX-512 one.
