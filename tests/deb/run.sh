@@ -14,7 +14,10 @@
 # completion that must answer 200, stop it, then `dpkg -r` (the conffile and
 # the user stay) and `dpkg --purge` (files, conffile, user, group and
 # /var/lib/frugal are gone).  A frugal package already installed is purged
-# first; the test purges what it installed even when it fails.
+# first; the test purges what it installed even when it fails.  With
+# FRUGAL_DEB_CROSS (make deb-test on x86 with aarch64-linux-gnu-gcc), the
+# arm64 package is inspected too: architecture, Depends, the same files, an
+# AArch64 binary that runs under qemu-aarch64.
 # Prints "deb: N passed, N failed".
 set -u
 DEB=${FRUGAL_DEB:?FRUGAL_DEB=path/to/frugal_VERSION_ARCH.deb}
@@ -73,6 +76,29 @@ check "package: /etc/frugal/frugal.ini is a conffile" \
 dep=$(dpkg-deb -f "$DEB" Depends)
 check "package: Depends has the libraries and adduser ($dep)" \
     bash -c "[[ '$dep' == *libmicrohttpd* && '$dep' == *libjansson* && '$dep' == *libc6* && '$dep' == *adduser* ]]"
+
+# ---- the cross-built arm64 package (make deb CC=aarch64-linux-gnu-gcc) ----
+X=${FRUGAL_DEB_CROSS:-}
+if [ -n "$X" ] && [ -f "$X" ]; then
+    check "arm64: Architecture is arm64" [ "$(dpkg-deb -f "$X" Architecture)" = arm64 ]
+    xdep=$(dpkg-deb -f "$X" Depends)
+    check "arm64: Depends has the libraries and adduser ($xdep)" \
+        bash -c "[[ '$xdep' == *libmicrohttpd* && '$xdep' == *libc6* && '$xdep' == *adduser* ]]"
+    dpkg-deb -c "$X" | awk '{print $6}' | grep -v '^\./usr/share/doc/frugal/' >"$TMP/x.list"
+    awk '{print $6}' "$TMP/contents" | grep -v '^\./usr/share/doc/frugal/' >"$TMP/n.list"
+    check "arm64: the same files as the native package" cmp -s "$TMP/x.list" "$TMP/n.list"
+    dpkg-deb --fsys-tarfile "$X" | tar -xOf - ./usr/bin/frugal >"$TMP/frugal-arm64"
+    chmod +x "$TMP/frugal-arm64"
+    check "arm64: /usr/bin/frugal is an AArch64 ELF" \
+        bash -c "readelf -h '$TMP/frugal-arm64' | grep -q 'Machine:.*AArch64'"
+    check "arm64: /usr/bin/frugal is stripped" bash -c "! readelf -S '$TMP/frugal-arm64' | grep -q '\.symtab'"
+    if command -v qemu-aarch64 >/dev/null; then
+        check "arm64: the packaged binary runs under qemu (serve --help)" \
+            bash -c "qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu cortex-a72 '$TMP/frugal-arm64' serve --help >/dev/null 2>&1"
+    fi
+elif [ -n "$X" ]; then
+    bad "arm64: $X was not built"
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "deb: skipping the install check (dpkg -i needs root; CI runs as root)"
