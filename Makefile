@@ -20,6 +20,8 @@
 #   make test-arm             that cross build's tests under qemu-user
 #                             (cortex-a72, cortex-a76, max); part of make test
 #   make bench-arm            frugal bench under qemu (works, not a speed)
+#   make deb                  build/frugal_VERSION_ARCH.deb (packaging/; ARCH from $(CC))
+#   make deb-test             install, serve, purge that package (root; tests/deb)
 #
 # Warnings are errors (WERROR=0 to relax while hacking).
 
@@ -263,6 +265,26 @@ bench: $(BIN)
 
 demo: $(BIN)
 	scripts/demo.sh $(BIN)
+
+# ---- Debian package (packaging/mkdeb.sh; tests/deb/run.sh installs it) ----
+# VERSION is the one source of the version.  DEB_ARCH follows the compiler's
+# target, so `make deb CC=aarch64-linux-gnu-gcc` packages the cross build as
+# arm64; DEB_BIN and DEB_ARCH may also be given outright.
+FRUGAL_VERSION := $(shell cat VERSION)
+DEB_ARCH ?= $(if $(filter aarch64,$(ARCH)),arm64,$(if $(filter x86_64,$(ARCH)),amd64,$(shell dpkg --print-architecture)))
+DEB_BIN  ?= $(BIN)
+DEB      := build/frugal_$(FRUGAL_VERSION)_$(DEB_ARCH).deb
+.PHONY: deb deb-test
+deb: $(DEB_BIN)
+	packaging/mkdeb.sh $(DEB_BIN) $(DEB_ARCH) $(FRUGAL_VERSION) $(DEB)
+# On x86 with the cross compiler, the arm64 package is built and inspected too.
+DEB_CROSS_CC ?= aarch64-linux-gnu-gcc
+deb-test: deb
+	@if [ $(ARCH) = x86_64 ] && command -v $(DEB_CROSS_CC) >/dev/null; then \
+	  $(MAKE) --no-print-directory deb CC=$(DEB_CROSS_CC) >/dev/null || exit 1; fi
+	@FRUGAL_TESTDATA=$(TESTDATA) FRUGAL_DEB=$(abspath $(DEB)) \
+	  FRUGAL_DEB_CROSS=$(if $(filter x86_64,$(ARCH)),$(abspath build/frugal_$(FRUGAL_VERSION)_arm64.deb)) \
+	  tests/deb/run.sh
 
 clean:
 	rm -rf build

@@ -37,3 +37,15 @@ if ! command -v promtool >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus \
         || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus; }
 fi
+# The Debian package's build and install check (make deb, make deb-test):
+# dpkg-shlibdeps (dpkg-dev), systemd-analyze (systemd), adduser, setpriv.
+deb_missing=""
+for p in dpkg-dev systemd adduser util-linux; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || deb_missing="$deb_missing $p"
+done
+if [ -n "$deb_missing" ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "setup: installing$deb_missing"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $deb_missing \
+        || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $deb_missing; }
+fi
