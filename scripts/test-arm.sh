@@ -102,6 +102,22 @@ for cpu in $CPUS; do
 
     once=0
     [ "$cpu" = "$ONCE_CPU" ] || [ "$FULL" = 1 ] && once=1
+    # FRUGAL_ISA caps the level: each level below the model's best, asked
+    # of frugal run and of test_simd (which checks the start-up choice)
+    case $FRUGAL_EXPECT_ISA in i8mm) lower="neon dotprod" ;; dotprod) lower=neon ;; *) lower="" ;; esac
+    for lv in ref $lower; do
+        got=$(FRUGAL_ISA=$lv qemu-aarch64 "$BUILD/frugal" run -m "$FRUGAL_TESTDATA/models/tiny-llama-q8_0.gguf" \
+              -p "Hi" -n 2 --seed 1 2>&1 >/dev/null | grep -o 'kernels [a-z0-9]*' | tail -n 1)
+        simd=$(FRUGAL_ISA=$lv qemu-aarch64 "$BUILD/tests/kernels/test_simd" 2>&1 | tail -n 1)
+        if [ "$got" = "kernels $lv" ] && [ "${simd% failed}" != "$simd" ] && [ "${simd#* passed, }" = "0 failed" ]; then
+            echo "  FRUGAL_ISA=$lv: frugal run reports $got; test_simd $simd"
+            pass=$((pass + 1))
+        else
+            echo "FAIL: FRUGAL_ISA=$lv under -cpu $cpu: frugal run reports '$got'; test_simd '$simd'"
+            fail=$((fail + 1))
+        fi
+    done
+
     # unit tests (golden tests included)
     units=()
     for t in $(find "$BUILD/tests" -type f -name 'test_*' ! -name '*.d' | sort); do

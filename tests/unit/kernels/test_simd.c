@@ -558,16 +558,12 @@ static void check_arm_levels(const fr_cpu_features *cpu) {
     const bool dp = cpu->neon && cpu->dotprod && cpu->fp16, mm = dp && cpu->i8mm;
     const char *best = mm ? "i8mm" : dp ? "dotprod" : cpu->neon ? "neon" : "ref";
     const char *isa = getenv("FRUGAL_ISA"), *expect = getenv("FRUGAL_EXPECT_ISA");
-    printf("kernels: best %s, active %s (FRUGAL_ISA=%s)\n", fr_kernels_best_isa(), fr_kernels_isa(),
-           isa ? isa : "");
+    const char *start = fr_kernels_isa();            /* the level chosen at start-up */
+    printf("kernels: best %s, active %s (FRUGAL_ISA=%s)\n", fr_kernels_best_isa(), start, isa ? isa : "");
     CHECK_STR(fr_kernels_best_isa(), best);
     if (expect && *expect) CHECK_STR(fr_kernels_best_isa(), expect);
-    if (isa && *isa && fr_kernels_force_isa(isa) == 0) {
-        fr_kernels_force_isa(NULL);
-        /* the start-up level was capped; forcing the best back proves it was */
-        CHECK(fr_kernels_force_isa(isa) == 0);
-        CHECK_STR(fr_kernels_isa(), isa);
-    }
+    if (isa && *isa && fr_kernels_force_isa(isa) == 0) CHECK_STR(start, isa);   /* capped */
+    else CHECK_STR(start, best);
     static const char *const names[] = {"ref", "neon", "dotprod", "i8mm"};
     const bool has[] = {true, cpu->neon, dp, mm};
     for (int i = 0; i < 4; i++) {
