@@ -798,7 +798,7 @@ int fr__tool_parser_push(fr_tool_parser *p, const char *text, size_t len, bool e
             const char *tag = p->kind == FR_CHAT_LLAMA3 ? PYTHON_TAG : MISTRAL_TAG;
             char open = p->kind == FR_CHAT_LLAMA3 ? '{' : '[';
             size_t rest = p->len - i, tl = strlen(tag);
-            if (rest < tl && !memcmp(p->buf + i, tag, rest) && !end) return 0;
+            if (!end && rest < tl && (rest == 0 || !memcmp(p->buf + i, tag, rest))) return 0;
             bool call_like = rest && (p->buf[i] == open || (rest >= tl && !memcmp(p->buf + i, tag, tl)));
             p->mode = call_like ? MODE_WHOLE : MODE_TEXT;
             if (!call_like) p->hermes = false;      /* plain text from here on */
