@@ -70,61 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const model_files[N_MODELS] = {"tiny-llama-q8_0", "tiny-qwen2-q8_0", "tiny-bert-q8_0"};
 static const int caps[8] = {1, 2, 4, 8, 1, 2, 4, 0};   /* 0: no cap */
 
-static struct {
-    bool started;
-    char dir[64];
-    fr_compute *compute;
-    fr_gguf_env env;
-    fr_manager *manager;
-    fr_metrics *metrics;
-    fr_server *server;
-    size_t mem0;
-} g;
-
-static void remove_dir(const char *dir) {
-    for (int i = 0; i < N_MODELS; i++) {
-        char p[400];
-        snprintf(p, sizeof p, "%s/%s.gguf", dir, model_files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
-static void teardown(void) {
-    if (!g.started) return;
-    g.started = false;
-    fr_server_drain(g.server, 5000);
-    fr_server_destroy(g.server);
-    fr_manager_destroy(g.manager);
-    fr_compute_destroy(g.compute);
-    fr_metrics_destroy(g.metrics);
-    remove_dir(g.dir);
-    fh_check_heap(g.mem0);
-}
-
-static void start(void) {
-    fh.name = "fuzz_ollama";
-    fh.deadline_s = DEADLINE_S;
-    fh.max_resp = MAX_RESP;
-    fh_scratch_dir(model_files, N_MODELS, remove_dir, g.dir, sizeof g.dir);
-    g.mem0 = fr_mem_in_use();
-    if (fr_compute_create(1, &g.compute)) die("compute pool: %s", fr_errdetail());
-    g.env = (fr_gguf_env){.compute = g.compute, .n_ctx = N_CTX, .parallel = 2, .queue = 4, .batch_tokens = 256};
-    fr_manager_config mc = {
-        .models_dir = g.dir,
-        .defaults = {.n_ctx = N_CTX, .parallel = 2, .keep_alive_ms = 2000, .threads = 1},
-        .loader = fr_gguf_loader(&g.env),
-    };
-    if (fr_manager_create(&mc, &g.manager)) die("model manager: %s", fr_errdetail());
-    if (fr_metrics_create(&g.metrics)) die("metrics: %s", fr_errdetail());
-    fr_server_config sc = {.host = "127.0.0.1", .port = 0, .max_body = MAX_BODY,
-                           .conn_timeout_ms = 10000, .manager = g.manager, .metrics = g.metrics,
-                           .embed_cache_bytes = 1 << 20};
-    if (fr_server_create(&sc, &g.server)) die("server: %s", fr_errdetail());
-    fh.port = fr_server_port(g.server);
-    g.started = true;
-    atexit(teardown);
-}
+#include "fuzz_models_server.h"
 
 /* The body, with "options":{"num_predict":cap} after the brace of an
  * object that has no options (cap 0: as it is). */
@@ -236,7 +182,7 @@ static void check(const buf *raw, int route, uint8_t b) {
 /* ---- one input ---- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!g.started) start();
+    if (!g.started) start_server("fuzz_ollama", model_files, N_MODELS);
     if (size < 1) return 0;
     uint8_t b = data[0];
     int route = b & 7;
